@@ -1,0 +1,359 @@
+//! Adapters: a channel's bytes and headers in, canonical records or a typed error out.
+//!
+//! Architecture invariant: this module is pure. It does no IO and reads no clock (the current
+//! time is passed in where signatures need it). Channels are described by files in `adapters/`
+//! and run by the declarative engine in [`engine`]; [`registry`] loads them.
+
+pub mod engine;
+pub mod error;
+pub mod path;
+pub mod registry;
+pub mod signature;
+pub mod spec;
+pub mod tree;
+
+use sha2::{Digest, Sha256};
+
+pub use engine::RecordContext;
+pub use error::{FieldError, NormalizeError, SignatureError};
+pub use registry::Registry;
+use spec::{AdapterSpec, Format, RouteTarget, Source};
+use tree::Node;
+
+use crate::model::{GATEWAY_ORDER_FIELDS, Order, OrderId, Record};
+
+/// HTTP headers as an adapter sees them: names compared case-insensitively, values as text.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.0.push((name.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// The first value of a header.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a header that must appear at most once; `Err` when repeated.
+    pub fn unique(&self, name: &str) -> Result<Option<&str>, RepeatedHeader> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k.eq_ignore_ascii_case(name) {
+                if found.is_some() {
+                    return Err(RepeatedHeader);
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A header that must appear once appeared several times (ambiguous, so refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedHeader;
+
+/// Longest idempotency id kept as sent; longer or odd ones are replaced by their hash.
+const MAX_PLAIN_DEDUPE_ID: usize = 200;
+
+/// What a delivery turned into.
+#[derive(Debug, Clone)]
+pub enum Routed {
+    Records(Vec<Record>),
+    /// An authentic delivery of a topic this adapter does not map.
+    Ignored,
+}
+
+/// A loaded adapter definition.
+#[derive(Debug)]
+pub struct Adapter {
+    spec: AdapterSpec,
+}
+
+impl Adapter {
+    pub fn new(spec: AdapterSpec) -> Self {
+        Self { spec }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn spec(&self) -> &AdapterSpec {
+        &self.spec
+    }
+
+    /// Checks a pushed delivery's signature. An adapter without a `[webhook]` section accepts
+    /// no pushed deliveries.
+    pub fn verify(
+        &self,
+        headers: &Headers,
+        body: &[u8],
+        secrets: &[&str],
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        let webhook = self.spec.webhook.as_ref().ok_or(SignatureError::NoSecret)?;
+        signature::verify(&webhook.signature, headers, body, secrets, now)
+    }
+
+    /// The headers worth keeping with a raw delivery so it can be normalized again later:
+    /// the ones the adapter reads ids and topics from. Signatures are not kept.
+    pub fn kept_headers(&self, headers: &Headers) -> Vec<(String, String)> {
+        let Some(w) = &self.spec.webhook else {
+            return Vec::new();
+        };
+        let mut names: Vec<&str> = w
+            .dedupe_id
+            .iter()
+            .chain(w.topic.iter())
+            .filter_map(|s| match s {
+                Source::Header(h) => Some(h.as_str()),
+                Source::Body(_) => None,
+            })
+            .collect();
+        names.push("content-type");
+        headers
+            .iter()
+            .filter(|(k, _)| names.iter().any(|n| n.eq_ignore_ascii_case(k)))
+            .map(|(k, v)| (k.to_string(), v.chars().take(512).collect()))
+            .collect()
+    }
+
+    /// Reads the payload bytes into a document tree.
+    pub fn parse(&self, body: &[u8]) -> Result<Node, NormalizeError> {
+        match self.spec.format {
+            Format::Json | Format::Canonical => {
+                tree::parse_json(body).map_err(|e| NormalizeError::Parse {
+                    format: "JSON",
+                    message: e.0,
+                })
+            }
+        }
+    }
+
+    /// The delivery's idempotency id: the first configured source that is present, else the
+    /// SHA-256 of the body. Odd values (too long, control characters) are replaced by a hash so
+    /// they are safe as store keys and in logs.
+    pub fn dedupe_id(&self, headers: &Headers, doc: Option<&Node>, body: &[u8]) -> String {
+        let sources = self
+            .spec
+            .webhook
+            .as_ref()
+            .map(|w| w.dedupe_id.as_slice())
+            .unwrap_or_default();
+        let found = sources
+            .iter()
+            .find_map(|s| source_value(s, headers, doc).filter(|v| !v.trim().is_empty()));
+        match found {
+            Some(v) if is_plain_id(&v) => v,
+            Some(v) => format!("sha256:{}", hex::encode(Sha256::digest(v.as_bytes()))),
+            None => format!("body-sha256:{}", hex::encode(Sha256::digest(body))),
+        }
+    }
+
+    /// The delivery's topic, when the adapter declares where it is.
+    pub fn topic(&self, headers: &Headers, doc: Option<&Node>) -> Option<String> {
+        let source = self.spec.webhook.as_ref()?.topic.as_ref()?;
+        source_value(source, headers, doc)
+    }
+
+    /// Which record a topic carries.
+    pub fn route(&self, topic: Option<&str>) -> RouteTarget {
+        let routes = self
+            .spec
+            .webhook
+            .as_ref()
+            .map(|w| w.routes.as_slice())
+            .unwrap_or_default();
+        if routes.is_empty() {
+            return RouteTarget::Order;
+        }
+        let Some(topic) = topic else {
+            return RouteTarget::Ignore;
+        };
+        routes
+            .iter()
+            .find(|r| r.topics.iter().any(|t| t == topic))
+            .map(|r| r.record)
+            .unwrap_or(RouteTarget::Ignore)
+    }
+
+    /// Maps an already parsed document to records of the routed kind.
+    pub fn map(
+        &self,
+        doc: &Node,
+        target: RouteTarget,
+        ctx: &RecordContext<'_>,
+    ) -> Result<Routed, NormalizeError> {
+        let no_mapping = |kind| NormalizeError::NoMapping {
+            adapter: self.spec.name.clone(),
+            kind,
+        };
+        let records = match (target, self.spec.format) {
+            (RouteTarget::Ignore, _) => return Ok(Routed::Ignored),
+            (RouteTarget::Order, Format::Canonical) => {
+                vec![Record::Order(Box::new(canonical_order(doc, ctx)?))]
+            }
+            (RouteTarget::Listing, Format::Canonical) => return Err(no_mapping("listing")),
+            (RouteTarget::Order, Format::Json) => {
+                let m = self
+                    .spec
+                    .order
+                    .as_ref()
+                    .ok_or_else(|| no_mapping("order"))?;
+                let order = engine::map_order(m, doc, ctx).map_err(NormalizeError::Fields)?;
+                vec![Record::Order(Box::new(order))]
+            }
+            (RouteTarget::Listing, Format::Json) => {
+                let m = self
+                    .spec
+                    .listing
+                    .as_ref()
+                    .ok_or_else(|| no_mapping("listing"))?;
+                engine::map_listings(m, doc, ctx)
+                    .map_err(NormalizeError::Fields)?
+                    .into_iter()
+                    .map(|l| Record::Listing(Box::new(l)))
+                    .collect()
+            }
+        };
+        let violations: Vec<FieldError> = records
+            .iter()
+            .flat_map(|r| r.validate())
+            .map(|v| FieldError {
+                field: v.path,
+                source: None,
+                problem: v.message,
+            })
+            .collect();
+        if !violations.is_empty() {
+            return Err(NormalizeError::Fields(violations));
+        }
+        Ok(Routed::Records(records))
+    }
+
+    /// Parses, routes and maps a delivery in one go (used by `replay` and tests).
+    pub fn normalize(
+        &self,
+        headers: &Headers,
+        body: &[u8],
+        ctx: &RecordContext<'_>,
+    ) -> Result<Routed, NormalizeError> {
+        let doc = self.parse(body)?;
+        let topic = self.topic(headers, Some(&doc));
+        let target = self.route(topic.as_deref());
+        self.map(&doc, target, ctx)
+    }
+}
+
+fn source_value(source: &Source, headers: &Headers, doc: Option<&Node>) -> Option<String> {
+    match source {
+        Source::Header(name) => headers.get(name).map(str::to_string),
+        Source::Body(path) => doc
+            .and_then(|d| path.get(path::Scope::new(d)))
+            .and_then(Node::scalar_text)
+            .map(str::to_string),
+    }
+}
+
+fn is_plain_id(v: &str) -> bool {
+    v.len() <= MAX_PLAIN_DEDUPE_ID && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads crossgate's canonical order JSON (the mobile app's format). The gateway fields are set
+/// here; a payload that sets them is refused.
+fn canonical_order(doc: &Node, ctx: &RecordContext<'_>) -> Result<Order, NormalizeError> {
+    let fail = |field: &str, problem: &str| {
+        NormalizeError::Fields(vec![FieldError {
+            field: field.to_string(),
+            source: None,
+            problem: problem.to_string(),
+        }])
+    };
+    if !matches!(doc, Node::Object(_)) {
+        return Err(fail("$", "expected a JSON object"));
+    }
+    let set_by_gateway: Vec<FieldError> = GATEWAY_ORDER_FIELDS
+        .iter()
+        .filter(|f| doc.get(f).is_some())
+        .map(|f| FieldError {
+            field: (*f).to_string(),
+            source: None,
+            problem: "is set by the gateway; leave it out".into(),
+        })
+        .collect();
+    if !set_by_gateway.is_empty() {
+        return Err(NormalizeError::Fields(set_by_gateway));
+    }
+    let external_id = doc
+        .get("external_id")
+        .and_then(Node::scalar_text)
+        .unwrap_or_default();
+    let mut json = doc.to_json();
+    let obj = json.as_object_mut().expect("checked object");
+    obj.insert(
+        "id".into(),
+        OrderId::derive(ctx.instance, external_id).as_str().into(),
+    );
+    obj.insert("instance".into(), ctx.instance.into());
+    obj.insert("channel".into(), ctx.channel.into());
+    obj.insert("channel_kind".into(), ctx.channel_kind.as_str().into());
+    obj.insert("account".into(), ctx.account.into());
+    serde_path_to_error::deserialize::<_, Order>(json).map_err(|e| {
+        let field = e.path().to_string();
+        let problem = sanitize_serde_message(&e.into_inner().to_string());
+        fail(if field == "." { "$" } else { &field }, &problem)
+    })
+}
+
+/// serde quotes offending strings in its messages (`invalid type: string "…", expected u32`);
+/// payload text must not travel into responses or dead-letter reasons, so it is cut out.
+fn sanitize_serde_message(msg: &str) -> String {
+    for marker in ["string \"", "value: string \""] {
+        if let Some(start) = msg.find(marker) {
+            let after = start + marker.len() - 1;
+            let end = msg[after..]
+                .find("\", ")
+                .map(|p| after + p + 1)
+                .unwrap_or(msg.len());
+            return format!("{}{}", &msg[..after - 1], &msg[end..]);
+        }
+    }
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_lose_payload_strings() {
+        assert_eq!(
+            sanitize_serde_message(r#"invalid type: string "Zqxvyl Canarytest", expected u32"#),
+            "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            sanitize_serde_message("missing field `lines`"),
+            "missing field `lines`"
+        );
+    }
+
+    #[test]
+    fn headers_are_case_insensitive() {
+        let mut h = Headers::default();
+        h.push("X-Shopify-Topic", "orders/create");
+        assert_eq!(h.get("x-shopify-topic"), Some("orders/create"));
+        assert_eq!(h.unique("X-SHOPIFY-TOPIC"), Ok(Some("orders/create")));
+        h.push("x-shopify-topic", "orders/updated");
+        assert!(h.unique("x-shopify-topic").is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The adapter registry: every channel the gateway can speak, in one place.
+//!
+//! A channel is a file `adapters/<name>.toml` (strictly parsed: unknown keys are errors). Code is
+//! only needed where the declarative engine cannot express a channel; such code is listed in
+//! [`CODE_BACKED`], the one list of Rust-implemented channel behaviour.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Adapter;
+use super::spec::{AdapterSpec, Format, RouteTarget, SignatureSpec};
+
+/// Channel behaviour implemented in Rust rather than in an adapter file, by name. Each entry is
+/// selected from an adapter file by the key named here.
+pub const CODE_BACKED: &[(&str, &str)] = &[
+    (
+        "format = \"canonical\"",
+        "crossgate's own order JSON (mobile app), read with serde into the canonical Order",
+    ),
+    (
+        "signature.scheme = \"hmac_sha256\"",
+        "HMAC-SHA256 of the body in a header (Shopify, WooCommerce)",
+    ),
+    (
+        "signature.scheme = \"standard_webhooks\"",
+        "Standard Webhooks v1 signatures with timestamp tolerance and key rotation",
+    ),
+    (
+        "signature.scheme = \"stripe\"",
+        "Stripe-Signature t=,v1= with timestamp tolerance",
+    ),
+];
+
+/// A problem with one adapter file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+/// All loaded adapters, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    adapters: BTreeMap<String, Arc<Adapter>>,
+}
+
+impl Registry {
+    /// Loads every `*.toml` file of a directory. All problems of all files are reported.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<LoadError>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            vec![LoadError {
+                file: dir.to_path_buf(),
+                message: format!("cannot read the adapter directory: {e}"),
+            }]
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut registry = Registry::default();
+        let mut errors = Vec::new();
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(LoadError {
+                        file,
+                        message: format!("cannot read: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let stem = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            match parse_adapter(&text, &stem) {
+                Ok(spec) => {
+                    registry
+                        .adapters
+                        .insert(spec.name.clone(), Arc::new(Adapter::new(spec)));
+                }
+                Err(messages) => errors.extend(messages.into_iter().map(|message| LoadError {
+                    file: file.clone(),
+                    message,
+                })),
+            }
+        }
+        if errors.is_empty() {
+            Ok(registry)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Adapter>> {
+        self.adapters.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.adapters.keys().map(String::as_str)
+    }
+
+    pub fn insert(&mut self, adapter: Adapter) {
+        self.adapters
+            .insert(adapter.name().to_string(), Arc::new(adapter));
+    }
+}
+
+/// Parses and checks one adapter file. `expected_name` is the file stem.
+pub fn parse_adapter(text: &str, expected_name: &str) -> Result<AdapterSpec, Vec<String>> {
+    let spec: AdapterSpec = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+    let problems = check(&spec, expected_name);
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Checks what the types cannot: names, mappings present for routed records, signature fields.
+fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    if spec.name != expected_name {
+        p.push(format!(
+            "name: '{}' must equal the file name '{expected_name}'",
+            spec.name
+        ));
+    }
+    let valid_name = !spec.name.is_empty()
+        && spec
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid_name {
+        p.push("name: use lower-case letters, digits, '-' and '_'".into());
+    }
+    match spec.format {
+        Format::Canonical => {
+            if spec.order.is_some() || spec.listing.is_some() {
+                p.push("format: canonical payloads need no [order] or [listing] mapping".into());
+            }
+        }
+        Format::Json => {
+            if spec.order.is_none() && spec.listing.is_none() {
+                p.push("an adapter needs an [order] or a [listing] mapping".into());
+            }
+        }
+    }
+    if let Some(w) = &spec.webhook {
+        for (i, r) in w.routes.iter().enumerate() {
+            if r.topics.is_empty() {
+                p.push(format!(
+                    "webhook.routes[{i}].topics: list at least one topic"
+                ));
+            }
+            let needs = match r.record {
+                RouteTarget::Order => spec.order.is_none() && spec.format != Format::Canonical,
+                RouteTarget::Listing => spec.listing.is_none(),
+                RouteTarget::Ignore => false,
+            };
+            if needs {
+                p.push(format!(
+                    "webhook.routes[{i}].record: no mapping for this record kind"
+                ));
+            }
+        }
+        if !w.routes.is_empty() && w.topic.is_none() {
+            p.push("webhook.topic: routes need a topic source".into());
+        }
+        if let SignatureSpec::HmacSha256 { header, .. } = &w.signature
+            && header.trim().is_empty()
+        {
+            p.push("webhook.signature.header: must not be empty".into());
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_paths_are_reported_with_location() {
+        let text = r#"
+name = "x"
+channel_kind = "web_shop"
+format = "json"
+colour = "blue"
+"#;
+        let e = parse_adapter(text, "x").unwrap_err();
+        assert!(e[0].contains("unknown field `colour`"), "{e:?}");
+        assert!(e[0].contains("line 5"), "{e:?}");
+
+        let text = r#"
+name = "y"
+channel_kind = "web_shop"
+format = "json"
+[listing]
+external_id = "id"
+updated_at = "a..b"
+title = "t"
+status = "s"
+"#;
+        let e = parse_adapter(text, "y").unwrap_err();
+        assert!(e[0].contains("empty segment"), "{e:?}");
+        assert!(e[0].contains("line 7"), "{e:?}");
+    }
+
+    #[test]
+    fn name_must_match_file() {
+        let text = "name = \"a\"\nchannel_kind = \"phone\"\nformat = \"canonical\"\n";
+        let e = parse_adapter(text, "b").unwrap_err();
+        assert!(e[0].contains("must equal the file name"));
+        assert!(parse_adapter(text, "a").is_ok());
+    }
+
+    #[test]
+    fn repository_adapters_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters");
+        let reg = Registry::load_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        assert!(reg.get("shopify").is_some());
+        assert!(reg.get("app").is_some());
+    }
+}

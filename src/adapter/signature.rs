@@ -1,0 +1,503 @@
+//! Webhook signature schemes. Every check runs on the raw body bytes, before any parsing, and
+//! compares in constant time after a length check. Several secrets (key rotation) and several
+//! signatures in one header are supported; any match passes.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::Headers;
+use super::error::SignatureError;
+use super::spec::{Encoding, SignatureSpec};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Upper bound on signature header length; longer headers are refused before any work.
+const MAX_SIGNATURE_HEADER: usize = 8 * 1024;
+
+/// HMAC-SHA256 over the concatenation of `parts`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// True when `candidate` equals one of `expected`, in constant time per comparison.
+fn any_matches(expected: &[[u8; 32]], candidate: &[u8]) -> bool {
+    if candidate.len() != 32 {
+        return false;
+    }
+    let mut hit = subtle::Choice::from(0);
+    for e in expected {
+        hit |= e.as_slice().ct_eq(candidate);
+    }
+    hit.into()
+}
+
+fn header<'h>(headers: &'h Headers, name: &str) -> Result<&'h str, SignatureError> {
+    let value = headers
+        .unique(name)
+        .map_err(|_| SignatureError::Malformed)?
+        .ok_or(SignatureError::MissingHeader)?;
+    if value.len() > MAX_SIGNATURE_HEADER {
+        return Err(SignatureError::Malformed);
+    }
+    Ok(value)
+}
+
+/// Parses a unix timestamp written as plain digits and checks it is within `tolerance` of `now`
+/// in both directions.
+fn check_timestamp(text: &str, now: i64, tolerance: u64) -> Result<(), SignatureError> {
+    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::Malformed);
+    }
+    let ts: i64 = text.parse().map_err(|_| SignatureError::Malformed)?;
+    if now.abs_diff(ts) > tolerance {
+        return Err(SignatureError::Expired);
+    }
+    Ok(())
+}
+
+/// Decodes a Standard Webhooks secret (`whsec_<base64>`) into key bytes.
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+/// Verifies a delivery. `now` is the current unix time in seconds (passed in, so tests can
+/// pin the clock).
+pub fn verify(
+    spec: &SignatureSpec,
+    headers: &Headers,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+) -> Result<(), SignatureError> {
+    if secrets.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
+    match spec {
+        SignatureSpec::HmacSha256 {
+            header: name,
+            encoding,
+            prefix,
+            ..
+        } => {
+            let value = header(headers, name)?.trim();
+            let value = match prefix {
+                Some(p) => value
+                    .strip_prefix(p.as_str())
+                    .ok_or(SignatureError::Malformed)?,
+                None => value,
+            };
+            let candidate = match encoding {
+                Encoding::Base64 => BASE64.decode(value),
+                Encoding::Hex => {
+                    hex::decode(value).map_err(|_| base64::DecodeError::InvalidLength(0))
+                }
+            }
+            .map_err(|_| SignatureError::Malformed)?;
+            let expected: Vec<[u8; 32]> = secrets
+                .iter()
+                .map(|s| hmac_sha256(s.as_bytes(), &[body]))
+                .collect();
+            if any_matches(&expected, &candidate) {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        SignatureSpec::StandardWebhooks { tolerance_secs, .. } => {
+            let id = header(headers, "webhook-id")?;
+            let ts = header(headers, "webhook-timestamp")?;
+            let sigs = header(headers, "webhook-signature")?;
+            check_timestamp(ts, now, *tolerance_secs)?;
+            let keys: Vec<Vec<u8>> = secrets
+                .iter()
+                .filter_map(|s| standard_webhooks_key(s))
+                .collect();
+            if keys.is_empty() {
+                return Err(SignatureError::NoSecret);
+            }
+            let expected: Vec<[u8; 32]> = keys
+                .iter()
+                .map(|k| hmac_sha256(k, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+                .collect();
+            let mut matched = false;
+            for entry in sigs.split(' ').filter(|s| !s.is_empty()) {
+                let Some((version, sig)) = entry.split_once(',') else {
+                    continue;
+                };
+                if version != "v1" {
+                    continue;
+                }
+                if let Ok(bytes) = BASE64.decode(sig) {
+                    matched |= any_matches(&expected, &bytes);
+                }
+            }
+            if matched {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        SignatureSpec::Stripe { tolerance_secs, .. } => {
+            let value = header(headers, "stripe-signature")?;
+            let mut timestamp = None;
+            let mut v1 = Vec::new();
+            for item in value.split(',') {
+                let (k, v) = item
+                    .trim()
+                    .split_once('=')
+                    .ok_or(SignatureError::Malformed)?;
+                match k {
+                    "t" if timestamp.is_some() => return Err(SignatureError::Malformed),
+                    "t" => timestamp = Some(v),
+                    "v1" => v1.push(v),
+                    _ => {}
+                }
+            }
+            let t = timestamp.ok_or(SignatureError::Malformed)?;
+            if v1.is_empty() {
+                return Err(SignatureError::Malformed);
+            }
+            check_timestamp(t, now, *tolerance_secs)?;
+            let expected: Vec<[u8; 32]> = secrets
+                .iter()
+                .map(|s| hmac_sha256(s.as_bytes(), &[t.as_bytes(), b".", body]))
+                .collect();
+            let matched = v1
+                .iter()
+                .filter_map(|sig| hex::decode(sig).ok())
+                .fold(false, |acc, bytes| acc | any_matches(&expected, &bytes));
+            if matched {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+    }
+}
+
+/// Signs a body the way a channel would (used by `demo`, the load tool and tests).
+pub fn sign(
+    spec: &SignatureSpec,
+    secret: &str,
+    body: &[u8],
+    delivery_id: &str,
+    now: i64,
+) -> Vec<(String, String)> {
+    match spec {
+        SignatureSpec::HmacSha256 {
+            header,
+            encoding,
+            prefix,
+            ..
+        } => {
+            let tag = hmac_sha256(secret.as_bytes(), &[body]);
+            let enc = match encoding {
+                Encoding::Base64 => BASE64.encode(tag),
+                Encoding::Hex => hex::encode(tag),
+            };
+            vec![(
+                header.clone(),
+                format!("{}{enc}", prefix.as_deref().unwrap_or("")),
+            )]
+        }
+        SignatureSpec::StandardWebhooks { .. } => {
+            let key = standard_webhooks_key(secret).unwrap_or_default();
+            let ts = now.to_string();
+            let tag = hmac_sha256(
+                &key,
+                &[delivery_id.as_bytes(), b".", ts.as_bytes(), b".", body],
+            );
+            vec![
+                ("webhook-id".into(), delivery_id.to_string()),
+                ("webhook-timestamp".into(), ts),
+                (
+                    "webhook-signature".into(),
+                    format!("v1,{}", BASE64.encode(tag)),
+                ),
+            ]
+        }
+        SignatureSpec::Stripe { .. } => {
+            let ts = now.to_string();
+            let tag = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), b".", body]);
+            vec![(
+                "Stripe-Signature".into(),
+                format!("t={ts},v1={}", hex::encode(tag)),
+            )]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn fixture(path: &str) -> Value {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures")
+            .join(path);
+        serde_json::from_slice(
+            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap()
+    }
+
+    fn shopify() -> SignatureSpec {
+        SignatureSpec::HmacSha256 {
+            header: "X-Shopify-Hmac-Sha256".into(),
+            encoding: Encoding::Base64,
+            prefix: None,
+            secret: "webhook".into(),
+        }
+    }
+
+    fn sw() -> SignatureSpec {
+        SignatureSpec::StandardWebhooks {
+            tolerance_secs: 300,
+            secret: "webhook".into(),
+        }
+    }
+
+    fn stripe() -> SignatureSpec {
+        SignatureSpec::Stripe {
+            tolerance_secs: 300,
+            secret: "webhook".into(),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::default();
+        for (k, v) in pairs {
+            h.push(k, v);
+        }
+        h
+    }
+
+    #[test]
+    fn shopify_vectors() {
+        let v = fixture("shopify/webhook-hmac-test-vectors.json");
+        for vector in v["vectors"].as_array().unwrap() {
+            let secret = vector["secret"].as_str().unwrap();
+            let body = vector["body"].as_str().unwrap().as_bytes();
+            let sig = vector["expected_hmac"].as_str().unwrap();
+            let h = headers(&[("X-Shopify-Hmac-Sha256", sig)]);
+            assert_eq!(verify(&shopify(), &h, body, &[secret], 0), Ok(()));
+            assert_eq!(
+                verify(&shopify(), &h, body, &["wrong", secret], 0),
+                Ok(()),
+                "rotation: any secret may match"
+            );
+            let mut tampered = body.to_vec();
+            tampered[0] ^= 1;
+            assert_eq!(
+                verify(&shopify(), &h, &tampered, &[secret], 0),
+                Err(SignatureError::Mismatch)
+            );
+            assert_eq!(
+                verify(&shopify(), &h, body, &["wrong"], 0),
+                Err(SignatureError::Mismatch)
+            );
+            assert_eq!(sign(&shopify(), secret, body, "", 0)[0].1, sig);
+        }
+    }
+
+    #[test]
+    fn standard_webhooks_vectors() {
+        let v = fixture("standard-webhooks/signature-test-vectors.json");
+        for vector in v["vectors"].as_array().unwrap() {
+            let secret = vector["secret"].as_str().unwrap();
+            let id = vector["msg_id"].as_str().unwrap();
+            let ts = vector["timestamp"].as_i64().unwrap();
+            let payload = vector["payload"].as_str().unwrap().as_bytes();
+            let sig = vector["expected_signature"].as_str().unwrap();
+            let ts_s = ts.to_string();
+            let h = headers(&[
+                ("webhook-id", id),
+                ("webhook-timestamp", &ts_s),
+                ("webhook-signature", sig),
+            ]);
+            assert_eq!(verify(&sw(), &h, payload, &[secret], ts), Ok(()));
+            assert_eq!(verify(&sw(), &h, payload, &[secret], ts + 299), Ok(()));
+            assert_eq!(verify(&sw(), &h, payload, &[secret], ts - 299), Ok(()));
+            assert_eq!(
+                verify(&sw(), &h, payload, &[secret], ts + 301),
+                Err(SignatureError::Expired)
+            );
+            assert_eq!(
+                verify(&sw(), &h, payload, &[secret], ts - 301),
+                Err(SignatureError::Expired)
+            );
+            // Rotation: a bad signature first, the good one second.
+            let rotated = format!("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= {sig}");
+            let h2 = headers(&[
+                ("webhook-id", id),
+                ("webhook-timestamp", &ts_s),
+                ("webhook-signature", &rotated),
+            ]);
+            assert_eq!(verify(&sw(), &h2, payload, &[secret], ts), Ok(()));
+            let signed = sign(&sw(), secret, payload, id, ts);
+            assert_eq!(signed[2].1, sig);
+        }
+        // Negative cases from the vector file.
+        let first = &v["vectors"][0];
+        let secret = first["secret"].as_str().unwrap();
+        let ts = first["timestamp"].as_i64().unwrap().to_string();
+        let payload = first["payload"].as_str().unwrap().as_bytes();
+        for neg in v["negative_cases"].as_array().unwrap().iter().skip(1) {
+            let h = headers(&[
+                ("webhook-id", first["msg_id"].as_str().unwrap()),
+                ("webhook-timestamp", &ts),
+                (
+                    "webhook-signature",
+                    neg["signature_header"].as_str().unwrap(),
+                ),
+            ]);
+            assert_eq!(
+                verify(&sw(), &h, payload, &[secret], ts.parse().unwrap()),
+                Err(SignatureError::Mismatch)
+            );
+        }
+        // The Rust library's negative case: the signature is not for this timestamp.
+        let neg = &v["negative_cases"][0];
+        let h = headers(&[
+            ("webhook-id", neg["msg_id"].as_str().unwrap()),
+            ("webhook-timestamp", "1649367553"),
+            (
+                "webhook-signature",
+                neg["signature_header"].as_str().unwrap(),
+            ),
+        ]);
+        assert!(
+            verify(
+                &sw(),
+                &h,
+                neg["payload"].as_str().unwrap().as_bytes(),
+                &[neg["secret"].as_str().unwrap()],
+                1649367553
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn stripe_vectors() {
+        let v = fixture("stripe/webhook-signature-test-vectors.json");
+        let vector = &v["vectors"][0];
+        let secret = vector["secret"].as_str().unwrap();
+        let ts = vector["timestamp"].as_i64().unwrap();
+        let body_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/stripe")
+            .join(vector["body_file"].as_str().unwrap());
+        let body = std::fs::read(body_path).unwrap();
+        let header_value = vector["stripe_signature_header"].as_str().unwrap();
+        let h = headers(&[("Stripe-Signature", header_value)]);
+        assert_eq!(verify(&stripe(), &h, &body, &[secret], ts + 100), Ok(()));
+        assert_eq!(
+            verify(&stripe(), &h, &body, &[secret], ts + 301),
+            Err(SignatureError::Expired)
+        );
+        assert_eq!(
+            verify(&stripe(), &h, &body, &[secret], ts - 301),
+            Err(SignatureError::Expired),
+            "future timestamps beyond the tolerance are refused too"
+        );
+        // The signature covers the trailing newline.
+        let trimmed = &body[..body.len() - 1];
+        assert_eq!(
+            verify(&stripe(), &h, trimmed, &[secret], ts),
+            Err(SignatureError::Mismatch)
+        );
+        for neg in v["negative_cases"].as_array().unwrap() {
+            let h = headers(&[("Stripe-Signature", neg["header"].as_str().unwrap())]);
+            assert!(verify(&stripe(), &h, &body, &[secret], ts).is_err());
+        }
+        // Several v1 entries: any match passes.
+        let multi = format!(
+            "t={ts},v1={},v1={}",
+            "00".repeat(32),
+            vector["expected_v1"].as_str().unwrap()
+        );
+        let h = headers(&[("Stripe-Signature", &multi)]);
+        assert_eq!(verify(&stripe(), &h, &body, &[secret], ts), Ok(()));
+        let expected_v1 = vector["expected_v1"].as_str().unwrap();
+        assert!(
+            sign(&stripe(), secret, &body, "", ts)[0]
+                .1
+                .ends_with(expected_v1)
+        );
+    }
+
+    #[test]
+    fn malformed_headers_never_pass() {
+        let body = b"{}";
+        let now = 1_700_000_000;
+        let good = sign(&stripe(), "s", body, "", now)[0].1.clone();
+        let t = now.to_string();
+        for bad in [
+            String::new(),
+            "v1,".into(),
+            "t=".into(),
+            format!("t={t}"),
+            format!("t={t},v1="),
+            format!("t=1,{good}"),
+            format!("t=-1,v1={}", "00".repeat(32)),
+            format!("t=1e3,v1={}", "00".repeat(32)),
+            format!("t=99999999999999999999,v1={}", "00".repeat(32)),
+            format!("{good},t={t}"),
+            "x".repeat(10_000),
+        ] {
+            let h = headers(&[("Stripe-Signature", &bad)]);
+            assert!(verify(&stripe(), &h, body, &["s"], now).is_err(), "{bad:?}");
+        }
+        let sw_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        for bad in ["v1,", "v1", "v1,,", "v1, ", "v2,abc", "V1,abc", ""] {
+            let h = headers(&[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &t),
+                ("webhook-signature", bad),
+            ]);
+            assert!(
+                verify(&sw(), &h, body, &[sw_secret], now).is_err(),
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "sha256=", "AAAA", "not base64!!", &"A".repeat(100)] {
+            let h = headers(&[("X-Shopify-Hmac-Sha256", bad)]);
+            assert!(
+                verify(&shopify(), &h, body, &["s"], now).is_err(),
+                "{bad:?}"
+            );
+        }
+        // Missing header and repeated header.
+        assert_eq!(
+            verify(&shopify(), &Headers::default(), body, &["s"], now),
+            Err(SignatureError::MissingHeader)
+        );
+        let sig = sign(&shopify(), "s", body, "", now)[0].1.clone();
+        let twice = headers(&[
+            ("X-Shopify-Hmac-Sha256", &sig),
+            ("x-shopify-hmac-sha256", &sig),
+        ]);
+        assert_eq!(
+            verify(&shopify(), &twice, body, &["s"], now),
+            Err(SignatureError::Malformed)
+        );
+        // Header names are case-insensitive.
+        let lower = headers(&[("x-shopify-hmac-sha256", &sig)]);
+        assert_eq!(verify(&shopify(), &lower, body, &["s"], now), Ok(()));
+        assert_eq!(
+            verify(&shopify(), &lower, body, &[], now),
+            Err(SignatureError::NoSecret)
+        );
+    }
+}

@@ -1,0 +1,680 @@
+//! The adapter definition file format (`adapters/<name>.toml`), as Rust types.
+//!
+//! These types are the single source of truth: the strict TOML parser uses them (unknown keys are
+//! errors) and `schemas/adapter.schema.json` is generated from them. Paths and expressions are
+//! checked while the file is read, so a bad path is reported with its line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::path::Path;
+use crate::model::ChannelKind;
+
+/// One channel's adapter: how its payloads are authenticated and mapped to canonical records.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSpec {
+    /// Adapter name; must equal the file name without `.toml`.
+    pub name: String,
+    /// What the channel is, for people reading the file.
+    #[serde(default)]
+    pub description: String,
+    pub channel_kind: ChannelKind,
+    /// How payload bytes are read.
+    pub format: Format,
+    /// How pushed deliveries are authenticated, deduplicated and routed.
+    #[serde(default)]
+    pub webhook: Option<WebhookSpec>,
+    /// How an order is mapped.
+    #[serde(default)]
+    pub order: Option<OrderMapping>,
+    /// How listings are mapped.
+    #[serde(default)]
+    pub listing: Option<ListingMapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// A channel-specific JSON document, mapped by `[order]` / `[listing]`.
+    Json,
+    /// crossgate's own canonical order JSON (the merchant's mobile app); no mapping needed.
+    Canonical,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    pub signature: SignatureSpec,
+    /// Where the delivery's idempotency id is; the first one present wins. Without one, the
+    /// SHA-256 of the body is used, so only byte-identical re-sends are recognised.
+    #[serde(default)]
+    pub dedupe_id: Vec<Source>,
+    /// Where the topic (event type) is, when routes depend on it.
+    #[serde(default)]
+    pub topic: Option<Source>,
+    /// Which topics carry which record. Without routes every delivery is an order.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Where a value of the delivery is: an HTTP header or a path in the body.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    Header(String),
+    Body(#[schemars(with = "String")] Path),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub topics: Vec<String>,
+    pub record: RouteTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteTarget {
+    Order,
+    Listing,
+    /// Authentic but not needed: stored raw and acknowledged, not normalized.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Base64,
+    Hex,
+}
+
+fn default_secret() -> String {
+    "webhook".into()
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// How a delivery proves it comes from the channel. `secret` names the instance secret to use.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "scheme", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SignatureSpec {
+    /// HMAC-SHA256 of the raw body in a header (Shopify, WooCommerce, GitHub style).
+    HmacSha256 {
+        header: String,
+        encoding: Encoding,
+        /// Text before the signature in the header, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: Option<String>,
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1,<base64>`,
+    /// space-separated for key rotation); secrets are `whsec_<base64>`.
+    StandardWebhooks {
+        #[serde(default = "default_tolerance")]
+        tolerance_secs: u64,
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+    /// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>]` over `"{t}.{body}"`.
+    Stripe {
+        #[serde(default = "default_tolerance")]
+        tolerance_secs: u64,
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+}
+
+impl SignatureSpec {
+    pub fn secret_name(&self) -> &str {
+        match self {
+            SignatureSpec::HmacSha256 { secret, .. }
+            | SignatureSpec::StandardWebhooks { secret, .. }
+            | SignatureSpec::Stripe { secret, .. } => secret,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expressions
+// ---------------------------------------------------------------------------------------------
+
+/// How a field's value is found. Written either as a path string (`"customer.email"`) or as a
+/// table with exactly one of `path`, `value`, `coalesce`, `sum`, `join`, `when`, plus optional
+/// `map`, `default` and `date`.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    /// Value translation (e.g. channel status → canonical status). A value not in the map is
+    /// treated as absent.
+    pub map: Option<BTreeMap<String, String>>,
+    /// Used when the value is absent (missing, null or blank).
+    pub default: Option<String>,
+    /// How to read a date-time.
+    pub date: Option<DateFormat>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    Path(Path),
+    Value(String),
+    /// The first alternative that gives a value.
+    Coalesce(Vec<Expr>),
+    /// Sum of every number a wildcard path matches (0 when none).
+    Sum(Path),
+    /// The present parts joined by `sep`.
+    Join {
+        parts: Vec<Expr>,
+        sep: String,
+    },
+    /// `then` when the path holds a value other than `false`.
+    When {
+        path: Path,
+        then: String,
+    },
+}
+
+/// A scalar written in an adapter file (`value = "paid"`, `value = 0`, `default = false`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Literal {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl Literal {
+    fn into_text(self) -> String {
+        match self {
+            Literal::Text(s) => s,
+            Literal::Integer(i) => i.to_string(),
+            Literal::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Date-time formats.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DateFormat {
+    Named(NamedDateFormat),
+    /// A `strftime` pattern read in an IANA zone, e.g.
+    /// `{ pattern = "%Y-%m-%d %H:%M:%S", zone = "Asia/Shanghai" }`.
+    Pattern(DatePattern),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedDateFormat {
+    Rfc3339,
+    Rfc2822,
+    /// Seconds since the Unix epoch (number or string), read as UTC.
+    Unix,
+    /// Milliseconds since the Unix epoch, read as UTC.
+    UnixMs,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatePattern {
+    pub pattern: String,
+    pub zone: String,
+}
+
+/// The table form of an expression, as written in TOML (used for reading and the schema).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ExprTable {
+    path: Option<String>,
+    value: Option<Literal>,
+    coalesce: Option<Vec<Expr>>,
+    sum: Option<String>,
+    join: Option<Vec<Expr>>,
+    /// Separator for `join` (default one space).
+    sep: Option<String>,
+    when: Option<String>,
+    then: Option<Literal>,
+    map: Option<BTreeMap<String, Literal>>,
+    default: Option<Literal>,
+    date: Option<DateFormat>,
+}
+
+/// Schema-only mirror of [`Expr`]'s two written forms.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ExprRepr {
+    Path(String),
+    Table(Box<ExprTable>),
+}
+
+fn path_no_wildcard(text: &str) -> Result<Path, String> {
+    let p = Path::parse(text).map_err(|e| e.to_string())?;
+    if p.has_wildcard() {
+        return Err(format!(
+            "path '{text}' has [*]: use `sum` for totals or `each` for arrays"
+        ));
+    }
+    Ok(p)
+}
+
+impl TryFrom<ExprTable> for Expr {
+    type Error = String;
+
+    fn try_from(t: ExprTable) -> Result<Self, String> {
+        let sources = [
+            t.path.is_some(),
+            t.value.is_some(),
+            t.coalesce.is_some(),
+            t.sum.is_some(),
+            t.join.is_some(),
+            t.when.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources != 1 {
+            return Err(
+                "an expression needs exactly one of `path`, `value`, `coalesce`, `sum`, `join`, `when`"
+                    .into(),
+            );
+        }
+        if t.then.is_some() != t.when.is_some() {
+            return Err("`when` and `then` go together".into());
+        }
+        if t.sep.is_some() && t.join.is_none() {
+            return Err("`sep` only applies to `join`".into());
+        }
+        let kind = if let Some(p) = t.path {
+            ExprKind::Path(path_no_wildcard(&p)?)
+        } else if let Some(v) = t.value {
+            ExprKind::Value(v.into_text())
+        } else if let Some(items) = t.coalesce {
+            if items.is_empty() {
+                return Err("`coalesce` needs at least one alternative".into());
+            }
+            ExprKind::Coalesce(items)
+        } else if let Some(p) = t.sum {
+            ExprKind::Sum(Path::parse(&p).map_err(|e| e.to_string())?)
+        } else if let Some(parts) = t.join {
+            ExprKind::Join {
+                parts,
+                sep: t.sep.unwrap_or_else(|| " ".into()),
+            }
+        } else {
+            let when = t.when.expect("counted above");
+            ExprKind::When {
+                path: path_no_wildcard(&when)?,
+                then: t.then.expect("checked above").into_text(),
+            }
+        };
+        Ok(Expr {
+            kind,
+            map: t.map.map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (k, v.into_text()))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+            default: t.default.map(Literal::into_text),
+            date: t.date,
+        })
+    }
+}
+
+impl Expr {
+    pub fn path(p: Path) -> Self {
+        Expr {
+            kind: ExprKind::Path(p),
+            map: None,
+            default: None,
+            date: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Expr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Expr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path string or an expression table")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Expr, E> {
+                path_no_wildcard(s).map(Expr::path).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Expr, A::Error> {
+                let table = ExprTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Expr::try_from(table).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Expr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expr".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ExprRepr::json_schema(generator)
+    }
+}
+
+/// A money value: an amount and (optionally) its currency. Written as a path string to the
+/// amount (the currency is then the order's) or as a table.
+#[derive(Debug, Clone)]
+pub struct MoneySpec {
+    pub amount: Expr,
+    /// Where the currency code is; the order currency when omitted.
+    pub currency: Option<Expr>,
+    /// The amount is an integer count of minor units (cents, fen).
+    pub minor_units: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MoneyTable {
+    amount: Expr,
+    #[serde(default)]
+    currency: Option<Expr>,
+    #[serde(default)]
+    minor_units: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum MoneyRepr {
+    AmountPath(String),
+    Table(Box<MoneyTable>),
+}
+
+impl<'de> Deserialize<'de> for MoneySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MoneySpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path to the amount or a table with `amount` and `currency`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<MoneySpec, E> {
+                Ok(MoneySpec {
+                    amount: path_no_wildcard(s).map(Expr::path).map_err(E::custom)?,
+                    currency: None,
+                    minor_units: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MoneySpec, A::Error> {
+                let t = MoneyTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MoneySpec {
+                    amount: t.amount,
+                    currency: t.currency,
+                    minor_units: t.minor_units,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for MoneySpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MoneySpec".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        MoneyRepr::json_schema(generator)
+    }
+}
+
+/// A path to an array (or to one value, which counts as a one-element array); `[*]` allowed.
+#[derive(Debug, Clone)]
+pub struct Each(pub Path);
+
+impl<'de> Deserialize<'de> for Each {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Path::parse(&s).map(Each).map_err(de::Error::custom)
+    }
+}
+
+impl JsonSchema for Each {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ArrayPath".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "description": "path to an array; [*] allowed" })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record mappings
+// ---------------------------------------------------------------------------------------------
+
+/// How an order is read. Paths are relative to `root` unless anchored (`$` document, `^` order).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderMapping {
+    /// Where the order object is (default: the document root). A `coalesce` handles payloads
+    /// that are sometimes wrapped (`{"order": {...}}`) and sometimes not.
+    #[serde(default)]
+    pub root: Option<Expr>,
+    pub external_id: Expr,
+    #[serde(default)]
+    pub number: Option<Expr>,
+    /// The channel's last-modified time; it orders revisions.
+    pub updated_at: Expr,
+    /// A version counter, when the channel has one.
+    #[serde(default)]
+    pub sequence: Option<Expr>,
+    pub placed_at: Expr,
+    /// Must give one of: created, paid, fulfilled, delivered, cancelled, partially_refunded, refunded.
+    pub status: Expr,
+    /// The currency the buyer paid in (presentment currency).
+    pub currency: Expr,
+    #[serde(default)]
+    pub taxes_included: Option<Expr>,
+    #[serde(default)]
+    pub customer: Option<CustomerMapping>,
+    #[serde(default)]
+    pub billing_address: Option<AddressMapping>,
+    #[serde(default)]
+    pub shipping_address: Option<AddressMapping>,
+    pub lines: LinesMapping,
+    #[serde(default)]
+    pub discounts: Option<DiscountsMapping>,
+    #[serde(default)]
+    pub tax_lines: Option<TaxLinesMapping>,
+    pub totals: TotalsMapping,
+    /// The same totals in the merchant's settlement currency (Shopify shop money).
+    #[serde(default)]
+    pub settlement: Option<SettlementMapping>,
+    #[serde(default)]
+    pub payments: Option<PaymentsMapping>,
+    #[serde(default)]
+    pub shipments: Option<ShipmentsMapping>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerMapping {
+    #[serde(default)]
+    pub external_id: Option<Expr>,
+    #[serde(default)]
+    pub email: Option<Expr>,
+    #[serde(default)]
+    pub phone: Option<Expr>,
+    #[serde(default)]
+    pub name: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressMapping {
+    /// Where the address object is; no address when it is absent.
+    pub root: Expr,
+    #[serde(default)]
+    pub name: Option<Expr>,
+    #[serde(default)]
+    pub company: Option<Expr>,
+    #[serde(default)]
+    pub line1: Option<Expr>,
+    #[serde(default)]
+    pub line2: Option<Expr>,
+    #[serde(default)]
+    pub city: Option<Expr>,
+    #[serde(default)]
+    pub region: Option<Expr>,
+    #[serde(default)]
+    pub postal_code: Option<Expr>,
+    /// ISO 3166-1 alpha-2 code.
+    pub country: Expr,
+    #[serde(default)]
+    pub phone: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinesMapping {
+    pub each: Each,
+    #[serde(default)]
+    pub line_id: Option<Expr>,
+    #[serde(default)]
+    pub sku: Option<Expr>,
+    #[serde(default)]
+    pub product_id: Option<Expr>,
+    pub title: Expr,
+    pub quantity: Expr,
+    pub unit_price: MoneySpec,
+    /// Discount on the whole line; zero when omitted.
+    #[serde(default)]
+    pub discount: Option<MoneySpec>,
+    /// Tax on the whole line; zero when omitted.
+    #[serde(default)]
+    pub tax: Option<MoneySpec>,
+    #[serde(default)]
+    pub hs_code: Option<Expr>,
+    #[serde(default)]
+    pub origin_country: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountsMapping {
+    pub each: Each,
+    #[serde(default)]
+    pub code: Option<Expr>,
+    pub amount: MoneySpec,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxLinesMapping {
+    pub each: Each,
+    pub title: Expr,
+    #[serde(default)]
+    pub rate: Option<Expr>,
+    pub amount: MoneySpec,
+    #[serde(default)]
+    pub channel_liable: Option<Expr>,
+}
+
+/// Order totals. Omitted parts are derived: subtotal = Σ unit price × quantity, shipping = 0,
+/// discount = Σ line discounts + Σ order discounts, tax = Σ line tax.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotalsMapping {
+    #[serde(default)]
+    pub subtotal: Option<MoneySpec>,
+    #[serde(default)]
+    pub shipping: Option<MoneySpec>,
+    #[serde(default)]
+    pub discount: Option<MoneySpec>,
+    #[serde(default)]
+    pub tax: Option<MoneySpec>,
+    pub grand_total: MoneySpec,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementMapping {
+    pub currency: Expr,
+    pub subtotal: MoneySpec,
+    pub shipping: MoneySpec,
+    pub discount: MoneySpec,
+    pub tax: MoneySpec,
+    pub grand_total: MoneySpec,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsMapping {
+    pub each: Each,
+    #[serde(default)]
+    pub id: Option<Expr>,
+    #[serde(default)]
+    pub gateway: Option<Expr>,
+    /// Must give one of: pending, authorized, paid, partially_refunded, refunded, failed, voided.
+    pub status: Expr,
+    pub amount: MoneySpec,
+    #[serde(default)]
+    pub processed_at: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentsMapping {
+    pub each: Each,
+    #[serde(default)]
+    pub id: Option<Expr>,
+    #[serde(default)]
+    pub carrier: Option<Expr>,
+    /// Path (relative to the shipment, `[*]` allowed) to the tracking numbers.
+    #[serde(default)]
+    pub tracking_numbers: Option<Each>,
+    /// Must give one of: pending, shipped, in_transit, delivered, failed, cancelled.
+    pub status: Expr,
+    #[serde(default)]
+    pub shipped_at: Option<Expr>,
+}
+
+/// How listings are read: one listing per element of `each` (e.g. per variant).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingMapping {
+    /// Where the product object is (default: the document root); `^` paths start here.
+    #[serde(default)]
+    pub root: Option<Expr>,
+    /// One listing per element (e.g. `variants`); one listing for the root when omitted.
+    #[serde(default)]
+    pub each: Option<Each>,
+    pub external_id: Expr,
+    #[serde(default)]
+    pub product_id: Option<Expr>,
+    pub updated_at: Expr,
+    #[serde(default)]
+    pub sku: Option<Expr>,
+    pub title: Expr,
+    #[serde(default)]
+    pub description: Option<Expr>,
+    #[serde(default)]
+    pub category: Option<Expr>,
+    #[serde(default)]
+    pub brand: Option<Expr>,
+    #[serde(default)]
+    pub price: Option<MoneySpec>,
+    /// The currency of `price` when its spec gives none.
+    #[serde(default)]
+    pub currency: Option<Expr>,
+    #[serde(default)]
+    pub stock: Option<Expr>,
+    /// Must give one of: active, inactive, draft, deleted.
+    pub status: Expr,
+}

@@ -1,0 +1,267 @@
+//! A document tree that every input format (JSON, XML, CSV) is read into before mapping.
+//!
+//! JSON is parsed strictly:
+//! - numbers keep their exact text (serde_json's `arbitrary_precision`), so `19.999999999999999999`
+//!   never silently becomes `20.0` and a 400-digit number is refused when it is read as an amount;
+//! - a key repeated in one object is an error (`{"qty":1,"qty":-1}` is not "last wins");
+//! - nesting is capped by serde_json's recursion limit (128);
+//! - trailing garbage after the value is an error.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+
+/// serde_json hands arbitrary-precision numbers to a visitor as a one-entry map under this key.
+/// A unit test pins it, so a serde_json change is caught here and not in production.
+const SERDE_JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Objects with more keys than this use a hash set for the duplicate check.
+const LINEAR_DUP_CHECK_MAX: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    /// A number, as its exact source text.
+    Number(String),
+    String(String),
+    Array(Vec<Node>),
+    /// Keys in document order; keys are unique.
+    Object(Vec<(String, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl Node {
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Null)
+    }
+
+    /// Null, an empty string, or an empty array/object.
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Node::Null => true,
+            Node::String(s) => s.trim().is_empty(),
+            Node::Array(a) => a.is_empty(),
+            Node::Object(o) => o.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The scalar text of a string, number or boolean.
+    pub fn scalar_text(&self) -> Option<&str> {
+        match self {
+            Node::String(s) => Some(s),
+            Node::Number(n) => Some(n),
+            Node::Bool(true) => Some("true"),
+            Node::Bool(false) => Some("false"),
+            _ => None,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Node::Null => "null",
+            Node::Bool(_) => "boolean",
+            Node::Number(_) => "number",
+            Node::String(_) => "string",
+            Node::Array(_) => "array",
+            Node::Object(_) => "object",
+        }
+    }
+
+    /// Converts to a serde_json value (numbers stay exact).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map(Value::Number)
+                .unwrap_or_else(|_| Value::String(n.clone())),
+            Node::String(s) => Value::String(s.clone()),
+            Node::Array(a) => Value::Array(a.iter().map(Node::to_json).collect()),
+            Node::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect::<serde_json::Map<_, _>>(),
+            ),
+        }
+    }
+}
+
+/// Parses JSON bytes strictly (see the module docs). A UTF-8 byte-order mark is skipped.
+pub fn parse_json(bytes: &[u8]) -> Result<Node, ParseError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let node = Node::deserialize(&mut de).map_err(|e| ParseError(json_error_message(&e)))?;
+    de.end().map_err(|e| ParseError(json_error_message(&e)))?;
+    Ok(node)
+}
+
+fn json_error_message(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "the body ends before the JSON value is complete",
+        serde_json::error::Category::Syntax => "the body is not valid JSON",
+        serde_json::error::Category::Data => "the JSON is not acceptable",
+        serde_json::error::Category::Io => "the body could not be read",
+    };
+    format!("{what}: {e}")
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Number(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Number(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
+        // With arbitrary_precision serde_json never calls this; refusing keeps f64 out for good.
+        Err(E::custom("floating-point numbers are not accepted"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Node::Object(Vec::new()));
+        };
+        if first == SERDE_JSON_NUMBER_TOKEN {
+            let text: String = map.next_value()?;
+            return Ok(Node::Number(text));
+        }
+        let mut entries: Vec<(String, Node)> = Vec::new();
+        let mut seen: Option<HashSet<String>> = None;
+        let mut key = first;
+        loop {
+            let duplicate = match &mut seen {
+                Some(set) => !set.insert(key.clone()),
+                None => entries.iter().any(|(k, _)| *k == key),
+            };
+            if duplicate {
+                let shown: String = key.chars().take(40).collect();
+                return Err(de::Error::custom(format!("duplicate key \"{shown}\"")));
+            }
+            let value: Node = map.next_value()?;
+            entries.push((key, value));
+            if seen.is_none() && entries.len() > LINEAR_DUP_CHECK_MAX {
+                seen = Some(entries.iter().map(|(k, _)| k.clone()).collect());
+            }
+            match map.next_key::<String>()? {
+                Some(k) => key = k,
+                None => break,
+            }
+        }
+        Ok(Node::Object(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_exact_text() {
+        let n = parse_json(
+            br#"{"a": 19.999999999999999999, "b": 12345678901234567890123, "c": -0, "d": 1e400}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            n.get("a"),
+            Some(&Node::Number("19.999999999999999999".into()))
+        );
+        assert_eq!(
+            n.get("b"),
+            Some(&Node::Number("12345678901234567890123".into()))
+        );
+        assert_eq!(n.get("c"), Some(&Node::Number("-0".into())));
+        assert_eq!(n.get("d"), Some(&Node::Number("1e+400".into())));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_small_and_large_objects() {
+        let e = parse_json(br#"{"total":1,"total":-1}"#).unwrap_err();
+        assert!(e.0.contains("duplicate key \"total\""), "{e}");
+        let mut big = String::from("{");
+        for i in 0..40 {
+            big.push_str(&format!("\"k{i}\":{i},"));
+        }
+        big.push_str("\"k3\":0}");
+        assert!(parse_json(big.as_bytes()).unwrap_err().0.contains("k3"));
+        // Case twins are different keys.
+        assert!(parse_json(br#"{"id":1,"ID":2}"#).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let e = parse_json(deep.as_bytes()).unwrap_err();
+        assert!(e.0.contains("recursion limit"), "{e}");
+        let ok = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse_json(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn framing_errors() {
+        assert!(parse_json(b"").is_err());
+        assert!(parse_json(br#"{"id":1}}"#).is_err());
+        assert!(parse_json(b"NaN").is_err());
+        assert!(parse_json(b"not json").is_err());
+        assert!(parse_json(b"\xEF\xBB\xBF{\"a\":1}").is_ok());
+        assert!(parse_json(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn to_json_round_trips_numbers() {
+        let n = parse_json(br#"{"a":[1,2.50,"x",null,true]}"#).unwrap();
+        assert_eq!(n.to_json().to_string(), r#"{"a":[1,2.50,"x",null,true]}"#);
+    }
+}

@@ -1,0 +1,602 @@
+//! Configuration, read in two phases:
+//! 1. a strict parse of the TOML file into [`raw::RawConfig`] (unknown keys are errors, reported
+//!    with line and column);
+//! 2. validation into [`Config`], which reports *every* problem with its path
+//!    (`instance[2].secrets.webhook: …`), resolves `${ENV}` secret references against an
+//!    environment map (so tests can pass their own) and loads the adapter registry.
+
+pub mod raw;
+pub mod secret;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raw::RawConfig;
+pub use raw::{Backend, Environment};
+pub use secret::Secret;
+
+use crate::adapter::spec::SignatureSpec;
+use crate::adapter::{Adapter, Registry};
+use crate::model::validate_instance_id;
+
+/// One config problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Everything wrong with a config file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} problem(s) in {}:\n{}", .issues.len(), .file.display(), .issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub issues: Vec<Issue>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub environment: Environment,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub registry: Registry,
+    pub instances: BTreeMap<String, Arc<Instance>>,
+    /// Secrets that fell back to their development default (names of variables only).
+    pub dev_defaults: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_in_flight: usize,
+    pub api_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: Secret,
+    pub redis_prefix: String,
+    pub redis_timeout: Duration,
+    pub redis_require_fsync: bool,
+    pub dedupe_ttl: Duration,
+    pub raw_retention: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub json: bool,
+    pub level: String,
+}
+
+/// A configured channel instance with its adapter and resolved secrets.
+#[derive(Debug)]
+pub struct Instance {
+    pub id: String,
+    pub adapter: Arc<Adapter>,
+    pub account: String,
+    /// Secrets by name; several values during a key rotation.
+    pub secrets: BTreeMap<String, Vec<Secret>>,
+}
+
+impl Instance {
+    /// The secrets the adapter's webhook signature uses.
+    pub fn webhook_secrets(&self) -> Vec<&str> {
+        let name = self
+            .adapter
+            .spec()
+            .webhook
+            .as_ref()
+            .map(|w| w.signature.secret_name())
+            .unwrap_or("webhook");
+        self.secrets
+            .get(name)
+            .map(|v| v.iter().map(Secret::expose).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file against the process environment.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_with_env(file, &env)
+    }
+
+    pub fn load_with_env(file: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let err = |issues| ConfigError {
+            file: file.to_path_buf(),
+            issues,
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            err(vec![Issue {
+                path: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let raw = parse(&text).map_err(|i| err(vec![i]))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        validate(raw, base, file, env).map_err(err)
+    }
+}
+
+/// Phase one: strict TOML parse.
+pub fn parse(text: &str) -> Result<RawConfig, Issue> {
+    toml::from_str(text).map_err(|e| Issue {
+        path: "(syntax)".into(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Phase two: validate everything, collecting every issue.
+pub fn validate(
+    raw: RawConfig,
+    base: &Path,
+    file: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Config, Vec<Issue>> {
+    let mut issues = Vec::new();
+    let mut dev_defaults = Vec::new();
+    let production = raw.environment == Environment::Production;
+    let mut issue = |path: &str, message: String| {
+        issues.push(Issue {
+            path: path.to_string(),
+            message,
+        })
+    };
+
+    let mut secret = |path: &str,
+                      text: &str,
+                      issue: &mut dyn FnMut(&str, String)|
+     -> Option<Secret> {
+        let r = match secret::parse_env_ref(text) {
+            Ok(r) => r,
+            Err(e) => {
+                issue(path, e);
+                return None;
+            }
+        };
+        match secret::resolve(&r, env) {
+            Ok(s) if s.from_default && production => {
+                issue(
+                    path,
+                    format!(
+                        "development default used in production; set the environment variable {}",
+                        s.var
+                    ),
+                );
+                None
+            }
+            Ok(s) => {
+                if s.from_default {
+                    dev_defaults.push(s.var.clone());
+                }
+                Some(s)
+            }
+            Err(e) => {
+                issue(path, e);
+                None
+            }
+        }
+    };
+
+    // [server]
+    let listen = raw
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| "must be an address and port such as 127.0.0.1:8080".to_string());
+    let listen = match listen {
+        Ok(a) => Some(a),
+        Err(m) => {
+            issue("server.listen", m);
+            None
+        }
+    };
+    if !(1024..=64 * 1024 * 1024).contains(&raw.server.body_limit_bytes) {
+        issue(
+            "server.body_limit_bytes",
+            "must be between 1024 and 67108864 (64 MiB)".into(),
+        );
+    }
+    for (name, v) in [
+        (
+            "server.request_timeout_secs",
+            raw.server.request_timeout_secs,
+        ),
+        (
+            "server.header_read_timeout_secs",
+            raw.server.header_read_timeout_secs,
+        ),
+    ] {
+        if !(1..=300).contains(&v) {
+            issue(name, "must be between 1 and 300 seconds".into());
+        }
+    }
+    if raw.server.max_in_flight == 0 {
+        issue("server.max_in_flight", "must be at least 1".into());
+    }
+    let api_token = raw
+        .server
+        .api_token
+        .as_deref()
+        .and_then(|t| secret("server.api_token", t, &mut issue));
+    if production && raw.server.api_token.is_none() {
+        issue(
+            "server.api_token",
+            "is required in production (the /v1 API returns personal data)".into(),
+        );
+    }
+
+    // [store]
+    let redis_url = if raw.store.redis_url.starts_with("${") {
+        secret("store.redis_url", &raw.store.redis_url, &mut issue)
+    } else {
+        Some(Secret::literal("(config)", &raw.store.redis_url))
+    };
+    if raw.store.backend == Backend::Redis
+        && let Some(url) = &redis_url
+        && redis::Client::open(url.expose()).is_err()
+    {
+        issue(
+            "store.redis_url",
+            "is not a valid redis:// or rediss:// URL".into(),
+        );
+    }
+    if raw.store.redis_prefix.is_empty()
+        || !raw
+            .store
+            .redis_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        issue(
+            "store.redis_prefix",
+            "use letters, digits, '-' and '_' (no ':' or braces)".into(),
+        );
+    }
+    if !(100..=60_000).contains(&raw.store.redis_timeout_ms) {
+        issue(
+            "store.redis_timeout_ms",
+            "must be between 100 and 60000".into(),
+        );
+    }
+    if raw.store.dedupe_ttl_secs < 3600 {
+        issue(
+            "store.dedupe_ttl_secs",
+            "must be at least 3600; channels retry for hours to days".into(),
+        );
+    }
+    if raw.store.raw_retention_secs < 3600 {
+        issue("store.raw_retention_secs", "must be at least 3600".into());
+    }
+
+    // [log]
+    let json_logs = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        _ => {
+            issue("log.format", "must be \"text\" or \"json\"".into());
+            false
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        issue(
+            "log.level",
+            "is not a tracing filter (e.g. \"info\" or \"crossgate=debug,info\")".into(),
+        );
+    }
+
+    // adapters
+    let adapters_dir = resolve_path(base, &raw.adapters_dir);
+    let registry = match Registry::load_dir(&adapters_dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors {
+                let file = e
+                    .file
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                issue(&format!("adapters_dir/{file}"), e.message);
+            }
+            Registry::default()
+        }
+    };
+
+    // [[instance]]
+    let mut instances = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (i, inst) in raw.instances.iter().enumerate() {
+        let at = |f: &str| format!("instance[{i}].{f}");
+        if validate_instance_id(&inst.id).is_err() {
+            issue(
+                &at("id"),
+                "use 1-63 lower-case letters, digits and '-', starting with a letter".into(),
+            );
+        } else if !seen.insert(inst.id.clone()) {
+            issue(
+                &at("id"),
+                format!("'{}' is used by another instance", inst.id),
+            );
+        }
+        if inst.account.trim().is_empty() {
+            issue(&at("account"), "must not be empty".into());
+        }
+        let mut secrets = BTreeMap::new();
+        for (name, values) in &inst.secrets {
+            let items = values.items();
+            if items.is_empty() {
+                issue(
+                    &at(&format!("secrets.{name}")),
+                    "list at least one secret".into(),
+                );
+            }
+            let resolved: Vec<Secret> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(j, text)| {
+                    let p = if items.len() > 1 {
+                        at(&format!("secrets.{name}[{j}]"))
+                    } else {
+                        at(&format!("secrets.{name}"))
+                    };
+                    secret(&p, text, &mut issue)
+                })
+                .collect();
+            secrets.insert(name.clone(), resolved);
+        }
+        let Some(adapter) = registry.get(&inst.adapter).cloned() else {
+            if !registry.names().any(|_| true) {
+                continue; // the adapter directory itself failed; already reported
+            }
+            let known: Vec<&str> = registry.names().collect();
+            issue(
+                &at("adapter"),
+                format!(
+                    "unknown adapter '{}' (known: {})",
+                    inst.adapter,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        if let Some(w) = &adapter.spec().webhook {
+            let name = w.signature.secret_name();
+            match secrets.get(name) {
+                None if !inst.secrets.contains_key(name) => issue(
+                    &at(&format!("secrets.{name}")),
+                    format!(
+                        "adapter '{}' signs webhooks; give its secret as \"${{ENV_VAR}}\"",
+                        inst.adapter
+                    ),
+                ),
+                Some(values) if matches!(w.signature, SignatureSpec::StandardWebhooks { .. }) => {
+                    for v in values {
+                        if crate::adapter::signature::standard_webhooks_key(v.expose()).is_none() {
+                            issue(
+                                &at(&format!("secrets.{name}")),
+                                format!(
+                                    "${{{}}} must be a Standard Webhooks secret: whsec_ followed by base64",
+                                    v.var
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        instances.insert(
+            inst.id.clone(),
+            Arc::new(Instance {
+                id: inst.id.clone(),
+                adapter,
+                account: inst.account.clone(),
+                secrets,
+            }),
+        );
+    }
+
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    Ok(Config {
+        file: file.to_path_buf(),
+        environment: raw.environment,
+        server: ServerConfig {
+            listen: listen.expect("no issue means it parsed"),
+            body_limit: raw.server.body_limit_bytes as usize,
+            request_timeout: Duration::from_secs(raw.server.request_timeout_secs),
+            header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
+            max_in_flight: raw.server.max_in_flight,
+            api_token,
+        },
+        store: StoreConfig {
+            backend: raw.store.backend,
+            path: resolve_path(base, &raw.store.path),
+            redis_url: redis_url.expect("no issue means it resolved"),
+            redis_prefix: raw.store.redis_prefix,
+            redis_timeout: Duration::from_millis(raw.store.redis_timeout_ms),
+            redis_require_fsync: raw.store.redis_require_fsync.unwrap_or(production),
+            dedupe_ttl: Duration::from_secs(raw.store.dedupe_ttl_secs),
+            raw_retention: Duration::from_secs(raw.store.raw_retention_secs),
+        },
+        log: LogConfig {
+            json: json_logs,
+            level: raw.log.level,
+        },
+        registry,
+        instances,
+        dev_defaults,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn check(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Issue>> {
+        let raw = parse(text).map_err(|i| vec![i])?;
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        validate(raw, &repo().join("config"), Path::new("test.toml"), &env)
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let cfg = Config::load_with_env(&repo().join("config/gateway.toml"), &HashMap::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.store.backend, Backend::Embedded);
+        assert!(!cfg.dev_defaults.is_empty(), "dev secrets are flagged");
+        assert!(cfg.instances.contains_key("shopify-main"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_location() {
+        let e = check("[store]\nbackend = \"embedded\"\nbackup = true\n", &[]).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("unknown field `backup`"), "{e:?}");
+        assert!(e[0].message.contains("line 3"), "{e:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+environment = "production"
+[server]
+listen = "nowhere"
+body_limit_bytes = 10
+[store]
+backend = "redis"
+redis_url = "http://example"
+dedupe_ttl_secs = 5
+[log]
+format = "xml"
+[[instance]]
+id = "Shop_1"
+adapter = "nope"
+account = ""
+[[instance]]
+id = "app"
+adapter = "app"
+account = "acme"
+secrets = { webhook = "whsec_literal" }
+[[instance]]
+id = "shop"
+adapter = "shopify"
+account = "acme.myshopify.com"
+secrets = { webhook = "${SHOP_SECRET:-dev}" }
+"#;
+        let issues = check(text, &[]).unwrap_err();
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        for expected in [
+            "server.listen",
+            "server.body_limit_bytes",
+            "server.api_token",
+            "store.redis_url",
+            "store.dedupe_ttl_secs",
+            "log.format",
+            "instance[0].id",
+            "instance[0].account",
+            "instance[0].adapter",
+            "instance[1].secrets.webhook",
+            "instance[2].secrets.webhook",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "missing {expected} in {issues:#?}"
+            );
+        }
+        let literal = issues
+            .iter()
+            .find(|i| i.path == "instance[1].secrets.webhook")
+            .unwrap();
+        assert!(literal.message.contains("never literal"), "{literal}");
+        let dev = issues
+            .iter()
+            .find(|i| i.path == "instance[2].secrets.webhook")
+            .unwrap();
+        assert!(
+            dev.message
+                .contains("development default used in production")
+        );
+    }
+
+    #[test]
+    fn secrets_resolve_and_rotate() {
+        let text = r#"
+[store]
+backend = "embedded"
+[[instance]]
+id = "shop"
+adapter = "shopify"
+account = "acme.myshopify.com"
+secrets = { webhook = ["${NEW_SECRET}", "${OLD_SECRET}"] }
+[[instance]]
+id = "app"
+adapter = "app"
+account = "acme"
+secrets = { webhook = "${APP_SECRET}" }
+"#;
+        let cfg = check(
+            text,
+            &[
+                ("NEW_SECRET", "n"),
+                ("OLD_SECRET", "o"),
+                ("APP_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.instances["shop"].webhook_secrets(), ["n", "o"]);
+        let shown = format!("{:?}", cfg.instances["shop"]);
+        assert!(
+            !shown.contains("\"n\"") && shown.contains("REDACTED"),
+            "{shown}"
+        );
+        let missing = check(text, &[("NEW_SECRET", "n")]).unwrap_err();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        let bad_sw = check(
+            text,
+            &[
+                ("NEW_SECRET", "n"),
+                ("OLD_SECRET", "o"),
+                ("APP_SECRET", "not-whsec!"),
+            ],
+        )
+        .unwrap_err();
+        assert!(bad_sw[0].message.contains("Standard Webhooks secret"));
+    }
+}

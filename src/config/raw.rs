@@ -1,0 +1,209 @@
+//! Phase one of reading the config: the file as written. Every table rejects unknown keys, so a
+//! typo is an error, not a silently ignored setting. `schemas/config.schema.json` is generated
+//! from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// `config/gateway.toml`. Relative paths are relative to the directory of the config file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `development` allows `${VAR:-default}` secrets (with a warning at start-up);
+    /// `production` refuses them and requires an API token.
+    #[serde(default)]
+    pub environment: Environment,
+    /// Directory of adapter definition files.
+    #[serde(default = "default_adapters_dir")]
+    pub adapters_dir: String,
+    #[serde(default)]
+    pub server: RawServer,
+    pub store: RawStore,
+    #[serde(default)]
+    pub log: RawLog,
+    /// Channel instances: one per shop, seller account or app.
+    #[serde(default, rename = "instance")]
+    pub instances: Vec<RawInstance>,
+}
+
+fn default_adapters_dir() -> String {
+    "../adapters".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body; larger webhooks get 413.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: u64,
+    /// Time allowed to answer a request (channels give up after a few seconds).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Time allowed for a client to send its request headers (slowloris guard).
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Requests handled at once; beyond it the gateway answers 503 with Retry-After.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Bearer token for the `/v1` API, as `${ENV_VAR}`. Required in production.
+    #[serde(default)]
+    pub api_token: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_body_limit() -> u64 {
+    1024 * 1024
+}
+fn default_request_timeout() -> u64 {
+    10
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_in_flight() -> usize {
+    1024
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            body_limit_bytes: default_body_limit(),
+            request_timeout_secs: default_request_timeout(),
+            header_read_timeout_secs: default_header_timeout(),
+            max_in_flight: default_max_in_flight(),
+            api_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// redb file on local disk; no other service needed.
+    Embedded,
+    /// A Redis server (configure it with AOF `appendfsync always` for durability).
+    Redis,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub backend: Backend,
+    /// Database file of the embedded store.
+    #[serde(default = "default_store_path")]
+    pub path: String,
+    /// Redis URL; may be written as `${ENV_VAR}` when it carries a password.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// Prefix of every Redis key (several gateways can share a server).
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// Redis command timeout; past it a delivery is answered 503.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
+    /// Refuse to start unless Redis persists every write before replying (AOF with
+    /// `appendfsync always`). Defaults to true in production.
+    #[serde(default)]
+    pub redis_require_fsync: Option<bool>,
+    /// How long a delivery id is remembered for deduplication. Must cover the longest sender
+    /// retry window (Stripe and Standard Webhooks retry for about 3 days).
+    #[serde(default = "default_dedupe_ttl")]
+    pub dedupe_ttl_secs: u64,
+    /// How long raw bodies of processed deliveries are kept (they carry personal data).
+    #[serde(default = "default_raw_retention")]
+    pub raw_retention_secs: u64,
+}
+
+fn default_store_path() -> String {
+    "../var/crossgate.redb".into()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".into()
+}
+fn default_redis_prefix() -> String {
+    "cg".into()
+}
+fn default_redis_timeout_ms() -> u64 {
+    2000
+}
+fn default_dedupe_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_raw_retention() -> u64 {
+    14 * 24 * 3600
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` for people, `json` for log shippers.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `crossgate=debug,info`. `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+/// One channel instance: a shop, seller account or app that sends to this gateway.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    /// Used in the webhook URL `/webhooks/{id}` and in record ids: `[a-z][a-z0-9-]*`.
+    pub id: String,
+    /// Adapter name (a file in `adapters_dir`).
+    pub adapter: String,
+    /// The merchant's account on the channel (shop domain, seller id).
+    pub account: String,
+    /// Secrets by name (`webhook`, …), each an `${ENV_VAR}` reference or a list of them
+    /// (newest first) while a key is being rotated.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The HTTP surface: webhooks in, the `/v1` API, health and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::problem::Problem;
+use crate::adapter::Headers;
+use crate::config::Config;
+use crate::model::{ListingId, OrderId, validate_instance_id};
+use crate::pipeline::{self, IngestError, ReplayError};
+use crate::store::{
+    Cursor, DeadLetterQuery, IngestOutcome, OrderQuery, RecordResult, Store, StoreError,
+};
+use crate::telemetry::{self, names};
+
+/// Shared state of the HTTP handlers.
+pub struct App<S> {
+    pub store: S,
+    pub config: Arc<Config>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<S: Clone> Clone for App<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+impl<S: Store + Clone> App<S> {
+    pub fn new(store: S, config: Arc<Config>) -> Self {
+        let permits = config.server.max_in_flight;
+        Self {
+            store,
+            config,
+            in_flight: Arc::new(Semaphore::new(permits)),
+        }
+    }
+}
+
+/// Builds the router.
+pub fn router<S: Store + Clone>(app: App<S>) -> Router {
+    let body_limit = app.config.server.body_limit;
+    let api = Router::new()
+        .route("/v1/orders", get(list_orders::<S>))
+        .route("/v1/orders/{id}", get(get_order::<S>))
+        .route("/v1/listings/{id}", get(get_listing::<S>))
+        .route("/v1/dead-letters", get(list_dead_letters::<S>))
+        .route("/v1/dead-letters/{id}", get(get_dead_letter::<S>))
+        .route(
+            "/v1/dead-letters/{id}/replay",
+            post(replay_dead_letter::<S>),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            require_token::<S>,
+        ));
+    Router::new()
+        .route("/webhooks/{instance}", post(webhook::<S>))
+        .merge(api)
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { Problem::not_found("route") })
+        .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+/// Sheds load beyond `max_in_flight` and bounds each request's time; both answer 503 with
+/// Retry-After so senders retry later. A request that timed out may still have been stored;
+/// the retry is then recognised as a duplicate.
+async fn admission<S: Store + Clone>(
+    State(app): State<App<S>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many requests in flight; retry",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    match tokio::time::timeout(app.config.server.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => Problem::unavailable("the request took too long").into_response(),
+    }
+}
+
+/// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured.
+async fn require_token<S: Store + Clone>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &app.config.server.api_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok = given.len() == token.expose().len()
+            && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+        if !ok {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "API token required",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn to_headers(map: &HeaderMap) -> Headers {
+    let mut h = Headers::default();
+    for (k, v) in map {
+        if let Ok(text) = v.to_str() {
+            h.push(k.as_str(), text);
+        }
+    }
+    h
+}
+
+fn records_json(records: &[RecordResult]) -> Value {
+    json!(records)
+}
+
+async fn webhook<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let known =
+        validate_instance_id(&instance).is_ok() && app.config.instances.contains_key(&instance);
+    // Metric labels only ever carry configured instance ids.
+    let label = if known {
+        instance.clone()
+    } else {
+        "(unknown)".to_string()
+    };
+    let (outcome, response) = webhook_inner(&app, &instance, known, &headers, body).await;
+    metrics::counter!(names::DELIVERIES, "instance" => label.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(names::INGEST_DURATION, "instance" => label)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn webhook_inner<S: Store + Clone>(
+    app: &App<S>,
+    instance: &str,
+    known: bool,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (&'static str, Response) {
+    if !known {
+        return (
+            "unknown_instance",
+            Problem::not_found("channel instance").into_response(),
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::info!(
+                instance,
+                limit = app.config.server.body_limit,
+                "delivery over the body limit"
+            );
+            return (
+                "too_large",
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
+                    .detail(format!(
+                        "the limit is {} bytes",
+                        app.config.server.body_limit
+                    ))
+                    .into_response(),
+            );
+        }
+        Err(_) => {
+            return (
+                "bad_request",
+                Problem::bad_request("the request body could not be read").into_response(),
+            );
+        }
+    };
+    let h = to_headers(headers);
+    match pipeline::ingest(
+        &app.store,
+        &app.config,
+        instance,
+        &h,
+        Vec::from(body),
+        Utc::now(),
+    )
+    .await
+    {
+        Ok(report) => match report.outcome {
+            IngestOutcome::Duplicate {
+                original_delivery_id,
+            } => {
+                tracing::debug!(instance, delivery_id = %original_delivery_id, "duplicate delivery");
+                (
+                    "duplicate",
+                    (
+                        StatusCode::OK,
+                        axum::Json(
+                            json!({"status": "duplicate", "delivery_id": original_delivery_id}),
+                        ),
+                    )
+                        .into_response(),
+                )
+            }
+            IngestOutcome::Stored {
+                delivery_id,
+                dead_lettered: true,
+                ..
+            } => {
+                let e = report.error.as_ref();
+                let kind = e.map(|e| e.kind()).unwrap_or("unknown");
+                let fields = e.map(|e| e.field_paths().join(",")).unwrap_or_default();
+                tracing::warn!(instance, %delivery_id, kind, fields = %fields, "delivery dead-lettered");
+                metrics::counter!(names::DEAD_LETTERS, "instance" => instance.to_string())
+                    .increment(1);
+                let errors = e.map(|e| json!(e.fields())).unwrap_or(json!([]));
+                (
+                    "dead_lettered",
+                    (
+                        StatusCode::ACCEPTED,
+                        axum::Json(json!({
+                            "status": "dead_lettered",
+                            "delivery_id": delivery_id,
+                            "dead_letter_id": delivery_id,
+                            "reason": kind,
+                            "detail": e.map(|e| e.to_string()),
+                            "errors": errors,
+                        })),
+                    )
+                        .into_response(),
+                )
+            }
+            IngestOutcome::Stored {
+                delivery_id,
+                ignored: true,
+                ..
+            } => {
+                tracing::debug!(instance, %delivery_id, "delivery of an unmapped topic stored and ignored");
+                (
+                    "ignored",
+                    axum::Json(json!({"status": "ignored", "delivery_id": delivery_id}))
+                        .into_response(),
+                )
+            }
+            IngestOutcome::Stored {
+                delivery_id,
+                records,
+                ..
+            } => {
+                for r in &records {
+                    metrics::counter!(names::RECORDS, "kind" => r.kind.as_str(), "change" => r.change.as_str())
+                        .increment(1);
+                }
+                tracing::debug!(instance, %delivery_id, records = records.len(), "delivery stored");
+                (
+                    "stored",
+                    axum::Json(json!({
+                        "status": "stored",
+                        "delivery_id": delivery_id,
+                        "records": records_json(&records),
+                    }))
+                    .into_response(),
+                )
+            }
+        },
+        Err(IngestError::Unauthorized(reason)) => {
+            tracing::info!(
+                instance,
+                reason = reason.kind(),
+                "delivery refused: not authentic"
+            );
+            (
+                "unauthorized",
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "signature",
+                    "Signature verification failed",
+                )
+                .into_response(),
+            )
+        }
+        Err(IngestError::UnknownInstance(_)) => (
+            "unknown_instance",
+            Problem::not_found("channel instance").into_response(),
+        ),
+        Err(IngestError::NoWebhook(_)) => (
+            "no_webhook",
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-webhook",
+                "This instance takes no webhooks",
+            )
+            .into_response(),
+        ),
+        Err(IngestError::Store(e)) => {
+            tracing::error!(instance, error = %e, "store write failed; answering 503");
+            ("unavailable", store_problem(&e).into_response())
+        }
+    }
+}
+
+fn store_problem(e: &StoreError) -> Problem {
+    match e {
+        StoreError::NotFound => Problem::not_found("record"),
+        StoreError::Invalid(m) => Problem::bad_request(m.clone()),
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            Problem::unavailable("the store did not confirm the operation")
+        }
+    }
+}
+
+fn store_err(e: StoreError) -> Response {
+    if !matches!(e, StoreError::NotFound | StoreError::Invalid(_)) {
+        tracing::error!(error = %e, "store read failed");
+    }
+    store_problem(&e).into_response()
+}
+
+async fn get_order<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = OrderId::parse(&id) else {
+        return Problem::not_found("order").into_response();
+    };
+    match app.store.get_order(&id).await {
+        Ok(Some(o)) => axum::Json(o).into_response(),
+        Ok(None) => Problem::not_found("order").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+async fn get_listing<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = ListingId::parse(&id) else {
+        return Problem::not_found("listing").into_response();
+    };
+    match app.store.get_listing(&id).await {
+        Ok(Some(l)) => axum::Json(l).into_response(),
+        Ok(None) => Problem::not_found("listing").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    /// Channel instance id.
+    channel: Option<String>,
+    /// RFC 3339 instant or a date (YYYY-MM-DD, midnight UTC).
+    since: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A page of a listing, items in order; `next_cursor` is absent on the last page.
+#[derive(serde::Serialize)]
+struct PageBody<T> {
+    items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+fn parse_since(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.to_utc())
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        })
+}
+
+fn parse_page(
+    p: &ListParams,
+    app_instances: &Config,
+) -> Result<(Option<String>, usize, Option<Cursor>), Problem> {
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Problem::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let cursor = match &p.cursor {
+        Some(c) => {
+            Some(Cursor::decode(c).ok_or_else(|| Problem::bad_request("cursor is not valid"))?)
+        }
+        None => None,
+    };
+    if let Some(ch) = &p.channel
+        && !app_instances.instances.contains_key(ch)
+    {
+        return Err(Problem::bad_request(
+            "channel is not a configured instance id",
+        ));
+    }
+    Ok((p.channel.clone(), limit, cursor))
+}
+
+async fn list_orders<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are not valid").into_response();
+    };
+    let (instance, limit, after) = match parse_page(&p, &app.config) {
+        Ok(v) => v,
+        Err(problem) => return problem.into_response(),
+    };
+    let since = match &p.since {
+        Some(s) => match parse_since(s) {
+            Some(d) => Some(d),
+            None => {
+                return Problem::bad_request("since must be an RFC 3339 time or YYYY-MM-DD")
+                    .into_response();
+            }
+        },
+        None => None,
+    };
+    match app
+        .store
+        .list_orders(OrderQuery {
+            instance,
+            since,
+            after,
+            limit,
+        })
+        .await
+    {
+        Ok(page) => axum::Json(PageBody {
+            items: page.items,
+            next_cursor: page.next.map(|c| c.encode()),
+        })
+        .into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+async fn list_dead_letters<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are not valid").into_response();
+    };
+    let (instance, limit, after) = match parse_page(&p, &app.config) {
+        Ok(v) => v,
+        Err(problem) => return problem.into_response(),
+    };
+    match app
+        .store
+        .list_dead_letters(DeadLetterQuery {
+            instance,
+            after,
+            limit,
+        })
+        .await
+    {
+        Ok(page) => axum::Json(PageBody {
+            items: page.items,
+            next_cursor: page.next.map(|c| c.encode()),
+        })
+        .into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+async fn get_dead_letter<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    let dl = match app.store.get_dead_letter(&id).await {
+        Ok(Some(dl)) => dl,
+        Ok(None) => return Problem::not_found("dead letter").into_response(),
+        Err(StoreError::Invalid(_)) => return Problem::not_found("dead letter").into_response(),
+        Err(e) => return store_err(e),
+    };
+    let raw = match app.store.get_delivery(&id).await {
+        Ok(raw) => raw,
+        Err(e) => return store_err(e),
+    };
+    let body = raw.as_ref().map(|r| match std::str::from_utf8(&r.body) {
+        Ok(text) => json!({"encoding": "utf-8", "data": text}),
+        Err(_) => {
+            use base64::Engine;
+            json!({"encoding": "base64", "data": base64::engine::general_purpose::STANDARD.encode(&r.body)})
+        }
+    });
+    axum::Json(json!({
+        "dead_letter": dl,
+        "delivery": raw.as_ref().map(|r| json!({
+            "topic": r.topic,
+            "headers": r.headers,
+            "dedupe_id": r.dedupe_id,
+            "body": body,
+        })),
+    }))
+    .into_response()
+}
+
+async fn replay_dead_letter<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    match pipeline::replay_dead_letter(&app.store, &app.config, &id, Utc::now()).await {
+        Ok(records) => {
+            metrics::counter!(names::DEAD_LETTERS_REPLAYED, "result" => "resolved").increment(1);
+            tracing::info!(dead_letter_id = %id, records = records.len(), "dead letter replayed");
+            axum::Json(json!({"status": "resolved", "records": records_json(&records)}))
+                .into_response()
+        }
+        Err(ReplayError::NotFound(_)) | Err(ReplayError::Store(StoreError::NotFound)) => {
+            Problem::not_found("dead letter").into_response()
+        }
+        Err(ReplayError::Store(StoreError::Invalid(_))) => {
+            Problem::not_found("dead letter").into_response()
+        }
+        Err(ReplayError::StillFailing(dl)) => {
+            metrics::counter!(names::DEAD_LETTERS_REPLAYED, "result" => "failed").increment(1);
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "still-failing",
+                "The delivery still cannot be normalized",
+            )
+            .detail(dl.reason.message.clone())
+            .with("errors", json!(dl.reason.errors))
+            .with("failed_replays", json!(dl.failed_replays))
+            .into_response()
+        }
+        Err(e @ (ReplayError::RawMissing(_) | ReplayError::UnknownInstance { .. })) => {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "cannot-replay",
+                "The dead letter cannot be replayed",
+            )
+            .detail(e.to_string())
+            .into_response()
+        }
+        Err(ReplayError::Store(e)) => store_err(e),
+    }
+}
+
+async fn readyz<S: Store + Clone>(State(app): State<App<S>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => Problem::unavailable(format!("store: {e}")).into_response(),
+        Err(_) => Problem::unavailable("store: ping timed out").into_response(),
+    }
+}
+
+async fn metrics() -> Response {
+    let body = telemetry::metrics().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

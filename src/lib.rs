@@ -1,0 +1,12 @@
+//! crossgate: a cross-border channel integration gateway.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view, the code map and the invariants.
+
+pub mod adapter;
+pub mod config;
+pub mod daemon;
+pub mod ingress;
+pub mod model;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,81 @@
+//! The canonical listing: a product offer (one sellable SKU) on one channel.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ChannelKind, ListingId, Money, Revision};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingStatus {
+    Active,
+    Inactive,
+    Draft,
+    Deleted,
+}
+
+impl ListingStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => ListingStatus::Active,
+            "inactive" => ListingStatus::Inactive,
+            "draft" => ListingStatus::Draft,
+            "deleted" => ListingStatus::Deleted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    /// Gateway id, derived from instance and external id.
+    pub id: ListingId,
+    pub instance: String,
+    /// Adapter name, e.g. `shopify`.
+    pub channel: String,
+    pub channel_kind: ChannelKind,
+    pub account: String,
+    /// The channel's id of the offer (variant id where the channel has variants).
+    pub external_id: String,
+    /// The channel's product id grouping variants, when different from `external_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    pub revision: Revision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Money>,
+    /// Units available, when the channel reports stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
+    pub status: ListingStatus,
+}
+
+impl Listing {
+    pub fn validate(&self) -> Vec<super::Violation> {
+        let mut v = Vec::new();
+        if self.external_id.trim().is_empty() {
+            v.push(super::Violation {
+                path: "external_id".into(),
+                message: "must not be empty".into(),
+            });
+        }
+        if let Some(p) = &self.price
+            && p.is_negative()
+        {
+            v.push(super::Violation {
+                path: "price".into(),
+                message: "must not be negative".into(),
+            });
+        }
+        v
+    }
+}

@@ -1,0 +1,445 @@
+//! The canonical order every channel is normalized into.
+
+use chrono::{DateTime, FixedOffset};
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CountryCode, CurrencyCode, Money, OrderId};
+
+/// What kind of sales channel a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    WebShop,
+    Social,
+    MobileApp,
+    Phone,
+    Marketplace,
+    /// A payment provider (Stripe, WeChat Pay): it moves orders of other channels through their life.
+    Payment,
+}
+
+impl ChannelKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelKind::WebShop => "web_shop",
+            ChannelKind::Social => "social",
+            ChannelKind::MobileApp => "mobile_app",
+            ChannelKind::Phone => "phone",
+            ChannelKind::Marketplace => "marketplace",
+            ChannelKind::Payment => "payment",
+        }
+    }
+}
+
+/// Where an order stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Created,
+    Paid,
+    Fulfilled,
+    Delivered,
+    Cancelled,
+    PartiallyRefunded,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Fulfilled => "fulfilled",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => OrderStatus::Created,
+            "paid" => OrderStatus::Paid,
+            "fulfilled" | "shipped" => OrderStatus::Fulfilled,
+            "delivered" => OrderStatus::Delivered,
+            "cancelled" => OrderStatus::Cancelled,
+            "partially_refunded" => OrderStatus::PartiallyRefunded,
+            "refunded" => OrderStatus::Refunded,
+            _ => return None,
+        })
+    }
+}
+
+/// Which version of a channel record this is. A newer revision replaces an older one; an older
+/// one never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    /// The channel's last-modified time of the record (RFC 3339, original offset kept).
+    pub updated_at: DateTime<FixedOffset>,
+    /// A version counter, when the channel has one; it orders revisions with the same `updated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+impl Revision {
+    /// A key that sorts like the revision: updated_at (µs, UTC), then sequence, then a content
+    /// hash, so two different payloads with the same revision converge on the same winner
+    /// whatever order they arrive in.
+    pub fn ordering_key(&self, content_hash: &str) -> String {
+        let micros = self.updated_at.timestamp_micros();
+        let biased = (micros as i128 + i128::from(i64::MAX) + 1) as u128;
+        format!(
+            "{:020}:{:020}:{}",
+            biased,
+            self.sequence.unwrap_or(0),
+            content_hash
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Cross-channel customer key: a salted hash of the normalized email or phone. Set by the
+    /// gateway; the same buyer on two channels gets the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// State, province or prefecture (code or name as the channel gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    pub country: CountryCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    /// The channel's id of the line, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    /// The channel's product id, when it has one (used to join listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    pub title: String,
+    /// Units ordered (at least 1).
+    pub quantity: u32,
+    /// Price of one unit, as the channel states it (tax-inclusive if `taxes_included`).
+    pub unit_price: Money,
+    /// Discount allocated to the whole line (not per unit), positive.
+    pub discount: Money,
+    /// Tax the channel reports for the whole line.
+    pub tax: Money,
+    /// Harmonized System code (6 to 10 digits), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_country: Option<CountryCode>,
+}
+
+/// A discount on the order (code or automatic), positive amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Discount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub amount: Money,
+}
+
+/// A tax line as the channel reported it (not computed by the gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelTaxLine {
+    pub title: String,
+    /// Rate as a fraction (0.06 = 6 %), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    #[serde(with = "opt_decimal_str")]
+    pub rate: Option<Decimal>,
+    pub amount: Money,
+    /// True when the channel (marketplace) collects and remits this tax itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_liable: Option<bool>,
+}
+
+/// Order totals, all in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Sum of line prices before order-level discounts.
+    pub subtotal: Money,
+    pub shipping: Money,
+    /// Total discounts, positive.
+    pub discount: Money,
+    pub tax: Money,
+    pub grand_total: Money,
+}
+
+/// The same order totals in a second currency, when the channel states both (Shopify's
+/// shop money vs presentment money: the buyer paid in `Order::currency`; the shop books in this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementView {
+    pub currency: CurrencyCode,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Authorized,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+    Failed,
+    Voided,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    /// Amount refunded so far, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<FixedOffset>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShipmentStatus {
+    Pending,
+    Shipped,
+    InTransit,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shipment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracking_numbers: Vec<String>,
+    pub status: ShipmentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_at: Option<DateTime<FixedOffset>>,
+}
+
+/// Why an order is held back from downstream processing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// `fx_pending` or `tax_pending`.
+    pub kind: String,
+    pub reason: String,
+}
+
+/// A canonical order. The first block of fields is set by the gateway; the rest comes from the
+/// channel through its adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// Gateway id, derived from instance and external id.
+    pub id: OrderId,
+    /// Channel instance id (from the gateway config).
+    pub instance: String,
+    /// Adapter name, e.g. `shopify`.
+    pub channel: String,
+    pub channel_kind: ChannelKind,
+    /// The merchant's account on the channel (shop domain, seller id…).
+    pub account: String,
+
+    /// The channel's id of the order.
+    pub external_id: String,
+    /// The human-facing order number, when different from the id (`#1001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    pub revision: Revision,
+    pub status: OrderStatus,
+    /// When the buyer placed the order (RFC 3339, the channel's offset kept).
+    pub placed_at: DateTime<FixedOffset>,
+    /// The currency the buyer paid in; every amount below is in it.
+    pub currency: CurrencyCode,
+    /// True when line prices include tax.
+    pub taxes_included: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    pub lines: Vec<OrderLine>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Discount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tax_lines: Vec<ChannelTaxLine>,
+    pub totals: Totals,
+    /// The totals in the merchant's settlement currency, when the channel gives a second view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<Payment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shipments: Vec<Shipment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Hold>,
+}
+
+/// Fields of an order that the gateway sets; a channel payload may not carry them.
+pub const GATEWAY_ORDER_FIELDS: &[&str] = &["id", "instance", "channel", "channel_kind", "account"];
+
+/// A rule an order broke; `path` names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: String,
+    pub message: String,
+}
+
+impl Order {
+    /// Checks the invariants the type system does not: currencies agree, quantities are at least
+    /// one, amounts that must be non-negative are, HS codes are 6-10 digits.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut c = Checker {
+            currency: self.currency,
+            out: Vec::new(),
+        };
+        if self.external_id.trim().is_empty() {
+            c.fail("external_id".into(), "must not be empty".into());
+        }
+        if self.lines.is_empty() {
+            c.fail("lines".into(), "an order needs at least one line".into());
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if line.quantity == 0 {
+                c.fail(format!("lines[{i}].quantity"), "must be at least 1".into());
+            }
+            c.money(format!("lines[{i}].unit_price"), &line.unit_price);
+            c.money(format!("lines[{i}].discount"), &line.discount);
+            c.money(format!("lines[{i}].tax"), &line.tax);
+            if let Some(hs) = &line.hs_code
+                && (!(6..=10).contains(&hs.len()) || !hs.bytes().all(|b| b.is_ascii_digit()))
+            {
+                c.fail(
+                    format!("lines[{i}].hs_code"),
+                    "must be 6 to 10 digits".into(),
+                );
+            }
+        }
+        for (i, d) in self.discounts.iter().enumerate() {
+            c.money(format!("discounts[{i}].amount"), &d.amount);
+        }
+        for (i, t) in self.tax_lines.iter().enumerate() {
+            c.money(format!("tax_lines[{i}].amount"), &t.amount);
+        }
+        for (i, p) in self.payments.iter().enumerate() {
+            c.money(format!("payments[{i}].amount"), &p.amount);
+        }
+        c.totals("totals", &self.totals);
+        if let Some(s) = &self.settlement {
+            c.currency = s.currency;
+            c.totals("settlement.totals", &s.totals);
+        }
+        c.out
+    }
+}
+
+/// Collects violations; `currency` is the currency amounts must be in.
+struct Checker {
+    currency: CurrencyCode,
+    out: Vec<Violation>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: String, message: String) {
+        self.out.push(Violation { path, message });
+    }
+
+    /// A non-negative amount in the expected currency.
+    fn money(&mut self, path: String, m: &Money) {
+        if m.currency() != self.currency {
+            let msg = format!(
+                "currency {} differs from the expected currency {}",
+                m.currency(),
+                self.currency
+            );
+            self.fail(path.clone(), msg);
+        }
+        if m.is_negative() {
+            self.fail(path, "must not be negative".into());
+        }
+    }
+
+    fn totals(&mut self, prefix: &str, t: &Totals) {
+        for (name, m) in [
+            ("subtotal", &t.subtotal),
+            ("shipping", &t.shipping),
+            ("discount", &t.discount),
+            ("tax", &t.tax),
+            ("grand_total", &t.grand_total),
+        ] {
+            self.money(format!("{prefix}.{name}"), m);
+        }
+    }
+}
+
+/// Serde helper: an optional decimal written as a JSON string.
+pub(crate) mod opt_decimal_str {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&d.normalize().to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| crate::model::money::parse_decimal(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

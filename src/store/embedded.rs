@@ -1,0 +1,931 @@
+//! The embedded store: one redb file, no other service.
+//!
+//! Writes go through one writer thread that groups the operations waiting in its queue into a
+//! single redb transaction and commits it with `Durability::Immediate` (fsync) before answering
+//! any of them: "group commit". Each caller still gets its own result, and nothing is answered
+//! before it is on disk. Reads use redb's MVCC snapshots on the blocking pool.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
+    IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
+    StoreResult, StreamEntry, decide, event_json, parse_record, prepare,
+};
+use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+
+/// instance \0 dedupe id → delivery id \0 expires (ms)
+const DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("dedupe");
+/// (expires ms, dedupe key)
+const DEDUPE_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// delivery id → frame(meta JSON, body)
+const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// (expires ms, delivery id)
+const DELIVERY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("delivery_expiry");
+/// record id → frame(revision key, updated ms, record JSON)
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// (updated ms, order id)
+const ORDERS_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("orders_by_time");
+/// (instance, updated ms, order id)
+const ORDERS_BY_INSTANCE: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("orders_by_instance");
+/// sequence → ChangeEvent JSON
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// consumer group → last acknowledged sequence
+const GROUPS: TableDefinition<&str, u64> = TableDefinition::new("groups");
+/// id → DeadLetter JSON
+const DEAD_LETTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+/// (dead-lettered ms, id)
+const DEAD_LETTERS_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("dead_letters_by_time");
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn frame(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn unframe(mut bytes: &[u8]) -> StoreResult<Vec<&[u8]>> {
+    let mut parts = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| StoreError::Corrupt("truncated frame".into()))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(StoreError::Corrupt("truncated frame".into()));
+        }
+        parts.push(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    Ok(parts)
+}
+
+enum Op {
+    Ingest {
+        delivery: Box<RawDelivery>,
+        disposition: Disposition,
+        reply: oneshot::Sender<StoreResult<IngestOutcome>>,
+    },
+    Resolve {
+        id: String,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<StoreResult<Vec<RecordResult>>>,
+    },
+    UpdateDeadLetter {
+        id: String,
+        reason: DeadLetterReason,
+        reply: oneshot::Sender<StoreResult<DeadLetter>>,
+    },
+    Ack {
+        group: String,
+        ids: Vec<String>,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+    Housekeeping {
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<StoreResult<Housekeeping>>,
+    },
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub dedupe_ttl: Duration,
+    pub raw_retention: Duration,
+}
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    tx: mpsc::Sender<Op>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file and starts the writer thread.
+    pub fn open(path: &Path, options: EmbeddedOptions) -> StoreResult<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let db = Arc::new(db);
+        // Create every table up front so readers never see a missing table.
+        {
+            let txn = db.begin_write().map_err(unavailable)?;
+            txn.open_table(DEDUPE).map_err(unavailable)?;
+            txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
+            txn.open_table(DELIVERIES).map_err(unavailable)?;
+            txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
+            txn.open_table(RECORDS).map_err(unavailable)?;
+            txn.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
+            txn.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
+            txn.open_table(EVENTS).map_err(unavailable)?;
+            txn.open_table(GROUPS).map_err(unavailable)?;
+            txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+            txn.commit().map_err(unavailable)?;
+        }
+        let next_seq = {
+            let r = db.begin_read().map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            events
+                .last()
+                .map_err(unavailable)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1)
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let writer = Writer {
+            db: db.clone(),
+            options,
+            next_seq,
+        };
+        std::thread::Builder::new()
+            .name("crossgate-redb-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(unavailable)?;
+        Ok(Self { db, tx })
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op,
+    ) -> StoreResult<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
+    }
+}
+
+struct Writer {
+    db: Arc<Database>,
+    options: EmbeddedOptions,
+    next_seq: u64,
+}
+
+/// A reply to send once the batch is committed.
+enum Reply {
+    Ingest(
+        oneshot::Sender<StoreResult<IngestOutcome>>,
+        StoreResult<IngestOutcome>,
+    ),
+    Resolve(
+        oneshot::Sender<StoreResult<Vec<RecordResult>>>,
+        StoreResult<Vec<RecordResult>>,
+    ),
+    DeadLetter(
+        oneshot::Sender<StoreResult<DeadLetter>>,
+        StoreResult<DeadLetter>,
+    ),
+    Ack(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
+    Housekeeping(
+        oneshot::Sender<StoreResult<Housekeeping>>,
+        StoreResult<Housekeeping>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        // A caller that went away (request timed out) simply does not get its answer.
+        let _ = match self {
+            Reply::Ingest(tx, r) => tx.send(r).map_err(drop),
+            Reply::Resolve(tx, r) => tx.send(r).map_err(drop),
+            Reply::DeadLetter(tx, r) => tx.send(r).map_err(drop),
+            Reply::Ack(tx, r) => tx.send(r).map_err(drop),
+            Reply::Housekeeping(tx, r) => tx.send(r).map_err(drop),
+        };
+    }
+
+    fn fail(self, message: &str) {
+        match self {
+            Reply::Ingest(tx, _) => Reply::Ingest(tx, down(message)).send(),
+            Reply::Resolve(tx, _) => Reply::Resolve(tx, down(message)).send(),
+            Reply::DeadLetter(tx, _) => Reply::DeadLetter(tx, down(message)).send(),
+            Reply::Ack(tx, _) => Reply::Ack(tx, down(message)).send(),
+            Reply::Housekeeping(tx, _) => Reply::Housekeeping(tx, down(message)).send(),
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Op>) {
+        let seq_before = self.next_seq;
+        let txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("cannot begin a write: {e}");
+                for op in batch {
+                    op_reply_placeholder(op).fail(&msg);
+                }
+                return;
+            }
+        };
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut fatal: Option<String> = None;
+        for op in batch {
+            if fatal.is_some() {
+                replies.push(op_reply_placeholder(op));
+                continue;
+            }
+            let reply = match op {
+                Op::Ingest {
+                    delivery,
+                    disposition,
+                    reply,
+                } => Reply::Ingest(reply, self.ingest(&txn, *delivery, disposition)),
+                Op::Resolve {
+                    id,
+                    records,
+                    now,
+                    reply,
+                } => Reply::Resolve(reply, self.resolve(&txn, &id, &records, now)),
+                Op::UpdateDeadLetter { id, reason, reply } => {
+                    Reply::DeadLetter(reply, update_dead_letter(&txn, &id, reason))
+                }
+                Op::Ack { group, ids, reply } => Reply::Ack(reply, ack(&txn, &group, &ids)),
+                Op::Housekeeping { now, reply } => {
+                    Reply::Housekeeping(reply, housekeeping(&txn, now))
+                }
+            };
+            if let Some(msg) = reply_fatal(&reply) {
+                fatal = Some(msg);
+            }
+            replies.push(reply);
+        }
+        if let Some(msg) = fatal {
+            // A storage error mid-batch: nothing of the batch is committed.
+            drop(txn);
+            self.next_seq = seq_before;
+            for r in replies {
+                r.fail(&msg);
+            }
+            return;
+        }
+        match txn.commit() {
+            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Err(e) => {
+                self.next_seq = seq_before;
+                let msg = format!("commit failed: {e}");
+                for r in replies {
+                    r.fail(&msg);
+                }
+            }
+        }
+    }
+
+    fn ingest(
+        &mut self,
+        txn: &WriteTransaction,
+        delivery: RawDelivery,
+        disposition: Disposition,
+    ) -> StoreResult<IngestOutcome> {
+        // Everything that can fail for a reason other than storage is done before the first
+        // write, so an error never leaves part of a delivery behind.
+        let prepared = match &disposition {
+            Disposition::Apply(records) => records
+                .iter()
+                .map(prepare)
+                .collect::<StoreResult<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        let meta = serde_json::to_vec(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let dedupe_key = format!("{}\0{}", delivery.instance, delivery.dedupe_id);
+        let now_ms = delivery.received_at.timestamp_millis();
+        {
+            let mut dedupe = txn.open_table(DEDUPE).map_err(unavailable)?;
+            if let Some(existing) = dedupe.get(dedupe_key.as_str()).map_err(unavailable)? {
+                let value = existing.value().to_string();
+                let (original, expires) = value.split_once('\0').unwrap_or((&value, "0"));
+                if expires.parse::<i64>().unwrap_or(0) > now_ms {
+                    return Ok(IngestOutcome::Duplicate {
+                        original_delivery_id: original.to_string(),
+                    });
+                }
+            }
+            let expires = now_ms + self.options.dedupe_ttl.as_millis() as i64;
+            dedupe
+                .insert(
+                    dedupe_key.as_str(),
+                    format!("{}\0{expires}", delivery.delivery_id).as_str(),
+                )
+                .map_err(unavailable)?;
+            let mut exp = txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
+            exp.insert((expires, dedupe_key.as_str()), ())
+                .map_err(unavailable)?;
+        }
+        let (records, dead_lettered, ignored) = match &disposition {
+            Disposition::Apply(_) => {
+                let results =
+                    self.apply(txn, &prepared, &delivery.delivery_id, delivery.received_at)?;
+                (results, false, false)
+            }
+            Disposition::DeadLetter(reason) => {
+                let dl = DeadLetter {
+                    id: delivery.delivery_id.clone(),
+                    instance: delivery.instance.clone(),
+                    received_at: delivery.received_at,
+                    dead_lettered_at: delivery.received_at,
+                    reason: reason.clone(),
+                    failed_replays: 0,
+                };
+                put_dead_letter(txn, &dl)?;
+                (Vec::new(), true, false)
+            }
+            Disposition::Ignore => (Vec::new(), false, true),
+        };
+        // The raw delivery: kept for the retention period, or until a dead letter is resolved.
+        let mut deliveries = txn.open_table(DELIVERIES).map_err(unavailable)?;
+        deliveries
+            .insert(
+                delivery.delivery_id.as_str(),
+                frame(&[&meta, &delivery.body]).as_slice(),
+            )
+            .map_err(unavailable)?;
+        if !dead_lettered {
+            let expires = now_ms + self.options.raw_retention.as_millis() as i64;
+            let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
+            exp.insert((expires, delivery.delivery_id.as_str()), ())
+                .map_err(unavailable)?;
+        }
+        Ok(IngestOutcome::Stored {
+            delivery_id: delivery.delivery_id,
+            records,
+            dead_lettered,
+            ignored,
+        })
+    }
+
+    /// Upserts records with the revision check and appends an event for each write.
+    fn apply(
+        &mut self,
+        txn: &WriteTransaction,
+        prepared: &[Prepared],
+        delivery_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
+        let mut by_time = txn.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
+        let mut by_instance = txn.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
+        let mut events = txn.open_table(EVENTS).map_err(unavailable)?;
+        for p in prepared {
+            let stored = records
+                .get(p.id.as_str())
+                .map_err(unavailable)?
+                .map(|v| -> StoreResult<(String, i64)> {
+                    let parts = unframe(v.value())?;
+                    let rev = String::from_utf8_lossy(parts.first().copied().unwrap_or_default())
+                        .into_owned();
+                    let ms = parts
+                        .get(1)
+                        .and_then(|b| <[u8; 8]>::try_from(*b).ok())
+                        .map(i64::from_le_bytes)
+                        .unwrap_or(0);
+                    Ok((rev, ms))
+                })
+                .transpose()?;
+            let change = decide(stored.as_ref().map(|(r, _)| r.as_str()), &p.rev_key);
+            if change.wrote() {
+                records
+                    .insert(
+                        p.id.as_str(),
+                        frame(&[
+                            p.rev_key.as_bytes(),
+                            &p.updated_millis.to_le_bytes(),
+                            p.json.as_bytes(),
+                        ])
+                        .as_slice(),
+                    )
+                    .map_err(unavailable)?;
+                if p.kind == RecordKind::Order {
+                    if let Some((_, old_ms)) = &stored {
+                        by_time
+                            .remove((*old_ms, p.id.as_str()))
+                            .map_err(unavailable)?;
+                        by_instance
+                            .remove((p.instance.as_str(), *old_ms, p.id.as_str()))
+                            .map_err(unavailable)?;
+                    }
+                    by_time
+                        .insert((p.updated_millis, p.id.as_str()), ())
+                        .map_err(unavailable)?;
+                    by_instance
+                        .insert((p.instance.as_str(), p.updated_millis, p.id.as_str()), ())
+                        .map_err(unavailable)?;
+                }
+                let json = event_json(p, change, delivery_id, at);
+                events
+                    .insert(self.next_seq, json.as_bytes())
+                    .map_err(unavailable)?;
+                self.next_seq += 1;
+            }
+            out.push(RecordResult {
+                kind: p.kind,
+                id: p.id.clone(),
+                change,
+            });
+        }
+        Ok(out)
+    }
+
+    fn resolve(
+        &mut self,
+        txn: &WriteTransaction,
+        id: &str,
+        records: &[Record],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        let prepared = records
+            .iter()
+            .map(prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let dl = get_dead_letter_in(txn, id)?.ok_or(StoreError::NotFound)?;
+        let results = self.apply(txn, &prepared, id, now)?;
+        let mut dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+        dls.remove(id).map_err(unavailable)?;
+        let mut idx = txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+        idx.remove((dl.dead_lettered_at.timestamp_millis(), id))
+            .map_err(unavailable)?;
+        let expires = now.timestamp_millis() + self.options.raw_retention.as_millis() as i64;
+        let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
+        exp.insert((expires, id), ()).map_err(unavailable)?;
+        Ok(results)
+    }
+}
+
+/// The reply slot of an op whose batch failed before it ran.
+fn op_reply_placeholder(op: Op) -> Reply {
+    let m = "batch aborted";
+    match op {
+        Op::Ingest { reply, .. } => Reply::Ingest(reply, down(m)),
+        Op::Resolve { reply, .. } => Reply::Resolve(reply, down(m)),
+        Op::UpdateDeadLetter { reply, .. } => Reply::DeadLetter(reply, down(m)),
+        Op::Ack { reply, .. } => Reply::Ack(reply, down(m)),
+        Op::Housekeeping { reply, .. } => Reply::Housekeeping(reply, down(m)),
+    }
+}
+
+fn down<T>(message: &str) -> StoreResult<T> {
+    Err(StoreError::Unavailable(message.to_string()))
+}
+
+/// A storage (not business) error aborts the whole batch.
+fn reply_fatal(r: &Reply) -> Option<String> {
+    let err = match r {
+        Reply::Ingest(_, Err(e)) => Some(e),
+        Reply::Resolve(_, Err(e)) => Some(e),
+        Reply::DeadLetter(_, Err(e)) => Some(e),
+        Reply::Ack(_, Err(e)) => Some(e),
+        Reply::Housekeeping(_, Err(e)) => Some(e),
+        _ => None,
+    }?;
+    matches!(err, StoreError::Unavailable(_) | StoreError::Corrupt(_)).then(|| err.to_string())
+}
+
+fn put_dead_letter(txn: &WriteTransaction, dl: &DeadLetter) -> StoreResult<()> {
+    let json = serde_json::to_vec(dl).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+    dls.insert(dl.id.as_str(), json.as_slice())
+        .map_err(unavailable)?;
+    let mut idx = txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+    idx.insert((dl.dead_lettered_at.timestamp_millis(), dl.id.as_str()), ())
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn get_dead_letter_in(txn: &WriteTransaction, id: &str) -> StoreResult<Option<DeadLetter>> {
+    let dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+    let value = dls.get(id).map_err(unavailable)?;
+    value
+        .map(|v| serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+fn update_dead_letter(
+    txn: &WriteTransaction,
+    id: &str,
+    reason: DeadLetterReason,
+) -> StoreResult<DeadLetter> {
+    let mut dl = get_dead_letter_in(txn, id)?.ok_or(StoreError::NotFound)?;
+    dl.reason = reason;
+    dl.failed_replays += 1;
+    put_dead_letter(txn, &dl)?;
+    Ok(dl)
+}
+
+fn ack(txn: &WriteTransaction, group: &str, ids: &[String]) -> StoreResult<()> {
+    let Some(max) = ids
+        .iter()
+        .map(|i| {
+            i.parse::<u64>()
+                .map_err(|_| StoreError::Invalid(format!("bad event id {i}")))
+        })
+        .collect::<StoreResult<Vec<_>>>()?
+        .into_iter()
+        .max()
+    else {
+        return Ok(());
+    };
+    let mut groups = txn.open_table(GROUPS).map_err(unavailable)?;
+    let current = groups
+        .get(group)
+        .map_err(unavailable)?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    if max > current {
+        groups.insert(group, max).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn housekeeping(txn: &WriteTransaction, now: DateTime<Utc>) -> StoreResult<Housekeeping> {
+    let now_ms = now.timestamp_millis();
+    let mut report = Housekeeping::default();
+    {
+        let mut exp = txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
+        let mut dedupe = txn.open_table(DEDUPE).map_err(unavailable)?;
+        let due: Vec<(i64, String)> = exp
+            .range::<(i64, &str)>(..(now_ms, ""))
+            .map_err(unavailable)?
+            .filter_map(Result::ok)
+            .map(|(k, _)| {
+                let (ms, key) = k.value();
+                (ms, key.to_string())
+            })
+            .collect();
+        for (ms, key) in due {
+            exp.remove((ms, key.as_str())).map_err(unavailable)?;
+            // Only remove the dedupe entry if it was not renewed with a later expiry.
+            let stale = dedupe
+                .get(key.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value().ends_with(&format!("\0{ms}")))
+                .unwrap_or(false);
+            if stale {
+                dedupe.remove(key.as_str()).map_err(unavailable)?;
+                report.dedupe_keys_expired += 1;
+            }
+        }
+    }
+    {
+        let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
+        let mut deliveries = txn.open_table(DELIVERIES).map_err(unavailable)?;
+        let dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+        let due: Vec<(i64, String)> = exp
+            .range::<(i64, &str)>(..(now_ms, ""))
+            .map_err(unavailable)?
+            .filter_map(Result::ok)
+            .map(|(k, _)| {
+                let (ms, id) = k.value();
+                (ms, id.to_string())
+            })
+            .collect();
+        for (ms, id) in due {
+            exp.remove((ms, id.as_str())).map_err(unavailable)?;
+            if dls.get(id.as_str()).map_err(unavailable)?.is_none()
+                && deliveries
+                    .remove(id.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+            {
+                report.raw_bodies_expired += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn read_record(db: &Database, id: &str) -> StoreResult<Option<Record>> {
+    let r = db.begin_read().map_err(unavailable)?;
+    let t = r.open_table(RECORDS).map_err(unavailable)?;
+    let Some(v) = t.get(id).map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let parts = unframe(v.value())?;
+    let json = parts
+        .get(2)
+        .ok_or_else(|| StoreError::Corrupt(format!("record {id} has no document")))?;
+    parse_record(json).map(Some)
+}
+
+impl Store for EmbeddedStore {
+    async fn ingest(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+    ) -> StoreResult<IngestOutcome> {
+        self.send(|reply| Op::Ingest {
+            delivery: Box::new(delivery),
+            disposition,
+            reply,
+        })
+        .await
+    }
+
+    async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        let id = id.as_str().to_string();
+        self.read(move |db| match read_record(db, &id)? {
+            Some(Record::Order(o)) => Ok(Some(*o)),
+            Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
+        let id = id.as_str().to_string();
+        self.read(move |db| match read_record(db, &id)? {
+            Some(Record::Listing(l)) => Ok(Some(*l)),
+            Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
+        self.read(move |db| {
+            let since_ms = q.since.map(|s| s.timestamp_millis()).unwrap_or(i64::MIN);
+            let (start_ms, after_id) = match &q.after {
+                Some(c) if c.millis >= since_ms => (c.millis, Some(c.id.clone())),
+                _ => (since_ms, None),
+            };
+            let r = db.begin_read().map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let mut ids: Vec<(i64, String)> = Vec::with_capacity(q.limit + 1);
+            match &q.instance {
+                Some(inst) => {
+                    let t = r.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
+                    let lower = match &after_id {
+                        Some(a) => Bound::Excluded((inst.as_str(), start_ms, a.as_str())),
+                        None => Bound::Included((inst.as_str(), start_ms, "")),
+                    };
+                    let upper = Bound::Excluded((inst.as_str(), i64::MAX, "\u{10FFFF}"));
+                    for item in t
+                        .range::<(&str, i64, &str)>((lower, upper))
+                        .map_err(unavailable)?
+                    {
+                        let (k, _) = item.map_err(unavailable)?;
+                        let (_, ms, id) = k.value();
+                        ids.push((ms, id.to_string()));
+                        if ids.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let t = r.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
+                    let lower = match &after_id {
+                        Some(a) => Bound::Excluded((start_ms, a.as_str())),
+                        None => Bound::Included((start_ms, "")),
+                    };
+                    for item in t
+                        .range::<(i64, &str)>((lower, Bound::Unbounded))
+                        .map_err(unavailable)?
+                    {
+                        let (k, _) = item.map_err(unavailable)?;
+                        let (ms, id) = k.value();
+                        ids.push((ms, id.to_string()));
+                        if ids.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            let more = ids.len() > q.limit;
+            ids.truncate(q.limit);
+            let mut items = Vec::with_capacity(ids.len());
+            for (_, id) in &ids {
+                let v = records
+                    .get(id.as_str())
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?;
+                let parts = unframe(v.value())?;
+                match parse_record(parts.get(2).copied().unwrap_or_default())? {
+                    Record::Order(o) => items.push(*o),
+                    _ => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                }
+            }
+            let next = more.then(|| {
+                let (ms, id) = ids.last().expect("more implies items");
+                Cursor {
+                    millis: *ms,
+                    id: id.clone(),
+                }
+            });
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
+        let id = delivery_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(DELIVERIES).map_err(unavailable)?;
+            let Some(v) = t.get(id.as_str()).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let parts = unframe(v.value())?;
+            let (meta, body) = match parts.as_slice() {
+                [m, b] => (*m, *b),
+                _ => return Err(StoreError::Corrupt(format!("delivery {id}"))),
+            };
+            let mut d: RawDelivery =
+                serde_json::from_slice(meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            d.body = body.to_vec();
+            Ok(Some(d))
+        })
+        .await
+    }
+
+    async fn list_dead_letters(&self, q: DeadLetterQuery) -> StoreResult<Page<DeadLetter>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let idx = r.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+            let dls = r.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            let lower = match &q.after {
+                Some(c) => Bound::Excluded((c.millis, c.id.as_str())),
+                None => Bound::Unbounded,
+            };
+            let mut items = Vec::new();
+            let mut more = false;
+            for item in idx
+                .range::<(i64, &str)>((lower, Bound::Unbounded))
+                .map_err(unavailable)?
+            {
+                let (k, _) = item.map_err(unavailable)?;
+                let (_, id) = k.value();
+                let Some(v) = dls.get(id).map_err(unavailable)? else {
+                    continue;
+                };
+                let dl: DeadLetter = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if q.instance.as_ref().is_some_and(|i| *i != dl.instance) {
+                    continue;
+                }
+                if items.len() == q.limit {
+                    more = true;
+                    break;
+                }
+                items.push(dl);
+            }
+            let next = more.then(|| {
+                let last: &DeadLetter = items.last().expect("more implies items");
+                Cursor {
+                    millis: last.dead_lettered_at.timestamp_millis(),
+                    id: last.id.clone(),
+                }
+            });
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
+        let id = id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            let v = t.get(id.as_str()).map_err(unavailable)?;
+            v.map(|v| {
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        id: &str,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        let id = id.to_string();
+        self.send(|reply| Op::Resolve {
+            id,
+            records,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn update_dead_letter(
+        &self,
+        id: &str,
+        reason: DeadLetterReason,
+    ) -> StoreResult<DeadLetter> {
+        let id = id.to_string();
+        self.send(|reply| Op::UpdateDeadLetter { id, reason, reply })
+            .await
+    }
+
+    async fn read_events(
+        &self,
+        group: &str,
+        _consumer: &str,
+        max: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        let group = group.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let groups = r.open_table(GROUPS).map_err(unavailable)?;
+            let offset = groups
+                .get(group.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let mut out = Vec::with_capacity(max.min(4096));
+            for item in events.range(offset + 1..).map_err(unavailable)?.take(max) {
+                let (k, v) = item.map_err(unavailable)?;
+                let event: ChangeEvent = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push(StreamEntry {
+                    id: k.value().to_string(),
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack_events(&self, group: &str, ids: &[String]) -> StoreResult<()> {
+        let group = group.to_string();
+        let ids = ids.to_vec();
+        self.send(|reply| Op::Ack { group, ids, reply }).await
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(EVENTS).map_err(unavailable)?;
+            t.len().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn housekeeping(&self, now: DateTime<Utc>) -> StoreResult<Housekeeping> {
+        self.send(|reply| Op::Housekeeping { now, reply }).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|db| db.begin_read().map(drop).map_err(unavailable))
+            .await
+    }
+}

@@ -1,0 +1,441 @@
+//! The central store: one [`Store`] trait, two backends (embedded redb, Redis), one contract test
+//! suite (`tests/store_contract.rs`) that runs against both.
+//!
+//! What a store keeps:
+//! - the **raw delivery inbox**: every authentic delivery's bytes, kept until processed, then for
+//!   `raw_retention` (dead-lettered ones until they are replayed);
+//! - **dedupe keys** per instance and delivery id, for `dedupe_ttl`;
+//! - **orders and listings**, upserted by (instance, external id): an older revision never
+//!   overwrites a newer one;
+//! - one append-only **event stream** of record changes, read by consumer groups;
+//! - **dead letters**: authentic deliveries that could not be normalized, with the reason.
+//!
+//! Architecture invariant: [`Store::ingest`] is one atomic write. Either the dedupe key, the raw
+//! delivery and its outcome (records + events, or a dead letter) are all durably stored, or none
+//! is. A 2xx is only sent after it returns `Ok`.
+
+pub mod embedded;
+pub mod redis;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::adapter::FieldError;
+use crate::model::{Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or did not confirm the write; the caller answers 503 and
+    /// the sender retries.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An authentic delivery as received (bytes exactly as sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawDelivery {
+    /// Gateway-assigned id (time-ordered).
+    pub delivery_id: String,
+    pub instance: String,
+    /// The sender's idempotency id (or a body hash).
+    pub dedupe_id: String,
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Headers an adapter needs to re-normalize the delivery (topic, ids). Never signatures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// What the gateway decided for a delivery before storing it.
+#[derive(Debug, Clone)]
+pub enum Disposition {
+    /// Normalized into these records.
+    Apply(Vec<Record>),
+    /// Authentic but not normalizable: park it.
+    DeadLetter(DeadLetterReason),
+    /// Authentic, but of a topic the adapter does not map.
+    Ignore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReason {
+    /// `parse`, `fields`, `no_mapping`.
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldErrorRecord>,
+}
+
+/// A stored copy of an adapter field error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldErrorRecord {
+    pub field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub problem: String,
+}
+
+impl From<&FieldError> for FieldErrorRecord {
+    fn from(e: &FieldError) -> Self {
+        Self {
+            field: e.field.clone(),
+            source: e.source.clone(),
+            problem: e.problem.clone(),
+        }
+    }
+}
+
+/// What the store did with one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordResult {
+    pub kind: RecordKind,
+    pub id: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// The dedupe id was seen before; nothing was written.
+    Duplicate { original_delivery_id: String },
+    /// Stored (with the records' results, or as a dead letter, or ignored).
+    Stored {
+        delivery_id: String,
+        records: Vec<RecordResult>,
+        dead_lettered: bool,
+        ignored: bool,
+    },
+}
+
+/// A parked delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Same as the delivery id.
+    pub id: String,
+    pub instance: String,
+    pub received_at: DateTime<Utc>,
+    pub dead_lettered_at: DateTime<Utc>,
+    pub reason: DeadLetterReason,
+    /// Replays that failed so far.
+    #[serde(default)]
+    pub failed_replays: u32,
+}
+
+/// Where a page of a listing starts: the (time, id) of the last item of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub millis: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}|{}", self.millis, self.id))
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (m, id) = text.split_once('|')?;
+        Some(Self {
+            millis: m.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderQuery {
+    pub instance: Option<String>,
+    /// Orders whose channel `updated_at` is at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetterQuery {
+    pub instance: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+/// An event read from the stream, with the id to acknowledge it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub id: String,
+    pub event: ChangeEvent,
+}
+
+/// What a housekeeping pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Housekeeping {
+    pub dedupe_keys_expired: u64,
+    pub raw_bodies_expired: u64,
+}
+
+/// The store contract. See the module docs for what each part keeps.
+pub trait Store: Send + Sync + 'static {
+    /// Atomically: check the dedupe id; if new, store the raw delivery and its disposition
+    /// (records with revision check + events, a dead letter, or "ignored"). Durable when `Ok`.
+    fn ingest(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+    ) -> impl Future<Output = StoreResult<IngestOutcome>> + Send;
+
+    fn get_order(&self, id: &OrderId) -> impl Future<Output = StoreResult<Option<Order>>> + Send;
+
+    fn get_listing(
+        &self,
+        id: &ListingId,
+    ) -> impl Future<Output = StoreResult<Option<Listing>>> + Send;
+
+    /// Orders by (updated_at, id), ascending, optionally of one instance.
+    fn list_orders(&self, q: OrderQuery) -> impl Future<Output = StoreResult<Page<Order>>> + Send;
+
+    /// The raw delivery (meta and body), while it is retained.
+    fn get_delivery(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<RawDelivery>>> + Send;
+
+    fn list_dead_letters(
+        &self,
+        q: DeadLetterQuery,
+    ) -> impl Future<Output = StoreResult<Page<DeadLetter>>> + Send;
+
+    fn get_dead_letter(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<DeadLetter>>> + Send;
+
+    /// A replay succeeded: apply the records and remove the dead letter, atomically.
+    fn resolve_dead_letter(
+        &self,
+        id: &str,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<RecordResult>>> + Send;
+
+    /// A replay failed again: keep the dead letter with the new reason.
+    fn update_dead_letter(
+        &self,
+        id: &str,
+        reason: DeadLetterReason,
+    ) -> impl Future<Output = StoreResult<DeadLetter>> + Send;
+
+    /// Reads events for a consumer group: first the ones delivered to it but not acknowledged,
+    /// then new ones. At least once: an unacknowledged event is read again.
+    fn read_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StreamEntry>>> + Send;
+
+    fn ack_events(
+        &self,
+        group: &str,
+        ids: &[String],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Number of events in the stream.
+    fn event_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Removes expired dedupe keys and raw bodies (Redis expires them itself).
+    fn housekeeping(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Housekeeping>> + Send;
+
+    /// Is the store reachable?
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// A record ready to be written: its JSON and the key that orders its revisions.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub kind: RecordKind,
+    pub id: String,
+    pub instance: String,
+    pub rev_key: String,
+    pub updated_millis: i64,
+    pub json: String,
+}
+
+pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
+    let json = serde_json::to_string(record)
+        .map_err(|e| StoreError::Invalid(format!("record cannot be serialized: {e}")))?;
+    let hash = hex::encode(&Sha256::digest(json.as_bytes())[..8]);
+    let rev = record.revision();
+    Ok(Prepared {
+        kind: record.kind(),
+        id: record.id().to_string(),
+        instance: record.instance().to_string(),
+        rev_key: rev.ordering_key(&hash),
+        updated_millis: rev.updated_at.timestamp_millis(),
+        json,
+    })
+}
+
+/// Decides what an upsert does, given the stored revision key (if any).
+pub(crate) fn decide(stored: Option<&str>, incoming: &str) -> Change {
+    match stored {
+        None => Change::Created,
+        Some(s) if incoming > s => Change::Updated,
+        Some(s) if incoming == s => Change::Unchanged,
+        Some(_) => Change::Stale,
+    }
+}
+
+/// The JSON of a [`ChangeEvent`], built around the already serialized record.
+pub(crate) fn event_json(
+    p: &Prepared,
+    change: Change,
+    delivery_id: &str,
+    at: DateTime<Utc>,
+) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    format!(
+        r#"{{"kind":"{}","change":"{}","record_id":{},"instance":{},"delivery_id":{},"at":{},"record":{}}}"#,
+        p.kind.as_str(),
+        change.as_str(),
+        q(&p.id),
+        q(&p.instance),
+        q(delivery_id),
+        q(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        p.json
+    )
+}
+
+/// Reads a stored record document.
+pub(crate) fn parse_record(json: &[u8]) -> StoreResult<Record> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_decisions() {
+        assert_eq!(decide(None, "b"), Change::Created);
+        assert_eq!(decide(Some("a"), "b"), Change::Updated);
+        assert_eq!(decide(Some("b"), "b"), Change::Unchanged);
+        assert_eq!(decide(Some("c"), "b"), Change::Stale);
+    }
+
+    #[test]
+    fn event_json_is_a_change_event() {
+        let order: crate::model::Order =
+            serde_json::from_str(include_str!("../../tests/fixtures/app/order-jp.json"))
+                .map(|mut o: serde_json::Value| {
+                    let m = o.as_object_mut().unwrap();
+                    m.insert("id".into(), "o.app.0123456789abcdef".into());
+                    m.insert("instance".into(), "app".into());
+                    m.insert("channel".into(), "app".into());
+                    m.insert("channel_kind".into(), "mobile_app".into());
+                    m.insert("account".into(), "acme".into());
+                    o
+                })
+                .and_then(serde_json::from_value)
+                .unwrap();
+        let record = Record::Order(Box::new(order));
+        let p = prepare(&record).unwrap();
+        let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let json = event_json(&p, Change::Created, "d\"1", at);
+        let event: ChangeEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(event.record, record);
+        assert_eq!(event.delivery_id, "d\"1");
+        assert_eq!(event.at, at);
+    }
+
+    #[test]
+    fn cursor_round_trip() {
+        let c = Cursor {
+            millis: -5,
+            id: "o.x.0123|weird".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("!!"), None);
+    }
+}
+
+/// The store a config selects.
+#[derive(Clone)]
+pub enum AnyStore {
+    Embedded(embedded::EmbeddedStore),
+    Redis(redis::RedisStore),
+}
+
+/// Runs `$body` with `$s` bound to the concrete store inside an [`AnyStore`].
+#[macro_export]
+macro_rules! with_store {
+    ($any:expr, $s:ident => $body:expr) => {
+        match $any {
+            $crate::store::AnyStore::Embedded($s) => $body,
+            $crate::store::AnyStore::Redis($s) => $body,
+        }
+    };
+}
+
+/// Opens the configured store. For Redis, also reports whether the server fsyncs every write.
+pub async fn open(
+    cfg: &crate::config::Config,
+) -> StoreResult<(AnyStore, Option<redis::Persistence>)> {
+    use crate::config::Backend;
+    let s = &cfg.store;
+    match s.backend {
+        Backend::Embedded => {
+            let store = embedded::EmbeddedStore::open(
+                &s.path,
+                embedded::EmbeddedOptions {
+                    dedupe_ttl: s.dedupe_ttl,
+                    raw_retention: s.raw_retention,
+                },
+            )?;
+            Ok((AnyStore::Embedded(store), None))
+        }
+        Backend::Redis => {
+            let (store, persistence) = redis::RedisStore::connect(redis::RedisOptions {
+                url: s.redis_url.expose().to_string(),
+                prefix: s.redis_prefix.clone(),
+                timeout: s.redis_timeout,
+                require_fsync: s.redis_require_fsync,
+                dedupe_ttl: s.dedupe_ttl,
+                raw_retention: s.raw_retention,
+                instances: cfg.instances.keys().cloned().collect(),
+            })
+            .await?;
+            Ok((AnyStore::Redis(store), Some(persistence)))
+        }
+    }
+}

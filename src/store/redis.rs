@@ -1,0 +1,845 @@
+//! The Redis store.
+//!
+//! Key layout (documented in ARCHITECTURE.md). Every key of one channel instance carries the hash
+//! tag `{<instance>}`, so each multi-key script touches a single cluster slot:
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `P:{I}:dd:<dedupe id>` | string, EX dedupe TTL | delivery id that first used this id |
+//! | `P:{I}:raw:<delivery id>` | hash `meta`, `body`, EX raw retention | the raw delivery |
+//! | `P:{I}:rec:<record id>` | hash `rev`, `ms`, `doc` | an order or listing |
+//! | `P:{I}:orders` | sorted set, score = updated ms | order ids for listing by time |
+//! | `P:{I}:events` | stream | change events (never trimmed) |
+//! | `P:{I}:dl:<id>` | string | a dead letter (JSON) |
+//! | `P:{I}:dls` | sorted set, score = dead-lettered ms | dead letter ids |
+//!
+//! `P` is the configured prefix, `I` the instance id. Delivery ids (`d.<instance>.<uuid>`) and
+//! record ids (`o.<instance>.<hash>`) carry the instance, so any key can be found from an id.
+//!
+//! Durability: Redis answers a write after it is in its AOF; with `appendfsync always` that is
+//! after fsync. `redis_require_fsync` makes start-up refuse a server that is not set up so.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use super::{
+    Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
+    IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
+    StoreResult, StreamEntry, parse_record, prepare,
+};
+use crate::model::{Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+
+/// Upserts the records passed after the fixed arguments; shared by ingest and replay.
+/// Expects `KEYS[events_key]`, `KEYS[orders_key]`, record keys from `KEYS[first_record_key]`,
+/// and per record 5 ARGV entries (id, kind, rev, ms, doc) from `ARGV[first_record_arg]`.
+const APPLY_LUA: &str = r#"
+local function apply(events_key, orders_key, first_record_key, first_record_arg, n, delivery, at)
+  local out = {}
+  for i = 1, n do
+    local b = first_record_arg + (i - 1) * 5
+    local id, kind, rev, ms, doc = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+    local key = KEYS[first_record_key + i - 1]
+    local cur = redis.call('HGET', key, 'rev')
+    local change
+    if not cur then change = 'created'
+    elseif rev > cur then change = 'updated'
+    elseif rev == cur then change = 'unchanged'
+    else change = 'stale' end
+    if change == 'created' or change == 'updated' then
+      redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
+      if kind == 'order' then redis.call('ZADD', KEYS[orders_key], ms, id) end
+      redis.call('XADD', KEYS[events_key], '*', 'kind', kind, 'change', change, 'id', id,
+        'delivery', delivery, 'at', at, 'record', doc)
+    end
+    out[#out + 1] = change
+  end
+  return out
+end
+"#;
+
+/// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead letter, 5 dead-letter index, 6 orders, 7.. records.
+/// ARGV: 1 delivery id, 2 dedupe ttl, 3 raw retention, 4 mode, 5 meta, 6 body, 7 dead letter,
+/// 8 dead-letter score, 9 at, 10 record count, 11.. records (5 each).
+const INGEST_LUA: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {'duplicate', redis.call('GET', KEYS[1]) or ''}
+end
+redis.call('HSET', KEYS[2], 'meta', ARGV[5], 'body', ARGV[6])
+local mode = ARGV[4]
+if mode == 'dead' then
+  redis.call('SET', KEYS[4], ARGV[7])
+  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
+  return {'dead'}
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if mode == 'ignore' then return {'ignored'} end
+local changes = apply(3, 6, 7, 11, tonumber(ARGV[10]), ARGV[1], ARGV[9])
+table.insert(changes, 1, 'stored')
+return changes
+"#;
+
+/// KEYS: 1 dead letter, 2 dead-letter index, 3 raw, 4 events, 5 orders, 6.. records.
+/// ARGV: 1 id, 2 raw retention, 3 at, 4 record count, 5.. records.
+const RESOLVE_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+local changes = apply(4, 5, 6, 5, tonumber(ARGV[4]), ARGV[1], ARGV[3])
+table.insert(changes, 1, 'resolved')
+return changes
+"#;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    pub prefix: String,
+    pub timeout: Duration,
+    pub require_fsync: bool,
+    pub dedupe_ttl: Duration,
+    pub raw_retention: Duration,
+    /// Instances whose streams and indexes are read by cross-instance queries.
+    pub instances: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    opts: Arc<RedisOptions>,
+    ingest: Arc<Script>,
+    resolve: Arc<Script>,
+    groups: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+/// What start-up learned about the server's persistence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistence {
+    pub appendonly: Option<String>,
+    pub appendfsync: Option<String>,
+}
+
+impl Persistence {
+    pub fn fsyncs_every_write(&self) -> bool {
+        self.appendonly.as_deref() == Some("yes") && self.appendfsync.as_deref() == Some("always")
+    }
+}
+
+impl RedisStore {
+    /// Connects, and checks the server's persistence when `require_fsync` is set.
+    pub async fn connect(opts: RedisOptions) -> StoreResult<(Self, Persistence)> {
+        let client = redis::Client::open(opts.url.as_str())
+            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.timeout))
+            .set_response_timeout(Some(opts.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn = tokio::time::timeout(
+            opts.timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis connection timed out".into()))?
+        .map_err(unavailable)?;
+        let persistence = Persistence {
+            appendonly: config_get(&mut conn, "appendonly").await,
+            appendfsync: config_get(&mut conn, "appendfsync").await,
+        };
+        if opts.require_fsync && !persistence.fsyncs_every_write() {
+            return Err(StoreError::Invalid(format!(
+                "redis_require_fsync is set but the server has appendonly={} appendfsync={}; \
+                 run Redis with --appendonly yes --appendfsync always",
+                persistence.appendonly.as_deref().unwrap_or("(unknown)"),
+                persistence.appendfsync.as_deref().unwrap_or("(unknown)")
+            )));
+        }
+        let store = Self {
+            conn,
+            ingest: Arc::new(Script::new(&format!("{APPLY_LUA}\n{INGEST_LUA}"))),
+            resolve: Arc::new(Script::new(&format!("{APPLY_LUA}\n{RESOLVE_LUA}"))),
+            opts: Arc::new(opts),
+            groups: Arc::new(Mutex::new(HashSet::new())),
+        };
+        Ok((store, persistence))
+    }
+
+    fn key(&self, instance: &str, rest: &str) -> String {
+        format!("{}:{{{}}}:{}", self.opts.prefix, instance, rest)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Deletes every key of this store's prefix (for tests).
+    pub async fn flush_prefix(&self) -> StoreResult<u64> {
+        let mut conn = self.conn();
+        let pattern = format!("{}:*", self.opts.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn instance_of(id: &str) -> StoreResult<&str> {
+        // Ids are `<letter>.<instance>.<suffix>`.
+        let rest = id
+            .split_once('.')
+            .map(|(_, r)| r)
+            .ok_or_else(|| StoreError::Invalid(format!("id '{id}' names no instance")))?;
+        rest.rsplit_once('.')
+            .map(|(i, _)| i)
+            .ok_or_else(|| StoreError::Invalid(format!("id '{id}' names no instance")))
+    }
+
+    fn push_records(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        instance: &str,
+        prepared: &[Prepared],
+    ) {
+        for p in prepared {
+            inv.key(self.key(instance, &format!("rec:{}", p.id)));
+        }
+        for p in prepared {
+            inv.arg(&p.id)
+                .arg(p.kind.as_str())
+                .arg(&p.rev_key)
+                .arg(p.updated_millis)
+                .arg(&p.json);
+        }
+    }
+
+    async fn ensure_group(&self, stream: &str, group: &str) -> StoreResult<()> {
+        let key = (stream.to_string(), group.to_string());
+        if self.groups.lock().expect("lock").contains(&key) {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("BUSYGROUP") => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        self.groups.lock().expect("lock").insert(key);
+        Ok(())
+    }
+
+    async fn read_doc(&self, instance: &str, id: &str) -> StoreResult<Option<Record>> {
+        let mut conn = self.conn();
+        let doc: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.key(instance, &format!("rec:{id}")))
+            .arg("doc")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        doc.map(|d| parse_record(&d)).transpose()
+    }
+
+    /// (ms, id) pairs of one instance's order index after a cursor, up to `limit`.
+    async fn index_page(
+        &self,
+        instance: &str,
+        index: &str,
+        since_ms: i64,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        let mut conn = self.conn();
+        let key = self.key(instance, index);
+        let start_ms = after.map(|c| c.millis.max(since_ms)).unwrap_or(since_ms);
+        let mut out = Vec::with_capacity(limit);
+        let mut offset = 0usize;
+        loop {
+            let batch = limit + 16;
+            let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(start_ms)
+                .arg("+inf")
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(batch)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let got = raw.len();
+            for (id, score) in raw {
+                let ms = score as i64;
+                let skip = after.is_some_and(|c| ms == c.millis && id.as_str() <= c.id.as_str());
+                if !skip {
+                    out.push((ms, id));
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if got < batch {
+                return Ok(out);
+            }
+            offset += got;
+        }
+    }
+
+    fn instances_for(&self, only: Option<&String>) -> Vec<String> {
+        match only {
+            Some(i) => vec![i.clone()],
+            None => self.opts.instances.clone(),
+        }
+    }
+}
+
+async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> {
+    let v: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(conn)
+        .await;
+    v.ok().and_then(|v| v.get(1).cloned())
+}
+
+fn parse_changes(values: &[Value]) -> StoreResult<Vec<Change>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::BulkString(b) => match b.as_slice() {
+                b"created" => Ok(Change::Created),
+                b"updated" => Ok(Change::Updated),
+                b"unchanged" => Ok(Change::Unchanged),
+                b"stale" => Ok(Change::Stale),
+                other => Err(StoreError::Corrupt(format!(
+                    "unexpected script reply {}",
+                    String::from_utf8_lossy(other)
+                ))),
+            },
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected script reply {other:?}"
+            ))),
+        })
+        .collect()
+}
+
+fn bulk_str(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn results(prepared: &[Prepared], changes: Vec<Change>) -> StoreResult<Vec<RecordResult>> {
+    if changes.len() != prepared.len() {
+        return Err(StoreError::Corrupt(
+            "script returned the wrong number of results".into(),
+        ));
+    }
+    Ok(prepared
+        .iter()
+        .zip(changes)
+        .map(|(p, change)| RecordResult {
+            kind: p.kind,
+            id: p.id.clone(),
+            change,
+        })
+        .collect())
+}
+
+/// Turns a stream entry's fields back into a change event.
+fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreResult<ChangeEvent> {
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .and_then(bulk_str)
+            .ok_or_else(|| StoreError::Corrupt(format!("event without {k}")))
+    };
+    let kind = match get("kind")?.as_str() {
+        "order" => RecordKind::Order,
+        "listing" => RecordKind::Listing,
+        other => return Err(StoreError::Corrupt(format!("event kind {other}"))),
+    };
+    let change = match get("change")?.as_str() {
+        "created" => Change::Created,
+        "updated" => Change::Updated,
+        other => return Err(StoreError::Corrupt(format!("event change {other}"))),
+    };
+    let at = DateTime::parse_from_rfc3339(&get("at")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_utc();
+    Ok(ChangeEvent {
+        kind,
+        change,
+        record_id: get("id")?,
+        instance: instance.to_string(),
+        delivery_id: get("delivery")?,
+        at,
+        record: parse_record(get("record")?.as_bytes())?,
+    })
+}
+
+impl Store for RedisStore {
+    async fn ingest(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+    ) -> StoreResult<IngestOutcome> {
+        let inst = delivery.instance.as_str();
+        let prepared = match &disposition {
+            Disposition::Apply(records) => records
+                .iter()
+                .map(prepare)
+                .collect::<StoreResult<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        if prepared.iter().any(|p| p.instance != inst) {
+            return Err(StoreError::Invalid(
+                "records must belong to the delivery's instance".into(),
+            ));
+        }
+        let meta =
+            serde_json::to_string(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let (mode, dl_json) = match &disposition {
+            Disposition::Apply(_) => ("apply", String::new()),
+            Disposition::Ignore => ("ignore", String::new()),
+            Disposition::DeadLetter(reason) => {
+                let dl = DeadLetter {
+                    id: delivery.delivery_id.clone(),
+                    instance: inst.to_string(),
+                    received_at: delivery.received_at,
+                    dead_lettered_at: delivery.received_at,
+                    reason: reason.clone(),
+                    failed_replays: 0,
+                };
+                (
+                    "dead",
+                    serde_json::to_string(&dl).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                )
+            }
+        };
+        let at = delivery
+            .received_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut inv = self.ingest.prepare_invoke();
+        inv.key(self.key(inst, &format!("dd:{}", delivery.dedupe_id)))
+            .key(self.key(inst, &format!("raw:{}", delivery.delivery_id)))
+            .key(self.key(inst, "events"))
+            .key(self.key(inst, &format!("dl:{}", delivery.delivery_id)))
+            .key(self.key(inst, "dls"))
+            .key(self.key(inst, "orders"));
+        inv.arg(&delivery.delivery_id)
+            .arg(self.opts.dedupe_ttl.as_secs())
+            .arg(self.opts.raw_retention.as_secs())
+            .arg(mode)
+            .arg(&meta)
+            .arg(&delivery.body)
+            .arg(&dl_json)
+            .arg(delivery.received_at.timestamp_millis())
+            .arg(&at)
+            .arg(prepared.len());
+        self.push_records(&mut inv, inst, &prepared);
+        let mut conn = self.conn();
+        let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let head = reply.first().and_then(bulk_str).unwrap_or_default();
+        match head.as_str() {
+            "duplicate" => Ok(IngestOutcome::Duplicate {
+                original_delivery_id: reply.get(1).and_then(bulk_str).unwrap_or_default(),
+            }),
+            "dead" => Ok(IngestOutcome::Stored {
+                delivery_id: delivery.delivery_id,
+                records: Vec::new(),
+                dead_lettered: true,
+                ignored: false,
+            }),
+            "ignored" => Ok(IngestOutcome::Stored {
+                delivery_id: delivery.delivery_id,
+                records: Vec::new(),
+                dead_lettered: false,
+                ignored: true,
+            }),
+            "stored" => Ok(IngestOutcome::Stored {
+                records: results(&prepared, parse_changes(&reply[1..])?)?,
+                delivery_id: delivery.delivery_id,
+                dead_lettered: false,
+                ignored: false,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected ingest reply '{other}'"
+            ))),
+        }
+    }
+
+    async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        match self.read_doc(id.instance(), id.as_str()).await? {
+            Some(Record::Order(o)) => Ok(Some(*o)),
+            Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
+        match self.read_doc(id.instance(), id.as_str()).await? {
+            Some(Record::Listing(l)) => Ok(Some(*l)),
+            Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
+        let since_ms = q
+            .since
+            .map(|s| s.timestamp_millis())
+            .unwrap_or(i64::MIN / 2);
+        let mut merged: Vec<(i64, String, String)> = Vec::new();
+        for inst in self.instances_for(q.instance.as_ref()) {
+            for (ms, id) in self
+                .index_page(&inst, "orders", since_ms, q.after.as_ref(), q.limit + 1)
+                .await?
+            {
+                merged.push((ms, id, inst.clone()));
+            }
+        }
+        merged.sort();
+        let more = merged.len() > q.limit;
+        merged.truncate(q.limit);
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        for (_, id, inst) in &merged {
+            pipe.cmd("HGET")
+                .arg(self.key(inst, &format!("rec:{id}")))
+                .arg("doc");
+        }
+        let docs: Vec<Option<Vec<u8>>> = if merged.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await.map_err(unavailable)?
+        };
+        let mut items = Vec::with_capacity(docs.len());
+        for ((_, id, _), doc) in merged.iter().zip(docs) {
+            let doc =
+                doc.ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?;
+            match parse_record(&doc)? {
+                Record::Order(o) => items.push(*o),
+                _ => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+            }
+        }
+        let next = more.then(|| {
+            let (ms, id, _) = merged.last().expect("more implies items");
+            Cursor {
+                millis: *ms,
+                id: id.clone(),
+            }
+        });
+        Ok(Page { items, next })
+    }
+
+    async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
+        let inst = Self::instance_of(delivery_id)?;
+        let mut conn = self.conn();
+        let (meta, body): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.key(inst, &format!("raw:{delivery_id}")))
+            .arg("meta")
+            .arg("body")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let (Some(meta), Some(body)) = (meta, body) else {
+            return Ok(None);
+        };
+        let mut d: RawDelivery =
+            serde_json::from_slice(&meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        d.body = body;
+        Ok(Some(d))
+    }
+
+    async fn list_dead_letters(&self, q: DeadLetterQuery) -> StoreResult<Page<DeadLetter>> {
+        let mut merged: Vec<(i64, String, String)> = Vec::new();
+        for inst in self.instances_for(q.instance.as_ref()) {
+            for (ms, id) in self
+                .index_page(&inst, "dls", i64::MIN / 2, q.after.as_ref(), q.limit + 1)
+                .await?
+            {
+                merged.push((ms, id, inst.clone()));
+            }
+        }
+        merged.sort();
+        let more = merged.len() > q.limit;
+        merged.truncate(q.limit);
+        let mut items = Vec::with_capacity(merged.len());
+        let mut conn = self.conn();
+        for (_, id, inst) in &merged {
+            let json: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.key(inst, &format!("dl:{id}")))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if let Some(json) = json {
+                items.push(
+                    serde_json::from_slice(&json)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+        }
+        let next = more.then(|| {
+            let (ms, id, _) = merged.last().expect("more implies items");
+            Cursor {
+                millis: *ms,
+                id: id.clone(),
+            }
+        });
+        Ok(Page { items, next })
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
+        let inst = Self::instance_of(id)?;
+        let mut conn = self.conn();
+        let json: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.key(inst, &format!("dl:{id}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| serde_json::from_slice(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        id: &str,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        let inst = Self::instance_of(id)?;
+        let prepared = records
+            .iter()
+            .map(prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if prepared.iter().any(|p| p.instance != inst) {
+            return Err(StoreError::Invalid(
+                "records must belong to the delivery's instance".into(),
+            ));
+        }
+        let mut inv = self.resolve.prepare_invoke();
+        inv.key(self.key(inst, &format!("dl:{id}")))
+            .key(self.key(inst, "dls"))
+            .key(self.key(inst, &format!("raw:{id}")))
+            .key(self.key(inst, "events"))
+            .key(self.key(inst, "orders"));
+        inv.arg(id)
+            .arg(self.opts.raw_retention.as_secs())
+            .arg(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .arg(prepared.len());
+        self.push_records(&mut inv, inst, &prepared);
+        let mut conn = self.conn();
+        let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        match reply.first().and_then(bulk_str).as_deref() {
+            Some("notfound") => Err(StoreError::NotFound),
+            Some("resolved") => results(&prepared, parse_changes(&reply[1..])?),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected resolve reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn update_dead_letter(
+        &self,
+        id: &str,
+        reason: DeadLetterReason,
+    ) -> StoreResult<DeadLetter> {
+        let mut dl = self
+            .get_dead_letter(id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        dl.reason = reason;
+        dl.failed_replays += 1;
+        let json = serde_json::to_string(&dl).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&dl.instance, &format!("dl:{id}")))
+            .arg(json)
+            .arg("XX")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        set.map(|_| dl).ok_or(StoreError::NotFound)
+    }
+
+    async fn read_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        let mut out = Vec::new();
+        for inst in self.opts.instances.clone() {
+            if out.len() >= max {
+                break;
+            }
+            let stream = self.key(&inst, "events");
+            self.ensure_group(&stream, group).await?;
+            let mut conn = self.conn();
+            // This consumer's delivered-but-unacknowledged entries first, then new ones.
+            for start in ["0", ">"] {
+                let want = max - out.len();
+                if want == 0 {
+                    break;
+                }
+                let reply: Value = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(want)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(start)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                let entries = stream_entries(&reply)?;
+                let n = entries.len();
+                for (id, fields) in entries {
+                    out.push(StreamEntry {
+                        id: format!("{inst}|{id}"),
+                        event: event_from_fields(&fields, &inst)?,
+                    });
+                }
+                if start == "0" && n > 0 {
+                    break; // drain pending before taking new ones
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack_events(&self, group: &str, ids: &[String]) -> StoreResult<()> {
+        let mut by_instance: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for id in ids {
+            let (inst, sid) = id
+                .split_once('|')
+                .ok_or_else(|| StoreError::Invalid(format!("bad event id {id}")))?;
+            by_instance.entry(inst).or_default().push(sid);
+        }
+        let mut conn = self.conn();
+        for (inst, sids) in by_instance {
+            let _: u64 = redis::cmd("XACK")
+                .arg(self.key(inst, "events"))
+                .arg(group)
+                .arg(&sids)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        let mut conn = self.conn();
+        let mut total = 0;
+        for inst in &self.opts.instances {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(self.key(inst, "events"))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn housekeeping(&self, _now: DateTime<Utc>) -> StoreResult<Housekeeping> {
+        // Dedupe keys and processed raw bodies carry TTLs; Redis expires them itself.
+        Ok(Housekeeping::default())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unexpected PING reply {pong}"
+            )))
+        }
+    }
+}
+
+/// Entries of an XREADGROUP reply for one stream: (id, fields).
+fn stream_entries(reply: &Value) -> StoreResult<Vec<(String, BTreeMap<String, Value>)>> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(a) => a.clone(),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| Value::Array(vec![k.clone(), v.clone()]))
+            .collect(),
+        other => return Err(StoreError::Corrupt(format!("XREADGROUP reply {other:?}"))),
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        let Value::Array(pair) = s else { continue };
+        let Some(Value::Array(entries)) = pair.get(1) else {
+            continue;
+        };
+        for e in entries {
+            let Value::Array(parts) = e else { continue };
+            let (Some(id), Some(Value::Array(kv))) =
+                (parts.first().and_then(bulk_str), parts.get(1))
+            else {
+                // A pending entry whose message was deleted reads as (id, nil); skip it.
+                continue;
+            };
+            let mut fields = BTreeMap::new();
+            for chunk in kv.chunks(2) {
+                if let [k, v] = chunk
+                    && let Some(k) = bulk_str(k)
+                {
+                    fields.insert(k, v.clone());
+                }
+            }
+            out.push((id, fields));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,64 @@
+//! Logs (tracing) and metrics (Prometheus).
+//!
+//! Logging rule: events carry ids, counts, kinds and field *paths*; never payload values,
+//! names, emails, phones, addresses or secrets. `tests/pii_logs.rs` checks this with canaries.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level.
+pub fn init_logging(level: &str, json: bool) {
+    init_logging_to(level, json, std::io::stderr);
+}
+
+/// Like [`init_logging`] with a chosen writer (tests capture logs this way).
+pub fn init_logging_to<W>(level: &str, json: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(true);
+    // A second call (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ],
+                )
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// Metric names, in one place.
+pub mod names {
+    pub const DELIVERIES: &str = "crossgate_deliveries_total";
+    pub const INGEST_DURATION: &str = "crossgate_ingest_duration_seconds";
+    pub const DEAD_LETTERS: &str = "crossgate_dead_letters_total";
+    pub const DEAD_LETTERS_REPLAYED: &str = "crossgate_dead_letters_replayed_total";
+    pub const RECORDS: &str = "crossgate_records_total";
+}
