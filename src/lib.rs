@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod ingress;
 pub mod model;
 pub mod pipeline;
+pub mod schemas;
 pub mod store;
 pub mod telemetry;

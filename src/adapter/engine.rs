@@ -33,7 +33,7 @@ pub struct RecordContext<'a> {
 /// An evaluated expression.
 #[derive(Debug, Clone)]
 enum Val<'a> {
-    Node(&'a Node),
+    Node(&'a Node<'a>),
     Text(Cow<'a, str>),
     Decimal(Decimal),
 }
@@ -132,7 +132,7 @@ fn val_decimal(v: &Val<'_>) -> Result<Decimal, String> {
     match v {
         Val::Decimal(d) => Ok(*d),
         Val::Node(n) => node_decimal(n),
-        Val::Text(t) => node_decimal(&Node::String(t.to_string())),
+        Val::Text(t) => node_decimal(&Node::String(Cow::Borrowed(t.as_ref()))),
     }
 }
 
@@ -465,7 +465,11 @@ fn shipment_status(s: &str) -> Option<ShipmentStatus> {
 }
 
 /// Finds the record root an optional `root` expression points at (default: the document).
-fn record_root<'a>(ev: &mut Eval, root: Option<&'a Expr>, doc: &'a Node) -> Option<&'a Node> {
+fn record_root<'a>(
+    ev: &mut Eval,
+    root: Option<&'a Expr>,
+    doc: &'a Node<'a>,
+) -> Option<&'a Node<'a>> {
     let Some(e) = root else { return Some(doc) };
     match eval(e, Scope::new(doc)) {
         Ok(Some(Val::Node(n @ Node::Object(_)))) => Some(n),

@@ -129,7 +129,7 @@ impl Adapter {
     }
 
     /// Reads the payload bytes into a document tree.
-    pub fn parse(&self, body: &[u8]) -> Result<Node, NormalizeError> {
+    pub fn parse<'b>(&self, body: &'b [u8]) -> Result<Node<'b>, NormalizeError> {
         match self.spec.format {
             Format::Json | Format::Canonical => {
                 tree::parse_json(body).map_err(|e| NormalizeError::Parse {

@@ -31,13 +31,13 @@ pub enum Anchor {
 /// The three nodes a path can start from.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
-    pub document: &'a Node,
-    pub record: &'a Node,
-    pub current: &'a Node,
+    pub document: &'a Node<'a>,
+    pub record: &'a Node<'a>,
+    pub current: &'a Node<'a>,
 }
 
 impl<'a> Scope<'a> {
-    pub fn new(document: &'a Node) -> Self {
+    pub fn new(document: &'a Node<'a>) -> Self {
         Self {
             document,
             record: document,
@@ -45,7 +45,7 @@ impl<'a> Scope<'a> {
         }
     }
 
-    pub fn with_record(self, record: &'a Node) -> Self {
+    pub fn with_record(self, record: &'a Node<'a>) -> Self {
         Self {
             record,
             current: record,
@@ -53,7 +53,7 @@ impl<'a> Scope<'a> {
         }
     }
 
-    pub fn with_current(self, current: &'a Node) -> Self {
+    pub fn with_current(self, current: &'a Node<'a>) -> Self {
         Self { current, ..self }
     }
 }
@@ -166,7 +166,7 @@ impl Path {
         &self.text
     }
 
-    fn start<'a>(&self, scope: Scope<'a>) -> &'a Node {
+    fn start<'a>(&self, scope: Scope<'a>) -> &'a Node<'a> {
         match self.anchor {
             Anchor::Current => scope.current,
             Anchor::Record => scope.record,
@@ -175,7 +175,7 @@ impl Path {
     }
 
     /// Resolves a path without wildcards to at most one node. `null` counts as absent.
-    pub fn get<'a>(&self, scope: Scope<'a>) -> Option<&'a Node> {
+    pub fn get<'a>(&self, scope: Scope<'a>) -> Option<&'a Node<'a>> {
         let mut node = self.start(scope);
         for seg in &self.segments {
             node = match (seg, node) {
@@ -190,14 +190,14 @@ impl Path {
     }
 
     /// Resolves a path that may contain `[*]` to every matching non-null node, in order.
-    pub fn get_all<'a>(&self, scope: Scope<'a>) -> Vec<&'a Node> {
+    pub fn get_all<'a>(&self, scope: Scope<'a>) -> Vec<&'a Node<'a>> {
         let mut out = Vec::new();
         collect(self.start(scope), &self.segments, &mut out);
         out
     }
 
     /// The elements of the array at this path (a single non-array value counts as one element).
-    pub fn elements<'a>(&self, scope: Scope<'a>) -> Vec<&'a Node> {
+    pub fn elements<'a>(&self, scope: Scope<'a>) -> Vec<&'a Node<'a>> {
         if self.has_wildcard() {
             return self.get_all(scope);
         }
@@ -209,7 +209,7 @@ impl Path {
     }
 }
 
-fn collect<'a>(node: &'a Node, segments: &[Segment], out: &mut Vec<&'a Node>) {
+fn collect<'a>(node: &'a Node<'a>, segments: &[Segment], out: &mut Vec<&'a Node<'a>>) {
     let Some((seg, rest)) = segments.split_first() else {
         if !node.is_null() {
             out.push(node);

@@ -7,8 +7,9 @@
 //! - nesting is capped by serde_json's recursion limit (128);
 //! - trailing garbage after the value is an error.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
@@ -17,27 +18,29 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 /// A unit test pins it, so a serde_json change is caught here and not in production.
 const SERDE_JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-/// Objects with more keys than this use a hash set for the duplicate check.
+/// Objects with more keys than this are checked for duplicates by sorting, not pairwise.
 const LINEAR_DUP_CHECK_MAX: usize = 16;
 
+/// A document node. Strings and keys borrow from the input bytes where they can (no escapes),
+/// so reading a payload allocates little.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
+pub enum Node<'a> {
     Null,
     Bool(bool),
     /// A number, as its exact source text.
-    Number(String),
-    String(String),
-    Array(Vec<Node>),
+    Number(Cow<'a, str>),
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
     /// Keys in document order; keys are unique.
-    Object(Vec<(String, Node)>),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-impl Node {
-    pub fn get(&self, key: &str) -> Option<&Node> {
+impl<'a> Node<'a> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         match self {
             Node::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
@@ -90,12 +93,12 @@ impl Node {
             Node::Number(n) => n
                 .parse::<serde_json::Number>()
                 .map(Value::Number)
-                .unwrap_or_else(|_| Value::String(n.clone())),
-            Node::String(s) => Value::String(s.clone()),
+                .unwrap_or_else(|_| Value::String(n.to_string())),
+            Node::String(s) => Value::String(s.to_string()),
             Node::Array(a) => Value::Array(a.iter().map(Node::to_json).collect()),
             Node::Object(o) => Value::Object(
                 o.iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
                     .collect::<serde_json::Map<_, _>>(),
             ),
         }
@@ -103,7 +106,7 @@ impl Node {
 }
 
 /// Parses JSON bytes strictly (see the module docs). A UTF-8 byte-order mark is skipped.
-pub fn parse_json(bytes: &[u8]) -> Result<Node, ParseError> {
+pub fn parse_json(bytes: &[u8]) -> Result<Node<'_>, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let node = Node::deserialize(&mut de).map_err(|e| ParseError(json_error_message(&e)))?;
@@ -121,87 +124,118 @@ fn json_error_message(e: &serde_json::Error) -> String {
     format!("{what}: {e}")
 }
 
-impl<'de> Deserialize<'de> for Node {
+impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
+        d.deserialize_any(NodeVisitor(PhantomData))
     }
 }
 
-struct NodeVisitor;
+/// A string that borrows from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
 
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct NodeVisitor<'de>(PhantomData<&'de ()>);
+
+impl<'de> Visitor<'de> for NodeVisitor<'de> {
+    type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Node, E> {
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
         Ok(Node::Null)
     }
-    fn visit_none<E>(self) -> Result<Node, E> {
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
         Ok(Node::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
         Ok(Node::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Number(v.to_string()))
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(Cow::Owned(v.to_string())))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Number(v.to_string()))
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(Cow::Owned(v.to_string())))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node<'de>, E> {
         // With arbitrary_precision serde_json never calls this; refusing keeps f64 out for good.
         Err(E::custom("floating-point numbers are not accepted"))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::String(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Node, E> {
-        Ok(Node::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element::<Node>()? {
+        while let Some(item) = seq.next_element::<Node<'de>>()? {
             items.push(item);
         }
         Ok(Node::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let Some(first) = map.next_key::<String>()? else {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let Some(Text(first)) = map.next_key::<Text<'de>>()? else {
             return Ok(Node::Object(Vec::new()));
         };
         if first == SERDE_JSON_NUMBER_TOKEN {
             let text: String = map.next_value()?;
-            return Ok(Node::Number(text));
+            return Ok(Node::Number(Cow::Owned(text)));
         }
-        let mut entries: Vec<(String, Node)> = Vec::new();
-        let mut seen: Option<HashSet<String>> = None;
+        let mut entries: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(8);
         let mut key = first;
         loop {
-            let duplicate = match &mut seen {
-                Some(set) => !set.insert(key.clone()),
-                None => entries.iter().any(|(k, _)| *k == key),
-            };
-            if duplicate {
-                let shown: String = key.chars().take(40).collect();
-                return Err(de::Error::custom(format!("duplicate key \"{shown}\"")));
+            if entries.len() < LINEAR_DUP_CHECK_MAX && entries.iter().any(|(k, _)| *k == key) {
+                return Err(duplicate(&key));
             }
-            let value: Node = map.next_value()?;
+            let value: Node<'de> = map.next_value()?;
             entries.push((key, value));
-            if seen.is_none() && entries.len() > LINEAR_DUP_CHECK_MAX {
-                seen = Some(entries.iter().map(|(k, _)| k.clone()).collect());
-            }
-            match map.next_key::<String>()? {
-                Some(k) => key = k,
+            match map.next_key::<Text<'de>>()? {
+                Some(Text(k)) => key = k,
                 None => break,
+            }
+        }
+        if entries.len() > LINEAR_DUP_CHECK_MAX {
+            let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
+            keys.sort_unstable();
+            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+                return Err(duplicate(w[0]));
             }
         }
         Ok(Node::Object(entries))
     }
+}
+
+fn duplicate<E: de::Error>(key: &str) -> E {
+    let shown: String = key.chars().take(40).collect();
+    E::custom(format!("duplicate key \"{shown}\""))
 }
 
 #[cfg(test)]

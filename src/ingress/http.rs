@@ -46,6 +46,8 @@ impl<S: Clone> Clone for App<S> {
 
 impl<S: Store + Clone> App<S> {
     pub fn new(store: S, config: Arc<Config>) -> Self {
+        // Install the recorder before the first delivery is counted.
+        let _ = telemetry::metrics();
         let permits = config.server.max_in_flight;
         Self {
             store,

@@ -1,0 +1,409 @@
+//! Helpers shared by the integration tests: real HTTP on loopback, a real Redis (the machine's,
+//! or one a test owns), real channel payloads from `../shared/fixtures`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossgate::adapter::signature::{self, hmac_sha256};
+use crossgate::adapter::spec::{Encoding, SignatureSpec};
+use crossgate::config::Config;
+use crossgate::store::{self, AnyStore};
+use serde_json::Value;
+
+pub const SHOPIFY_SECRET: &str = "test-shopify-secret";
+/// whsec_ + base64("crossgate-test-app-secret-32byte")
+pub const APP_SECRET: &str = "whsec_Y3Jvc3NnYXRlLXRlc3QtYXBwLXNlY3JldC0zMmJ5dGU=";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shared_fixtures() -> PathBuf {
+    repo().join("../shared/fixtures")
+}
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let p = shared_fixtures().join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CROSSGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis key prefix no other test run uses.
+pub fn unique_prefix(tag: &str) -> String {
+    format!(
+        "t{}{}{}",
+        tag,
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+    .chars()
+    .take(40)
+    .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+impl Backend {
+    pub fn all() -> [Backend; 2] {
+        [Backend::Embedded, Backend::Redis]
+    }
+}
+
+/// A config for tests: a Shopify instance and an app instance, secrets from a test env map.
+pub struct TestConfig {
+    /// Removed when the gateway using it stops (None when the test owns the directory).
+    pub dir: Option<tempfile::TempDir>,
+    pub config: Arc<Config>,
+}
+
+pub fn test_config(backend: Backend, redis_url: &str, extra_server: &str) -> TestConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("c");
+    let mut tc = test_config_in(
+        dir.path(),
+        backend,
+        redis_url,
+        extra_server,
+        &repo().join("adapters"),
+        &[],
+        &prefix,
+    );
+    tc.dir = Some(dir);
+    tc
+}
+
+/// A test config in `dir`, with a chosen adapters directory and extra environment variables
+/// (they override the default test secrets).
+pub fn test_config_in(
+    dir: &Path,
+    backend: Backend,
+    redis_url: &str,
+    extra_server: &str,
+    adapters: &Path,
+    env_overrides: &[(&str, &str)],
+    prefix: &str,
+) -> TestConfig {
+    let text = format!(
+        r#"environment = "development"
+adapters_dir = "{adapters}"
+[server]
+listen = "127.0.0.1:0"
+{extra_server}
+[store]
+backend = "{backend}"
+path = "{db}"
+redis_url = "{redis_url}"
+redis_prefix = "{prefix}"
+redis_timeout_ms = 1000
+[log]
+level = "warn"
+[[instance]]
+id = "shop"
+adapter = "shopify"
+account = "test-shop.myshopify.com"
+secrets = {{ webhook = "${{TEST_SHOPIFY_SECRET}}" }}
+[[instance]]
+id = "app"
+adapter = "app"
+account = "merchant-app"
+secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
+"#,
+        adapters = adapters.display(),
+        backend = match backend {
+            Backend::Embedded => "embedded",
+            Backend::Redis => "redis",
+        },
+        db = dir.join("gw.redb").display(),
+    );
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut env: HashMap<String, String> = [
+        (
+            "TEST_SHOPIFY_SECRET".to_string(),
+            SHOPIFY_SECRET.to_string(),
+        ),
+        ("TEST_APP_SECRET".to_string(), APP_SECRET.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    for (k, v) in env_overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"));
+    TestConfig {
+        dir: None,
+        config: Arc::new(config),
+    }
+}
+
+/// A gateway served in-process on a loopback port.
+pub struct Gateway {
+    pub base: String,
+    pub config: Arc<Config>,
+    pub store: AnyStore,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    pub async fn start(tc: TestConfig) -> Gateway {
+        let (store, _) = store::open(&tc.config).await.unwrap();
+        Self::start_with(tc.config.clone(), store, tc.dir).await
+    }
+
+    pub async fn start_with(
+        config: Arc<Config>,
+        store: AnyStore,
+        dir: Option<tempfile::TempDir>,
+    ) -> Gateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (cfg, st) = (config.clone(), store.clone());
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            crossgate::with_store!(st, s => crossgate::daemon::run(s, cfg, listener, shutdown).await).unwrap();
+        });
+        Gateway {
+            base,
+            config,
+            store,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+    pub text: String,
+}
+
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> Reply {
+    let mut req = client.post(url).body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    into_reply(req.send().await.unwrap()).await
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> Reply {
+    into_reply(client.get(url).send().await.unwrap()).await
+}
+
+async fn into_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        content_type,
+        body,
+        text,
+    }
+}
+
+/// The 2024-04 Shopify order (18 KB) with its order id and updated_at replaced.
+pub fn shopify_order(id: u64, updated_at: &str) -> Vec<u8> {
+    let text = String::from_utf8(fixture("shopify/rest-2024-04-order-get-450789469.json")).unwrap();
+    let text = text.replacen("\"id\": 450789469", &format!("\"id\": {id}"), 1);
+    text.replacen(
+        "\"updated_at\": \"2008-01-10T11:00:00-05:00\"",
+        &format!("\"updated_at\": \"{updated_at}\""),
+        1,
+    )
+    .into_bytes()
+}
+
+pub fn shopify_signature() -> SignatureSpec {
+    SignatureSpec::HmacSha256 {
+        header: "X-Shopify-Hmac-Sha256".into(),
+        encoding: Encoding::Base64,
+        prefix: None,
+        secret: "webhook".into(),
+    }
+}
+
+pub fn shopify_headers(body: &[u8], webhook_id: &str, topic: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(hmac_sha256(SHOPIFY_SECRET.as_bytes(), &[body]));
+    vec![
+        ("X-Shopify-Hmac-Sha256".into(), sig),
+        ("X-Shopify-Webhook-Id".into(), webhook_id.into()),
+        ("X-Shopify-Topic".into(), topic.into()),
+        ("Content-Type".into(), "application/json".into()),
+    ]
+}
+
+pub fn app_headers(body: &[u8], msg_id: &str) -> Vec<(String, String)> {
+    let spec = SignatureSpec::StandardWebhooks {
+        tolerance_secs: 300,
+        secret: "webhook".into(),
+    };
+    let mut h = signature::sign(
+        &spec,
+        APP_SECRET,
+        body,
+        msg_id,
+        chrono::Utc::now().timestamp(),
+    );
+    h.push(("Content-Type".into(), "application/json".into()));
+    h
+}
+
+/// The app's sample order as JSON, with a chosen external id and revision.
+pub fn app_order(external_id: &str, updated_at: &str) -> Value {
+    let mut v: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("tests/fixtures/app/order-jp.json")).unwrap(),
+    )
+    .unwrap();
+    v["external_id"] = external_id.into();
+    v["revision"]["updated_at"] = updated_at.into();
+    v
+}
+
+/// A redis-server owned by one test, on a free port, with its own data directory and AOF.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    aof: bool,
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    /// Starts redis-server with `appendonly yes, appendfsync always` (or no persistence).
+    pub fn start(aof: bool) -> RedisServer {
+        let mut s = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            aof,
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(self.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        self.child = Some(cmd.spawn().expect("redis-server must be installed"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(client) = redis::Client::open(self.url().as_str())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no chance to flush anything that was not already written.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Path of a file inside the repository.
+pub fn repo_path(p: &str) -> PathBuf {
+    repo().join(p)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,185 @@
+//! Golden-file tests for adapters: every case in `tests/golden/cases.toml` is normalized and
+//! compared with its golden output. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::{repo, shared_fixtures};
+use crossgate::adapter::{Headers, RecordContext, Registry, Routed};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    adapter: String,
+    fixture: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    golden: String,
+    expect: Expect,
+}
+
+/// Facts read off the payload by hand.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    records: usize,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    grand_total: Option<String>,
+    #[serde(default)]
+    lines: Option<usize>,
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    error_field: Option<String>,
+}
+
+fn fixture_path(f: &str) -> PathBuf {
+    match f.strip_prefix("repo:") {
+        Some(p) => repo().join(p),
+        None => shared_fixtures().join(f),
+    }
+}
+
+fn normalize(registry: &Registry, case: &Case) -> Value {
+    let adapter = registry
+        .get(&case.adapter)
+        .unwrap_or_else(|| panic!("no adapter {}", case.adapter));
+    let body = std::fs::read(fixture_path(&case.fixture)).unwrap();
+    let mut headers = Headers::default();
+    for (k, v) in &case.headers {
+        headers.push(k, v);
+    }
+    let ctx = RecordContext {
+        instance: "golden",
+        channel: adapter.name(),
+        channel_kind: adapter.spec().channel_kind,
+        account: "golden-account",
+    };
+    match adapter.normalize(&headers, &body, &ctx) {
+        Ok(Routed::Records(records)) => json!({ "records": records }),
+        Ok(Routed::Ignored) => json!({ "ignored": true }),
+        Err(e) => json!({ "error": { "kind": e.kind(), "errors": e.fields() } }),
+    }
+}
+
+fn check_expectations(case: &Case, out: &Value) {
+    let name = &case.fixture;
+    if let Some(field) = &case.expect.error_field {
+        let fields: Vec<&str> = out["error"]["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(
+            fields.contains(&field.as_str()),
+            "{name}: expected an error at {field}: {out}"
+        );
+        return;
+    }
+    let records = out["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: {out}"));
+    assert_eq!(records.len(), case.expect.records, "{name}: record count");
+    for r in records {
+        let rec = &r["record"];
+        if let Some(c) = &case.expect.currency {
+            assert_eq!(
+                rec["currency"]
+                    .as_str()
+                    .or(rec["price"]["currency"].as_str()),
+                Some(c.as_str()),
+                "{name}: currency"
+            );
+        }
+        if let Some(t) = &case.expect.grand_total {
+            assert_eq!(
+                rec["totals"]["grand_total"]["amount"].as_str(),
+                Some(t.as_str()),
+                "{name}: grand total"
+            );
+        }
+        if let Some(n) = case.expect.lines {
+            assert_eq!(
+                rec["lines"].as_array().map(Vec::len),
+                Some(n),
+                "{name}: line count"
+            );
+        }
+        if let Some(country) = &case.expect.country {
+            let found = rec["shipping_address"]["country"]
+                .as_str()
+                .or(rec["billing_address"]["country"].as_str());
+            assert_eq!(found, Some(country.as_str()), "{name}: country");
+        }
+        if let Some(s) = &case.expect.status {
+            assert_eq!(rec["status"].as_str(), Some(s.as_str()), "{name}: status");
+        }
+    }
+}
+
+#[test]
+fn adapters_match_their_golden_outputs() {
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string(repo().join("tests/golden/cases.toml")).unwrap())
+            .unwrap();
+    let registry = Registry::load_dir(&repo().join("adapters")).unwrap();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in &cases.case {
+        let out = normalize(&registry, case);
+        check_expectations(case, &out);
+        let mut text = serde_json::to_string_pretty(&out).unwrap();
+        text.push('\n');
+        let path = repo().join("tests/golden").join(&case.golden);
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        } else {
+            match std::fs::read_to_string(&path) {
+                Ok(want) if want == text => {}
+                Ok(_) => failures.push(format!("{} differs from {}", case.fixture, path.display())),
+                Err(_) => failures.push(format!(
+                    "{} has no golden file {}",
+                    case.fixture,
+                    path.display()
+                )),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nreview, then run UPDATE_GOLDEN=1 cargo test --test golden",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn normalization_is_deterministic() {
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string(repo().join("tests/golden/cases.toml")).unwrap())
+            .unwrap();
+    let registry = Registry::load_dir(&repo().join("adapters")).unwrap();
+    for case in &cases.case {
+        assert_eq!(
+            normalize(&registry, case),
+            normalize(&registry, case),
+            "{}",
+            case.fixture
+        );
+    }
+}

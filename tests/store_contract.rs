@@ -1,0 +1,535 @@
+//! One contract, two stores: every behaviour the `Store` trait promises, checked against the
+//! embedded redb store and a real Redis server.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{app_order, redis_url, unique_prefix};
+use crossgate::model::{Change, Order, OrderId, Record, RecordKind};
+use crossgate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use crossgate::store::redis::{RedisOptions, RedisStore};
+use crossgate::store::{
+    DeadLetterQuery, DeadLetterReason, Disposition, IngestOutcome, OrderQuery, RawDelivery, Store,
+    StoreError,
+};
+
+const INST: &str = "shop";
+const OTHER: &str = "app";
+
+fn order(instance: &str, external_id: &str, updated_at: &str) -> Record {
+    let mut v = app_order(external_id, updated_at);
+    let m = v.as_object_mut().unwrap();
+    m.insert(
+        "id".into(),
+        OrderId::derive(instance, external_id).as_str().into(),
+    );
+    m.insert("instance".into(), instance.into());
+    m.insert("channel".into(), "app".into());
+    m.insert("channel_kind".into(), "mobile_app".into());
+    m.insert("account".into(), "acme".into());
+    let o: Order = serde_json::from_value(v).unwrap();
+    Record::Order(Box::new(o))
+}
+
+fn delivery(instance: &str, dedupe: &str, at: DateTime<Utc>) -> RawDelivery {
+    RawDelivery {
+        delivery_id: crossgate::pipeline::new_delivery_id(instance),
+        instance: instance.into(),
+        dedupe_id: dedupe.into(),
+        received_at: at,
+        topic: Some("orders/create".into()),
+        headers: vec![("x-shopify-topic".into(), "orders/create".into())],
+        body: format!("{{\"raw\":\"{dedupe}\"}}").into_bytes(),
+    }
+}
+
+fn changes(outcome: &IngestOutcome) -> Vec<Change> {
+    match outcome {
+        IngestOutcome::Stored { records, .. } => records.iter().map(|r| r.change).collect(),
+        IngestOutcome::Duplicate { .. } => panic!("unexpected duplicate"),
+    }
+}
+
+fn reason() -> DeadLetterReason {
+    DeadLetterReason {
+        kind: "fields".into(),
+        message: "1 field(s) invalid: lines[0].quantity: -1 is negative".into(),
+        errors: Vec::new(),
+    }
+}
+
+async fn contract<S: Store>(store: &S) {
+    let now = Utc::now();
+    let t = |s: &str| s.to_string();
+
+    // Created, then the same dedupe id again is a duplicate and writes nothing.
+    let o1 = order(INST, "A-1", "2024-05-01T10:00:00+09:00");
+    let id1 = OrderId::derive(INST, "A-1");
+    let first = store
+        .ingest(
+            delivery(INST, "d-1", now),
+            Disposition::Apply(vec![o1.clone()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&first), [Change::Created]);
+    let first_delivery = match &first {
+        IngestOutcome::Stored { delivery_id, .. } => delivery_id.clone(),
+        _ => unreachable!(),
+    };
+    let events_after_first = store.event_count().await.unwrap();
+    assert_eq!(events_after_first, 1);
+    let dup = store
+        .ingest(
+            delivery(INST, "d-1", now),
+            Disposition::Apply(vec![o1.clone()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dup,
+        IngestOutcome::Duplicate {
+            original_delivery_id: first_delivery.clone()
+        }
+    );
+    assert_eq!(
+        store.event_count().await.unwrap(),
+        1,
+        "a duplicate appends no event"
+    );
+    // The same dedupe id on another instance is a different delivery.
+    let other = store
+        .ingest(
+            delivery(OTHER, "d-1", now),
+            Disposition::Apply(vec![order(OTHER, "A-1", "2024-05-01T10:00:00+09:00")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&other), [Change::Created]);
+
+    // Reads return exactly what was stored.
+    let got = store.get_order(&id1).await.unwrap().unwrap();
+    assert_eq!(Record::Order(Box::new(got)), o1);
+    assert!(
+        store
+            .get_order(&OrderId::derive(INST, "nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let raw = store.get_delivery(&first_delivery).await.unwrap().unwrap();
+    assert_eq!(raw.body, b"{\"raw\":\"d-1\"}");
+    assert_eq!(raw.topic.as_deref(), Some("orders/create"));
+
+    // Newer revision wins; older never overwrites; the same revision is unchanged.
+    let newer = order(INST, "A-1", "2024-05-02T10:00:00+09:00");
+    let up = store
+        .ingest(
+            delivery(INST, "d-2", now),
+            Disposition::Apply(vec![newer.clone()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&up), [Change::Updated]);
+    let stale = store
+        .ingest(
+            delivery(INST, "d-3", now),
+            Disposition::Apply(vec![order(INST, "A-1", "2024-05-01T12:00:00+09:00")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&stale), [Change::Stale]);
+    let same = store
+        .ingest(
+            delivery(INST, "d-4", now),
+            Disposition::Apply(vec![newer.clone()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&same), [Change::Unchanged]);
+    assert_eq!(
+        Record::Order(Box::new(store.get_order(&id1).await.unwrap().unwrap())),
+        newer
+    );
+    assert_eq!(
+        store.event_count().await.unwrap(),
+        3,
+        "created, created (other), updated"
+    );
+
+    // Same revision, different content: the same winner whatever the arrival order.
+    let mut a = order(INST, "TIE", "2024-06-01T00:00:00Z");
+    let mut b = a.clone();
+    if let (Record::Order(x), Record::Order(y)) = (&mut a, &mut b) {
+        x.number = Some("X".into());
+        y.number = Some("Y".into());
+    }
+    store
+        .ingest(
+            delivery(INST, "tie-1", now),
+            Disposition::Apply(vec![a.clone()]),
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(
+            delivery(INST, "tie-2", now),
+            Disposition::Apply(vec![b.clone()]),
+        )
+        .await
+        .unwrap();
+    let winner_ab = store
+        .get_order(&OrderId::derive(INST, "TIE"))
+        .await
+        .unwrap()
+        .unwrap()
+        .number;
+    let mut a2 = a.clone();
+    let mut b2 = b.clone();
+    for r in [&mut a2, &mut b2] {
+        if let Record::Order(o) = r {
+            o.external_id = "TIE2".into();
+            o.id = OrderId::derive(INST, "TIE2");
+        }
+    }
+    store
+        .ingest(delivery(INST, "tie-3", now), Disposition::Apply(vec![b2]))
+        .await
+        .unwrap();
+    store
+        .ingest(delivery(INST, "tie-4", now), Disposition::Apply(vec![a2]))
+        .await
+        .unwrap();
+    let winner_ba = store
+        .get_order(&OrderId::derive(INST, "TIE2"))
+        .await
+        .unwrap()
+        .unwrap()
+        .number;
+    assert_eq!(
+        winner_ab, winner_ba,
+        "tie-break does not depend on arrival order"
+    );
+
+    // Dead letters: stored with the reason and the raw body, listed, updated, resolved.
+    let dead = store
+        .ingest(
+            delivery(INST, "d-dead", now),
+            Disposition::DeadLetter(reason()),
+        )
+        .await
+        .unwrap();
+    let dl_id = match dead {
+        IngestOutcome::Stored {
+            delivery_id,
+            dead_lettered: true,
+            ref records,
+            ..
+        } => {
+            assert!(records.is_empty());
+            delivery_id
+        }
+        other => panic!("{other:?}"),
+    };
+    let listed = store
+        .list_dead_letters(DeadLetterQuery {
+            instance: Some(t(INST)),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].id, dl_id);
+    assert_eq!(listed.items[0].reason, reason());
+    assert!(
+        store.get_delivery(&dl_id).await.unwrap().is_some(),
+        "raw body kept"
+    );
+    let updated = store.update_dead_letter(&dl_id, reason()).await.unwrap();
+    assert_eq!(updated.failed_replays, 1);
+    let resolved = store
+        .resolve_dead_letter(
+            &dl_id,
+            vec![order(INST, "FROM-DL", "2024-05-03T00:00:00Z")],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved[0].change, Change::Created);
+    assert_eq!(resolved[0].kind, RecordKind::Order);
+    assert!(store.get_dead_letter(&dl_id).await.unwrap().is_none());
+    assert!(matches!(
+        store.resolve_dead_letter(&dl_id, vec![], now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .get_order(&OrderId::derive(INST, "FROM-DL"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Ignored deliveries are stored raw, but produce no record and no dead letter.
+    let ignored = store
+        .ingest(delivery(INST, "d-ign", now), Disposition::Ignore)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ignored,
+        IngestOutcome::Stored { ignored: true, .. }
+    ));
+
+    // Listing by time with cursor pagination, per instance and across instances.
+    for i in 0..25 {
+        let ts = format!("2025-01-01T00:00:{:02}Z", i / 2); // pairs share a timestamp
+        store
+            .ingest(
+                delivery(INST, &format!("p-{i}"), now),
+                Disposition::Apply(vec![order(INST, &format!("P-{i:02}"), &ts)]),
+            )
+            .await
+            .unwrap();
+    }
+    let since = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_orders(OrderQuery {
+                instance: Some(t(INST)),
+                since: Some(since),
+                after: after.clone(),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 10);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|o| (o.revision.updated_at.to_utc(), o.id.clone())),
+        );
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25, "every order exactly once");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "ordered by (updated_at, id)");
+    let all = store
+        .list_orders(OrderQuery {
+            instance: None,
+            since: None,
+            after: None,
+            limit: 500,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.len(),
+        25 + 5,
+        "A-1, TIE, TIE2, FROM-DL on shop + A-1 on app"
+    );
+    assert!(all.next.is_none());
+
+    // The event stream: groups read everything once acknowledged; unacknowledged come back.
+    let total = store.event_count().await.unwrap();
+    let batch = store.read_events("jobs", "c1", 1000).await.unwrap();
+    assert_eq!(batch.len() as u64, total);
+    assert!(batch.iter().all(|e| e.event.change.wrote()));
+    let again = store.read_events("jobs", "c1", 1000).await.unwrap();
+    assert_eq!(
+        again.len() as u64,
+        total,
+        "nothing acknowledged yet: read again"
+    );
+    let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+    store.ack_events("jobs", &ids).await.unwrap();
+    assert!(
+        store
+            .read_events("jobs", "c1", 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .ingest(
+            delivery(INST, "late", now),
+            Disposition::Apply(vec![order(INST, "LATE", "2025-02-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    let late = store.read_events("jobs", "c1", 1000).await.unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        late[0].event.record_id,
+        OrderId::derive(INST, "LATE").as_str()
+    );
+    // Another group reads from the start.
+    assert_eq!(
+        store
+            .read_events("other", "c1", 10_000)
+            .await
+            .unwrap()
+            .len() as u64,
+        total + 1
+    );
+
+    store.ping().await.unwrap();
+}
+
+/// Dedupe ids are forgotten after their TTL (Redis expires them; the embedded store sweeps).
+async fn expiry<S: Store>(store: &S, ttl: Duration) {
+    let long_ago = Utc::now() - ttl - Duration::seconds(5);
+    let first = store
+        .ingest(
+            delivery(INST, "exp-1", long_ago),
+            Disposition::Apply(vec![order(INST, "EXP", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, IngestOutcome::Stored { .. }));
+    store.housekeeping(Utc::now()).await.unwrap();
+    let again = store
+        .ingest(
+            delivery(INST, "exp-1", Utc::now()),
+            Disposition::Apply(vec![order(INST, "EXP", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        changes(&again),
+        [Change::Unchanged],
+        "accepted again, but the record is unchanged"
+    );
+}
+
+#[tokio::test]
+async fn embedded_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(
+        &dir.path().join("c.redb"),
+        EmbeddedOptions {
+            dedupe_ttl: std::time::Duration::from_secs(3600),
+            raw_retention: std::time::Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    contract(&store).await;
+    let report = store
+        .housekeeping(Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert!(
+        report.dedupe_keys_expired > 0 && report.raw_bodies_expired > 0,
+        "{report:?}"
+    );
+    expiry(&store, Duration::hours(1)).await;
+}
+
+#[tokio::test]
+async fn embedded_store_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let opts = EmbeddedOptions {
+        dedupe_ttl: std::time::Duration::from_secs(3600),
+        raw_retention: std::time::Duration::from_secs(3600),
+    };
+    {
+        let store = EmbeddedStore::open(&path, opts.clone()).unwrap();
+        store
+            .ingest(
+                delivery(INST, "keep", Utc::now()),
+                Disposition::Apply(vec![order(INST, "KEEP", "2024-01-01T00:00:00Z")]),
+            )
+            .await
+            .unwrap();
+    }
+    // The writer thread of the first handle may still hold the file briefly.
+    let store = loop {
+        match EmbeddedStore::open(&path, opts.clone()) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    assert!(
+        store
+            .get_order(&OrderId::derive(INST, "KEEP"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let dup = store
+        .ingest(
+            delivery(INST, "keep", Utc::now()),
+            Disposition::Apply(vec![]),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    assert_eq!(store.event_count().await.unwrap(), 1);
+    let next = store
+        .ingest(
+            delivery(INST, "keep-2", Utc::now()),
+            Disposition::Apply(vec![order(INST, "KEEP2", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&next), [Change::Created]);
+    assert_eq!(
+        store.event_count().await.unwrap(),
+        2,
+        "sequence continues after reopen"
+    );
+}
+
+async fn redis_store(ttl_secs: u64) -> RedisStore {
+    let (store, _) = RedisStore::connect(RedisOptions {
+        url: redis_url(),
+        prefix: unique_prefix("contract"),
+        timeout: std::time::Duration::from_secs(2),
+        require_fsync: false,
+        dedupe_ttl: std::time::Duration::from_secs(ttl_secs),
+        raw_retention: std::time::Duration::from_secs(3600),
+        instances: vec![INST.into(), OTHER.into()],
+    })
+    .await
+    .expect("a Redis server must answer at CROSSGATE_TEST_REDIS_URL or 127.0.0.1:6379");
+    store
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_contract() {
+    let store = redis_store(3600).await;
+    contract(&store).await;
+    store.flush_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_dedupe_keys_expire() {
+    let store = redis_store(1).await;
+    let first = store
+        .ingest(
+            delivery(INST, "exp-1", Utc::now()),
+            Disposition::Apply(vec![order(INST, "EXP", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, IngestOutcome::Stored { .. }));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let again = store
+        .ingest(
+            delivery(INST, "exp-1", Utc::now()),
+            Disposition::Apply(vec![order(INST, "EXP", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&again), [Change::Unchanged]);
+    store.flush_prefix().await.unwrap();
+}
