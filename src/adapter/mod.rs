@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod error;
 pub mod path;
+pub mod projection;
 pub mod registry;
 pub mod signature;
 pub mod spec;
@@ -77,11 +78,17 @@ pub enum Routed {
 #[derive(Debug)]
 pub struct Adapter {
     spec: AdapterSpec,
+    /// What the mapping reads of a payload (computed once).
+    projection: projection::Projection,
 }
 
 impl Adapter {
     pub fn new(spec: AdapterSpec) -> Self {
-        Self { spec }
+        let projection = match spec.format {
+            Format::Canonical => projection::Projection::everything(),
+            Format::Json => projection::Projection::of(&spec),
+        };
+        Self { spec, projection }
     }
 
     pub fn name(&self) -> &str {
@@ -131,12 +138,11 @@ impl Adapter {
     /// Reads the payload bytes into a document tree.
     pub fn parse<'b>(&self, body: &'b [u8]) -> Result<Node<'b>, NormalizeError> {
         match self.spec.format {
-            Format::Json | Format::Canonical => {
-                tree::parse_json(body).map_err(|e| NormalizeError::Parse {
+            Format::Json | Format::Canonical => tree::parse_json_projected(body, &self.projection)
+                .map_err(|e| NormalizeError::Parse {
                     format: "JSON",
                     message: e.0,
-                })
-            }
+                }),
         }
     }
 

@@ -158,6 +158,14 @@ impl Path {
         })
     }
 
+    pub fn anchor(&self) -> Anchor {
+        self.anchor
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
     pub fn has_wildcard(&self) -> bool {
         self.segments.contains(&Segment::Wildcard)
     }

@@ -12,7 +12,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::projection::Projection;
 
 /// serde_json hands arbitrary-precision numbers to a visitor as a one-entry map under this key.
 /// A unit test pins it, so a serde_json change is caught here and not in production.
@@ -33,6 +35,8 @@ pub enum Node<'a> {
     Array(Vec<Node<'a>>),
     /// Keys in document order; keys are unique.
     Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    /// Present in the payload but not read by the adapter, so not materialized.
+    Skipped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +62,7 @@ impl<'a> Node<'a> {
             Node::String(s) => s.trim().is_empty(),
             Node::Array(a) => a.is_empty(),
             Node::Object(o) => o.is_empty(),
-            _ => false,
+            Node::Bool(_) | Node::Number(_) | Node::Skipped => false,
         }
     }
 
@@ -81,6 +85,7 @@ impl<'a> Node<'a> {
             Node::String(_) => "string",
             Node::Array(_) => "array",
             Node::Object(_) => "object",
+            Node::Skipped => "an unread value",
         }
     }
 
@@ -88,7 +93,7 @@ impl<'a> Node<'a> {
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
         match self {
-            Node::Null => Value::Null,
+            Node::Null | Node::Skipped => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
             Node::Number(n) => n
                 .parse::<serde_json::Number>()
@@ -112,6 +117,131 @@ pub fn parse_json(bytes: &[u8]) -> Result<Node<'_>, ParseError> {
     let node = Node::deserialize(&mut de).map_err(|e| ParseError(json_error_message(&e)))?;
     de.end().map_err(|e| ParseError(json_error_message(&e)))?;
     Ok(node)
+}
+
+/// Parses JSON like [`parse_json`], but materializes only what `projection` names; everything
+/// else is syntax-checked and left as [`Node::Skipped`].
+pub fn parse_json_projected<'a>(
+    bytes: &'a [u8],
+    projection: &Projection,
+) -> Result<Node<'a>, ParseError> {
+    if projection.whole {
+        return parse_json(bytes);
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let node = ProjectedSeed(projection)
+        .deserialize(&mut de)
+        .map_err(|e| ParseError(json_error_message(&e)))?;
+    de.end().map_err(|e| ParseError(json_error_message(&e)))?;
+    Ok(node)
+}
+
+/// Deserializes what a projection needs, skipping the rest.
+struct ProjectedSeed<'p>(&'p Projection);
+
+impl<'de> DeserializeSeed<'de> for ProjectedSeed<'_> {
+    type Value = Node<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
+        if self.0.whole {
+            Node::deserialize(d)
+        } else {
+            d.deserialize_any(ProjectedVisitor(self.0, PhantomData))
+        }
+    }
+}
+
+struct ProjectedVisitor<'p, 'de>(&'p Projection, PhantomData<&'de ()>);
+
+impl<'de> Visitor<'de> for ProjectedVisitor<'_, 'de> {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    // Scalars read through a projection node are kept as they are.
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(Cow::Owned(v.to_string())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(Cow::Owned(v.to_string())))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node<'de>, E> {
+        Err(E::custom("floating-point numbers are not accepted"))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+        let mut items = Vec::new();
+        match self.0.elements() {
+            Some(elements) => {
+                while let Some(item) = seq.next_element_seed(ProjectedSeed(elements))? {
+                    items.push(item);
+                }
+            }
+            None => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    items.push(Node::Skipped);
+                }
+            }
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let Some(Text(first)) = map.next_key::<Text<'de>>()? else {
+            return Ok(Node::Object(Vec::new()));
+        };
+        if first == SERDE_JSON_NUMBER_TOKEN {
+            let text: String = map.next_value()?;
+            return Ok(Node::Number(Cow::Owned(text)));
+        }
+        let mut entries: Vec<(Cow<'de, str>, Node<'de>)> = Vec::with_capacity(8);
+        let mut key = first;
+        loop {
+            if entries.len() < LINEAR_DUP_CHECK_MAX && entries.iter().any(|(k, _)| *k == key) {
+                return Err(duplicate(&key));
+            }
+            let value = match self.0.child(&key) {
+                Some(child) => map.next_value_seed(ProjectedSeed(child))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                    Node::Skipped
+                }
+            };
+            entries.push((key, value));
+            match map.next_key::<Text<'de>>()? {
+                Some(Text(k)) => key = k,
+                None => break,
+            }
+        }
+        if entries.len() > LINEAR_DUP_CHECK_MAX {
+            let mut keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
+            keys.sort_unstable();
+            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+                return Err(duplicate(w[0]));
+            }
+        }
+        Ok(Node::Object(entries))
+    }
 }
 
 fn json_error_message(e: &serde_json::Error) -> String {
@@ -291,6 +421,28 @@ mod tests {
         assert!(parse_json(b"not json").is_err());
         assert!(parse_json(b"\xEF\xBB\xBF{\"a\":1}").is_ok());
         assert!(parse_json(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn projected_parse_builds_only_what_is_read() {
+        let mut spec_text =
+            String::from("name = \"t\"\nchannel_kind = \"web_shop\"\nformat = \"json\"\n");
+        spec_text.push_str("[listing]\nexternal_id = \"^.id\"\nupdated_at = \"^.u\"\ntitle = \"^.t\"\nstatus = \"^.s\"\n");
+        spec_text.push_str("each = \"vs\"\nsku = \"sku\"\n");
+        let spec = crate::adapter::registry::parse_adapter(&spec_text, "t").unwrap();
+        let p = Projection::of(&spec);
+        let doc = br#"{"id":1,"big":{"deep":[1,2,{"x":"y"}]},"vs":[{"sku":"A","junk":[1,2]},{"sku":"B"}],"t":"T","u":"2024-01-01T00:00:00Z","s":"active"}"#;
+        let n = parse_json_projected(doc, &p).unwrap();
+        assert_eq!(n.get("big"), Some(&Node::Skipped));
+        assert_eq!(n.get("t"), Some(&Node::String("T".into())));
+        let vs = n.get("vs").unwrap();
+        let Node::Array(items) = vs else { panic!() };
+        assert_eq!(items[0].get("sku"), Some(&Node::String("A".into())));
+        assert_eq!(items[0].get("junk"), Some(&Node::Skipped));
+        // Syntax errors and duplicate keys are still found, even in skipped parts.
+        assert!(parse_json_projected(br#"{"big":{"a":1,}}"#, &p).is_err());
+        assert!(parse_json_projected(br#"{"t":"a","t":"b"}"#, &p).is_err());
+        assert!(parse_json_projected(br#"{"big":1,"big":2}"#, &p).is_err());
     }
 
     #[test]
