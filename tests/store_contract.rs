@@ -418,6 +418,7 @@ async fn embedded_store_meets_the_contract() {
         EmbeddedOptions {
             dedupe_ttl: std::time::Duration::from_secs(3600),
             raw_retention: std::time::Duration::from_secs(3600),
+            cache_bytes: 32 << 20,
         },
     )
     .unwrap();
@@ -440,6 +441,7 @@ async fn embedded_store_survives_reopen() {
     let opts = EmbeddedOptions {
         dedupe_ttl: std::time::Duration::from_secs(3600),
         raw_retention: std::time::Duration::from_secs(3600),
+        cache_bytes: 32 << 20,
     };
     {
         let store = EmbeddedStore::open(&path, opts.clone()).unwrap();
@@ -508,6 +510,45 @@ async fn redis_store(ttl_secs: u64) -> RedisStore {
 async fn redis_store_meets_the_contract() {
     let store = redis_store(3600).await;
     contract(&store).await;
+    store.flush_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_ingest_recovers_a_lost_script_cache() {
+    // After a Redis restart (or SCRIPT FLUSH) the cached ingest script is gone.
+    let store = redis_store(3600).await;
+    let first = store
+        .ingest(
+            delivery(INST, "s-1", Utc::now()),
+            Disposition::Apply(vec![order(INST, "S-1", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&first), [Change::Created]);
+    let client = redis::Client::open(redis_url().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let second = store
+        .ingest(
+            delivery(INST, "s-2", Utc::now()),
+            Disposition::Apply(vec![order(INST, "S-2", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes(&second), [Change::Created]);
+    let dup = store
+        .ingest(
+            delivery(INST, "s-2", Utc::now()),
+            Disposition::Apply(vec![order(INST, "S-2", "2024-01-01T00:00:00Z")]),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    assert_eq!(store.event_count().await.unwrap(), 2);
     store.flush_prefix().await.unwrap();
 }
 

@@ -62,23 +62,25 @@ local function apply(events_key, orders_key, first_record_key, first_record_arg,
 end
 "#;
 
+/// Runs inside MULTI/EXEC right after the raw delivery was written (HSET + EXPIRE), so the
+/// large body never passes through Lua (Redis hashes every byte of every Lua string).
 /// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead letter, 5 dead-letter index, 6 orders, 7.. records.
-/// ARGV: 1 delivery id, 2 dedupe ttl, 3 raw retention, 4 mode, 5 meta, 6 body, 7 dead letter,
-/// 8 dead-letter score, 9 at, 10 record count, 11.. records (5 each).
+/// ARGV: 1 delivery id, 2 dedupe ttl, 3 mode, 4 dead letter, 5 dead-letter score, 6 at,
+/// 7 record count, 8.. records (5 each).
 const INGEST_LUA: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
-redis.call('HSET', KEYS[2], 'meta', ARGV[5], 'body', ARGV[6])
-local mode = ARGV[4]
+local mode = ARGV[3]
 if mode == 'dead' then
-  redis.call('SET', KEYS[4], ARGV[7])
-  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
+  redis.call('PERSIST', KEYS[2])
+  redis.call('SET', KEYS[4], ARGV[4])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
   return {'dead'}
 end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
 if mode == 'ignore' then return {'ignored'} end
-local changes = apply(3, 6, 7, 11, tonumber(ARGV[10]), ARGV[1], ARGV[9])
+local changes = apply(3, 6, 7, 8, tonumber(ARGV[7]), ARGV[1], ARGV[6])
 table.insert(changes, 1, 'stored')
 return changes
 "#;
@@ -116,7 +118,9 @@ pub struct RedisOptions {
 pub struct RedisStore {
     conn: ConnectionManager,
     opts: Arc<RedisOptions>,
-    ingest: Arc<Script>,
+    /// The ingest script's text and SHA-1 (EVALSHA inside MULTI/EXEC).
+    ingest: Arc<str>,
+    ingest_sha: Arc<str>,
     resolve: Arc<Script>,
     groups: Arc<Mutex<HashSet<(String, String)>>>,
 }
@@ -165,7 +169,10 @@ impl RedisStore {
         }
         let store = Self {
             conn,
-            ingest: Arc::new(Script::new(&format!("{APPLY_LUA}\n{INGEST_LUA}"))),
+            ingest_sha: Script::new(&format!("{APPLY_LUA}\n{INGEST_LUA}"))
+                .get_hash()
+                .into(),
+            ingest: format!("{APPLY_LUA}\n{INGEST_LUA}").into(),
             resolve: Arc::new(Script::new(&format!("{APPLY_LUA}\n{RESOLVE_LUA}"))),
             opts: Arc::new(opts),
             groups: Arc::new(Mutex::new(HashSet::new())),
@@ -329,6 +336,17 @@ impl RedisStore {
     }
 }
 
+/// The per-record arguments of the apply step: id, kind, revision key, updated ms, document.
+fn push_record_args(cmd: &mut redis::Cmd, prepared: &[Prepared]) {
+    for p in prepared {
+        cmd.arg(&p.id)
+            .arg(p.kind.as_str())
+            .arg(&p.rev_key)
+            .arg(p.updated_millis)
+            .arg(&p.json);
+    }
+}
+
 async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> {
     let v: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
@@ -458,26 +476,62 @@ impl Store for RedisStore {
         let at = delivery
             .received_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut inv = self.ingest.prepare_invoke();
-        inv.key(self.key(inst, &format!("dd:{}", delivery.dedupe_id)))
-            .key(self.key(inst, &format!("raw:{}", delivery.delivery_id)))
-            .key(self.key(inst, "events"))
-            .key(self.key(inst, &format!("dl:{}", delivery.delivery_id)))
-            .key(self.key(inst, "dls"))
-            .key(self.key(inst, "orders"));
-        inv.arg(&delivery.delivery_id)
+        let raw_key = self.key(inst, &format!("raw:{}", delivery.delivery_id));
+        let mut keys = vec![
+            self.key(inst, &format!("dd:{}", delivery.dedupe_id)),
+            raw_key.clone(),
+            self.key(inst, "events"),
+            self.key(inst, &format!("dl:{}", delivery.delivery_id)),
+            self.key(inst, "dls"),
+            self.key(inst, "orders"),
+        ];
+        keys.extend(
+            prepared
+                .iter()
+                .map(|p| self.key(inst, &format!("rec:{}", p.id))),
+        );
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(&*self.ingest_sha).arg(keys.len()).arg(&keys);
+        eval.arg(&delivery.delivery_id)
             .arg(self.opts.dedupe_ttl.as_secs())
-            .arg(self.opts.raw_retention.as_secs())
             .arg(mode)
-            .arg(&meta)
-            .arg(&delivery.body)
             .arg(&dl_json)
             .arg(delivery.received_at.timestamp_millis())
             .arg(&at)
             .arg(prepared.len());
-        self.push_records(&mut inv, inst, &prepared);
+        push_record_args(&mut eval, &prepared);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(&raw_key)
+            .arg("meta")
+            .arg(&meta)
+            .arg("body")
+            .arg(&delivery.body)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&raw_key)
+            .arg(self.opts.raw_retention.as_secs())
+            .ignore()
+            .add_command(eval);
         let mut conn = self.conn();
-        let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let reply: Vec<Value> = match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
+            Ok((reply,)) => reply,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted and lost its script cache. Nothing but the raw key (with its
+                // TTL) was written; load the script and run the same transaction again.
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(&*self.ingest)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                let (reply,): (Vec<Value>,) =
+                    pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                reply
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         let head = reply.first().and_then(bulk_str).unwrap_or_default();
         match head.as_str() {
             "duplicate" => Ok(IngestOutcome::Duplicate {
