@@ -72,6 +72,7 @@ pub struct ServerConfig {
 pub struct StoreConfig {
     pub backend: Backend,
     pub path: PathBuf,
+    pub cache_bytes: usize,
     pub redis_url: Secret,
     pub redis_prefix: String,
     pub redis_timeout: Duration,
@@ -293,6 +294,9 @@ pub fn validate(
             "must be at least 3600; channels retry for hours to days".into(),
         );
     }
+    if !(8..=65_536).contains(&raw.store.cache_mb) {
+        issue("store.cache_mb", "must be between 8 and 65536".into());
+    }
     if raw.store.raw_retention_secs < 3600 {
         issue("store.raw_retention_secs", "must be at least 3600".into());
     }
@@ -441,6 +445,7 @@ pub fn validate(
         store: StoreConfig {
             backend: raw.store.backend,
             path: resolve_path(base, &raw.store.path),
+            cache_bytes: (raw.store.cache_mb as usize) * 1024 * 1024,
             redis_url: redis_url.expect("no issue means it resolved"),
             redis_prefix: raw.store.redis_prefix,
             redis_timeout: Duration::from_millis(raw.store.redis_timeout_ms),

@@ -108,6 +108,9 @@ pub struct RawStore {
     /// Database file of the embedded store.
     #[serde(default = "default_store_path")]
     pub path: String,
+    /// Page cache of the embedded store, in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
     /// Redis URL; may be written as `${ENV_VAR}` when it carries a password.
     #[serde(default = "default_redis_url")]
     pub redis_url: String,
@@ -132,6 +135,9 @@ pub struct RawStore {
 
 fn default_store_path() -> String {
     "../var/crossgate.redb".into()
+}
+fn default_cache_mb() -> u64 {
+    256
 }
 fn default_redis_url() -> String {
     "redis://127.0.0.1:6379".into()

@@ -20,26 +20,24 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
     IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
-    StoreResult, StreamEntry, decide, event_json, parse_record, prepare,
+    StoreResult, StreamEntry, decide, event_json, prepare,
 };
 use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
 
 /// instance \0 dedupe id → delivery id \0 expires (ms)
 const DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("dedupe");
-/// (expires ms, dedupe key)
-const DEDUPE_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// (expires ms, "d" + dedupe key | "r" + delivery id): what housekeeping removes when.
+const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry");
 /// delivery id → frame(meta JSON, body)
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
-/// (expires ms, delivery id)
-const DELIVERY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("delivery_expiry");
-/// record id → frame(revision key, updated ms, record JSON)
+/// record id → frame(revision key, updated ms, sequence of the event holding its document).
+/// The document is stored once, in the event log.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
-/// (updated ms, order id)
-const ORDERS_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("orders_by_time");
-/// (instance, updated ms, order id)
-const ORDERS_BY_INSTANCE: TableDefinition<(&str, i64, &str), ()> =
-    TableDefinition::new("orders_by_instance");
-/// sequence → ChangeEvent JSON
+/// (instance, updated ms, order id), plus ("", updated ms, order id) for all instances.
+const ORDER_INDEX: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("order_index");
+/// The instance slot of the all-instances order index (never a valid instance id).
+const ALL: &str = "";
+/// sequence → ChangeEvent JSON (with the record document)
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// consumer group → last acknowledged sequence
 const GROUPS: TableDefinition<&str, u64> = TableDefinition::new("groups");
@@ -114,6 +112,8 @@ enum Op {
 pub struct EmbeddedOptions {
     pub dedupe_ttl: Duration,
     pub raw_retention: Duration,
+    /// redb page cache size in bytes.
+    pub cache_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -132,19 +132,19 @@ impl EmbeddedStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         // Create every table up front so readers never see a missing table.
         {
             let txn = db.begin_write().map_err(unavailable)?;
             txn.open_table(DEDUPE).map_err(unavailable)?;
-            txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
+            txn.open_table(EXPIRY).map_err(unavailable)?;
             txn.open_table(DELIVERIES).map_err(unavailable)?;
-            txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
             txn.open_table(RECORDS).map_err(unavailable)?;
-            txn.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
-            txn.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
+            txn.open_table(ORDER_INDEX).map_err(unavailable)?;
             txn.open_table(EVENTS).map_err(unavailable)?;
             txn.open_table(GROUPS).map_err(unavailable)?;
             txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
@@ -362,8 +362,8 @@ impl Writer {
                     format!("{}\0{expires}", delivery.delivery_id).as_str(),
                 )
                 .map_err(unavailable)?;
-            let mut exp = txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
-            exp.insert((expires, dedupe_key.as_str()), ())
+            let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+            exp.insert((expires, format!("d{dedupe_key}").as_str()), ())
                 .map_err(unavailable)?;
         }
         let (records, dead_lettered, ignored) = match &disposition {
@@ -396,8 +396,8 @@ impl Writer {
             .map_err(unavailable)?;
         if !dead_lettered {
             let expires = now_ms + self.options.raw_retention.as_millis() as i64;
-            let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
-            exp.insert((expires, delivery.delivery_id.as_str()), ())
+            let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+            exp.insert((expires, format!("r{}", delivery.delivery_id).as_str()), ())
                 .map_err(unavailable)?;
         }
         Ok(IngestOutcome::Stored {
@@ -418,59 +418,44 @@ impl Writer {
     ) -> StoreResult<Vec<RecordResult>> {
         let mut out = Vec::with_capacity(prepared.len());
         let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
-        let mut by_time = txn.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
-        let mut by_instance = txn.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
+        let mut index = txn.open_table(ORDER_INDEX).map_err(unavailable)?;
         let mut events = txn.open_table(EVENTS).map_err(unavailable)?;
         for p in prepared {
             let stored = records
                 .get(p.id.as_str())
                 .map_err(unavailable)?
-                .map(|v| -> StoreResult<(String, i64)> {
-                    let parts = unframe(v.value())?;
-                    let rev = String::from_utf8_lossy(parts.first().copied().unwrap_or_default())
-                        .into_owned();
-                    let ms = parts
-                        .get(1)
-                        .and_then(|b| <[u8; 8]>::try_from(*b).ok())
-                        .map(i64::from_le_bytes)
-                        .unwrap_or(0);
-                    Ok((rev, ms))
-                })
+                .map(|v| RecordEntry::decode(v.value()))
                 .transpose()?;
-            let change = decide(stored.as_ref().map(|(r, _)| r.as_str()), &p.rev_key);
+            let change = decide(stored.as_ref().map(|r| r.rev.as_str()), &p.rev_key);
             if change.wrote() {
+                let seq = self.next_seq;
+                let json = event_json(p, change, delivery_id, at);
+                events.insert(seq, json.as_bytes()).map_err(unavailable)?;
+                self.next_seq += 1;
+                let entry = RecordEntry {
+                    rev: p.rev_key.clone(),
+                    updated_ms: p.updated_millis,
+                    seq,
+                };
                 records
-                    .insert(
-                        p.id.as_str(),
-                        frame(&[
-                            p.rev_key.as_bytes(),
-                            &p.updated_millis.to_le_bytes(),
-                            p.json.as_bytes(),
-                        ])
-                        .as_slice(),
-                    )
+                    .insert(p.id.as_str(), entry.encode().as_slice())
                     .map_err(unavailable)?;
                 if p.kind == RecordKind::Order {
-                    if let Some((_, old_ms)) = &stored {
-                        by_time
-                            .remove((*old_ms, p.id.as_str()))
+                    if let Some(old) = &stored {
+                        index
+                            .remove((p.instance.as_str(), old.updated_ms, p.id.as_str()))
                             .map_err(unavailable)?;
-                        by_instance
-                            .remove((p.instance.as_str(), *old_ms, p.id.as_str()))
+                        index
+                            .remove((ALL, old.updated_ms, p.id.as_str()))
                             .map_err(unavailable)?;
                     }
-                    by_time
-                        .insert((p.updated_millis, p.id.as_str()), ())
-                        .map_err(unavailable)?;
-                    by_instance
+                    index
                         .insert((p.instance.as_str(), p.updated_millis, p.id.as_str()), ())
                         .map_err(unavailable)?;
+                    index
+                        .insert((ALL, p.updated_millis, p.id.as_str()), ())
+                        .map_err(unavailable)?;
                 }
-                let json = event_json(p, change, delivery_id, at);
-                events
-                    .insert(self.next_seq, json.as_bytes())
-                    .map_err(unavailable)?;
-                self.next_seq += 1;
             }
             out.push(RecordResult {
                 kind: p.kind,
@@ -500,8 +485,9 @@ impl Writer {
         idx.remove((dl.dead_lettered_at.timestamp_millis(), id))
             .map_err(unavailable)?;
         let expires = now.timestamp_millis() + self.options.raw_retention.as_millis() as i64;
-        let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
-        exp.insert((expires, id), ()).map_err(unavailable)?;
+        let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+        exp.insert((expires, format!("r{id}").as_str()), ())
+            .map_err(unavailable)?;
         Ok(results)
     }
 }
@@ -594,71 +580,103 @@ fn ack(txn: &WriteTransaction, group: &str, ids: &[String]) -> StoreResult<()> {
 fn housekeeping(txn: &WriteTransaction, now: DateTime<Utc>) -> StoreResult<Housekeeping> {
     let now_ms = now.timestamp_millis();
     let mut report = Housekeeping::default();
-    {
-        let mut exp = txn.open_table(DEDUPE_EXPIRY).map_err(unavailable)?;
-        let mut dedupe = txn.open_table(DEDUPE).map_err(unavailable)?;
-        let due: Vec<(i64, String)> = exp
-            .range::<(i64, &str)>(..(now_ms, ""))
-            .map_err(unavailable)?
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (ms, key) = k.value();
-                (ms, key.to_string())
-            })
-            .collect();
-        for (ms, key) in due {
-            exp.remove((ms, key.as_str())).map_err(unavailable)?;
+    let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+    let mut dedupe = txn.open_table(DEDUPE).map_err(unavailable)?;
+    let mut deliveries = txn.open_table(DELIVERIES).map_err(unavailable)?;
+    let dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+    let due: Vec<(i64, String)> = exp
+        .range::<(i64, &str)>(..(now_ms, ""))
+        .map_err(unavailable)?
+        .filter_map(Result::ok)
+        .map(|(k, _)| {
+            let (ms, key) = k.value();
+            (ms, key.to_string())
+        })
+        .collect();
+    for (ms, entry) in due {
+        exp.remove((ms, entry.as_str())).map_err(unavailable)?;
+        if let Some(key) = entry.strip_prefix('d') {
             // Only remove the dedupe entry if it was not renewed with a later expiry.
             let stale = dedupe
-                .get(key.as_str())
+                .get(key)
                 .map_err(unavailable)?
                 .map(|v| v.value().ends_with(&format!("\0{ms}")))
                 .unwrap_or(false);
             if stale {
-                dedupe.remove(key.as_str()).map_err(unavailable)?;
+                dedupe.remove(key).map_err(unavailable)?;
                 report.dedupe_keys_expired += 1;
             }
-        }
-    }
-    {
-        let mut exp = txn.open_table(DELIVERY_EXPIRY).map_err(unavailable)?;
-        let mut deliveries = txn.open_table(DELIVERIES).map_err(unavailable)?;
-        let dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
-        let due: Vec<(i64, String)> = exp
-            .range::<(i64, &str)>(..(now_ms, ""))
-            .map_err(unavailable)?
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (ms, id) = k.value();
-                (ms, id.to_string())
-            })
-            .collect();
-        for (ms, id) in due {
-            exp.remove((ms, id.as_str())).map_err(unavailable)?;
-            if dls.get(id.as_str()).map_err(unavailable)?.is_none()
-                && deliveries
-                    .remove(id.as_str())
-                    .map_err(unavailable)?
-                    .is_some()
-            {
-                report.raw_bodies_expired += 1;
-            }
+        } else if let Some(id) = entry.strip_prefix('r')
+            && dls.get(id).map_err(unavailable)?.is_none()
+            && deliveries.remove(id).map_err(unavailable)?.is_some()
+        {
+            report.raw_bodies_expired += 1;
         }
     }
     Ok(report)
 }
 
-fn read_record(db: &Database, id: &str) -> StoreResult<Option<Record>> {
-    let r = db.begin_read().map_err(unavailable)?;
-    let t = r.open_table(RECORDS).map_err(unavailable)?;
-    let Some(v) = t.get(id).map_err(unavailable)? else {
+/// What the records table keeps per record.
+struct RecordEntry {
+    rev: String,
+    updated_ms: i64,
+    /// The event holding the record's current document.
+    seq: u64,
+}
+
+impl RecordEntry {
+    fn encode(&self) -> Vec<u8> {
+        frame(&[
+            self.rev.as_bytes(),
+            &self.updated_ms.to_le_bytes(),
+            &self.seq.to_le_bytes(),
+        ])
+    }
+
+    fn decode(bytes: &[u8]) -> StoreResult<Self> {
+        match unframe(bytes)?.as_slice() {
+            [rev, ms, seq] => Ok(Self {
+                rev: String::from_utf8_lossy(rev).into_owned(),
+                updated_ms: i64::from_le_bytes(
+                    (*ms)
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("record entry".into()))?,
+                ),
+                seq: u64::from_le_bytes(
+                    (*seq)
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("record entry".into()))?,
+                ),
+            }),
+            _ => Err(StoreError::Corrupt("record entry".into())),
+        }
+    }
+}
+
+/// A record's current document, read through its entry and the event log.
+fn record_in(
+    records: &impl ReadableTable<&'static str, &'static [u8]>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    id: &str,
+) -> StoreResult<Option<Record>> {
+    let Some(v) = records.get(id).map_err(unavailable)? else {
         return Ok(None);
     };
-    let parts = unframe(v.value())?;
-    let json = parts
-        .get(2)
-        .ok_or_else(|| StoreError::Corrupt(format!("record {id} has no document")))?;
-    parse_record(json).map(Some)
+    let entry = RecordEntry::decode(v.value())?;
+    let ev = events
+        .get(entry.seq)
+        .map_err(unavailable)?
+        .ok_or_else(|| StoreError::Corrupt(format!("record {id} points at a missing event")))?;
+    let event: ChangeEvent =
+        serde_json::from_slice(ev.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Some(event.record))
+}
+
+fn read_record(db: &Database, id: &str) -> StoreResult<Option<Record>> {
+    let r = db.begin_read().map_err(unavailable)?;
+    let records = r.open_table(RECORDS).map_err(unavailable)?;
+    let events = r.open_table(EVENTS).map_err(unavailable)?;
+    record_in(&records, &events, id)
 }
 
 impl Store for EmbeddedStore {
@@ -702,60 +720,38 @@ impl Store for EmbeddedStore {
                 Some(c) if c.millis >= since_ms => (c.millis, Some(c.id.clone())),
                 _ => (since_ms, None),
             };
+            let slot = q.instance.clone().unwrap_or_else(|| ALL.to_string());
             let r = db.begin_read().map_err(unavailable)?;
             let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let index = r.open_table(ORDER_INDEX).map_err(unavailable)?;
+            let lower = match &after_id {
+                Some(a) => Bound::Excluded((slot.as_str(), start_ms, a.as_str())),
+                None => Bound::Included((slot.as_str(), start_ms, "")),
+            };
+            let upper = Bound::Included((slot.as_str(), i64::MAX, "\u{10FFFF}"));
             let mut ids: Vec<(i64, String)> = Vec::with_capacity(q.limit + 1);
-            match &q.instance {
-                Some(inst) => {
-                    let t = r.open_table(ORDERS_BY_INSTANCE).map_err(unavailable)?;
-                    let lower = match &after_id {
-                        Some(a) => Bound::Excluded((inst.as_str(), start_ms, a.as_str())),
-                        None => Bound::Included((inst.as_str(), start_ms, "")),
-                    };
-                    let upper = Bound::Excluded((inst.as_str(), i64::MAX, "\u{10FFFF}"));
-                    for item in t
-                        .range::<(&str, i64, &str)>((lower, upper))
-                        .map_err(unavailable)?
-                    {
-                        let (k, _) = item.map_err(unavailable)?;
-                        let (_, ms, id) = k.value();
-                        ids.push((ms, id.to_string()));
-                        if ids.len() > q.limit {
-                            break;
-                        }
-                    }
-                }
-                None => {
-                    let t = r.open_table(ORDERS_BY_TIME).map_err(unavailable)?;
-                    let lower = match &after_id {
-                        Some(a) => Bound::Excluded((start_ms, a.as_str())),
-                        None => Bound::Included((start_ms, "")),
-                    };
-                    for item in t
-                        .range::<(i64, &str)>((lower, Bound::Unbounded))
-                        .map_err(unavailable)?
-                    {
-                        let (k, _) = item.map_err(unavailable)?;
-                        let (ms, id) = k.value();
-                        ids.push((ms, id.to_string()));
-                        if ids.len() > q.limit {
-                            break;
-                        }
-                    }
+            for item in index
+                .range::<(&str, i64, &str)>((lower, upper))
+                .map_err(unavailable)?
+            {
+                let (k, _) = item.map_err(unavailable)?;
+                let (_, ms, id) = k.value();
+                ids.push((ms, id.to_string()));
+                if ids.len() > q.limit {
+                    break;
                 }
             }
             let more = ids.len() > q.limit;
             ids.truncate(q.limit);
             let mut items = Vec::with_capacity(ids.len());
             for (_, id) in &ids {
-                let v = records
-                    .get(id.as_str())
-                    .map_err(unavailable)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?;
-                let parts = unframe(v.value())?;
-                match parse_record(parts.get(2).copied().unwrap_or_default())? {
-                    Record::Order(o) => items.push(*o),
-                    _ => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                match record_in(&records, &events, id)? {
+                    Some(Record::Order(o)) => items.push(*o),
+                    Some(_) => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                    None => {
+                        return Err(StoreError::Corrupt(format!("index points at missing {id}")));
+                    }
                 }
             }
             let next = more.then(|| {

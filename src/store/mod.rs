@@ -420,6 +420,7 @@ pub async fn open(
                 embedded::EmbeddedOptions {
                     dedupe_ttl: s.dedupe_ttl,
                     raw_retention: s.raw_retention,
+                    cache_bytes: s.cache_bytes,
                 },
             )?;
             Ok((AnyStore::Embedded(store), None))
