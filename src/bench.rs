@@ -1,15 +1,14 @@
 //! `crossgate bench`: load tools for the ingest path.
 //!
-//! - `baseline-server`: a bare axum receiver that only checks the Shopify HMAC and parses the
-//!   JSON: the reference point.
 //! - `load`: sends signed Shopify order deliveries (the 18 KB 2024-04 order, a distinct order id
 //!   per request) to a URL, closed-loop (N workers, as fast as answers come) or open-loop at a
 //!   fixed rate (latency measured from the scheduled send time, so no coordinated omission).
 //!   With `--verify` it then checks every acknowledged order is stored.
-//! - `ingest`: runs the whole comparison in one go (same load tool, same payload): the baseline,
-//!   crossgate on Redis and crossgate embedded, each as its own process.
+//! - `ingest`: runs the whole comparison in one go (same load tool, same payload): the baseline
+//!   (`benches/baseline-server`, a bare axum receiver that checks the HMAC and parses the JSON,
+//!   built as its own crate so it gets serde_json's default features), crossgate on Redis and
+//!   crossgate embedded, each as its own process. `benches/ingest-ratio.sh` builds and runs it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -36,13 +34,6 @@ const ORDER_ID_TOKEN: &str = "450789469";
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Bare axum receiver: HMAC check and JSON parse only (the baseline to compare against).
-    BaselineServer {
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        listen: SocketAddr,
-        #[arg(long, env = "BENCH_SECRET", default_value = "bench-secret")]
-        secret: String,
-    },
     /// Send signed Shopify order deliveries to a webhook URL; report throughput and latency.
     Load(LoadArgs),
     /// Compare, in one run: baseline vs crossgate (Redis) vs crossgate (embedded).
@@ -95,6 +86,12 @@ pub struct IngestArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// The baseline receiver binary (built from benches/baseline-server).
+    #[arg(long, default_value = "target/baseline-server/release/baseline-server")]
+    baseline_bin: PathBuf,
+    /// Which targets to run, comma-separated: baseline, redis, embedded.
+    #[arg(long, default_value = "baseline,redis,embedded", value_delimiter = ',')]
+    targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,7 +115,6 @@ pub struct LoadReport {
 
 pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::BaselineServer { listen, secret } => baseline_server(listen, secret).await,
         BenchCommand::Load(args) => {
             let report = load(&args, "target").await?;
             print_reports(&[report]);
@@ -126,48 +122,6 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Ingest(args) => ingest(config_path, args).await,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Baseline
-// ---------------------------------------------------------------------------------------------
-
-async fn baseline_server(listen: SocketAddr, secret: String) -> Result<()> {
-    let secret = Arc::new(secret);
-    let app = axum::Router::new()
-        .route(
-            "/webhooks/{instance}",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let secret = secret.clone();
-                async move {
-                    let sig = headers
-                        .get("x-shopify-hmac-sha256")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok());
-                    let expected = hmac_sha256(secret.as_bytes(), &[&body]);
-                    let ok = sig.is_some_and(|s| {
-                        s.len() == 32
-                            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                                s.as_slice(),
-                                &expected[..],
-                            ))
-                    });
-                    if !ok {
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(_) => StatusCode::OK,
-                        Err(_) => StatusCode::BAD_REQUEST,
-                    }
-                }
-            }),
-        )
-        .route("/healthz", axum::routing::get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crossgate::daemon::shutdown_signal())
-        .await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,11 +469,17 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
     let prefix = format!("bench{}", std::process::id());
     let mut reports = Vec::new();
     let mut next_id = 2_000_000_000u64;
-    for name in [
-        "baseline (bare axum)",
-        "crossgate redis",
-        "crossgate embedded",
-    ] {
+    let wanted = |t: &str| args.targets.iter().any(|x| x == t);
+    let names: Vec<&'static str> = [
+        ("baseline", "baseline (bare axum)"),
+        ("redis", "crossgate redis"),
+        ("embedded", "crossgate embedded"),
+    ]
+    .into_iter()
+    .filter(|(key, _)| wanted(key))
+    .map(|(_, name)| name)
+    .collect();
+    for name in names {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = tokio::process::Command::new(&exe);
@@ -528,16 +488,22 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         let (child, verify) = match name {
-            "baseline (bare axum)" => (
-                cmd.args([
-                    "bench",
-                    "baseline-server",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                ])
-                .spawn()?,
-                false,
-            ),
+            "baseline (bare axum)" => {
+                let mut base_cmd = tokio::process::Command::new(&args.baseline_bin);
+                base_cmd
+                    .env("BENCH_SECRET", &secret)
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .stdout(Stdio::null())
+                    .kill_on_drop(true);
+                let child = base_cmd.spawn().with_context(|| {
+                    format!(
+                        "starting {} (build it: cargo build --release --manifest-path \
+                         benches/baseline-server/Cargo.toml --target-dir target/baseline-server)",
+                        args.baseline_bin.display()
+                    )
+                })?;
+                (child, false)
+            }
             _ => {
                 let backend = if name.contains("redis") {
                     "redis"
@@ -603,17 +569,24 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
         let _ = target.child.wait().await;
     }
     // Leave the shared Redis as we found it.
-    if let Ok(client) = redis::Client::open(args.redis_url.as_str())
-        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-    {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        for chunk in keys.chunks(1000) {
-            let _: redis::RedisResult<u64> =
-                redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await;
+    if wanted("redis") {
+        let cleanup =
+            crossgate::store::redis::RedisStore::connect(crossgate::store::redis::RedisOptions {
+                url: args.redis_url.clone(),
+                prefix: prefix.clone(),
+                timeout: Duration::from_secs(30),
+                require_fsync: false,
+                dedupe_ttl: Duration::from_secs(3600),
+                raw_retention: Duration::from_secs(3600),
+                instances: vec![],
+            })
+            .await;
+        match cleanup {
+            Ok((store, _)) => match store.flush_prefix().await {
+                Ok(n) => eprintln!("removed {n} benchmark keys from Redis"),
+                Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
+            },
+            Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
         }
     }
     println!();
