@@ -323,7 +323,12 @@ async fn bad_input(backend: Backend) {
             huge_number.into_bytes(),
             Some("totals.grand_total.amount"),
         ),
-        ("nesting 10,000 deep", &shop, deep.into_bytes(), None),
+        (
+            "nesting 10,000 deep (shopify)",
+            &shop,
+            deep.into_bytes(),
+            Some("root"),
+        ),
         (
             "invalid currency",
             &app,
@@ -477,7 +482,7 @@ async fn dead_letter_replay_after_adapter_fix(backend: Backend) {
     assert_eq!(again.status, 422, "{}", again.text);
     assert_eq!(again.content_type, "application/problem+json");
     assert_eq!(again.body["failed_replays"], 1);
-    gw.stop().await;
+    gw.stop_keep_data().await;
 
     // Ops fix the file and restart; the replay now stores the order and removes the dead letter.
     std::fs::write(adapters.join("shopify.toml"), good).unwrap();

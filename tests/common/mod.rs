@@ -193,7 +193,17 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server and removes this gateway's keys from a shared Redis.
+    pub async fn stop(self) {
+        let store = self.store.clone();
+        self.stop_keep_data().await;
+        if let AnyStore::Redis(r) = store {
+            let _ = r.flush_prefix().await;
+        }
+    }
+
+    /// Stops the server and leaves the stored data (for restart tests).
+    pub async fn stop_keep_data(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
