@@ -272,9 +272,32 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
         account: "replay",
     };
     match adapter.normalize(&headers, &body, &ctx) {
-        Ok(Routed::Records(records)) => {
+        Ok(Routed::Items(items)) => {
+            let mut records = Vec::new();
+            let mut failures = Vec::new();
+            for item in items {
+                match item.result {
+                    Ok(r) => records.extend(r),
+                    Err(e) => failures.push(json!({
+                        "item": item.index,
+                        "kind": e.kind(),
+                        "detail": e.to_string(),
+                        "errors": e.fields(),
+                    })),
+                }
+            }
             println!("{}", serde_json::to_string_pretty(&records)?);
-            Ok(std::process::ExitCode::SUCCESS)
+            if failures.is_empty() {
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"status": "not_normalizable", "failures": failures})
+                    )?
+                );
+                Ok(std::process::ExitCode::FAILURE)
+            }
         }
         Ok(Routed::Ignored) => {
             println!(

@@ -37,8 +37,8 @@ pub enum IngestError {
 #[derive(Debug)]
 pub struct IngestReport {
     pub outcome: IngestOutcome,
-    /// Why the delivery was dead-lettered, when it was.
-    pub error: Option<NormalizeError>,
+    /// Why the delivery (None) or some of its items were dead-lettered.
+    pub errors: Vec<(Option<usize>, NormalizeError)>,
 }
 
 /// A new gateway delivery id: `d.<instance>.<time-ordered uuid>`.
@@ -63,12 +63,22 @@ fn dead_letter_reason(e: &NormalizeError) -> DeadLetterReason {
     }
 }
 
-/// Decides what to store for an authentic delivery (pure).
-pub fn dispose(
+/// What the gateway decided for an authentic delivery, before storing it.
+#[derive(Debug)]
+pub struct Disposed {
+    pub disposition: Disposition,
+    pub topic: Option<String>,
+    pub dedupe_id: String,
+    /// Every problem, by item (None for the whole delivery).
+    pub errors: Vec<(Option<usize>, NormalizeError)>,
+}
+
+/// Parses and maps a delivery with its instance's adapter (pure).
+pub fn route(
     inst: &Instance,
     headers: &Headers,
     body: &[u8],
-) -> (Disposition, Option<String>, String, Option<NormalizeError>) {
+) -> (Result<Routed, NormalizeError>, Option<String>, String) {
     let adapter = &inst.adapter;
     let doc = adapter.parse(body);
     let dedupe_id = adapter.dedupe_id(headers, doc.as_ref().ok(), body);
@@ -77,15 +87,51 @@ pub fn dispose(
         let target = adapter.route(topic.as_deref());
         adapter.map(&doc, target, &record_context(inst))
     });
-    match mapped {
-        Ok(Routed::Records(records)) => (Disposition::Apply(records), topic, dedupe_id, None),
-        Ok(Routed::Ignored) => (Disposition::Ignore, topic, dedupe_id, None),
+    (mapped, topic, dedupe_id)
+}
+
+/// Decides what to store for an authentic delivery (pure).
+pub fn dispose(inst: &Instance, headers: &Headers, body: &[u8]) -> Disposed {
+    let (mapped, topic, dedupe_id) = route(inst, headers, body);
+    let (disposition, errors) = match mapped {
         Err(e) => (
             Disposition::DeadLetter(dead_letter_reason(&e)),
-            topic,
-            dedupe_id,
-            Some(e),
+            vec![(None, e)],
         ),
+        Ok(Routed::Ignored) => (Disposition::Ignore, Vec::new()),
+        Ok(Routed::Items(mut items)) if items.len() == 1 => match items.remove(0).result {
+            Ok(records) => (Disposition::Apply(records), Vec::new()),
+            Err(e) => (
+                Disposition::DeadLetter(dead_letter_reason(&e)),
+                vec![(None, e)],
+            ),
+        },
+        Ok(Routed::Items(items)) => {
+            let mut records = Vec::new();
+            let mut failures = Vec::new();
+            let mut errors = Vec::new();
+            for item in items {
+                match item.result {
+                    Ok(r) => records.extend(r),
+                    Err(e) => {
+                        failures.push((item.index, dead_letter_reason(&e)));
+                        errors.push((Some(item.index), e));
+                    }
+                }
+            }
+            let d = if failures.is_empty() {
+                Disposition::Apply(records)
+            } else {
+                Disposition::Partial { records, failures }
+            };
+            (d, errors)
+        }
+    };
+    Disposed {
+        disposition,
+        topic,
+        dedupe_id,
+        errors,
     }
 }
 
@@ -108,25 +154,22 @@ pub async fn ingest<S: Store>(
     inst.adapter
         .verify(headers, &body, &inst.webhook_secrets(), now.timestamp())
         .map_err(IngestError::Unauthorized)?;
-    let (disposition, topic, dedupe_id, error) = dispose(inst, headers, &body);
+    let d = dispose(inst, headers, &body);
     let delivery = RawDelivery {
         delivery_id: new_delivery_id(&inst.id),
         instance: inst.id.clone(),
-        dedupe_id,
+        dedupe_id: d.dedupe_id,
         received_at: now,
-        topic,
+        topic: d.topic,
         headers: inst.adapter.kept_headers(headers),
         body,
     };
-    let outcome = store.ingest(delivery, disposition).await?;
-    let error = match &outcome {
-        IngestOutcome::Stored {
-            dead_lettered: true,
-            ..
-        } => error,
-        _ => None,
+    let outcome = store.ingest(delivery, d.disposition).await?;
+    let errors = match &outcome {
+        IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
+        _ => Vec::new(),
     };
-    Ok(IngestReport { outcome, error })
+    Ok(IngestReport { outcome, errors })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,12 +213,22 @@ pub async fn replay_dead_letter<S: Store>(
     for (k, v) in &raw.headers {
         headers.push(k, v);
     }
-    let (disposition, _, _, _) = dispose(inst, &headers, &raw.body);
-    match disposition {
-        Disposition::Apply(records) => Ok(store.resolve_dead_letter(id, records, now).await?),
-        Disposition::Ignore => Ok(store.resolve_dead_letter(id, Vec::new(), now).await?),
-        Disposition::DeadLetter(reason) => {
-            let updated = store.update_dead_letter(id, reason).await?;
+    let (mapped, _, _) = route(inst, &headers, &raw.body);
+    // A dead letter of one item replays that item; a whole-delivery dead letter needs every
+    // item to map now.
+    let result = mapped.and_then(|routed| match (dl.item, routed) {
+        (Some(i), Routed::Items(mut items)) if i < items.len() => items.swap_remove(i).result,
+        (Some(_), _) => Err(NormalizeError::Fields(vec![crate::adapter::FieldError {
+            field: "item".into(),
+            source: None,
+            problem: "the delivery no longer has this item".into(),
+        }])),
+        (None, routed) => routed.into_records(),
+    });
+    match result {
+        Ok(records) => Ok(store.resolve_dead_letter(id, records, now).await?),
+        Err(e) => {
+            let updated = store.update_dead_letter(id, dead_letter_reason(&e)).await?;
             Err(ReplayError::StillFailing(Box::new(updated)))
         }
     }

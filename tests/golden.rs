@@ -21,7 +21,13 @@ struct Cases {
 #[serde(deny_unknown_fields)]
 struct Case {
     adapter: String,
-    fixture: String,
+    /// The payload file; or see `wrap`.
+    #[serde(default)]
+    fixture: Option<String>,
+    /// A JSON document built from a TOML table in which "@file:<path>" strings are replaced by
+    /// the parsed JSON of that fixture (for documents a channel sends in several parts).
+    #[serde(default)]
+    wrap: Option<toml::Value>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     golden: String,
@@ -45,6 +51,13 @@ struct Expect {
     status: Option<String>,
     #[serde(default)]
     error_field: Option<String>,
+    /// Items that fail to map (multi-item documents).
+    #[serde(default)]
+    failures: usize,
+    #[serde(default)]
+    listings: Option<usize>,
+    #[serde(default)]
+    price: Option<String>,
 }
 
 fn fixture_path(f: &str) -> PathBuf {
@@ -54,11 +67,39 @@ fn fixture_path(f: &str) -> PathBuf {
     }
 }
 
+fn expand(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => match s.strip_prefix("@file:") {
+            Some(f) => serde_json::from_slice(&std::fs::read(fixture_path(f)).unwrap()).unwrap(),
+            None => Value::String(s.clone()),
+        },
+        toml::Value::Table(t) => {
+            Value::Object(t.iter().map(|(k, v)| (k.clone(), expand(v))).collect())
+        }
+        toml::Value::Array(a) => Value::Array(a.iter().map(expand).collect()),
+        other => serde_json::to_value(other).unwrap(),
+    }
+}
+
+impl Case {
+    fn name(&self) -> String {
+        self.fixture.clone().unwrap_or_else(|| self.golden.clone())
+    }
+
+    fn body(&self) -> Vec<u8> {
+        match (&self.fixture, &self.wrap) {
+            (Some(f), None) => std::fs::read(fixture_path(f)).unwrap(),
+            (None, Some(w)) => serde_json::to_vec_pretty(&expand(w)).unwrap(),
+            _ => panic!("{}: give exactly one of fixture and wrap", self.golden),
+        }
+    }
+}
+
 fn normalize(registry: &Registry, case: &Case) -> Value {
     let adapter = registry
         .get(&case.adapter)
         .unwrap_or_else(|| panic!("no adapter {}", case.adapter));
-    let body = std::fs::read(fixture_path(&case.fixture)).unwrap();
+    let body = case.body();
     let mut headers = Headers::default();
     for (k, v) in &case.headers {
         headers.push(k, v);
@@ -70,14 +111,30 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
         account: "golden-account",
     };
     match adapter.normalize(&headers, &body, &ctx) {
-        Ok(Routed::Records(records)) => json!({ "records": records }),
+        Ok(Routed::Items(items)) => {
+            let mut records = Vec::new();
+            let mut failures = Vec::new();
+            for item in items {
+                match item.result {
+                    Ok(r) => records.extend(r),
+                    Err(e) => failures.push(
+                        json!({ "item": item.index, "kind": e.kind(), "errors": e.fields() }),
+                    ),
+                }
+            }
+            if failures.is_empty() {
+                json!({ "records": records })
+            } else {
+                json!({ "records": records, "failures": failures })
+            }
+        }
         Ok(Routed::Ignored) => json!({ "ignored": true }),
         Err(e) => json!({ "error": { "kind": e.kind(), "errors": e.fields() } }),
     }
 }
 
 fn check_expectations(case: &Case, out: &Value) {
-    let name = &case.fixture;
+    let name = &case.name();
     if let Some(field) = &case.expect.error_field {
         let fields: Vec<&str> = out["error"]["errors"]
             .as_array()
@@ -94,7 +151,23 @@ fn check_expectations(case: &Case, out: &Value) {
     let records = out["records"]
         .as_array()
         .unwrap_or_else(|| panic!("{name}: {out}"));
-    assert_eq!(records.len(), case.expect.records, "{name}: record count");
+    assert_eq!(
+        records.len(),
+        case.expect.records,
+        "{name}: record count: {out}"
+    );
+    assert_eq!(
+        out["failures"].as_array().map(Vec::len).unwrap_or(0),
+        case.expect.failures,
+        "{name}: failing items: {out}"
+    );
+    if let Some(n) = case.expect.listings {
+        assert_eq!(
+            records.iter().filter(|r| r["kind"] == "listing").count(),
+            n,
+            "{name}: listings"
+        );
+    }
     for r in records {
         let rec = &r["record"];
         if let Some(c) = &case.expect.currency {
@@ -129,6 +202,13 @@ fn check_expectations(case: &Case, out: &Value) {
         if let Some(s) = &case.expect.status {
             assert_eq!(rec["status"].as_str(), Some(s.as_str()), "{name}: status");
         }
+        if let Some(p) = &case.expect.price {
+            assert_eq!(
+                rec["price"]["amount"].as_str(),
+                Some(p.as_str()),
+                "{name}: price"
+            );
+        }
     }
 }
 
@@ -152,10 +232,10 @@ fn adapters_match_their_golden_outputs() {
         } else {
             match std::fs::read_to_string(&path) {
                 Ok(want) if want == text => {}
-                Ok(_) => failures.push(format!("{} differs from {}", case.fixture, path.display())),
+                Ok(_) => failures.push(format!("{} differs from {}", case.name(), path.display())),
                 Err(_) => failures.push(format!(
                     "{} has no golden file {}",
-                    case.fixture,
+                    case.name(),
                     path.display()
                 )),
             }
@@ -179,7 +259,7 @@ fn normalization_is_deterministic() {
             normalize(&registry, case),
             normalize(&registry, case),
             "{}",
-            case.fixture
+            case.name()
         );
     }
 }

@@ -222,11 +222,12 @@ async fn contract<S: Store>(store: &S) {
     let dl_id = match dead {
         IngestOutcome::Stored {
             delivery_id,
-            dead_lettered: true,
+            ref dead_letters,
             ref records,
             ..
         } => {
             assert!(records.is_empty());
+            assert_eq!(dead_letters, std::slice::from_ref(&delivery_id));
             delivery_id
         }
         other => panic!("{other:?}"),
@@ -270,6 +271,57 @@ async fn contract<S: Store>(store: &S) {
             .unwrap()
             .is_some()
     );
+
+    // A page of several items, one of which did not map: the others are stored, the failed one
+    // is a dead letter of its own, and the raw page stays until that dead letter is resolved.
+    let page = delivery(INST, "page-1", now);
+    let page_id = page.delivery_id.clone();
+    let partial = store
+        .ingest(
+            page,
+            Disposition::Partial {
+                records: vec![
+                    order(INST, "PG-0", "2024-07-01T00:00:00Z"),
+                    order(INST, "PG-2", "2024-07-01T00:00:00Z"),
+                ],
+                failures: vec![(1, reason())],
+            },
+        )
+        .await
+        .unwrap();
+    let item_dl = crossgate::store::item_dead_letter_id(&page_id, 1);
+    match &partial {
+        IngestOutcome::Stored {
+            records,
+            dead_letters,
+            ..
+        } => {
+            assert_eq!(records.len(), 2);
+            assert_eq!(dead_letters, std::slice::from_ref(&item_dl));
+        }
+        other => panic!("{other:?}"),
+    }
+    let parked = store.get_dead_letter(&item_dl).await.unwrap().unwrap();
+    assert_eq!(
+        (parked.item, parked.delivery_id.as_str()),
+        (Some(1), page_id.as_str())
+    );
+    store
+        .resolve_dead_letter(
+            &item_dl,
+            vec![order(INST, "PG-1", "2024-07-01T00:00:00Z")],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_order(&OrderId::derive(INST, "PG-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.get_delivery(&page_id).await.unwrap().is_some());
 
     // Ignored deliveries are stored raw, but produce no record and no dead letter.
     let ignored = store
@@ -333,8 +385,8 @@ async fn contract<S: Store>(store: &S) {
         .unwrap();
     assert_eq!(
         all.items.len(),
-        25 + 5,
-        "A-1, TIE, TIE2, FROM-DL on shop + A-1 on app"
+        25 + 5 + 3,
+        "A-1, TIE, TIE2, FROM-DL, PG-0..2 on shop + A-1 on app"
     );
     assert!(all.next.is_none());
 

@@ -51,12 +51,20 @@ impl Val<'_> {
     }
 }
 
-fn is_blank_val(v: &Val<'_>) -> bool {
+fn is_blank_val(v: &Val<'_>, absent: &[String]) -> bool {
     match v {
-        Val::Node(n) => n.is_blank(),
+        Val::Node(n) => is_absent_node(n, absent),
         Val::Text(t) => t.trim().is_empty(),
         Val::Decimal(_) => false,
     }
+}
+
+/// Missing-like: null, blank, or one of the channel's "no value" texts.
+fn is_absent_node(n: &Node<'_>, absent: &[String]) -> bool {
+    n.is_blank()
+        || (!absent.is_empty()
+            && n.scalar_text()
+                .is_some_and(|t| absent.iter().any(|a| a == t.trim())))
 }
 
 /// Evaluates an expression; `Ok(None)` when the value is absent (missing, null or blank).
@@ -76,7 +84,11 @@ fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>, String> {
         }
         ExprKind::Sum(p) => {
             let mut total = Decimal::ZERO;
-            for node in p.get_all(scope) {
+            for node in p
+                .get_all(scope)
+                .into_iter()
+                .filter(|n| !is_absent_node(n, scope.absent))
+            {
                 let d = node_decimal(node)?;
                 total = total
                     .checked_add(d)
@@ -97,12 +109,12 @@ fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>, String> {
             let hit = match path.get(scope) {
                 None => false,
                 Some(Node::Bool(b)) => *b,
-                Some(n) => !n.is_blank() && n.scalar_text() != Some("false"),
+                Some(n) => !is_absent_node(n, scope.absent) && n.scalar_text() != Some("false"),
             };
             hit.then_some(Val::Text(Cow::Borrowed(then.as_str())))
         }
     };
-    let base = base.filter(|v| !is_blank_val(v));
+    let base = base.filter(|v| !is_blank_val(v, scope.absent));
     let mapped = match (&e.map, base) {
         (Some(map), Some(v)) => {
             let key = v.text()?;
@@ -465,13 +477,11 @@ fn shipment_status(s: &str) -> Option<ShipmentStatus> {
 }
 
 /// Finds the record root an optional `root` expression points at (default: the document).
-fn record_root<'a>(
-    ev: &mut Eval,
-    root: Option<&'a Expr>,
-    doc: &'a Node<'a>,
-) -> Option<&'a Node<'a>> {
-    let Some(e) = root else { return Some(doc) };
-    match eval(e, Scope::new(doc)) {
+fn record_root<'a>(ev: &mut Eval, root: Option<&'a Expr>, top: Scope<'a>) -> Option<&'a Node<'a>> {
+    let Some(e) = root else {
+        return Some(top.document);
+    };
+    match eval(e, top) {
         Ok(Some(Val::Node(n @ Node::Object(_)))) => Some(n),
         Ok(Some(_)) => {
             ev.fail("root", Some(e), "expected an object".into());
@@ -488,17 +498,43 @@ fn record_root<'a>(
     }
 }
 
-/// Maps a document to one order; every problem is returned, with its field path.
-pub fn map_order(
+/// Maps a document to its orders: one, or one per element of `each`. Each result carries every
+/// problem of that order, with its field path.
+pub fn map_orders<'a>(
+    m: &'a OrderMapping,
+    doc: &'a Node<'a>,
+    ctx: &RecordContext<'_>,
+    absent: &'a [String],
+) -> Vec<Result<Order, Vec<FieldError>>> {
+    let mut ev = Eval::default();
+    let top = Scope::new(doc).with_absent(absent);
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
+        return vec![Err(ev.errors)];
+    };
+    let Some(each) = &m.each else {
+        return vec![map_order(m, top.with_record(root), ctx)];
+    };
+    let items = each.0.elements(top.with_record(root));
+    if items.is_empty() {
+        return vec![Err(vec![FieldError {
+            field: "orders".into(),
+            source: Some(each.0.as_str().to_string()),
+            problem: "no orders found".into(),
+        }])];
+    }
+    items
+        .into_iter()
+        .map(|item| map_order(m, top.with_record(item), ctx))
+        .collect()
+}
+
+/// Maps one order whose root is `scope.record`.
+fn map_order(
     m: &OrderMapping,
-    doc: &Node,
+    scope: Scope<'_>,
     ctx: &RecordContext<'_>,
 ) -> Result<Order, Vec<FieldError>> {
     let mut ev = Eval::default();
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), doc) else {
-        return Err(ev.errors);
-    };
-    let scope = Scope::new(doc).with_record(root);
 
     let external_id = ev.req("external_id", &m.external_id, scope, val_text);
     let number = ev.text("number", m.number.as_ref(), scope);
@@ -779,16 +815,18 @@ pub fn map_order(
 }
 
 /// Maps a document to listings (one per element of `each`, or one for the root).
-pub fn map_listings(
-    m: &ListingMapping,
-    doc: &Node,
+pub fn map_listings<'a>(
+    m: &'a ListingMapping,
+    doc: &'a Node<'a>,
     ctx: &RecordContext<'_>,
+    absent: &'a [String],
 ) -> Result<Vec<Listing>, Vec<FieldError>> {
     let mut ev = Eval::default();
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), doc) else {
+    let top = Scope::new(doc).with_absent(absent);
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
         return Err(ev.errors);
     };
-    let scope = Scope::new(doc).with_record(root);
+    let scope = top.with_record(root);
     let items: Vec<&Node> = match &m.each {
         Some(each) => each.0.elements(scope),
         None => vec![root],

@@ -4,6 +4,7 @@
 //! time is passed in where signatures need it). Channels are described by files in `adapters/`
 //! and run by the declarative engine in [`engine`]; [`registry`] loads them.
 
+pub mod csv;
 pub mod engine;
 pub mod error;
 pub mod path;
@@ -12,6 +13,7 @@ pub mod registry;
 pub mod signature;
 pub mod spec;
 pub mod tree;
+pub mod xml;
 
 use sha2::{Digest, Sha256};
 
@@ -69,9 +71,36 @@ const MAX_PLAIN_DEDUPE_ID: usize = 200;
 /// What a delivery turned into.
 #[derive(Debug, Clone)]
 pub enum Routed {
-    Records(Vec<Record>),
+    /// One item per record root in the document (usually one; list responses and CSV files
+    /// have several). Each item is mapped and validated on its own.
+    Items(Vec<Item>),
     /// An authentic delivery of a topic this adapter does not map.
     Ignored,
+}
+
+/// One mapped item: an order, or the listings of one product.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Position of the item in the document.
+    pub index: usize,
+    pub result: Result<Vec<Record>, NormalizeError>,
+}
+
+impl Routed {
+    /// All records when every item mapped; otherwise the first item's error (used where a
+    /// delivery is all-or-nothing: replay of a single item, the CLI).
+    pub fn into_records(self) -> Result<Vec<Record>, NormalizeError> {
+        match self {
+            Routed::Ignored => Ok(Vec::new()),
+            Routed::Items(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    out.extend(item.result?);
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// A loaded adapter definition.
@@ -87,6 +116,8 @@ impl Adapter {
         let projection = match spec.format {
             Format::Canonical => projection::Projection::everything(),
             Format::Json => projection::Projection::of(&spec),
+            // XML and CSV trees are built whole.
+            Format::Xml | Format::Csv => projection::Projection::everything(),
         };
         Self { spec, projection }
     }
@@ -143,6 +174,28 @@ impl Adapter {
                     format: "JSON",
                     message: e.0,
                 }),
+            Format::Xml => xml::parse_xml(body).map_err(|e| NormalizeError::Parse {
+                format: "XML",
+                message: e.0,
+            }),
+            Format::Csv => {
+                let spec = self.spec.csv.clone().unwrap_or(spec::CsvSpec {
+                    delimiter: None,
+                    group_by: None,
+                });
+                let opts = csv::CsvOptions {
+                    delimiter: spec
+                        .delimiter
+                        .as_deref()
+                        .and_then(|d| d.bytes().next())
+                        .unwrap_or(b','),
+                    group_by: spec.group_by,
+                };
+                csv::parse_csv(body, &opts).map_err(|e| NormalizeError::Parse {
+                    format: "CSV",
+                    message: e.0,
+                })
+            }
         }
     }
 
@@ -193,7 +246,7 @@ impl Adapter {
             .unwrap_or(RouteTarget::Ignore)
     }
 
-    /// Maps an already parsed document to records of the routed kind.
+    /// Maps an already parsed document to records of the routed kind, item by item.
     pub fn map(
         &self,
         doc: &Node,
@@ -204,47 +257,53 @@ impl Adapter {
             adapter: self.spec.name.clone(),
             kind,
         };
-        let records = match (target, self.spec.format) {
+        let absent = self.spec.absent_values.as_slice();
+        let results: Vec<Result<Vec<Record>, NormalizeError>> = match (target, self.spec.format) {
             (RouteTarget::Ignore, _) => return Ok(Routed::Ignored),
             (RouteTarget::Order, Format::Canonical) => {
-                vec![Record::Order(Box::new(canonical_order(doc, ctx)?))]
+                vec![canonical_order(doc, ctx).map(|o| vec![Record::Order(Box::new(o))])]
             }
             (RouteTarget::Listing, Format::Canonical) => return Err(no_mapping("listing")),
-            (RouteTarget::Order, Format::Json) => {
+            (RouteTarget::Order, _) => {
                 let m = self
                     .spec
                     .order
                     .as_ref()
                     .ok_or_else(|| no_mapping("order"))?;
-                let order = engine::map_order(m, doc, ctx).map_err(NormalizeError::Fields)?;
-                vec![Record::Order(Box::new(order))]
+                engine::map_orders(m, doc, ctx, absent)
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|o| vec![Record::Order(Box::new(o))])
+                            .map_err(NormalizeError::Fields)
+                    })
+                    .collect()
             }
-            (RouteTarget::Listing, Format::Json) => {
+            (RouteTarget::Listing, _) => {
                 let m = self
                     .spec
                     .listing
                     .as_ref()
                     .ok_or_else(|| no_mapping("listing"))?;
-                engine::map_listings(m, doc, ctx)
-                    .map_err(NormalizeError::Fields)?
-                    .into_iter()
-                    .map(|l| Record::Listing(Box::new(l)))
-                    .collect()
+                vec![
+                    engine::map_listings(m, doc, ctx, absent)
+                        .map(|ls| {
+                            ls.into_iter()
+                                .map(|l| Record::Listing(Box::new(l)))
+                                .collect()
+                        })
+                        .map_err(NormalizeError::Fields),
+                ]
             }
         };
-        let violations: Vec<FieldError> = records
-            .iter()
-            .flat_map(|r| r.validate())
-            .map(|v| FieldError {
-                field: v.path,
-                source: None,
-                problem: v.message,
+        let items = results
+            .into_iter()
+            .enumerate()
+            .map(|(index, result)| Item {
+                index,
+                result: result.and_then(validated),
             })
             .collect();
-        if !violations.is_empty() {
-            return Err(NormalizeError::Fields(violations));
-        }
-        Ok(Routed::Records(records))
+        Ok(Routed::Items(items))
     }
 
     /// Parses, routes and maps a delivery in one go (used by `replay` and tests).
@@ -258,6 +317,24 @@ impl Adapter {
         let topic = self.topic(headers, Some(&doc));
         let target = self.route(topic.as_deref());
         self.map(&doc, target, ctx)
+    }
+}
+
+/// Checks the model invariants of an item's records.
+fn validated(records: Vec<Record>) -> Result<Vec<Record>, NormalizeError> {
+    let violations: Vec<FieldError> = records
+        .iter()
+        .flat_map(|r| r.validate())
+        .map(|v| FieldError {
+            field: v.path,
+            source: None,
+            problem: v.message,
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(records)
+    } else {
+        Err(NormalizeError::Fields(violations))
     }
 }
 

@@ -28,12 +28,14 @@ pub enum Anchor {
     Document,
 }
 
-/// The three nodes a path can start from.
+/// The three nodes a path can start from, and the channel's "no value" texts.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     pub document: &'a Node<'a>,
     pub record: &'a Node<'a>,
     pub current: &'a Node<'a>,
+    /// Scalar texts the channel uses for "absent" (e.g. "null").
+    pub absent: &'a [String],
 }
 
 impl<'a> Scope<'a> {
@@ -42,7 +44,12 @@ impl<'a> Scope<'a> {
             document,
             record: document,
             current: document,
+            absent: &[],
         }
+    }
+
+    pub fn with_absent(self, absent: &'a [String]) -> Self {
+        Self { absent, ..self }
     }
 
     pub fn with_record(self, record: &'a Node<'a>) -> Self {

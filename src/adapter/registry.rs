@@ -151,11 +151,19 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
                 p.push("format: canonical payloads need no [order] or [listing] mapping".into());
             }
         }
-        Format::Json => {
+        Format::Json | Format::Xml | Format::Csv => {
             if spec.order.is_none() && spec.listing.is_none() {
                 p.push("an adapter needs an [order] or a [listing] mapping".into());
             }
         }
+    }
+    if spec.csv.is_some() && spec.format != Format::Csv {
+        p.push("csv: only applies to format = \"csv\"".into());
+    }
+    if let Some(d) = spec.csv.as_ref().and_then(|c| c.delimiter.as_ref())
+        && (d.len() != 1 || !d.is_ascii())
+    {
+        p.push("csv.delimiter: must be one ASCII character".into());
     }
     if let Some(w) = &spec.webhook {
         for (i, r) in w.routes.iter().enumerate() {

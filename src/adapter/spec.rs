@@ -26,6 +26,13 @@ pub struct AdapterSpec {
     pub channel_kind: ChannelKind,
     /// How payload bytes are read.
     pub format: Format,
+    /// CSV options (`format = "csv"`).
+    #[serde(default)]
+    pub csv: Option<CsvSpec>,
+    /// Text values that mean "no value" for this channel (Lazada sends "null", PrestaShop
+    /// "0000-00-00 00:00:00"); compared after trimming.
+    #[serde(default)]
+    pub absent_values: Vec<String>,
     /// How pushed deliveries are authenticated, deduplicated and routed.
     #[serde(default)]
     pub webhook: Option<WebhookSpec>,
@@ -42,8 +49,23 @@ pub struct AdapterSpec {
 pub enum Format {
     /// A channel-specific JSON document, mapped by `[order]` / `[listing]`.
     Json,
+    /// An XML document (see `adapter::xml` for the tree shape).
+    Xml,
+    /// CSV with a header row (see `adapter::csv`).
+    Csv,
     /// crossgate's own canonical order JSON (the merchant's mobile app); no mapping needed.
     Canonical,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSpec {
+    /// Field delimiter, one character (default ",").
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Column whose equal values group rows into one record (an order with several lines).
+    #[serde(default)]
+    pub group_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -466,6 +488,10 @@ pub struct OrderMapping {
     /// that are sometimes wrapped (`{"order": {...}}`) and sometimes not.
     #[serde(default)]
     pub root: Option<Expr>,
+    /// For documents holding several orders (list responses, CSV groups): one order per
+    /// element of this array, relative to `root`. Each is mapped and validated on its own.
+    #[serde(default)]
+    pub each: Option<Each>,
     pub external_id: Expr,
     #[serde(default)]
     pub number: Option<Expr>,

@@ -243,30 +243,43 @@ async fn webhook_inner<S: Store + Clone>(
             }
             IngestOutcome::Stored {
                 delivery_id,
-                dead_lettered: true,
+                dead_letters,
+                records,
                 ..
-            } => {
-                let e = report.error.as_ref();
-                let kind = e.map(|e| e.kind()).unwrap_or("unknown");
-                let fields = e.map(|e| e.field_paths().join(",")).unwrap_or_default();
-                tracing::warn!(instance, %delivery_id, kind, fields = %fields, "delivery dead-lettered");
+            } if !dead_letters.is_empty() => {
                 metrics::counter!(names::DEAD_LETTERS, "instance" => instance.to_string())
-                    .increment(1);
-                let errors = e.map(|e| json!(e.fields())).unwrap_or(json!([]));
+                    .increment(dead_letters.len() as u64);
+                let whole = matches!(report.errors.as_slice(), [(None, _)]);
+                let mut items = Vec::new();
+                for ((item, e), dl_id) in report.errors.iter().zip(&dead_letters) {
+                    let fields = e.field_paths().join(",");
+                    tracing::warn!(instance, %delivery_id, item, kind = e.kind(), fields = %fields, "delivery dead-lettered");
+                    items.push(json!({
+                        "dead_letter_id": dl_id,
+                        "item": item,
+                        "reason": e.kind(),
+                        "detail": e.to_string(),
+                        "errors": e.fields(),
+                    }));
+                }
+                let body = if whole {
+                    let mut one = items.remove(0);
+                    let obj = one.as_object_mut().expect("object literal");
+                    obj.insert("status".into(), "dead_lettered".into());
+                    obj.insert("delivery_id".into(), delivery_id.into());
+                    obj.remove("item");
+                    one
+                } else {
+                    json!({
+                        "status": "partially_dead_lettered",
+                        "delivery_id": delivery_id,
+                        "records": records_json(&records),
+                        "dead_letters": items,
+                    })
+                };
                 (
                     "dead_lettered",
-                    (
-                        StatusCode::ACCEPTED,
-                        axum::Json(json!({
-                            "status": "dead_lettered",
-                            "delivery_id": delivery_id,
-                            "dead_letter_id": delivery_id,
-                            "reason": kind,
-                            "detail": e.map(|e| e.to_string()),
-                            "errors": errors,
-                        })),
-                    )
-                        .into_response(),
+                    (StatusCode::ACCEPTED, axum::Json(body)).into_response(),
                 )
             }
             IngestOutcome::Stored {

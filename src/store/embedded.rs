@@ -334,13 +334,16 @@ impl Writer {
     ) -> StoreResult<IngestOutcome> {
         // Everything that can fail for a reason other than storage is done before the first
         // write, so an error never leaves part of a delivery behind.
-        let prepared = match &disposition {
-            Disposition::Apply(records) => records
-                .iter()
-                .map(prepare)
-                .collect::<StoreResult<Vec<_>>>()?,
-            _ => Vec::new(),
-        };
+        let (records, dead_letters) = disposition.parts(&delivery);
+        let prepared = records
+            .iter()
+            .map(prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let dead_letters = dead_letters
+            .into_iter()
+            .map(|dl| serde_json::to_vec(&dl).map(|json| (dl, json)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let meta = serde_json::to_vec(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let dedupe_key = format!("{}\0{}", delivery.instance, delivery.dedupe_id);
         let now_ms = delivery.received_at.timestamp_millis();
@@ -366,26 +369,12 @@ impl Writer {
             exp.insert((expires, format!("d{dedupe_key}").as_str()), ())
                 .map_err(unavailable)?;
         }
-        let (records, dead_lettered, ignored) = match &disposition {
-            Disposition::Apply(_) => {
-                let results =
-                    self.apply(txn, &prepared, &delivery.delivery_id, delivery.received_at)?;
-                (results, false, false)
-            }
-            Disposition::DeadLetter(reason) => {
-                let dl = DeadLetter {
-                    id: delivery.delivery_id.clone(),
-                    instance: delivery.instance.clone(),
-                    received_at: delivery.received_at,
-                    dead_lettered_at: delivery.received_at,
-                    reason: reason.clone(),
-                    failed_replays: 0,
-                };
-                put_dead_letter(txn, &dl)?;
-                (Vec::new(), true, false)
-            }
-            Disposition::Ignore => (Vec::new(), false, true),
-        };
+        let records = self.apply(txn, &prepared, &delivery.delivery_id, delivery.received_at)?;
+        for (dl, json) in &dead_letters {
+            put_dead_letter(txn, dl, json)?;
+        }
+        let dead_lettered = !dead_letters.is_empty();
+        let ignored = matches!(disposition, Disposition::Ignore);
         // The raw delivery: kept for the retention period, or until a dead letter is resolved.
         let mut deliveries = txn.open_table(DELIVERIES).map_err(unavailable)?;
         deliveries
@@ -403,7 +392,7 @@ impl Writer {
         Ok(IngestOutcome::Stored {
             delivery_id: delivery.delivery_id,
             records,
-            dead_lettered,
+            dead_letters: dead_letters.into_iter().map(|(dl, _)| dl.id).collect(),
             ignored,
         })
     }
@@ -478,16 +467,25 @@ impl Writer {
             .map(prepare)
             .collect::<StoreResult<Vec<_>>>()?;
         let dl = get_dead_letter_in(txn, id)?.ok_or(StoreError::NotFound)?;
-        let results = self.apply(txn, &prepared, id, now)?;
+        let results = self.apply(txn, &prepared, &dl.delivery_id, now)?;
         let mut dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
         dls.remove(id).map_err(unavailable)?;
         let mut idx = txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
         idx.remove((dl.dead_lettered_at.timestamp_millis(), id))
             .map_err(unavailable)?;
-        let expires = now.timestamp_millis() + self.options.raw_retention.as_millis() as i64;
-        let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
-        exp.insert((expires, format!("r{id}").as_str()), ())
-            .map_err(unavailable)?;
+        // The raw delivery expires once none of its items is parked any more.
+        let others = dls
+            .range(dl.delivery_id.as_str()..)
+            .map_err(unavailable)?
+            .filter_map(Result::ok)
+            .take_while(|(k, _)| k.value().starts_with(dl.delivery_id.as_str()))
+            .count();
+        if others == 0 {
+            let expires = now.timestamp_millis() + self.options.raw_retention.as_millis() as i64;
+            let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+            exp.insert((expires, format!("r{}", dl.delivery_id).as_str()), ())
+                .map_err(unavailable)?;
+        }
         Ok(results)
     }
 }
@@ -521,11 +519,9 @@ fn reply_fatal(r: &Reply) -> Option<String> {
     matches!(err, StoreError::Unavailable(_) | StoreError::Corrupt(_)).then(|| err.to_string())
 }
 
-fn put_dead_letter(txn: &WriteTransaction, dl: &DeadLetter) -> StoreResult<()> {
-    let json = serde_json::to_vec(dl).map_err(|e| StoreError::Invalid(e.to_string()))?;
+fn put_dead_letter(txn: &WriteTransaction, dl: &DeadLetter, json: &[u8]) -> StoreResult<()> {
     let mut dls = txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
-    dls.insert(dl.id.as_str(), json.as_slice())
-        .map_err(unavailable)?;
+    dls.insert(dl.id.as_str(), json).map_err(unavailable)?;
     let mut idx = txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
     idx.insert((dl.dead_lettered_at.timestamp_millis(), dl.id.as_str()), ())
         .map_err(unavailable)?;
@@ -548,7 +544,8 @@ fn update_dead_letter(
     let mut dl = get_dead_letter_in(txn, id)?.ok_or(StoreError::NotFound)?;
     dl.reason = reason;
     dl.failed_replays += 1;
-    put_dead_letter(txn, &dl)?;
+    let json = serde_json::to_vec(&dl).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put_dead_letter(txn, &dl, &json)?;
     Ok(dl)
 }
 

@@ -66,10 +66,57 @@ pub struct RawDelivery {
 pub enum Disposition {
     /// Normalized into these records.
     Apply(Vec<Record>),
-    /// Authentic but not normalizable: park it.
+    /// Authentic but not normalizable: park it (dead letter id = delivery id).
     DeadLetter(DeadLetterReason),
+    /// A delivery of several items (a list page, a CSV file): the records of the items that
+    /// mapped, and a dead letter per item that did not (id = `<delivery id>-<item index>`).
+    Partial {
+        records: Vec<Record>,
+        failures: Vec<(usize, DeadLetterReason)>,
+    },
     /// Authentic, but of a topic the adapter does not map.
     Ignore,
+}
+
+impl Disposition {
+    /// The records to write and the dead letters to create for a delivery.
+    pub(crate) fn parts(&self, delivery: &RawDelivery) -> (&[Record], Vec<DeadLetter>) {
+        let dl = |id: String, item: Option<usize>, reason: &DeadLetterReason| DeadLetter {
+            id,
+            delivery_id: delivery.delivery_id.clone(),
+            item,
+            instance: delivery.instance.clone(),
+            received_at: delivery.received_at,
+            dead_lettered_at: delivery.received_at,
+            reason: reason.clone(),
+            failed_replays: 0,
+        };
+        match self {
+            Disposition::Apply(records) => (records, Vec::new()),
+            Disposition::Ignore => (&[], Vec::new()),
+            Disposition::DeadLetter(reason) => {
+                (&[], vec![dl(delivery.delivery_id.clone(), None, reason)])
+            }
+            Disposition::Partial { records, failures } => (
+                records,
+                failures
+                    .iter()
+                    .map(|(i, reason)| {
+                        dl(
+                            item_dead_letter_id(&delivery.delivery_id, *i),
+                            Some(*i),
+                            reason,
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The dead letter id of one item of a multi-item delivery.
+pub fn item_dead_letter_id(delivery_id: &str, index: usize) -> String {
+    format!("{delivery_id}-{index}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,20 +159,25 @@ pub struct RecordResult {
 pub enum IngestOutcome {
     /// The dedupe id was seen before; nothing was written.
     Duplicate { original_delivery_id: String },
-    /// Stored (with the records' results, or as a dead letter, or ignored).
+    /// Stored: the records' results, the dead letters created, or "ignored".
     Stored {
         delivery_id: String,
         records: Vec<RecordResult>,
-        dead_lettered: bool,
+        dead_letters: Vec<String>,
         ignored: bool,
     },
 }
 
-/// A parked delivery.
+/// A parked delivery (or one item of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// Same as the delivery id.
+    /// The delivery id, or `<delivery id>-<item>` for one item of a multi-item delivery.
     pub id: String,
+    /// The raw delivery it comes from.
+    pub delivery_id: String,
+    /// Which item of the delivery, when it holds several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     pub instance: String,
     pub received_at: DateTime<Utc>,
     pub dead_lettered_at: DateTime<Utc>,

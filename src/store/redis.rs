@@ -64,35 +64,39 @@ end
 
 /// Runs inside MULTI/EXEC right after the raw delivery was written (HSET + EXPIRE), so the
 /// large body never passes through Lua (Redis hashes every byte of every Lua string).
-/// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead letter, 5 dead-letter index, 6 orders, 7.. records.
-/// ARGV: 1 delivery id, 2 dedupe ttl, 3 mode, 4 dead letter, 5 dead-letter score, 6 at,
-/// 7 record count, 8.. records (5 each).
+/// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead-letter index, 5 orders, 6 dead letters of this
+/// delivery (set), 7.. records (n), then dead letters (m).
+/// ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7.. records (5 each),
+/// then dead letters (id, json).
 const INGEST_LUA: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('DEL', KEYS[2])
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
-local mode = ARGV[3]
-if mode == 'dead' then
-  redis.call('PERSIST', KEYS[2])
-  redis.call('SET', KEYS[4], ARGV[4])
-  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
-  return {'dead'}
+local n = tonumber(ARGV[5])
+local m = tonumber(ARGV[6])
+local changes = apply(3, 5, 7, 7, n, ARGV[1], ARGV[4])
+for j = 1, m do
+  local b = 7 + n * 5 + (j - 1) * 2
+  redis.call('SET', KEYS[6 + n + j], ARGV[b + 1])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[b])
+  redis.call('SADD', KEYS[6], ARGV[b])
 end
-if mode == 'ignore' then return {'ignored'} end
-local changes = apply(3, 6, 7, 8, tonumber(ARGV[7]), ARGV[1], ARGV[6])
+if m > 0 then redis.call('PERSIST', KEYS[2]) end
 table.insert(changes, 1, 'stored')
 return changes
 "#;
 
-/// KEYS: 1 dead letter, 2 dead-letter index, 3 raw, 4 events, 5 orders, 6.. records.
-/// ARGV: 1 id, 2 raw retention, 3 at, 4 record count, 5.. records.
+/// KEYS: 1 dead letter, 2 dead-letter index, 3 raw, 4 events, 5 orders, 6 dead letters of the
+/// delivery (set), 7.. records.
+/// ARGV: 1 id, 2 raw retention, 3 at, 4 record count, 5 delivery id, 6.. records.
 const RESOLVE_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-local changes = apply(4, 5, 6, 5, tonumber(ARGV[4]), ARGV[1], ARGV[3])
+redis.call('SREM', KEYS[6], ARGV[1])
+if redis.call('SCARD', KEYS[6]) == 0 then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+local changes = apply(4, 5, 7, 6, tonumber(ARGV[4]), ARGV[5], ARGV[3])
 table.insert(changes, 1, 'resolved')
 return changes
 "#;
@@ -441,38 +445,23 @@ impl Store for RedisStore {
         disposition: Disposition,
     ) -> StoreResult<IngestOutcome> {
         let inst = delivery.instance.as_str();
-        let prepared = match &disposition {
-            Disposition::Apply(records) => records
-                .iter()
-                .map(prepare)
-                .collect::<StoreResult<Vec<_>>>()?,
-            _ => Vec::new(),
-        };
+        let (records, dead_letters) = disposition.parts(&delivery);
+        let prepared = records
+            .iter()
+            .map(prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
         if prepared.iter().any(|p| p.instance != inst) {
             return Err(StoreError::Invalid(
                 "records must belong to the delivery's instance".into(),
             ));
         }
+        let dead_letters = dead_letters
+            .into_iter()
+            .map(|dl| serde_json::to_string(&dl).map(|json| (dl.id, json)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let meta =
             serde_json::to_string(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let (mode, dl_json) = match &disposition {
-            Disposition::Apply(_) => ("apply", String::new()),
-            Disposition::Ignore => ("ignore", String::new()),
-            Disposition::DeadLetter(reason) => {
-                let dl = DeadLetter {
-                    id: delivery.delivery_id.clone(),
-                    instance: inst.to_string(),
-                    received_at: delivery.received_at,
-                    dead_lettered_at: delivery.received_at,
-                    reason: reason.clone(),
-                    failed_replays: 0,
-                };
-                (
-                    "dead",
-                    serde_json::to_string(&dl).map_err(|e| StoreError::Invalid(e.to_string()))?,
-                )
-            }
-        };
         let at = delivery
             .received_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -481,25 +470,32 @@ impl Store for RedisStore {
             self.key(inst, &format!("dd:{}", delivery.dedupe_id)),
             raw_key.clone(),
             self.key(inst, "events"),
-            self.key(inst, &format!("dl:{}", delivery.delivery_id)),
             self.key(inst, "dls"),
             self.key(inst, "orders"),
+            self.key(inst, &format!("dlof:{}", delivery.delivery_id)),
         ];
         keys.extend(
             prepared
                 .iter()
                 .map(|p| self.key(inst, &format!("rec:{}", p.id))),
         );
+        keys.extend(
+            dead_letters
+                .iter()
+                .map(|(id, _)| self.key(inst, &format!("dl:{id}"))),
+        );
         let mut eval = redis::cmd("EVALSHA");
         eval.arg(&*self.ingest_sha).arg(keys.len()).arg(&keys);
         eval.arg(&delivery.delivery_id)
             .arg(self.opts.dedupe_ttl.as_secs())
-            .arg(mode)
-            .arg(&dl_json)
             .arg(delivery.received_at.timestamp_millis())
             .arg(&at)
-            .arg(prepared.len());
+            .arg(prepared.len())
+            .arg(dead_letters.len());
         push_record_args(&mut eval, &prepared);
+        for (id, json) in &dead_letters {
+            eval.arg(id).arg(json);
+        }
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HSET")
@@ -537,23 +533,11 @@ impl Store for RedisStore {
             "duplicate" => Ok(IngestOutcome::Duplicate {
                 original_delivery_id: reply.get(1).and_then(bulk_str).unwrap_or_default(),
             }),
-            "dead" => Ok(IngestOutcome::Stored {
-                delivery_id: delivery.delivery_id,
-                records: Vec::new(),
-                dead_lettered: true,
-                ignored: false,
-            }),
-            "ignored" => Ok(IngestOutcome::Stored {
-                delivery_id: delivery.delivery_id,
-                records: Vec::new(),
-                dead_lettered: false,
-                ignored: true,
-            }),
             "stored" => Ok(IngestOutcome::Stored {
                 records: results(&prepared, parse_changes(&reply[1..])?)?,
                 delivery_id: delivery.delivery_id,
-                dead_lettered: false,
-                ignored: false,
+                dead_letters: dead_letters.into_iter().map(|(id, _)| id).collect(),
+                ignored: matches!(disposition, Disposition::Ignore),
             }),
             other => Err(StoreError::Corrupt(format!(
                 "unexpected ingest reply '{other}'"
@@ -710,16 +694,22 @@ impl Store for RedisStore {
                 "records must belong to the delivery's instance".into(),
             ));
         }
+        let dl = self
+            .get_dead_letter(id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let mut inv = self.resolve.prepare_invoke();
         inv.key(self.key(inst, &format!("dl:{id}")))
             .key(self.key(inst, "dls"))
-            .key(self.key(inst, &format!("raw:{id}")))
+            .key(self.key(inst, &format!("raw:{}", dl.delivery_id)))
             .key(self.key(inst, "events"))
-            .key(self.key(inst, "orders"));
+            .key(self.key(inst, "orders"))
+            .key(self.key(inst, &format!("dlof:{}", dl.delivery_id)));
         inv.arg(id)
             .arg(self.opts.raw_retention.as_secs())
             .arg(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-            .arg(prepared.len());
+            .arg(prepared.len())
+            .arg(&dl.delivery_id);
         self.push_records(&mut inv, inst, &prepared);
         let mut conn = self.conn();
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;

@@ -1,0 +1,276 @@
+//! XML payloads (eBay Trading, PrestaShop webservice, Amazon MWS, WeChat Pay v2) read into the
+//! same document tree as JSON, so one mapping language serves every format.
+//!
+//! Tree shape:
+//! - the root element is a key of the document: `GetOrdersResponse.OrderArray.Order`;
+//! - an element with only text is a string; an element with attributes or children is an object
+//!   whose attributes are `@name` keys and whose text (if any) is `#text`;
+//! - repeated child elements become an array (paths treat a single element as a one-element
+//!   array, so `Order[*]` works either way);
+//! - namespace prefixes are dropped (local names only); CDATA is text.
+//!
+//! Safety: any `<!DOCTYPE` is refused (no DTD, so no entity expansion: billion laughs and XXE
+//! cannot start); only the five predefined entities and character references are resolved;
+//! nesting deeper than [`MAX_DEPTH`] is refused; building is iterative (no recursion).
+
+use std::borrow::Cow;
+
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+
+use super::tree::{Node, ParseError};
+
+/// Deepest element nesting accepted.
+pub const MAX_DEPTH: usize = 256;
+
+struct Frame {
+    name: String,
+    entries: Vec<(Cow<'static, str>, Node<'static>)>,
+    has_markup: bool,
+    text: String,
+}
+
+impl Frame {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            entries: Vec::new(),
+            has_markup: false,
+            text: String::new(),
+        }
+    }
+
+    fn into_node(self) -> (String, Node<'static>) {
+        let node = if !self.has_markup {
+            Node::String(Cow::Owned(self.text))
+        } else {
+            let mut entries = self.entries;
+            if !self.text.trim().is_empty() {
+                entries.push((Cow::Borrowed("#text"), Node::String(Cow::Owned(self.text))));
+            }
+            Node::Object(entries)
+        };
+        (self.name, node)
+    }
+
+    fn add_child(&mut self, key: String, node: Node<'static>) {
+        self.has_markup = true;
+        if let Some((_, existing)) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            match existing {
+                Node::Array(items) => items.push(node),
+                other => {
+                    let first = std::mem::replace(other, Node::Null);
+                    *other = Node::Array(vec![first, node]);
+                }
+            }
+        } else {
+            self.entries.push((Cow::Owned(key), node));
+        }
+    }
+}
+
+fn err(msg: impl Into<String>) -> ParseError {
+    ParseError(msg.into())
+}
+
+fn local(name: &str) -> String {
+    match name.rsplit_once(':') {
+        Some((_, l)) => l.to_string(),
+        None => name.to_string(),
+    }
+}
+
+fn open(start: &BytesStart<'_>) -> Result<Frame, ParseError> {
+    let mut frame = Frame::new(local(start.name().as_ref()));
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| err(format!("bad attribute: {e}")))?;
+        let key = attr.key.as_ref();
+        if key == "xmlns" || key.starts_with("xmlns:") {
+            continue;
+        }
+        let value = attr
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| err(format!("bad attribute value: {e}")))?;
+        frame.has_markup = true;
+        frame.entries.push((
+            Cow::Owned(format!("@{}", local(key))),
+            Node::String(Cow::Owned(value.into_owned())),
+        ));
+    }
+    Ok(frame)
+}
+
+/// Parses an XML document (UTF-8, optional BOM) into a tree.
+pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| err("the body is not UTF-8"))?;
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Frame> = vec![Frame::new(String::new())];
+    let mut saw_root = false;
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            err(format!(
+                "not well-formed XML at byte {}: {e}",
+                reader.error_position()
+            ))
+        })?;
+        match event {
+            Event::DocType(_) => {
+                return Err(err("XML with a DOCTYPE is refused (no DTDs, no entities)"));
+            }
+            Event::Decl(decl) => {
+                if let Some(Ok(enc)) = decl.encoding() {
+                    let enc = enc.to_ascii_lowercase();
+                    if enc != "utf-8" && enc != "utf8" {
+                        return Err(err(format!(
+                            "XML declares encoding {enc}; only UTF-8 is accepted"
+                        )));
+                    }
+                }
+            }
+            Event::Start(start) => {
+                if stack.len() > MAX_DEPTH {
+                    return Err(err(format!("XML nesting deeper than {MAX_DEPTH} levels")));
+                }
+                if stack.len() == 1 {
+                    if saw_root {
+                        return Err(err("more than one root element"));
+                    }
+                    saw_root = true;
+                }
+                stack.push(open(&start)?);
+            }
+            Event::Empty(start) => {
+                if stack.len() == 1 {
+                    if saw_root {
+                        return Err(err("more than one root element"));
+                    }
+                    saw_root = true;
+                }
+                let (name, node) = open(&start)?.into_node();
+                stack
+                    .last_mut()
+                    .expect("document frame")
+                    .add_child(name, node);
+            }
+            Event::End(_) => {
+                let frame = stack.pop().expect("reader checks end names");
+                let (name, node) = frame.into_node();
+                stack
+                    .last_mut()
+                    .ok_or_else(|| err("unbalanced end tag"))?
+                    .add_child(name, node);
+            }
+            Event::Text(t) => {
+                let content = t.xml_content(quick_xml::XmlVersion::Implicit1_0);
+                if stack.len() == 1 {
+                    if !content.trim().is_empty() {
+                        return Err(err("text outside the root element"));
+                    }
+                } else {
+                    stack.last_mut().expect("frame").text.push_str(&content);
+                }
+            }
+            Event::CData(c) => {
+                let content = c.into_inner();
+                stack.last_mut().expect("frame").text.push_str(&content);
+            }
+            Event::GeneralRef(r) => {
+                let frame = stack.last_mut().expect("frame");
+                if r.is_char_ref() {
+                    let ch = r
+                        .resolve_char_ref()
+                        .map_err(|e| err(format!("bad character reference: {e}")))?
+                        .ok_or_else(|| err("bad character reference"))?;
+                    frame.text.push(ch);
+                } else {
+                    let name: &str = &r;
+                    let resolved = resolve_predefined_entity(name).ok_or_else(|| {
+                        err(format!(
+                            "unknown entity '&{}' (only the five predefined XML entities are accepted)",
+                            name.chars().take(32).collect::<String>()
+                        ))
+                    })?;
+                    frame.text.push_str(resolved);
+                }
+            }
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if stack.len() != 1 {
+        return Err(err("the document ends inside an element"));
+    }
+    if !saw_root {
+        return Err(err("no root element"));
+    }
+    let doc = stack.pop().expect("document frame");
+    Ok(Node::Object(doc.entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn s(n: Option<&Node>) -> Option<String> {
+        n.and_then(Node::scalar_text).map(str::to_string)
+    }
+
+    #[test]
+    fn shapes() {
+        let doc = parse_xml(
+            "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<r:Resp xmlns=\"urn:x\" xmlns:r=\"urn:r\"><Total currencyID=\"USD\">1.0</Total><Item><Id>1</Id></Item><Item><Id>2</Id></Item><Name><![CDATA[A & B]]></Name><E/><Esc>a &amp; b &#x41;</Esc></r:Resp>"
+                .as_bytes(),
+        )
+        .unwrap();
+        let resp = doc.get("Resp").unwrap();
+        let total = resp.get("Total").unwrap();
+        assert_eq!(s(total.get("@currencyID")).as_deref(), Some("USD"));
+        assert_eq!(s(total.get("#text")).as_deref(), Some("1.0"));
+        let Node::Array(items) = resp.get("Item").unwrap() else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(s(resp.get("Name")).as_deref(), Some("A & B"));
+        assert_eq!(s(resp.get("E")).as_deref(), Some(""));
+        assert_eq!(s(resp.get("Esc")).as_deref(), Some("a & b A"));
+    }
+
+    #[test]
+    fn attacks_are_refused_fast_without_reading_files() {
+        let billion = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><lolz>&lol3;</lolz>"#;
+        let xxe = r#"<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>"#;
+        let external = r#"<!DOCTYPE x SYSTEM "http://127.0.0.1:6379/"><x/>"#;
+        for (name, doc) in [
+            ("billion laughs", billion),
+            ("xxe", xxe),
+            ("external dtd", external),
+        ] {
+            let t = Instant::now();
+            let e = parse_xml(doc.as_bytes()).unwrap_err();
+            assert!(e.0.contains("DOCTYPE"), "{name}: {e}");
+            assert!(t.elapsed() < Duration::from_millis(100), "{name}");
+        }
+        // An entity used without a DTD is unknown.
+        assert!(
+            parse_xml(b"<a>&xxe;</a>")
+                .unwrap_err()
+                .0
+                .contains("unknown entity")
+        );
+        // 100,000-deep nesting: refused quickly, no stack overflow.
+        let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        let t = Instant::now();
+        assert!(parse_xml(deep.as_bytes()).unwrap_err().0.contains("deeper"));
+        assert!(t.elapsed() < Duration::from_millis(200));
+        assert!(parse_xml(b"<a><b></a>").is_err());
+        assert!(parse_xml(b"<a/><b/>").is_err());
+        assert!(parse_xml(b"<a x=\"1\" x=\"2\"/>").is_err());
+        assert!(parse_xml("<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>".as_bytes()).is_err());
+        assert!(parse_xml(b"<a>").is_err());
+        assert!(parse_xml(b"").is_err());
+    }
+}
