@@ -24,11 +24,13 @@ fn bench(c: &mut Criterion) {
     headers.push("X-Shopify-Hmac-Sha256", &sig);
     headers.push("X-Shopify-Topic", "orders/create");
     headers.push("X-Shopify-Webhook-Id", "bench");
+    let settings = std::collections::BTreeMap::new();
     let ctx = RecordContext {
         instance: "bench",
         channel: "shopify",
         channel_kind: ChannelKind::WebShop,
         account: "bench.myshopify.com",
+        settings: &settings,
     };
 
     let mut g = c.benchmark_group("shopify_order_18kb");

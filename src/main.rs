@@ -77,6 +77,9 @@ struct ReplayArgs {
     /// Instance id to put on the records.
     #[arg(long, default_value = "replay")]
     instance: String,
+    /// An instance setting the adapter reads, e.g. --setting currency=USD. Repeatable.
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -265,11 +268,19 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
             .with_context(|| format!("--header '{h}' is not 'Name: value'"))?;
         headers.push(k.trim(), v.trim());
     }
+    let mut settings = std::collections::BTreeMap::new();
+    for kv in &args.settings {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--setting '{kv}' is not NAME=VALUE"))?;
+        settings.insert(k.trim().to_string(), v.trim().to_string());
+    }
     let ctx = RecordContext {
         instance: &args.instance,
         channel: adapter.name(),
         channel_kind: adapter.spec().channel_kind,
         account: "replay",
+        settings: &settings,
     };
     match adapter.normalize(&headers, &body, &ctx) {
         Ok(Routed::Items(items)) => {

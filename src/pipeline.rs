@@ -33,6 +33,14 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// What a pushed request turned out to be.
+#[derive(Debug)]
+pub enum Ingested {
+    Delivery(IngestReport),
+    /// An unsigned activation ping (WooCommerce): answered 200, nothing stored.
+    Ping,
+}
+
 /// What happened to a delivery.
 #[derive(Debug)]
 pub struct IngestReport {
@@ -52,6 +60,7 @@ pub fn record_context(inst: &Instance) -> RecordContext<'_> {
         channel: inst.adapter.name(),
         channel_kind: inst.adapter.spec().channel_kind,
         account: &inst.account,
+        settings: &inst.settings,
     }
 }
 
@@ -143,7 +152,7 @@ pub async fn ingest<S: Store>(
     headers: &Headers,
     body: Vec<u8>,
     now: DateTime<Utc>,
-) -> Result<IngestReport, IngestError> {
+) -> Result<Ingested, IngestError> {
     let inst: &Arc<Instance> = config
         .instances
         .get(instance_id)
@@ -151,8 +160,16 @@ pub async fn ingest<S: Store>(
     if inst.adapter.spec().webhook.is_none() {
         return Err(IngestError::NoWebhook(instance_id.to_string()));
     }
+    if inst.adapter.is_unsigned_ping(headers, &body) {
+        return Ok(Ingested::Ping);
+    }
     inst.adapter
-        .verify(headers, &body, &inst.webhook_secrets(), now.timestamp())
+        .verify(
+            headers,
+            &body,
+            &|name: &str| inst.secret(name),
+            now.timestamp(),
+        )
         .map_err(IngestError::Unauthorized)?;
     let d = dispose(inst, headers, &body);
     let delivery = RawDelivery {
@@ -169,7 +186,7 @@ pub async fn ingest<S: Store>(
         IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
         _ => Vec::new(),
     };
-    Ok(IngestReport { outcome, errors })
+    Ok(Ingested::Delivery(IngestReport { outcome, errors }))
 }
 
 #[derive(Debug, thiserror::Error)]

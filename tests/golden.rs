@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::{repo, shared_fixtures};
+use crossgate::adapter::spec::RouteTarget;
 use crossgate::adapter::{Headers, RecordContext, Registry, Routed};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,6 +32,13 @@ struct Case {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     golden: String,
+    /// Instance settings (e.g. currency for channels whose products do not state it).
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+    /// Map the document as this record kind ("order", "listing") instead of routing it by its
+    /// topic: documents assembled by a fetch or a poll are routed by how they were obtained.
+    #[serde(default)]
+    record: Option<String>,
     expect: Expect,
 }
 
@@ -109,8 +117,22 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
         channel: adapter.name(),
         channel_kind: adapter.spec().channel_kind,
         account: "golden-account",
+        settings: &case.settings,
     };
-    match adapter.normalize(&headers, &body, &ctx) {
+    let routed = match case.record.as_deref() {
+        None => adapter.normalize(&headers, &body, &ctx),
+        Some(kind) => {
+            let target = match kind {
+                "order" => RouteTarget::Order,
+                "listing" => RouteTarget::Listing,
+                other => panic!("record = {other:?}"),
+            };
+            adapter
+                .parse(&body)
+                .and_then(|doc| adapter.map(&doc, target, &ctx))
+        }
+    };
+    match routed {
         Ok(Routed::Items(items)) => {
             let mut records = Vec::new();
             let mut failures = Vec::new();
@@ -136,10 +158,16 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
 fn check_expectations(case: &Case, out: &Value) {
     let name = &case.name();
     if let Some(field) = &case.expect.error_field {
+        let item_errors = out["failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f["errors"].as_array().into_iter().flatten());
         let fields: Vec<&str> = out["error"]["errors"]
             .as_array()
             .into_iter()
             .flatten()
+            .chain(item_errors)
             .filter_map(|e| e["field"].as_str())
             .collect();
         assert!(

@@ -3,6 +3,7 @@
 //! with the canonical field path and the source path it was read from.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
 use rust_decimal::Decimal;
@@ -28,6 +29,8 @@ pub struct RecordContext<'a> {
     pub channel: &'a str,
     pub channel_kind: ChannelKind,
     pub account: &'a str,
+    /// The instance's `settings` from the gateway config.
+    pub settings: &'a BTreeMap<String, String>,
 }
 
 /// An evaluated expression.
@@ -105,6 +108,18 @@ fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>, String> {
             }
             (!texts.is_empty()).then(|| Val::Text(Cow::Owned(texts.join(sep))))
         }
+        ExprKind::Difference(a, b) => match (eval(a, scope)?, eval(b, scope)?) {
+            (Some(x), Some(y)) => Some(Val::Decimal(
+                val_decimal(&x)?
+                    .checked_sub(val_decimal(&y)?)
+                    .ok_or_else(|| "difference is out of range".to_string())?,
+            )),
+            _ => None,
+        },
+        ExprKind::Setting(name) => scope
+            .settings
+            .get(name)
+            .map(|v| Val::Text(Cow::Borrowed(v.as_str()))),
         ExprKind::When { path, then } => {
             let hit = match path.get(scope) {
                 None => false,
@@ -114,7 +129,13 @@ fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>, String> {
             hit.then_some(Val::Text(Cow::Borrowed(then.as_str())))
         }
     };
-    let base = base.filter(|v| !is_blank_val(v, scope.absent));
+    let base = base.filter(|v| {
+        !is_blank_val(v, scope.absent)
+            && (e.absent_if.is_empty()
+                || !v
+                    .text()
+                    .is_ok_and(|t| e.absent_if.iter().any(|a| a == t.trim())))
+    });
     let mapped = match (&e.map, base) {
         (Some(map), Some(v)) => {
             let key = v.text()?;
@@ -197,7 +218,11 @@ fn val_country(v: &Val<'_>) -> Result<CountryCode, String> {
     CountryCode::parse(&val_text(v)?).map_err(|e| e.to_string())
 }
 
-fn val_datetime(v: &Val<'_>, format: Option<&DateFormat>) -> Result<DateTime<FixedOffset>, String> {
+fn val_datetime(
+    v: &Val<'_>,
+    format: Option<&DateFormat>,
+    settings: &BTreeMap<String, String>,
+) -> Result<DateTime<FixedOffset>, String> {
     let format = format.unwrap_or(&DateFormat::Named(NamedDateFormat::Rfc3339));
     match format {
         DateFormat::Named(NamedDateFormat::Rfc3339) => DateTime::parse_from_rfc3339(&val_text(v)?)
@@ -217,16 +242,26 @@ fn val_datetime(v: &Val<'_>, format: Option<&DateFormat>) -> Result<DateTime<Fix
                 .ok_or_else(|| "unix milliseconds out of range".into())
         }
         DateFormat::Pattern(p) => {
-            let zone: chrono_tz::Tz = p
-                .zone
+            // `zone = "setting:<name>"` reads the zone from the instance settings (a shop's own
+            // time zone).
+            let zone_name = match p.zone.strip_prefix("setting:") {
+                Some(name) => settings
+                    .get(name)
+                    .ok_or_else(|| {
+                        format!("the instance has no '{name}' setting for the time zone")
+                    })?
+                    .as_str(),
+                None => p.zone.as_str(),
+            };
+            let zone: chrono_tz::Tz = zone_name
                 .parse()
-                .map_err(|_| format!("unknown time zone '{}'", p.zone))?;
+                .map_err(|_| format!("unknown time zone '{zone_name}'"))?;
             let naive = NaiveDateTime::parse_from_str(&val_text(v)?, &p.pattern)
                 .map_err(|_| format!("does not match the pattern '{}'", p.pattern))?;
             zone.from_local_datetime(&naive)
                 .single()
                 .map(|d| d.fixed_offset())
-                .ok_or_else(|| format!("is not a single instant in {}", p.zone))
+                .ok_or_else(|| format!("is not a single instant in {zone_name}"))
         }
     }
 }
@@ -245,6 +280,8 @@ fn describe(e: &Expr) -> String {
             format!("join({})", inner.join(", "))
         }
         ExprKind::When { path, .. } => format!("when({path})"),
+        ExprKind::Setting(name) => format!("setting({name})"),
+        ExprKind::Difference(a, b) => format!("difference({}, {})", describe(a), describe(b)),
     }
 }
 
@@ -333,6 +370,13 @@ impl Eval {
                     .map_err(|_| "amount is out of range".to_string())
                     .and_then(|u| Money::from_minor_units(u, currency).map_err(|e| e.to_string()))
             }
+        } else if spec.round {
+            let mut rounded = amount;
+            rounded = rounded.round_dp_with_strategy(
+                currency.minor_units(),
+                rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+            );
+            Money::new(rounded, currency).map_err(|e| e.to_string())
         } else {
             Money::new(amount, currency).map_err(|e| e.to_string())
         };
@@ -507,21 +551,23 @@ pub fn map_orders<'a>(
     absent: &'a [String],
 ) -> Vec<Result<Order, Vec<FieldError>>> {
     let mut ev = Eval::default();
-    let top = Scope::new(doc).with_absent(absent);
+    let top = Scope::new(doc)
+        .with_absent(absent)
+        .with_settings(ctx.settings);
     let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
         return vec![Err(ev.errors)];
     };
     let Some(each) = &m.each else {
         return vec![map_order(m, top.with_record(root), ctx)];
     };
-    let items = each.0.elements(top.with_record(root));
-    if items.is_empty() {
-        return vec![Err(vec![FieldError {
-            field: "orders".into(),
-            source: Some(each.0.as_str().to_string()),
-            problem: "no orders found".into(),
-        }])];
-    }
+    // An array (even an empty page) gives one order per element; when the path is absent
+    // the root itself is the one order, so one mapping reads single orders and list pages.
+    let scope = top.with_record(root);
+    let items = if each.0.has_wildcard() || each.0.get(scope).is_some() {
+        each.0.elements(scope)
+    } else {
+        vec![root]
+    };
     items
         .into_iter()
         .map(|item| map_order(m, top.with_record(item), ctx))
@@ -539,13 +585,13 @@ fn map_order(
     let external_id = ev.req("external_id", &m.external_id, scope, val_text);
     let number = ev.text("number", m.number.as_ref(), scope);
     let updated_at = ev.req("revision.updated_at", &m.updated_at, scope, |v| {
-        val_datetime(v, m.updated_at.date.as_ref())
+        val_datetime(v, m.updated_at.date.as_ref(), scope.settings)
     });
     let sequence = ev.opt("revision.sequence", m.sequence.as_ref(), scope, |v| {
         val_i64(v).and_then(|i| u64::try_from(i).map_err(|_| "must not be negative".into()))
     });
     let placed_at = ev.req("placed_at", &m.placed_at, scope, |v| {
-        val_datetime(v, m.placed_at.date.as_ref())
+        val_datetime(v, m.placed_at.date.as_ref(), scope.settings)
     });
     let status = ev.req(
         "status",
@@ -596,6 +642,11 @@ fn map_order(
     for (i, node) in line_nodes.into_iter().enumerate() {
         let s = scope.with_current(node);
         let l = &m.lines;
+        if let Some(skip) = &l.skip_when
+            && matches!(eval(skip, s), Ok(Some(_)))
+        {
+            continue;
+        }
         let f = |name: &str| format!("lines[{i}].{name}");
         let line = (|| {
             let title = ev.req(&f("title"), &l.title, s, val_text);
@@ -710,7 +761,11 @@ fn map_order(
             );
             let amount = ev.money(&f("amount"), &p.amount, s, Some(currency));
             let processed_at = ev.opt(&f("processed_at"), p.processed_at.as_ref(), s, |v| {
-                val_datetime(v, p.processed_at.as_ref().and_then(|e| e.date.as_ref()))
+                val_datetime(
+                    v,
+                    p.processed_at.as_ref().and_then(|e| e.date.as_ref()),
+                    s.settings,
+                )
             });
             let id = ev.text(&f("id"), p.id.as_ref(), s);
             let gateway = ev.text(&f("gateway"), p.gateway.as_ref(), s);
@@ -755,7 +810,11 @@ fn map_order(
                 })
                 .unwrap_or_default();
             let shipped_at = ev.opt(&f("shipped_at"), sh.shipped_at.as_ref(), s, |v| {
-                val_datetime(v, sh.shipped_at.as_ref().and_then(|e| e.date.as_ref()))
+                val_datetime(
+                    v,
+                    sh.shipped_at.as_ref().and_then(|e| e.date.as_ref()),
+                    s.settings,
+                )
             });
             let id = ev.text(&f("id"), sh.id.as_ref(), s);
             let carrier = ev.text(&f("carrier"), sh.carrier.as_ref(), s);
@@ -822,7 +881,9 @@ pub fn map_listings<'a>(
     absent: &'a [String],
 ) -> Result<Vec<Listing>, Vec<FieldError>> {
     let mut ev = Eval::default();
-    let top = Scope::new(doc).with_absent(absent);
+    let top = Scope::new(doc)
+        .with_absent(absent)
+        .with_settings(ctx.settings);
     let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
         return Err(ev.errors);
     };
@@ -840,7 +901,7 @@ pub fn map_listings<'a>(
         let f = |name: &str| format!("listings[{i}].{name}");
         let external_id = ev.req(&f("external_id"), &m.external_id, s, val_text);
         let updated_at = ev.req(&f("revision.updated_at"), &m.updated_at, s, |v| {
-            val_datetime(v, m.updated_at.date.as_ref())
+            val_datetime(v, m.updated_at.date.as_ref(), s.settings)
         });
         let title = ev.req(&f("title"), &m.title, s, val_text);
         let status = ev.req(
@@ -854,9 +915,11 @@ pub fn map_listings<'a>(
             ),
         );
         let currency = ev.opt(&f("currency"), m.currency.as_ref(), s, val_currency);
+        // A listing may have no price of its own (a variable product's variations do).
         let price = m
             .price
             .as_ref()
+            .filter(|p| matches!(eval(&p.amount, s), Ok(Some(_)) | Err(_)))
             .and_then(|p| ev.money(&f("price"), p, s, currency));
         let listing = Listing {
             id: ListingId::derive(ctx.instance, external_id.as_deref().unwrap_or_default()),
@@ -994,7 +1057,12 @@ mod tests {
         assert!(q("99999999999").is_err());
         let dt = |s: &str, f: &str| {
             let fmt: DateFormat = serde_json::from_str(f).unwrap();
-            val_datetime(&Val::Text(Cow::Owned(s.into())), Some(&fmt)).map(|d| d.to_rfc3339())
+            val_datetime(
+                &Val::Text(Cow::Owned(s.into())),
+                Some(&fmt),
+                &BTreeMap::new(),
+            )
+            .map(|d| d.to_rfc3339())
         };
         assert_eq!(
             dt("2008-01-10T11:00:00-05:00", r#""rfc3339""#).unwrap(),

@@ -132,15 +132,40 @@ impl Adapter {
 
     /// Checks a pushed delivery's signature. An adapter without a `[webhook]` section accepts
     /// no pushed deliveries.
-    pub fn verify(
+    pub fn verify<'s>(
         &self,
         headers: &Headers,
         body: &[u8],
-        secrets: &[&str],
+        secrets: &dyn Fn(&str) -> Vec<&'s str>,
         now: i64,
     ) -> Result<(), SignatureError> {
         let webhook = self.spec.webhook.as_ref().ok_or(SignatureError::NoSecret)?;
         signature::verify(&webhook.signature, headers, body, secrets, now)
+    }
+
+    /// An unsigned activation ping this adapter answers without storing (WooCommerce's
+    /// `webhook_id=<n>`): only when no signature header came and the body is exactly that.
+    pub fn is_unsigned_ping(&self, headers: &Headers, body: &[u8]) -> bool {
+        let Some(w) = &self.spec.webhook else {
+            return false;
+        };
+        let Some(field) = &w.unsigned_ping_field else {
+            return false;
+        };
+        let signature_header = match &w.signature {
+            spec::SignatureSpec::HmacSha256 { header, .. } => header.as_str(),
+            _ => return false,
+        };
+        if headers.get(signature_header).is_some() {
+            return false;
+        }
+        std::str::from_utf8(body)
+            .ok()
+            .and_then(|b| b.trim().strip_prefix(field.as_str()))
+            .and_then(|rest| rest.strip_prefix('='))
+            .is_some_and(|n| {
+                !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit())
+            })
     }
 
     /// The headers worth keeping with a raw delivery so it can be normalized again later:
@@ -155,7 +180,7 @@ impl Adapter {
             .chain(w.topic.iter())
             .filter_map(|s| match s {
                 Source::Header(h) => Some(h.as_str()),
-                Source::Body(_) => None,
+                Source::Body(_) | Source::Fields(_) => None,
             })
             .collect();
         names.push("content-type");
@@ -341,6 +366,14 @@ fn validated(records: Vec<Record>) -> Result<Vec<Record>, NormalizeError> {
 fn source_value(source: &Source, headers: &Headers, doc: Option<&Node>) -> Option<String> {
     match source {
         Source::Header(name) => headers.get(name).map(str::to_string),
+        Source::Fields(paths) => {
+            let doc = doc?;
+            let parts: Option<Vec<&str>> = paths
+                .iter()
+                .map(|p| p.get(path::Scope::new(doc)).and_then(Node::scalar_text))
+                .collect();
+            parts.map(|p| p.join(":"))
+        }
         Source::Body(path) => doc
             .and_then(|d| path.get(path::Scope::new(d)))
             .and_then(Node::scalar_text)

@@ -36,7 +36,11 @@ pub struct Scope<'a> {
     pub current: &'a Node<'a>,
     /// Scalar texts the channel uses for "absent" (e.g. "null").
     pub absent: &'a [String],
+    /// The channel instance's settings (`setting = "…"` expressions).
+    pub settings: &'a std::collections::BTreeMap<String, String>,
 }
+
+static NO_SETTINGS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 impl<'a> Scope<'a> {
     pub fn new(document: &'a Node<'a>) -> Self {
@@ -45,7 +49,12 @@ impl<'a> Scope<'a> {
             record: document,
             current: document,
             absent: &[],
+            settings: &NO_SETTINGS,
         }
+    }
+
+    pub fn with_settings(self, settings: &'a std::collections::BTreeMap<String, String>) -> Self {
+        Self { settings, ..self }
     }
 
     pub fn with_absent(self, absent: &'a [String]) -> Self {

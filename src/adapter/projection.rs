@@ -80,8 +80,10 @@ impl Projection {
         let mut c = Collector::default();
         if let Some(w) = &spec.webhook {
             for s in w.dedupe_id.iter().chain(w.topic.iter()) {
-                if let Source::Body(p) = s {
-                    c.path(p, &[vec![]], &[vec![]]);
+                match s {
+                    Source::Body(p) => c.path(p, &[vec![]], &[vec![]]),
+                    Source::Fields(ps) => ps.iter().for_each(|p| c.path(p, &[vec![]], &[vec![]])),
+                    Source::Header(_) => {}
                 }
             }
         }
@@ -129,11 +131,15 @@ impl Collector {
         match &e.kind {
             ExprKind::Path(p) | ExprKind::Sum(p) => self.path(p, records, currents),
             ExprKind::When { path, .. } => self.path(path, records, currents),
-            ExprKind::Value(_) => {}
+            ExprKind::Value(_) | ExprKind::Setting(_) => {}
             ExprKind::Coalesce(items) | ExprKind::Join { parts: items, .. } => {
                 for i in items {
                     self.expr(i, records, currents);
                 }
+            }
+            ExprKind::Difference(a, b) => {
+                self.expr(a, records, currents);
+                self.expr(b, records, currents);
             }
         }
     }
@@ -225,7 +231,16 @@ impl Collector {
     }
 
     fn order(&mut self, m: &OrderMapping) {
-        let r = self.record_roots(&m.root);
+        let roots = self.record_roots(&m.root);
+        // With `each`, an order is an element (or, when the array is absent, the root).
+        let r = match &m.each {
+            Some(each) => {
+                let mut r = self.each(each, &roots, &roots);
+                r.extend(roots);
+                r
+            }
+            None => roots,
+        };
         let r = r.as_slice();
         for e in [
             &m.external_id,
@@ -248,6 +263,7 @@ impl Collector {
         self.address(&m.shipping_address, r);
         let l = &m.lines;
         let el = self.each(&l.each, r, r);
+        self.opt(&l.skip_when, r, &el);
         for e in [&l.title, &l.quantity] {
             self.expr(e, r, &el);
         }

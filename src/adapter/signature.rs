@@ -70,15 +70,51 @@ pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
         .filter(|k| !k.is_empty())
 }
 
-/// Verifies a delivery. `now` is the current unix time in seconds (passed in, so tests can
-/// pin the clock).
-pub fn verify(
+/// The WeChat Pay v2 string to sign: non-empty parameters except `sign`, sorted by name,
+/// `k=v` joined by `&`, then `&key=<API key>`.
+pub fn wechat_v2_string(params: &[(String, String)], api_key: &str) -> String {
+    let mut items: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, v)| k != "sign" && !v.is_empty())
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut s = items
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    s.push_str("&key=");
+    s.push_str(api_key);
+    s
+}
+
+/// The flat parameters of a WeChat Pay v2 XML body (`<xml><k>v</k>…</xml>`). A repeated or
+/// nested parameter is refused: the signed set must be unambiguous.
+fn wechat_v2_params(body: &[u8]) -> Result<Vec<(String, String)>, SignatureError> {
+    let doc = super::xml::parse_xml(body).map_err(|_| SignatureError::Malformed)?;
+    let Some(super::tree::Node::Object(entries)) = doc.get("xml") else {
+        return Err(SignatureError::Malformed);
+    };
+    entries
+        .iter()
+        .map(|(k, v)| match v.scalar_text() {
+            Some(t) => Ok((k.to_string(), t.to_string())),
+            None => Err(SignatureError::Malformed),
+        })
+        .collect()
+}
+
+/// Verifies a delivery. `secrets` returns the configured values of a named instance secret
+/// (several during a key rotation). `now` is the current unix time in seconds (passed in, so
+/// tests can pin the clock).
+pub fn verify<'s>(
     spec: &SignatureSpec,
     headers: &Headers,
     body: &[u8],
-    secrets: &[&str],
+    lookup: &dyn Fn(&str) -> Vec<&'s str>,
     now: i64,
 ) -> Result<(), SignatureError> {
+    let secrets = lookup(spec.secret_name());
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
@@ -182,6 +218,71 @@ pub fn verify(
                 Err(SignatureError::Mismatch)
             }
         }
+        SignatureSpec::TiktokShop {
+            header: name,
+            app_key,
+            ..
+        } => {
+            let value = header(headers, name)?.trim();
+            let candidate = hex::decode(value).map_err(|_| SignatureError::Malformed)?;
+            let app_keys = lookup(app_key);
+            if app_keys.is_empty() {
+                return Err(SignatureError::NoSecret);
+            }
+            let expected: Vec<[u8; 32]> = secrets
+                .iter()
+                .flat_map(|s| {
+                    app_keys
+                        .iter()
+                        .map(move |k| hmac_sha256(s.as_bytes(), &[k.as_bytes(), body]))
+                })
+                .collect();
+            if any_matches(&expected, &candidate) {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        SignatureSpec::SharedSecretHeader { header: name, .. } => {
+            let given = header(headers, name)?.trim().as_bytes();
+            let matched = secrets.iter().fold(false, |acc, s| {
+                acc | (s.len() == given.len() && bool::from(s.as_bytes().ct_eq(given)))
+            });
+            if matched {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
+        SignatureSpec::WechatPayV2 { .. } => {
+            let params = wechat_v2_params(body)?;
+            let given = params
+                .iter()
+                .find(|(k, _)| k == "sign")
+                .map(|(_, v)| v.as_str())
+                .ok_or(SignatureError::MissingHeader)?;
+            let given = hex::decode(given).map_err(|_| SignatureError::Malformed)?;
+            let hmac = params
+                .iter()
+                .any(|(k, v)| k == "sign_type" && v.eq_ignore_ascii_case("HMAC-SHA256"));
+            let mut matched = false;
+            for key in &secrets {
+                let text = wechat_v2_string(&params, key);
+                let expected: Vec<u8> = if hmac {
+                    hmac_sha256(key.as_bytes(), &[text.as_bytes()]).to_vec()
+                } else {
+                    use md5::Digest as _;
+                    md5::Md5::digest(text.as_bytes()).to_vec()
+                };
+                matched |=
+                    expected.len() == given.len() && bool::from(expected.as_slice().ct_eq(&given));
+            }
+            if matched {
+                Ok(())
+            } else {
+                Err(SignatureError::Mismatch)
+            }
+        }
     }
 }
 
@@ -234,7 +335,26 @@ pub fn sign(
                 format!("t={ts},v1={}", hex::encode(tag)),
             )]
         }
+        // `secret` is "<app key>:<app secret>" for signing test deliveries.
+        SignatureSpec::TiktokShop { header, .. } => {
+            let (key, app_secret) = secret.split_once(':').unwrap_or(("", secret));
+            let tag = hmac_sha256(app_secret.as_bytes(), &[key.as_bytes(), body]);
+            vec![(header.clone(), hex::encode(tag))]
+        }
+        SignatureSpec::SharedSecretHeader { header, .. } => {
+            vec![(header.clone(), secret.to_string())]
+        }
+        // The sign travels inside the body; see `wechat_v2_sign`.
+        SignatureSpec::WechatPayV2 { .. } => Vec::new(),
     }
+}
+
+/// Signs WeChat Pay v2 parameters (MD5), as the payment gateway does: upper-case hex.
+pub fn wechat_v2_sign(params: &[(String, String)], api_key: &str) -> String {
+    use md5::Digest as _;
+    hex::encode_upper(md5::Md5::digest(
+        wechat_v2_string(params, api_key).as_bytes(),
+    ))
 }
 
 #[cfg(test)]
@@ -273,6 +393,149 @@ mod tests {
             tolerance_secs: 300,
             secret: "webhook".into(),
         }
+    }
+
+    /// Verifies with one list of secrets for every name.
+    fn verify<'s>(
+        spec: &SignatureSpec,
+        headers: &Headers,
+        body: &[u8],
+        secrets: &[&'s str],
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        let all = secrets.to_vec();
+        super::verify(spec, headers, body, &move |_| all.clone(), now)
+    }
+
+    #[test]
+    fn tiktok_shop_vector() {
+        let v = fixture("tiktokshop/webhook-signature-vector.json");
+        let body = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/tiktokshop")
+                .join(v["body_file"].as_str().unwrap()),
+        )
+        .unwrap();
+        let spec = SignatureSpec::TiktokShop {
+            header: "Authorization".into(),
+            app_key: "app_key".into(),
+            secret: "webhook".into(),
+        };
+        let app_key = v["app_key"].as_str().unwrap();
+        let app_secret = v["app_secret"].as_str().unwrap();
+        let lookup = |name: &str| match name {
+            "app_key" => vec![app_key],
+            _ => vec![app_secret],
+        };
+        let h = headers(&[(
+            "Authorization",
+            v["expected_authorization"].as_str().unwrap(),
+        )]);
+        assert_eq!(super::verify(&spec, &h, &body, &lookup, 0), Ok(()));
+        let mut tampered = body.clone();
+        tampered[5] ^= 1;
+        assert_eq!(
+            super::verify(&spec, &h, &tampered, &lookup, 0),
+            Err(SignatureError::Mismatch)
+        );
+        let wrong_key = |name: &str| match name {
+            "app_key" => vec!["other_app"],
+            _ => vec![app_secret],
+        };
+        assert_eq!(
+            super::verify(&spec, &h, &body, &wrong_key, 0),
+            Err(SignatureError::Mismatch)
+        );
+        let signed = sign(&spec, &format!("{app_key}:{app_secret}"), &body, "", 0);
+        assert_eq!(signed[0].1, v["expected_authorization"].as_str().unwrap());
+    }
+
+    #[test]
+    fn wechat_pay_v2_vector() {
+        let v = fixture("wechatpay/v2-sign-test-vector.json");
+        let params: Vec<(String, String)> = v["params"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let key = v["api_key"].as_str().unwrap();
+        assert_eq!(
+            wechat_v2_string(&params, key),
+            v["stringSignTemp"].as_str().unwrap()
+        );
+        assert_eq!(
+            wechat_v2_sign(&params, key),
+            v["expected_sign_md5"].as_str().unwrap()
+        );
+        // The same parameters as a notification body, verified end to end.
+        let xml = |sign: &str| {
+            let mut x = String::from("<xml>");
+            for (k, val) in &params {
+                x.push_str(&format!("<{k}><![CDATA[{val}]]></{k}>"));
+            }
+            x.push_str(&format!("<sign>{sign}</sign></xml>"));
+            x.into_bytes()
+        };
+        let spec = SignatureSpec::WechatPayV2 {
+            secret: "webhook".into(),
+        };
+        let good = xml(v["expected_sign_md5"].as_str().unwrap());
+        assert_eq!(verify(&spec, &Headers::default(), &good, &[key], 0), Ok(()));
+        assert_eq!(
+            verify(&spec, &Headers::default(), &good, &["wrong"], 0),
+            Err(SignatureError::Mismatch)
+        );
+        let bad = xml("9A0A8659F005D6984697E2CA0A9CF3B8");
+        assert_eq!(
+            verify(&spec, &Headers::default(), &bad, &[key], 0),
+            Err(SignatureError::Mismatch)
+        );
+        // HMAC-SHA256 variant (sign_type=HMAC-SHA256 is part of the signed parameters).
+        let mut with_type = params.clone();
+        with_type.push(("sign_type".into(), "HMAC-SHA256".into()));
+        let text = wechat_v2_string(&with_type, key);
+        let hmac_sign = hex::encode_upper(hmac_sha256(key.as_bytes(), &[text.as_bytes()]));
+        let mut x = String::from("<xml>");
+        for (k, val) in &with_type {
+            x.push_str(&format!("<{k}>{val}</{k}>"));
+        }
+        x.push_str(&format!("<sign>{hmac_sign}</sign></xml>"));
+        assert_eq!(
+            verify(&spec, &Headers::default(), x.as_bytes(), &[key], 0),
+            Ok(())
+        );
+        // A repeated parameter makes the signed set ambiguous.
+        let dup = b"<xml><a>1</a><a>2</a><sign>00</sign></xml>";
+        assert_eq!(
+            verify(&spec, &Headers::default(), dup, &[key], 0),
+            Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn woocommerce_vector() {
+        let v = fixture("woocommerce/webhook-signature-test-vector.json");
+        let vector = &v["vectors"][0];
+        let spec = SignatureSpec::HmacSha256 {
+            header: "X-WC-Webhook-Signature".into(),
+            encoding: Encoding::Base64,
+            prefix: None,
+            secret: "webhook".into(),
+        };
+        let h = headers(&[(
+            "X-WC-Webhook-Signature",
+            vector["expected_signature"].as_str().unwrap(),
+        )]);
+        let body = vector["payload"].as_str().unwrap().as_bytes();
+        assert_eq!(
+            verify(&spec, &h, body, &[vector["secret"].as_str().unwrap()], 0),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&spec, &h, body, &["x"], 0),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     fn headers(pairs: &[(&str, &str)]) -> Headers {

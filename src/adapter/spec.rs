@@ -42,6 +42,177 @@ pub struct AdapterSpec {
     /// How listings are mapped.
     #[serde(default)]
     pub listing: Option<ListingMapping>,
+    /// The channel's API, for thin-webhook fetches and polling.
+    #[serde(default)]
+    pub api: Option<ApiSpec>,
+    /// Thin webhooks: the payload names a record that is fetched before mapping.
+    #[serde(default)]
+    pub fetch: Option<FetchSpec>,
+    /// Polling the channel's list endpoint.
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
+}
+
+/// How to call the channel's API. Requests only ever go to the host of the instance's base
+/// URL; redirects are not followed.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    /// The instance setting holding the base URL (e.g. "https://shop.myshopify.com").
+    #[serde(default = "default_base_url_setting")]
+    pub base_url_setting: String,
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+    /// The channel's request rate limit (token bucket).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Per-request timeout.
+    #[serde(default = "default_api_timeout")]
+    pub timeout_secs: u64,
+    /// Extra headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_base_url_setting() -> String {
+    "api_base".into()
+}
+
+fn default_api_timeout() -> u64 {
+    30
+}
+
+/// How requests authenticate; `secret` names an instance secret.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSpec {
+    /// The secret in a header (X-Shopify-Access-Token, X-Auth-Token).
+    Header { header: String, secret: String },
+    /// `Authorization: Bearer <secret>`.
+    Bearer { secret: String },
+}
+
+impl AuthSpec {
+    pub fn secret_name(&self) -> &str {
+        match self {
+            AuthSpec::Header { secret, .. } | AuthSpec::Bearer { secret } => secret,
+        }
+    }
+}
+
+/// A token bucket: `per_second` requests on average, bursts of up to `burst`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Requests per second (may be below 1: Amazon getOrders is 0.0167).
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Thin webhooks: fetch the named record, then map the assembled document
+/// `{"webhook": <payload>, "<key>": <response>, ...}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSpec {
+    /// Where the record id is in the webhook payload.
+    #[schemars(with = "String")]
+    pub id: Path,
+    /// Topics whose deliveries need a fetch.
+    pub topics: Vec<String>,
+    pub requests: Vec<RequestSpec>,
+}
+
+/// One API request. `{id}` in the path is replaced by the record id.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Key of the response in the assembled document.
+    pub key: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+}
+
+/// Polling a list endpoint page by page. Query values may use `{since}` (the watermark,
+/// RFC 3339 UTC) and `{until}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Updated-after watermark: the next window starts `overlap_secs` before the newest
+    /// `updated_at` seen, so late-visible updates are not skipped (upserts are idempotent).
+    #[serde(default)]
+    pub watermark: Option<WatermarkSpec>,
+    /// Next-page token in the response (Amazon NextToken, Shopee next_cursor).
+    #[serde(default)]
+    pub next_token: Option<NextTokenSpec>,
+    /// Follow `Link: <…>; rel="next"` (Shopify).
+    #[serde(default)]
+    pub link_header: bool,
+    /// Per-record follow-up requests whose responses are attached to the record before mapping
+    /// (Amazon getOrderItems).
+    #[serde(default)]
+    pub details: Vec<DetailSpec>,
+    /// Seconds between polls once caught up.
+    #[serde(default = "default_poll_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_poll_interval() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// Query parameter that takes the watermark (the `{since}` value).
+    pub param: String,
+    #[serde(default = "default_overlap")]
+    pub overlap_secs: u64,
+    /// Where to start when there is no watermark yet (RFC 3339); backfill sets it too.
+    #[serde(default)]
+    pub initial: Option<String>,
+}
+
+fn default_overlap() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextTokenSpec {
+    /// Where the token is in the response.
+    #[schemars(with = "String")]
+    pub token: Path,
+    /// Query parameter that sends it back.
+    pub param: String,
+    /// Send only the token (and `keep` parameters) with follow-up pages (Amazon).
+    #[serde(default)]
+    pub token_only: bool,
+    /// Parameters still sent with the token when `token_only` is set.
+    #[serde(default)]
+    pub keep: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetailSpec {
+    /// The records in the page (a wildcard path).
+    #[schemars(with = "String")]
+    pub for_each: Path,
+    /// The record's id, relative to the record.
+    #[schemars(with = "String")]
+    pub id: Path,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Key under which the response is attached to the record.
+    pub attach_as: String,
+    /// Page through the detail with the same next-token convention.
+    #[serde(default)]
+    pub next_token: Option<NextTokenSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -82,6 +253,10 @@ pub struct WebhookSpec {
     /// Which topics carry which record. Without routes every delivery is an order.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// An unsigned activation ping to answer 200 without storing anything (WooCommerce sends
+    /// `webhook_id=<n>` when a webhook is created). The body must match `<field>=<digits>`.
+    #[serde(default)]
+    pub unsigned_ping_field: Option<String>,
 }
 
 /// Where a value of the delivery is: an HTTP header or a path in the body.
@@ -90,6 +265,9 @@ pub struct WebhookSpec {
 pub enum Source {
     Header(String),
     Body(#[schemars(with = "String")] Path),
+    /// Several body values joined with ':' (e.g. WooCommerce's resource id and date_modified:
+    /// its delivery id is not unique).
+    Fields(#[schemars(with = "Vec<String>")] Vec<Path>),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -152,6 +330,39 @@ pub enum SignatureSpec {
         #[serde(default = "default_secret")]
         secret: String,
     },
+    /// TikTok Shop: the `Authorization` header is the lowercase hex HMAC-SHA256 of
+    /// `app_key + raw body`, keyed by the app secret. `app_key` names the instance secret that
+    /// holds the app key.
+    TiktokShop {
+        #[serde(default = "default_tiktok_header")]
+        header: String,
+        #[serde(default = "default_app_key")]
+        app_key: String,
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+    /// A shared secret sent verbatim in a header the merchant chose when registering the
+    /// webhook (BigCommerce's custom webhook headers). Compared in constant time.
+    SharedSecretHeader {
+        header: String,
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+    /// WeChat Pay API v2: the `sign` element of the XML body is MD5 (or HMAC-SHA256 when
+    /// `sign_type` says so) of the other non-empty parameters sorted by name, `k=v&…&key=<API
+    /// key>`, upper-case hex.
+    WechatPayV2 {
+        #[serde(default = "default_secret")]
+        secret: String,
+    },
+}
+
+fn default_tiktok_header() -> String {
+    "Authorization".into()
+}
+
+fn default_app_key() -> String {
+    "app_key".into()
 }
 
 impl SignatureSpec {
@@ -159,7 +370,20 @@ impl SignatureSpec {
         match self {
             SignatureSpec::HmacSha256 { secret, .. }
             | SignatureSpec::StandardWebhooks { secret, .. }
-            | SignatureSpec::Stripe { secret, .. } => secret,
+            | SignatureSpec::Stripe { secret, .. }
+            | SignatureSpec::TiktokShop { secret, .. }
+            | SignatureSpec::SharedSecretHeader { secret, .. }
+            | SignatureSpec::WechatPayV2 { secret } => secret,
+        }
+    }
+
+    /// Every instance secret the scheme reads.
+    pub fn secret_names(&self) -> Vec<&str> {
+        match self {
+            SignatureSpec::TiktokShop {
+                app_key, secret, ..
+            } => vec![secret, app_key],
+            other => vec![other.secret_name()],
         }
     }
 }
@@ -181,6 +405,8 @@ pub struct Expr {
     pub default: Option<String>,
     /// How to read a date-time.
     pub date: Option<DateFormat>,
+    /// Values that mean "absent" for this field only (e.g. a guest's customer id 0).
+    pub absent_if: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +427,11 @@ pub enum ExprKind {
         path: Path,
         then: String,
     },
+    /// A value of the channel instance's `settings` in the gateway config (e.g. the shop's
+    /// currency for a channel whose products do not state it).
+    Setting(String),
+    /// The first number minus the second (e.g. a line's subtotal minus its discounted total).
+    Difference(Box<Expr>, Box<Expr>),
 }
 
 /// A scalar written in an adapter file (`value = "paid"`, `value = 0`, `default = false`).
@@ -263,7 +494,11 @@ struct ExprTable {
     sep: Option<String>,
     when: Option<String>,
     then: Option<Literal>,
+    setting: Option<String>,
+    /// Two expressions: the first minus the second.
+    difference: Option<Vec<Expr>>,
     map: Option<BTreeMap<String, Literal>>,
+    absent_if: Option<Vec<Literal>>,
     default: Option<Literal>,
     date: Option<DateFormat>,
 }
@@ -298,13 +533,15 @@ impl TryFrom<ExprTable> for Expr {
             t.sum.is_some(),
             t.join.is_some(),
             t.when.is_some(),
+            t.setting.is_some(),
+            t.difference.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if sources != 1 {
             return Err(
-                "an expression needs exactly one of `path`, `value`, `coalesce`, `sum`, `join`, `when`"
+                "an expression needs exactly one of `path`, `value`, `coalesce`, `sum`, `join`, `when`, `setting`, `difference`"
                     .into(),
             );
         }
@@ -330,6 +567,13 @@ impl TryFrom<ExprTable> for Expr {
                 parts,
                 sep: t.sep.unwrap_or_else(|| " ".into()),
             }
+        } else if let Some(name) = t.setting {
+            ExprKind::Setting(name)
+        } else if let Some(pair) = t.difference {
+            let [a, b]: [Expr; 2] = pair
+                .try_into()
+                .map_err(|_| "`difference` takes exactly two expressions".to_string())?;
+            ExprKind::Difference(Box::new(a), Box::new(b))
         } else {
             let when = t.when.expect("counted above");
             ExprKind::When {
@@ -346,6 +590,12 @@ impl TryFrom<ExprTable> for Expr {
             }),
             default: t.default.map(Literal::into_text),
             date: t.date,
+            absent_if: t
+                .absent_if
+                .unwrap_or_default()
+                .into_iter()
+                .map(Literal::into_text)
+                .collect(),
         })
     }
 }
@@ -357,6 +607,7 @@ impl Expr {
             map: None,
             default: None,
             date: None,
+            absent_if: Vec::new(),
         }
     }
 }
@@ -399,6 +650,9 @@ pub struct MoneySpec {
     pub currency: Option<Expr>,
     /// The amount is an integer count of minor units (cents, fen).
     pub minor_units: bool,
+    /// The channel sends a computed value with more decimals than the currency has (a float
+    /// unit price); round it half-up to the minor unit instead of refusing it.
+    pub round: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -409,6 +663,8 @@ struct MoneyTable {
     currency: Option<Expr>,
     #[serde(default)]
     minor_units: bool,
+    #[serde(default)]
+    round: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -432,6 +688,7 @@ impl<'de> Deserialize<'de> for MoneySpec {
                     amount: path_no_wildcard(s).map(Expr::path).map_err(E::custom)?,
                     currency: None,
                     minor_units: false,
+                    round: false,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MoneySpec, A::Error> {
@@ -440,6 +697,7 @@ impl<'de> Deserialize<'de> for MoneySpec {
                     amount: t.amount,
                     currency: t.currency,
                     minor_units: t.minor_units,
+                    round: t.round,
                 })
             }
         }
@@ -490,6 +748,8 @@ pub struct OrderMapping {
     pub root: Option<Expr>,
     /// For documents holding several orders (list responses, CSV groups): one order per
     /// element of this array, relative to `root`. Each is mapped and validated on its own.
+    /// When the path is absent the root itself is the one order, so one mapping reads both a
+    /// single order and a list page.
     #[serde(default)]
     pub each: Option<Each>,
     pub external_id: Expr,
@@ -570,6 +830,10 @@ pub struct AddressMapping {
 #[serde(deny_unknown_fields)]
 pub struct LinesMapping {
     pub each: Each,
+    /// Skip elements where this holds a value (e.g. Magento's child items of a bundle, whose
+    /// price is on the parent).
+    #[serde(default)]
+    pub skip_when: Option<Expr>,
     #[serde(default)]
     pub line_id: Option<Expr>,
     #[serde(default)]

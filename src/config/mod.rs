@@ -95,9 +95,19 @@ pub struct Instance {
     pub account: String,
     /// Secrets by name; several values during a key rotation.
     pub secrets: BTreeMap<String, Vec<Secret>>,
+    /// Channel settings the adapter may read.
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Instance {
+    /// The values of a named secret (several during a key rotation).
+    pub fn secret(&self, name: &str) -> Vec<&str> {
+        self.secrets
+            .get(name)
+            .map(|v| v.iter().map(Secret::expose).collect())
+            .unwrap_or_default()
+    }
+
     /// The secrets the adapter's webhook signature uses.
     pub fn webhook_secrets(&self) -> Vec<&str> {
         let name = self
@@ -107,10 +117,7 @@ impl Instance {
             .as_ref()
             .map(|w| w.signature.secret_name())
             .unwrap_or("webhook");
-        self.secrets
-            .get(name)
-            .map(|v| v.iter().map(Secret::expose).collect())
-            .unwrap_or_default()
+        self.secret(name)
     }
 }
 
@@ -392,6 +399,17 @@ pub fn validate(
             continue;
         };
         if let Some(w) = &adapter.spec().webhook {
+            for extra in w.signature.secret_names().into_iter().skip(1) {
+                if !inst.secrets.contains_key(extra) {
+                    issue(
+                        &at(&format!("secrets.{extra}")),
+                        format!(
+                            "adapter '{}' needs the '{extra}' secret as \"${{ENV_VAR}}\"",
+                            inst.adapter
+                        ),
+                    );
+                }
+            }
             let name = w.signature.secret_name();
             match secrets.get(name) {
                 None if !inst.secrets.contains_key(name) => issue(
@@ -424,6 +442,7 @@ pub fn validate(
                 adapter,
                 account: inst.account.clone(),
                 secrets,
+                settings: inst.settings.clone(),
             }),
         );
     }

@@ -196,6 +196,10 @@ pub struct RawInstance {
     /// (newest first) while a key is being rotated.
     #[serde(default)]
     pub secrets: BTreeMap<String, OneOrMany>,
+    /// Channel settings the adapter reads (`setting = "currency"`), e.g. the shop's currency
+    /// when its product payloads do not state it.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -21,7 +21,7 @@ use super::problem::Problem;
 use crate::adapter::Headers;
 use crate::config::Config;
 use crate::model::{ListingId, OrderId, validate_instance_id};
-use crate::pipeline::{self, IngestError, ReplayError};
+use crate::pipeline::{self, IngestError, Ingested, ReplayError};
 use crate::store::{
     Cursor, DeadLetterQuery, IngestOutcome, OrderQuery, RecordResult, Store, StoreError,
 };
@@ -225,7 +225,17 @@ async fn webhook_inner<S: Store + Clone>(
     )
     .await
     {
-        Ok(report) => match report.outcome {
+        Ok(Ingested::Ping) => {
+            tracing::info!(
+                instance,
+                "unsigned activation ping answered; nothing stored"
+            );
+            (
+                "ping",
+                axum::Json(json!({"status": "ping"})).into_response(),
+            )
+        }
+        Ok(Ingested::Delivery(report)) => match report.outcome {
             IngestOutcome::Duplicate {
                 original_delivery_id,
             } => {
