@@ -396,11 +396,11 @@ mod tests {
     }
 
     /// Verifies with one list of secrets for every name.
-    fn verify<'s>(
+        fn verify(
         spec: &SignatureSpec,
         headers: &Headers,
         body: &[u8],
-        secrets: &[&'s str],
+        secrets: &[&str],
         now: i64,
     ) -> Result<(), SignatureError> {
         let all = secrets.to_vec();
