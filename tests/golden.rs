@@ -75,12 +75,33 @@ fn fixture_path(f: &str) -> PathBuf {
     }
 }
 
+/// A fixture's JSON, or the part of it a JSON pointer names (`file.json#/payload/Orders/0`).
+fn load(spec: &str) -> Value {
+    let (file, pointer) = spec.split_once('#').unwrap_or((spec, ""));
+    let v: Value = serde_json::from_slice(&std::fs::read(fixture_path(file)).unwrap()).unwrap();
+    v.pointer(pointer)
+        .unwrap_or_else(|| panic!("{spec}: no such part"))
+        .clone()
+}
+
+/// Expands "@file:<fixture>[#pointer]" strings; a table with an "@file" key starts from that
+/// object and adds its other keys (how a poller attaches detail responses to a record).
 fn expand(v: &toml::Value) -> Value {
     match v {
         toml::Value::String(s) => match s.strip_prefix("@file:") {
-            Some(f) => serde_json::from_slice(&std::fs::read(fixture_path(f)).unwrap()).unwrap(),
+            Some(f) => load(f),
             None => Value::String(s.clone()),
         },
+        toml::Value::Table(t) if t.contains_key("@file") => {
+            let mut base = load(t["@file"].as_str().expect("@file takes a path"));
+            let obj = base
+                .as_object_mut()
+                .expect("@file must name an object to extend");
+            for (k, v) in t.iter().filter(|(k, _)| *k != "@file") {
+                obj.insert(k.clone(), expand(v));
+            }
+            base
+        }
         toml::Value::Table(t) => {
             Value::Object(t.iter().map(|(k, v)| (k.clone(), expand(v))).collect())
         }
@@ -108,6 +129,9 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
         .get(&case.adapter)
         .unwrap_or_else(|| panic!("no adapter {}", case.adapter));
     let body = case.body();
+    if let Ok(dir) = std::env::var("GOLDEN_DUMP") {
+        std::fs::write(format!("{dir}/{}", case.golden.replace('/', "_")), &body).unwrap();
+    }
     let mut headers = Headers::default();
     for (k, v) in &case.headers {
         headers.push(k, v);

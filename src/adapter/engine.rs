@@ -422,6 +422,11 @@ impl Eval {
             }
         };
         let s = scope.with_current(root);
+        // An address without a country (masked by the channel, say) is no address: there is
+        // nothing to ship to or tax by. A country that is present but not valid is an error.
+        if matches!(eval(&m.country, s), Ok(None)) {
+            return None;
+        }
         let country = self.req(&format!("{field}.country"), &m.country, s, val_country);
         let address = Address {
             name: self.text(&format!("{field}.name"), m.name.as_ref(), s),
@@ -444,18 +449,24 @@ impl Eval {
         currency: CurrencyCode,
         lines: &[OrderLine],
         discounts: &[Discount],
+        taxes_included: bool,
     ) -> Option<Totals> {
         let sum = |f: &dyn Fn(&OrderLine) -> Option<Money>| -> Option<Money> {
             lines.iter().try_fold(Money::zero(currency), |acc, l| {
                 f(l).and_then(|m| acc.checked_add(&m).ok())
             })
         };
-        let subtotal = match &m.subtotal {
-            Some(s) => self.money("totals.subtotal", s, scope, Some(currency)),
-            None => sum(&|l| l.unit_price.checked_mul_qty(l.quantity).ok()),
+        // A part whose amount this payload does not carry is derived as if omitted.
+        let stated = |spec: &'a Option<MoneySpec>| {
+            spec.as_ref()
+                .filter(|s| matches!(eval(&s.amount, scope), Ok(Some(_)) | Err(_)))
         };
-        let shipping = self.money_or_zero("totals.shipping", m.shipping.as_ref(), scope, currency);
-        let discount = match &m.discount {
+        let subtotal = match stated(&m.subtotal) {
+            Some(s) => self.money("totals.subtotal", s, scope, Some(currency)),
+            None => sum(&|l| l.amount().ok()),
+        };
+        let shipping = self.money_or_zero("totals.shipping", stated(&m.shipping), scope, currency);
+        let discount = match stated(&m.discount) {
             Some(s) => self.money("totals.discount", s, scope, Some(currency)),
             None if lines.iter().any(|l| !l.discount.amount().is_zero()) => {
                 sum(&|l| Some(l.discount))
@@ -464,11 +475,22 @@ impl Eval {
                 acc.checked_add(&d.amount).ok()
             }),
         };
-        let tax = match &m.tax {
+        let tax = match stated(&m.tax) {
             Some(s) => self.money("totals.tax", s, scope, Some(currency)),
             None => sum(&|l| Some(l.tax)),
         };
-        let grand_total = self.money("totals.grand_total", &m.grand_total, scope, Some(currency));
+        let grand_total = match stated(&m.grand_total) {
+            Some(spec) => self.money("totals.grand_total", spec, scope, Some(currency)),
+            // Not stated (Amazon states no total for pending orders): derived.
+            None => (|| {
+                let mut t = subtotal?.checked_sub(&discount?).ok()?;
+                t = t.checked_add(&shipping?).ok()?;
+                if !taxes_included {
+                    t = t.checked_add(&tax?).ok()?;
+                }
+                Some(t)
+            })(),
+        };
         Some(Totals {
             subtotal: subtotal?,
             shipping: shipping?,
@@ -521,12 +543,19 @@ fn shipment_status(s: &str) -> Option<ShipmentStatus> {
 }
 
 /// Finds the record root an optional `root` expression points at (default: the document).
-fn record_root<'a>(ev: &mut Eval, root: Option<&'a Expr>, top: Scope<'a>) -> Option<&'a Node<'a>> {
+fn record_root<'a>(
+    ev: &mut Eval,
+    root: Option<&'a Expr>,
+    top: Scope<'a>,
+    array_ok: bool,
+) -> Option<&'a Node<'a>> {
     let Some(e) = root else {
         return Some(top.document);
     };
     match eval(e, top) {
         Ok(Some(Val::Node(n @ Node::Object(_)))) => Some(n),
+        // With `each`, the root may be the array itself (`{"orders": [...]}`).
+        Ok(Some(Val::Node(n @ Node::Array(_)))) if array_ok => Some(n),
         Ok(Some(_)) => {
             ev.fail("root", Some(e), "expected an object".into());
             None
@@ -554,7 +583,7 @@ pub fn map_orders<'a>(
     let top = Scope::new(doc)
         .with_absent(absent)
         .with_settings(ctx.settings);
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, m.each.is_some()) else {
         return vec![Err(ev.errors)];
     };
     let Some(each) = &m.each else {
@@ -651,7 +680,25 @@ fn map_order(
         let line = (|| {
             let title = ev.req(&f("title"), &l.title, s, val_text);
             let quantity = ev.req(&f("quantity"), &l.quantity, s, val_quantity);
-            let unit_price = ev.money(&f("unit_price"), &l.unit_price, s, Some(currency));
+            let line_total = l
+                .line_total
+                .as_ref()
+                .and_then(|spec| ev.money(&f("line_total"), spec, s, Some(currency)));
+            let unit_price = match &l.unit_price {
+                Some(spec) => ev.money(&f("unit_price"), spec, s, Some(currency)),
+                // Only a line amount: the unit price is that amount over the quantity, rounded
+                // half-up to the minor unit when it does not divide evenly.
+                None => match (line_total, quantity) {
+                    (Some(t), Some(q)) => {
+                        let unit = (t.amount() / Decimal::from(q)).round_dp_with_strategy(
+                            currency.minor_units(),
+                            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                        );
+                        Money::new(unit, currency).ok()
+                    }
+                    _ => None,
+                },
+            };
             let discount = ev.money_or_zero(&f("discount"), l.discount.as_ref(), s, currency);
             let tax = ev.money_or_zero(&f("tax"), l.tax.as_ref(), s, currency);
             let line = OrderLine {
@@ -668,6 +715,7 @@ fn map_order(
                 title: title?,
                 quantity: quantity?,
                 unit_price: unit_price?,
+                line_total,
                 discount: discount?,
                 tax: tax?,
             };
@@ -715,7 +763,14 @@ fn map_order(
         }
     }
 
-    let totals = ev.totals(&m.totals, scope, currency, &lines, &discounts);
+    let totals = ev.totals(
+        &m.totals,
+        scope,
+        currency,
+        &lines,
+        &discounts,
+        taxes_included,
+    );
 
     // A settlement view exists only when the payload carries its currency (older payload shapes
     // have a single currency).
@@ -884,7 +939,7 @@ pub fn map_listings<'a>(
     let top = Scope::new(doc)
         .with_absent(absent)
         .with_settings(ctx.settings);
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), top) else {
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, m.each.is_some()) else {
         return Err(ev.errors);
     };
     let scope = top.with_record(root);

@@ -18,6 +18,11 @@ pub enum Segment {
     Key(String),
     Index(usize),
     Wildcard,
+    /// `[key=value]`: the array elements whose `key` is `value` (Amazon's typed breakdowns).
+    Filter {
+        key: String,
+        value: String,
+    },
 }
 
 /// Where a path starts.
@@ -137,6 +142,14 @@ impl Path {
                     let inner = &rest[i + 1..close];
                     if inner == "*" {
                         segments.push(Segment::Wildcard);
+                    } else if let Some((k, v)) = inner.split_once('=')
+                        && !k.is_empty()
+                        && !k.starts_with('"')
+                    {
+                        segments.push(Segment::Filter {
+                            key: k.to_string(),
+                            value: v.trim_matches('"').to_string(),
+                        });
                     } else if let Some(quoted) =
                         inner.strip_prefix('"').and_then(|s| s.strip_suffix('"'))
                     {
@@ -182,8 +195,11 @@ impl Path {
         &self.segments
     }
 
+    /// True when the path can match several nodes (`[*]` or a filter).
     pub fn has_wildcard(&self) -> bool {
-        self.segments.contains(&Segment::Wildcard)
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Wildcard | Segment::Filter { .. }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -208,6 +224,7 @@ impl Path {
                 (Segment::Index(0), n) => n,
                 (Segment::Index(_), _) => return None,
                 (Segment::Wildcard, _) => return None,
+                (Segment::Filter { key, value }, n) => first_match(n, key, value)?,
             };
         }
         (!node.is_null()).then_some(node)
@@ -260,6 +277,28 @@ fn collect<'a>(node: &'a Node<'a>, segments: &[Segment], out: &mut Vec<&'a Node<
         }
         (Segment::Wildcard, Node::Null) => {}
         (Segment::Wildcard, n) => collect(n, rest, out),
+        (Segment::Filter { key, value }, Node::Array(items)) => {
+            for child in items.iter().filter(|c| matches_filter(c, key, value)) {
+                collect(child, rest, out);
+            }
+        }
+        (Segment::Filter { key, value }, n) => {
+            if matches_filter(n, key, value) {
+                collect(n, rest, out);
+            }
+        }
+    }
+}
+
+fn matches_filter(node: &Node<'_>, key: &str, value: &str) -> bool {
+    node.get(key).and_then(Node::scalar_text) == Some(value)
+}
+
+/// The first element (or the node itself, when it is not an array) matching a filter.
+fn first_match<'a>(node: &'a Node<'a>, key: &str, value: &str) -> Option<&'a Node<'a>> {
+    match node {
+        Node::Array(items) => items.iter().find(|c| matches_filter(c, key, value)),
+        n => matches_filter(n, key, value).then_some(n),
     }
 }
 
@@ -341,6 +380,25 @@ mod tests {
         );
         assert_eq!(Path::parse("Order[*].Id").unwrap().get_all(scope).len(), 1);
         assert_eq!(Path::parse("Order").unwrap().elements(scope).len(), 1);
+    }
+
+    #[test]
+    fn filters_select_elements_by_a_key() {
+        let doc = parse_json(
+            br#"{"b":[{"type":"ITEM","v":"1.00"},{"type":"TAX","v":"0.20"},{"type":"TAX","v":"0.05"}]}"#,
+        )
+        .unwrap();
+        let scope = Scope::new(&doc);
+        assert_eq!(
+            Path::parse("b[type=TAX].v").unwrap().get(scope),
+            Some(&Node::String("0.20".into()))
+        );
+        assert_eq!(
+            Path::parse("b[type=TAX].v").unwrap().get_all(scope).len(),
+            2
+        );
+        assert_eq!(Path::parse("b[type=NONE].v").unwrap().get(scope), None);
+        assert!(Path::parse("b[type=TAX].v").unwrap().has_wildcard());
     }
 
     #[test]

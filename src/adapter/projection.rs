@@ -71,6 +71,12 @@ impl Projection {
             Segment::Index(_) | Segment::Wildcard => {
                 self.elements.get_or_insert_with(Default::default)
             }
+            // A filter reads its key too.
+            Segment::Filter { key, .. } => {
+                let e = self.elements.get_or_insert_with(Default::default);
+                e.insert(&[Segment::Key(key.clone())]);
+                e
+            }
         };
         next.insert(rest);
     }
@@ -276,8 +282,10 @@ impl Collector {
         ] {
             self.opt(e, r, &el);
         }
-        self.money(&l.unit_price, r, &el);
-        for m in [&l.discount, &l.tax].into_iter().flatten() {
+        for m in [&l.unit_price, &l.line_total, &l.discount, &l.tax]
+            .into_iter()
+            .flatten()
+        {
             self.money(m, r, &el);
         }
         if let Some(d) = &m.discounts {
@@ -293,13 +301,18 @@ impl Collector {
             self.money(&t.amount, r, &el);
         }
         let t = &m.totals;
-        for m in [&t.subtotal, &t.shipping, &t.discount, &t.tax]
-            .into_iter()
-            .flatten()
+        for m in [
+            &t.subtotal,
+            &t.shipping,
+            &t.discount,
+            &t.tax,
+            &t.grand_total,
+        ]
+        .into_iter()
+        .flatten()
         {
             self.money(m, r, r);
         }
-        self.money(&t.grand_total, r, r);
         if let Some(s) = &m.settlement {
             self.expr(&s.currency, r, r);
             for m in [

@@ -157,6 +157,14 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
             }
         }
     }
+    if let Some(o) = &spec.order
+        && o.lines.unit_price.is_some() == o.lines.line_total.is_some()
+    {
+        p.push("order.lines: give exactly one of unit_price and line_total".into());
+    }
+    if (spec.fetch.is_some() || spec.poll.is_some()) && spec.api.is_none() {
+        p.push("fetch and poll need an [api] section".into());
+    }
     if spec.csv.is_some() && spec.format != Format::Csv {
         p.push("csv: only applies to format = \"csv\"".into());
     }

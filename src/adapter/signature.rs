@@ -396,7 +396,7 @@ mod tests {
     }
 
     /// Verifies with one list of secrets for every name.
-        fn verify(
+    fn verify(
         spec: &SignatureSpec,
         headers: &Headers,
         body: &[u8],

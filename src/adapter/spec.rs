@@ -84,7 +84,7 @@ fn default_api_timeout() -> u64 {
 
 /// How requests authenticate; `secret` names an instance secret.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthSpec {
     /// The secret in a header (X-Shopify-Access-Token, X-Auth-Token).
     Header { header: String, secret: String },
@@ -514,7 +514,7 @@ enum ExprRepr {
 
 fn path_no_wildcard(text: &str) -> Result<Path, String> {
     let p = Path::parse(text).map_err(|e| e.to_string())?;
-    if p.has_wildcard() {
+    if p.segments().contains(&super::path::Segment::Wildcard) {
         return Err(format!(
             "path '{text}' has [*]: use `sum` for totals or `each` for arrays"
         ));
@@ -842,7 +842,13 @@ pub struct LinesMapping {
     pub product_id: Option<Expr>,
     pub title: Expr,
     pub quantity: Expr,
-    pub unit_price: MoneySpec,
+    /// Price of one unit. Give this or `line_total`.
+    #[serde(default)]
+    pub unit_price: Option<MoneySpec>,
+    /// Amount of the whole line (price × quantity), for channels that state that instead of a
+    /// unit price (Amazon ItemPrice); the unit price is then derived.
+    #[serde(default)]
+    pub line_total: Option<MoneySpec>,
     /// Discount on the whole line; zero when omitted.
     #[serde(default)]
     pub discount: Option<MoneySpec>,
@@ -876,8 +882,11 @@ pub struct TaxLinesMapping {
     pub channel_liable: Option<Expr>,
 }
 
-/// Order totals. Omitted parts are derived: subtotal = Σ unit price × quantity, shipping = 0,
-/// discount = Σ line discounts + Σ order discounts, tax = Σ line tax.
+/// Order totals. Omitted parts are derived: subtotal = Σ line amounts, shipping = 0,
+/// discount = Σ line discounts (else Σ order discounts), tax = Σ line tax, grand total =
+/// subtotal − discount + shipping (+ tax unless prices include it). A part whose amount is
+/// absent from a particular payload (Amazon states no total for pending orders) is derived the
+/// same way.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotalsMapping {
@@ -889,7 +898,8 @@ pub struct TotalsMapping {
     pub discount: Option<MoneySpec>,
     #[serde(default)]
     pub tax: Option<MoneySpec>,
-    pub grand_total: MoneySpec,
+    #[serde(default)]
+    pub grand_total: Option<MoneySpec>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

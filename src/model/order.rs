@@ -155,8 +155,13 @@ pub struct OrderLine {
     pub title: String,
     /// Units ordered (at least 1).
     pub quantity: u32,
-    /// Price of one unit, as the channel states it (tax-inclusive if `taxes_included`).
+    /// Price of one unit, as the channel states it (tax-inclusive if `taxes_included`). When the
+    /// channel states only a line amount, this is that amount divided by the quantity.
     pub unit_price: Money,
+    /// The amount of the whole line (price × quantity) when the channel states it (Amazon's
+    /// ItemPrice); calculations prefer it to unit price × quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<Money>,
     /// Discount allocated to the whole line (not per unit), positive.
     pub discount: Money,
     /// Tax the channel reports for the whole line.
@@ -338,6 +343,16 @@ pub struct Violation {
     pub message: String,
 }
 
+impl OrderLine {
+    /// The line amount: the channel's stated line total, else unit price × quantity.
+    pub fn amount(&self) -> Result<Money, crate::model::MoneyError> {
+        match self.line_total {
+            Some(t) => Ok(t),
+            None => self.unit_price.checked_mul_qty(self.quantity),
+        }
+    }
+}
+
 impl Order {
     /// Checks the invariants the type system does not: currencies agree, quantities are at least
     /// one, amounts that must be non-negative are, HS codes are 6-10 digits.
@@ -357,6 +372,9 @@ impl Order {
                 c.fail(format!("lines[{i}].quantity"), "must be at least 1".into());
             }
             c.money(format!("lines[{i}].unit_price"), &line.unit_price);
+            if let Some(t) = &line.line_total {
+                c.money(format!("lines[{i}].line_total"), t);
+            }
             c.money(format!("lines[{i}].discount"), &line.discount);
             c.money(format!("lines[{i}].tax"), &line.tax);
             if let Some(hs) = &line.hs_code
