@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use super::error::FieldError;
 use super::path::Scope;
 use super::spec::{
-    AddressMapping, DateFormat, Expr, ExprKind, ListingMapping, MoneySpec, NamedDateFormat,
+    AddressMapping, DateFormat, Expr, ExprKind, ListingMapping, Lookup, MoneySpec, NamedDateFormat,
     OrderMapping, TotalsMapping,
 };
 use super::tree::Node;
@@ -136,6 +136,17 @@ fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>, String> {
                     .text()
                     .is_ok_and(|t| e.absent_if.iter().any(|a| a == t.trim())))
     });
+    let base = match (e.lookup, base) {
+        (Some(Lookup::CountryName), Some(v)) => {
+            let text = v.text()?.trim().to_string();
+            // A value that is already a code, or no known name, is left for validation to judge.
+            match CountryCode::from_name(&text) {
+                Ok(c) if text.len() > 2 => Some(Val::Text(Cow::Owned(c.as_str().to_string()))),
+                _ => Some(v),
+            }
+        }
+        (_, v) => v,
+    };
     let mapped = match (&e.map, base) {
         (Some(map), Some(v)) => {
             let key = v.text()?;

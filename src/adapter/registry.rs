@@ -165,6 +165,15 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
     if (spec.fetch.is_some() || spec.poll.is_some()) && spec.api.is_none() {
         p.push("fetch and poll need an [api] section".into());
     }
+    if let Some(poll) = &spec.poll {
+        for (i, d) in poll.details.iter().enumerate() {
+            if d.attach_as.is_some() == d.replace_with.is_some() {
+                p.push(format!(
+                    "poll.details[{i}]: give exactly one of attach_as and replace_with"
+                ));
+            }
+        }
+    }
     if spec.csv.is_some() && spec.format != Format::Csv {
         p.push("csv: only applies to format = \"csv\"".into());
     }

@@ -208,11 +208,20 @@ pub struct DetailSpec {
     pub path: String,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
-    /// Key under which the response is attached to the record.
-    pub attach_as: String,
+    /// Key under which the response is attached to the record (or give `replace_with`).
+    #[serde(default)]
+    pub attach_as: Option<String>,
     /// Page through the detail with the same next-token convention.
     #[serde(default)]
     pub next_token: Option<NextTokenSpec>,
+    /// Replace the record with this part of the response instead of attaching it (list
+    /// endpoints that return only ids, like Shopee's get_order_list).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub replace_with: Option<Path>,
+    /// Rate limit of this request, when it differs from the API's.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -407,6 +416,15 @@ pub struct Expr {
     pub date: Option<DateFormat>,
     /// Values that mean "absent" for this field only (e.g. a guest's customer id 0).
     pub absent_if: Vec<String>,
+    /// A conversion applied to the value.
+    pub lookup: Option<Lookup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Lookup {
+    /// A country name ("Singapore") to its ISO 3166-1 alpha-2 code.
+    CountryName,
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +517,7 @@ struct ExprTable {
     difference: Option<Vec<Expr>>,
     map: Option<BTreeMap<String, Literal>>,
     absent_if: Option<Vec<Literal>>,
+    lookup: Option<Lookup>,
     default: Option<Literal>,
     date: Option<DateFormat>,
 }
@@ -596,6 +615,7 @@ impl TryFrom<ExprTable> for Expr {
                 .into_iter()
                 .map(Literal::into_text)
                 .collect(),
+            lookup: t.lookup,
         })
     }
 }
@@ -608,6 +628,7 @@ impl Expr {
             default: None,
             date: None,
             absent_if: Vec::new(),
+            lookup: None,
         }
     }
 }

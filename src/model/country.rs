@@ -27,6 +27,19 @@ impl CountryCode {
         Ok(Self(upper))
     }
 
+    /// Reads a country name or alias ("Singapore", "United States", "Viet Nam") as its code.
+    pub fn from_name(name: &str) -> Result<Self, CountryError> {
+        let key: String = name
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect();
+        let country = celes::Country::from_name(&key)
+            .or_else(|_| celes::Country::from_alias(&key))
+            .map_err(|_| CountryError(name.chars().take(32).collect()))?;
+        Self::parse(country.alpha2)
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("validated ascii")
     }
@@ -94,5 +107,15 @@ mod tests {
         assert!(CountryCode::parse("United States").is_err());
         assert!(CountryCode::parse("").is_err());
         assert_eq!(CountryCode::parse("GB").unwrap().celes().alpha3, "GBR");
+        assert_eq!(CountryCode::from_name("Singapore").unwrap().as_str(), "SG");
+        assert_eq!(
+            CountryCode::from_name("United States").unwrap().as_str(),
+            "US"
+        );
+        assert_eq!(
+            CountryCode::from_name("United Kingdom").unwrap().as_str(),
+            "GB"
+        );
+        assert!(CountryCode::from_name("Atlantis").is_err());
     }
 }
