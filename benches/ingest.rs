@@ -36,7 +36,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("shopify_order_18kb");
     g.throughput(Throughput::Elements(1));
     g.bench_function("verify_signature", |b| {
-        b.iter(|| shopify.verify(&headers, &body, &|_: &str| vec![secret], 0).unwrap())
+        b.iter(|| {
+            shopify
+                .verify(&headers, &body, &|_: &str| vec![secret], 0)
+                .unwrap()
+        })
     });
     g.bench_function("parse_tree", |b| b.iter(|| shopify.parse(&body).unwrap()));
     g.bench_function("serde_json_value_parse_reference", |b| {
@@ -47,7 +51,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("verify_and_normalize", |b| {
         b.iter(|| {
-            shopify.verify(&headers, &body, &|_: &str| vec![secret], 0).unwrap();
+            shopify
+                .verify(&headers, &body, &|_: &str| vec![secret], 0)
+                .unwrap();
             shopify.normalize(&headers, &body, &ctx).unwrap()
         })
     });

@@ -14,6 +14,9 @@ use crate::store::Store;
 /// How often expired dedupe keys and raw bodies are removed (embedded store).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
+/// How often queued lifecycle facts are applied (Redis; a no-op on the embedded store).
+const LIFECYCLE_EVERY: Duration = Duration::from_secs(1);
+
 /// Serves until `shutdown` resolves.
 pub async fn run<S: Store + Clone>(
     store: S,
@@ -39,10 +42,25 @@ pub async fn run<S: Store + Clone>(
             }
         })
     };
+    let lifecycle = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LIFECYCLE_EVERY);
+            loop {
+                tick.tick().await;
+                match store.drain_lifecycle().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(facts = n, "lifecycle facts applied from outboxes"),
+                    Err(e) => tracing::warn!(error = %e, "lifecycle outbox drain failed"),
+                }
+            }
+        })
+    };
     let header_timeout = config.server.header_read_timeout;
     let app = App::new(store, config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
     housekeeping.abort();
+    lifecycle.abort();
     result
 }
 

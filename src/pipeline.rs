@@ -99,9 +99,30 @@ pub fn route(
     (mapped, topic, dedupe_id)
 }
 
+/// Sets the cross-channel customer key of each order (when a salt is configured).
+pub fn set_customer_keys(inst: &Instance, records: &mut [crate::model::Record]) {
+    let Some(salt) = &inst.customer_key_salt else {
+        return;
+    };
+    for r in records {
+        if let crate::model::Record::Order(o) = r
+            && let Some(c) = &mut o.customer
+        {
+            c.key = c.derive_key(salt.expose().as_bytes());
+        }
+    }
+}
+
 /// Decides what to store for an authentic delivery (pure).
 pub fn dispose(inst: &Instance, headers: &Headers, body: &[u8]) -> Disposed {
-    let (mapped, topic, dedupe_id) = route(inst, headers, body);
+    let (mut mapped, topic, dedupe_id) = route(inst, headers, body);
+    if let Ok(Routed::Items(items)) = &mut mapped {
+        for item in items {
+            if let Ok(records) = &mut item.result {
+                set_customer_keys(inst, records);
+            }
+        }
+    }
     let (disposition, errors) = match mapped {
         Err(e) => (
             Disposition::DeadLetter(dead_letter_reason(&e)),
@@ -182,6 +203,17 @@ pub async fn ingest<S: Store>(
         body,
     };
     let outcome = store.ingest(delivery, d.disposition).await?;
+    if let IngestOutcome::Stored { records, .. } = &outcome
+        && records
+            .iter()
+            .any(|r| r.change == crate::model::Change::Queued)
+    {
+        // Apply facts about other instances' orders now; the daemon's lifecycle loop retries
+        // whatever this does not finish.
+        if let Err(e) = store.drain_lifecycle().await {
+            tracing::warn!(error = %e, "lifecycle outbox not drained; will retry");
+        }
+    }
     let errors = match &outcome {
         IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
         _ => Vec::new(),
@@ -243,7 +275,10 @@ pub async fn replay_dead_letter<S: Store>(
         (None, routed) => routed.into_records(),
     });
     match result {
-        Ok(records) => Ok(store.resolve_dead_letter(id, records, now).await?),
+        Ok(mut records) => {
+            set_customer_keys(inst, &mut records);
+            Ok(store.resolve_dead_letter(id, records, now).await?)
+        }
         Err(e) => {
             let updated = store.update_dead_letter(id, dead_letter_reason(&e)).await?;
             Err(ReplayError::StillFailing(Box::new(updated)))

@@ -50,6 +50,187 @@ fn changes(outcome: &IngestOutcome) -> Vec<Change> {
     }
 }
 
+/// A lifecycle fact reported by `source` about order `external_id` of instance INST.
+fn fact(source: &str, id: &str, external_id: &str, kind: serde_json::Value) -> Record {
+    let mut v = serde_json::json!({
+        "id": format!("{source}:{id}"),
+        "order_id": OrderId::derive(INST, external_id).as_str(),
+        "order_instance": INST,
+        "order_external_id": external_id,
+        "source_instance": source,
+        "at": "2024-05-02T10:00:00Z",
+    });
+    for (k, val) in kind.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    Record::Fact(Box::new(serde_json::from_value(v).unwrap()))
+}
+
+fn payment(status: &str, refunded: Option<&str>) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "type": "payment",
+        "payment": { "id": "pi_1", "gateway": "stripe", "status": status,
+                     "amount": { "amount": "10760", "currency": "JPY" } }
+    });
+    if let Some(r) = refunded {
+        p["payment"]["refunded"] = serde_json::json!({ "amount": r, "currency": "JPY" });
+    }
+    p
+}
+
+fn order_with_status(external_id: &str, updated_at: &str, status: &str) -> Record {
+    match order(INST, external_id, updated_at) {
+        Record::Order(mut o) => {
+            o.status = crossgate::model::OrderStatus::parse(status).unwrap();
+            o.payments.clear();
+            Record::Order(o)
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Lifecycle facts: applied whatever the order of arrival, never moving an order backwards, and
+/// every rise of an order's status is a transition on the event stream.
+async fn lifecycle<S: Store>(store: &S) {
+    let now = Utc::now();
+    let id = OrderId::derive(INST, "L-1");
+    let ingest = |source: &'static str, dedupe: &'static str, records: Vec<Record>| async move {
+        let out = store
+            .ingest(delivery(source, dedupe, now), Disposition::Apply(records))
+            .await
+            .unwrap();
+        // Redis queues facts about another instance's order; apply them as the daemon would.
+        store.drain_lifecycle().await.unwrap();
+        changes(&out)
+    };
+
+    // A payment provider reports the payment before the shop's order arrives.
+    let c = ingest(
+        OTHER,
+        "f-paid",
+        vec![fact(OTHER, "paid", "L-1", payment("paid", None))],
+    )
+    .await;
+    assert!(
+        matches!(c[..], [Change::Created] | [Change::Queued]),
+        "{c:?}"
+    );
+    assert!(store.get_order(&id).await.unwrap().is_none());
+
+    // The order arrives as "created": it reads "paid", with the provider's payment.
+    let c = ingest(
+        INST,
+        "o-1",
+        vec![order_with_status("L-1", "2024-05-01T10:00:00Z", "created")],
+    )
+    .await;
+    assert_eq!(c, [Change::Created]);
+    let o = store.get_order(&id).await.unwrap().unwrap();
+    assert_eq!(o.status.as_str(), "paid");
+    assert_eq!(o.payments.len(), 1);
+
+    // The shop reports a shipment (a fact of the order's own instance).
+    let shipped = serde_json::json!({
+        "type": "shipment",
+        "shipment": { "id": "s1", "carrier": "Yamato", "tracking_numbers": ["1234"], "status": "shipped" }
+    });
+    let c = ingest(
+        INST,
+        "f-ship",
+        vec![fact(INST, "ship", "L-1", shipped.clone())],
+    )
+    .await;
+    assert_eq!(c, [Change::Created]);
+    assert_eq!(
+        store.get_order(&id).await.unwrap().unwrap().status.as_str(),
+        "fulfilled"
+    );
+
+    // The same fact again (a new delivery of it) changes nothing.
+    let c = ingest(
+        INST,
+        "f-ship-again",
+        vec![fact(INST, "ship", "L-1", shipped)],
+    )
+    .await;
+    assert_eq!(c, [Change::Unchanged]);
+
+    // A stale fact (authorized) and a newer snapshot that still says "created" move nothing back.
+    ingest(
+        OTHER,
+        "f-auth",
+        vec![fact(OTHER, "auth", "L-1", payment("authorized", None))],
+    )
+    .await;
+    let c = ingest(
+        INST,
+        "o-2",
+        vec![order_with_status("L-1", "2024-05-03T10:00:00Z", "created")],
+    )
+    .await;
+    assert_eq!(c, [Change::Updated]);
+    let o = store.get_order(&id).await.unwrap().unwrap();
+    assert_eq!(o.status.as_str(), "fulfilled");
+    assert_eq!(o.payments[0].status, crossgate::model::PaymentStatus::Paid);
+
+    // A full refund.
+    ingest(
+        OTHER,
+        "f-refund",
+        vec![fact(
+            OTHER,
+            "refund",
+            "L-1",
+            payment("refunded", Some("10760")),
+        )],
+    )
+    .await;
+    let o = store.get_order(&id).await.unwrap().unwrap();
+    assert_eq!(o.status.as_str(), "refunded");
+    assert_eq!(o.payments.len(), 1);
+    assert_eq!(
+        o.payments[0].refunded.unwrap().amount().to_string(),
+        "10760"
+    );
+    let listed = store
+        .list_orders(OrderQuery {
+            instance: Some(INST.into()),
+            since: None,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let l = listed.items.iter().find(|o| o.id == id).unwrap();
+    assert_eq!(l.status.as_str(), "refunded", "listing shows the same view");
+
+    // The stream: each rise of the status is a transition, in order.
+    let mut transitions = Vec::new();
+    loop {
+        let batch = store.read_events("lifecycle-test", "c", 500).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            if let Some(t) = &e.event.transition
+                && t.order_id == id.as_str()
+            {
+                transitions.push((t.from.map(|s| s.as_str()), t.to.as_str()));
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+        store.ack_events("lifecycle-test", &ids).await.unwrap();
+    }
+    assert_eq!(
+        transitions,
+        [
+            (None, "paid"),
+            (Some("paid"), "fulfilled"),
+            (Some("fulfilled"), "refunded")
+        ]
+    );
+}
+
 fn reason() -> DeadLetterReason {
     DeadLetterReason {
         kind: "fields".into(),
@@ -475,6 +656,7 @@ async fn embedded_store_meets_the_contract() {
     )
     .unwrap();
     contract(&store).await;
+    lifecycle(&store).await;
     let report = store
         .housekeeping(Utc::now() + Duration::days(1))
         .await
@@ -562,6 +744,7 @@ async fn redis_store(ttl_secs: u64) -> RedisStore {
 async fn redis_store_meets_the_contract() {
     let store = redis_store(3600).await;
     contract(&store).await;
+    lifecycle(&store).await;
     store.flush_prefix().await.unwrap();
 }
 

@@ -168,9 +168,11 @@ async fn shopify_vectors_pass_over_http() {
             &headers,
         )
         .await;
-        // Authentic; a products/* topic is not an order topic, so it is stored raw and ignored.
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["status"], "ignored");
+        // Authentic, so stored. The vector's body is {"foo":"bar"}, not a product with
+        // variants: no listing can be read from it, so it is dead-lettered (202) with the reason.
+        assert_eq!(r.status, 202, "{}", r.text);
+        assert_eq!(r.body["status"], "dead_lettered");
+        assert_eq!(r.body["errors"][0]["field"], "listings");
         gw.stop().await;
     }
 }
@@ -710,6 +712,10 @@ async fn canonical_app_orders_round_trip() {
     expected.insert("channel".into(), json!("app"));
     expected.insert("channel_kind".into(), json!("mobile_app"));
     expected.insert("account".into(), json!("merchant-app"));
+    // ... and the cross-channel customer key (a salted hash, never the email itself).
+    let key = stored["customer"]["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("c.") && !key.contains("hanako"));
+    expected.get_mut("customer").unwrap()["key"] = json!(key);
     let got: HashMap<String, Value> = serde_json::from_value(stored).unwrap();
     assert_eq!(got, expected);
     assert_eq!(

@@ -11,15 +11,16 @@ use rust_decimal::Decimal;
 use super::error::FieldError;
 use super::path::Scope;
 use super::spec::{
-    AddressMapping, DateFormat, Expr, ExprKind, ListingMapping, Lookup, MoneySpec, NamedDateFormat,
-    OrderMapping, TotalsMapping,
+    AddressMapping, DateFormat, Each, Expr, ExprKind, FactMapping, ListingMapping, Lookup,
+    MoneySpec, NamedDateFormat, OrderMapping, TotalsMapping,
 };
 use super::tree::Node;
 use crate::model::money::parse_decimal;
 use crate::model::{
-    Address, ChannelKind, ChannelTaxLine, CountryCode, CurrencyCode, Customer, Discount, Listing,
-    ListingId, ListingStatus, Money, Order, OrderId, OrderLine, OrderStatus, Payment,
-    PaymentStatus, Revision, SettlementView, Shipment, ShipmentStatus, Totals,
+    Address, ChannelKind, ChannelTaxLine, CountryCode, CurrencyCode, Customer, Discount, FactKind,
+    LifecycleFact, Listing, ListingId, ListingStatus, Money, Order, OrderId, OrderLine,
+    OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment, ShipmentStatus,
+    Totals, validate_instance_id,
 };
 
 /// Who the records belong to; set by the gateway from the channel instance.
@@ -297,6 +298,26 @@ fn describe(e: &Expr) -> String {
 }
 
 /// Collects field errors while records are assembled.
+/// The parts of a payment mapping (an order's payments, or a payment fact).
+#[derive(Clone, Copy)]
+struct PaymentParts<'a> {
+    id: Option<&'a Expr>,
+    gateway: Option<&'a Expr>,
+    status: &'a Expr,
+    amount: &'a MoneySpec,
+    refunded: Option<&'a MoneySpec>,
+    processed_at: Option<&'a Expr>,
+}
+
+#[derive(Clone, Copy)]
+struct ShipmentParts<'a> {
+    id: Option<&'a Expr>,
+    carrier: Option<&'a Expr>,
+    tracking_numbers: Option<&'a Each>,
+    status: &'a Expr,
+    shipped_at: Option<&'a Expr>,
+}
+
 #[derive(Default)]
 struct Eval {
     errors: Vec<FieldError>,
@@ -398,6 +419,86 @@ impl Eval {
                 None
             }
         }
+    }
+
+    /// A payment read from `s`; `None` (with errors recorded) when a required part is missing.
+    fn payment<'a>(
+        &mut self,
+        prefix: &str,
+        p: PaymentParts<'a>,
+        s: Scope<'a>,
+        currency: Option<CurrencyCode>,
+    ) -> Option<Payment> {
+        let f = |name: &str| format!("{prefix}.{name}");
+        let status = self.req(
+            &f("status"),
+            p.status,
+            s,
+            parse_enum(
+                "payment status",
+                "pending, authorized, paid, partially_refunded, refunded, failed, voided",
+                payment_status,
+            ),
+        );
+        let amount = self.money(&f("amount"), p.amount, s, currency);
+        let refunded = p
+            .refunded
+            .and_then(|r| self.money(&f("refunded"), r, s, amount.map(|a| a.currency())));
+        let processed_at = self.opt(&f("processed_at"), p.processed_at, s, |v| {
+            val_datetime(v, p.processed_at.and_then(|e| e.date.as_ref()), s.settings)
+        });
+        let id = self.text(&f("id"), p.id, s);
+        let gateway = self.text(&f("gateway"), p.gateway, s);
+        Some(Payment {
+            id,
+            gateway,
+            status: status?,
+            amount: amount?,
+            refunded,
+            processed_at,
+        })
+    }
+
+    fn shipment<'a>(
+        &mut self,
+        prefix: &str,
+        sh: ShipmentParts<'a>,
+        s: Scope<'a>,
+    ) -> Option<Shipment> {
+        let f = |name: &str| format!("{prefix}.{name}");
+        let status = self.req(
+            &f("status"),
+            sh.status,
+            s,
+            parse_enum(
+                "shipment status",
+                "pending, shipped, in_transit, delivered, failed, cancelled",
+                shipment_status,
+            ),
+        );
+        let tracking_numbers = sh
+            .tracking_numbers
+            .map(|each| {
+                each.0
+                    .elements(s)
+                    .into_iter()
+                    .filter_map(|n| n.scalar_text().map(|t| t.trim().to_string()))
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shipped_at = self.opt(&f("shipped_at"), sh.shipped_at, s, |v| {
+            val_datetime(v, sh.shipped_at.and_then(|e| e.date.as_ref()), s.settings)
+        });
+        let id = self.text(&f("id"), sh.id, s);
+        let carrier = self.text(&f("carrier"), sh.carrier, s);
+        Some(Shipment {
+            id,
+            carrier,
+            tracking_numbers,
+            status: status?,
+            shipped_at,
+        })
     }
 
     fn money_or_zero<'a>(
@@ -813,37 +914,17 @@ fn map_order(
     let mut payments = Vec::new();
     if let Some(p) = &m.payments {
         for (i, node) in p.each.0.elements(scope).into_iter().enumerate() {
+            let parts = PaymentParts {
+                id: p.id.as_ref(),
+                gateway: p.gateway.as_ref(),
+                status: &p.status,
+                amount: &p.amount,
+                refunded: None,
+                processed_at: p.processed_at.as_ref(),
+            };
             let s = scope.with_current(node);
-            let f = |name: &str| format!("payments[{i}].{name}");
-            let status = ev.req(
-                &f("status"),
-                &p.status,
-                s,
-                parse_enum(
-                    "payment status",
-                    "pending, authorized, paid, partially_refunded, refunded, failed, voided",
-                    payment_status,
-                ),
-            );
-            let amount = ev.money(&f("amount"), &p.amount, s, Some(currency));
-            let processed_at = ev.opt(&f("processed_at"), p.processed_at.as_ref(), s, |v| {
-                val_datetime(
-                    v,
-                    p.processed_at.as_ref().and_then(|e| e.date.as_ref()),
-                    s.settings,
-                )
-            });
-            let id = ev.text(&f("id"), p.id.as_ref(), s);
-            let gateway = ev.text(&f("gateway"), p.gateway.as_ref(), s);
-            if let (Some(status), Some(amount)) = (status, amount) {
-                payments.push(Payment {
-                    id,
-                    gateway,
-                    status,
-                    amount,
-                    refunded: None,
-                    processed_at,
-                });
+            if let Some(payment) = ev.payment(&format!("payments[{i}]"), parts, s, Some(currency)) {
+                payments.push(payment);
             }
         }
     }
@@ -851,47 +932,16 @@ fn map_order(
     let mut shipments = Vec::new();
     if let Some(sh) = &m.shipments {
         for (i, node) in sh.each.0.elements(scope).into_iter().enumerate() {
+            let parts = ShipmentParts {
+                id: sh.id.as_ref(),
+                carrier: sh.carrier.as_ref(),
+                tracking_numbers: sh.tracking_numbers.as_ref(),
+                status: &sh.status,
+                shipped_at: sh.shipped_at.as_ref(),
+            };
             let s = scope.with_current(node);
-            let f = |name: &str| format!("shipments[{i}].{name}");
-            let status = ev.req(
-                &f("status"),
-                &sh.status,
-                s,
-                parse_enum(
-                    "shipment status",
-                    "pending, shipped, in_transit, delivered, failed, cancelled",
-                    shipment_status,
-                ),
-            );
-            let tracking_numbers = sh
-                .tracking_numbers
-                .as_ref()
-                .map(|each| {
-                    each.0
-                        .elements(s)
-                        .into_iter()
-                        .filter_map(|n| n.scalar_text().map(|t| t.trim().to_string()))
-                        .filter(|t| !t.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let shipped_at = ev.opt(&f("shipped_at"), sh.shipped_at.as_ref(), s, |v| {
-                val_datetime(
-                    v,
-                    sh.shipped_at.as_ref().and_then(|e| e.date.as_ref()),
-                    s.settings,
-                )
-            });
-            let id = ev.text(&f("id"), sh.id.as_ref(), s);
-            let carrier = ev.text(&f("carrier"), sh.carrier.as_ref(), s);
-            if let Some(status) = status {
-                shipments.push(Shipment {
-                    id,
-                    carrier,
-                    tracking_numbers,
-                    status,
-                    shipped_at,
-                });
+            if let Some(shipment) = ev.shipment(&format!("shipments[{i}]"), parts, s) {
+                shipments.push(shipment);
             }
         }
     }
@@ -936,6 +986,81 @@ fn map_order(
         payments,
         shipments,
         holds: Vec::new(),
+    })
+}
+
+/// Maps a document to one lifecycle fact.
+pub fn map_fact<'a>(
+    m: &'a FactMapping,
+    doc: &'a Node<'a>,
+    ctx: &RecordContext<'_>,
+    absent: &'a [String],
+) -> Result<LifecycleFact, Vec<FieldError>> {
+    let mut ev = Eval::default();
+    let top = Scope::new(doc)
+        .with_absent(absent)
+        .with_settings(ctx.settings);
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, false) else {
+        return Err(ev.errors);
+    };
+    let s = top.with_record(root).with_current(root);
+    let id = ev.req("id", &m.id, s, val_text);
+    let order_external_id = ev.req("order_external_id", &m.order_external_id, s, val_text);
+    let order_instance = match &m.order_instance {
+        Some(e) => ev.req("order_instance", e, s, |v| {
+            let t = val_text(v)?;
+            validate_instance_id(&t).map_err(|e| e.to_string())?;
+            Ok(t)
+        }),
+        None => Some(ctx.instance.to_string()),
+    };
+    let at = ev.req("at", &m.at, s, |v| {
+        val_datetime(v, m.at.date.as_ref(), s.settings)
+    });
+    let kind = if let Some(p) = &m.payment {
+        let parts = PaymentParts {
+            id: p.id.as_ref(),
+            gateway: p.gateway.as_ref(),
+            status: &p.status,
+            amount: &p.amount,
+            refunded: p.refunded.as_ref(),
+            processed_at: p.processed_at.as_ref(),
+        };
+        ev.payment("payment", parts, s, None)
+            .map(|payment| FactKind::Payment { payment })
+    } else if let Some(sh) = &m.shipment {
+        let parts = ShipmentParts {
+            id: sh.id.as_ref(),
+            carrier: sh.carrier.as_ref(),
+            tracking_numbers: sh.tracking_numbers.as_ref(),
+            status: &sh.status,
+            shipped_at: sh.shipped_at.as_ref(),
+        };
+        ev.shipment("shipment", parts, s)
+            .map(|shipment| FactKind::Shipment { shipment })
+    } else {
+        let reason = m
+            .cancellation
+            .as_ref()
+            .and_then(|c| ev.text("cancellation.reason", c.reason.as_ref(), s));
+        Some(FactKind::Cancellation { reason })
+    };
+    if !ev.errors.is_empty() {
+        return Err(ev.errors);
+    }
+    let (Some(id), Some(external), Some(order_instance), Some(at), Some(kind)) =
+        (id, order_external_id, order_instance, at, kind)
+    else {
+        return Err(ev.errors);
+    };
+    Ok(LifecycleFact {
+        id: format!("{}:{id}", ctx.instance),
+        order_id: OrderId::derive(&order_instance, &external),
+        order_instance,
+        order_external_id: external,
+        source_instance: ctx.instance.to_string(),
+        at,
+        kind,
     })
 }
 

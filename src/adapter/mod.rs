@@ -21,6 +21,17 @@ pub use engine::RecordContext;
 pub use error::{FieldError, NormalizeError, SignatureError};
 pub use registry::Registry;
 use spec::{AdapterSpec, Format, RouteTarget, Source};
+
+/// What a delivery is mapped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'s> {
+    Order,
+    Listing,
+    /// A lifecycle fact, by the name of its `[facts.<name>]` mapping.
+    Fact(&'s str),
+    /// Authentic but not needed.
+    Ignore,
+}
 use tree::Node;
 
 use crate::model::{GATEWAY_ORDER_FIELDS, Order, OrderId, Record};
@@ -251,7 +262,7 @@ impl Adapter {
     }
 
     /// Which record a topic carries.
-    pub fn route(&self, topic: Option<&str>) -> RouteTarget {
+    pub fn route(&self, topic: Option<&str>) -> Target<'_> {
         let routes = self
             .spec
             .webhook
@@ -259,23 +270,27 @@ impl Adapter {
             .map(|w| w.routes.as_slice())
             .unwrap_or_default();
         if routes.is_empty() {
-            return RouteTarget::Order;
+            return Target::Order;
         }
         let Some(topic) = topic else {
-            return RouteTarget::Ignore;
+            return Target::Ignore;
         };
-        routes
-            .iter()
-            .find(|r| r.topics.iter().any(|t| t == topic))
-            .map(|r| r.record)
-            .unwrap_or(RouteTarget::Ignore)
+        match routes.iter().find(|r| r.topics.iter().any(|t| t == topic)) {
+            None => Target::Ignore,
+            Some(r) => match r.record {
+                RouteTarget::Order => Target::Order,
+                RouteTarget::Listing => Target::Listing,
+                RouteTarget::Ignore => Target::Ignore,
+                RouteTarget::Fact => Target::Fact(r.facts.as_deref().unwrap_or_default()),
+            },
+        }
     }
 
     /// Maps an already parsed document to records of the routed kind, item by item.
     pub fn map(
         &self,
         doc: &Node,
-        target: RouteTarget,
+        target: Target<'_>,
         ctx: &RecordContext<'_>,
     ) -> Result<Routed, NormalizeError> {
         let no_mapping = |kind| NormalizeError::NoMapping {
@@ -284,12 +299,24 @@ impl Adapter {
         };
         let absent = self.spec.absent_values.as_slice();
         let results: Vec<Result<Vec<Record>, NormalizeError>> = match (target, self.spec.format) {
-            (RouteTarget::Ignore, _) => return Ok(Routed::Ignored),
-            (RouteTarget::Order, Format::Canonical) => {
+            (Target::Ignore, _) => return Ok(Routed::Ignored),
+            (Target::Order, Format::Canonical) => {
                 vec![canonical_order(doc, ctx).map(|o| vec![Record::Order(Box::new(o))])]
             }
-            (RouteTarget::Listing, Format::Canonical) => return Err(no_mapping("listing")),
-            (RouteTarget::Order, _) => {
+            (Target::Listing, Format::Canonical) => return Err(no_mapping("listing")),
+            (Target::Fact(name), _) => {
+                let m = self
+                    .spec
+                    .facts
+                    .get(name)
+                    .ok_or_else(|| no_mapping("fact"))?;
+                vec![
+                    engine::map_fact(m, doc, ctx, absent)
+                        .map(|f| vec![Record::Fact(Box::new(f))])
+                        .map_err(NormalizeError::Fields),
+                ]
+            }
+            (Target::Order, _) => {
                 let m = self
                     .spec
                     .order
@@ -303,7 +330,7 @@ impl Adapter {
                     })
                     .collect()
             }
-            (RouteTarget::Listing, _) => {
+            (Target::Listing, _) => {
                 let m = self
                     .spec
                     .listing

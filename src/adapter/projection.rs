@@ -9,8 +9,8 @@
 
 use super::path::{Anchor, Path, Segment};
 use super::spec::{
-    AdapterSpec, AddressMapping, Each, Expr, ExprKind, ListingMapping, MoneySpec, OrderMapping,
-    Source,
+    AdapterSpec, AddressMapping, Each, Expr, ExprKind, FactMapping, ListingMapping, MoneySpec,
+    OrderMapping, Source,
 };
 
 /// A trie of the keys an adapter reads.
@@ -98,6 +98,9 @@ impl Projection {
         }
         if let Some(m) = &spec.listing {
             c.listing(m);
+        }
+        for m in spec.facts.values() {
+            c.fact(m);
         }
         let mut p = Projection::default();
         for r in &c.routes {
@@ -234,6 +237,38 @@ impl Collector {
             self.opt(f, records, &roots);
         }
         self.expr(&a.country, records, &roots);
+    }
+
+    fn fact(&mut self, m: &FactMapping) {
+        let roots = self.record_roots(&m.root);
+        let r = roots.as_slice();
+        for e in [&m.id, &m.order_external_id, &m.at] {
+            self.expr(e, r, r);
+        }
+        self.opt(&m.order_instance, r, r);
+        if let Some(p) = &m.payment {
+            self.expr(&p.status, r, r);
+            self.money(&p.amount, r, r);
+            if let Some(x) = &p.refunded {
+                self.money(x, r, r);
+            }
+            for e in [&p.id, &p.gateway, &p.processed_at] {
+                self.opt(e, r, r);
+            }
+        }
+        if let Some(sh) = &m.shipment {
+            self.expr(&sh.status, r, r);
+            for e in [&sh.id, &sh.carrier, &sh.shipped_at] {
+                self.opt(e, r, r);
+            }
+            if let Some(t) = &sh.tracking_numbers {
+                let el = self.each(t, r, r);
+                self.routes.extend(el);
+            }
+        }
+        if let Some(c) = &m.cancellation {
+            self.opt(&c.reason, r, r);
+        }
     }
 
     fn order(&mut self, m: &OrderMapping) {

@@ -152,8 +152,8 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
             }
         }
         Format::Json | Format::Xml | Format::Csv => {
-            if spec.order.is_none() && spec.listing.is_none() {
-                p.push("an adapter needs an [order] or a [listing] mapping".into());
+            if spec.order.is_none() && spec.listing.is_none() && spec.facts.is_empty() {
+                p.push("an adapter needs an [order], [listing] or [facts.*] mapping".into());
             }
         }
     }
@@ -161,6 +161,25 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
         && o.lines.unit_price.is_some() == o.lines.line_total.is_some()
     {
         p.push("order.lines: give exactly one of unit_price and line_total".into());
+    }
+    for (name, f) in &spec.facts {
+        let kinds = [
+            f.payment.is_some(),
+            f.shipment.is_some(),
+            f.cancellation.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            p.push(format!(
+                "facts.{name}: give exactly one of payment, shipment and cancellation"
+            ));
+        }
+        if let Some(pay) = &f.payment
+            && pay.amount.currency.is_none()
+        {
+            p.push(format!(
+                "facts.{name}.payment.amount: a fact needs the currency (`currency = ...`)"
+            ));
+        }
     }
     if (spec.fetch.is_some() || spec.poll.is_some()) && spec.api.is_none() {
         p.push("fetch and poll need an [api] section".into());
@@ -192,8 +211,14 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
             let needs = match r.record {
                 RouteTarget::Order => spec.order.is_none() && spec.format != Format::Canonical,
                 RouteTarget::Listing => spec.listing.is_none(),
+                RouteTarget::Fact => !r.facts.as_ref().is_some_and(|n| spec.facts.contains_key(n)),
                 RouteTarget::Ignore => false,
             };
+            if r.facts.is_some() && r.record != RouteTarget::Fact {
+                p.push(format!(
+                    "webhook.routes[{i}].facts: only applies to record = \"fact\""
+                ));
+            }
             if needs {
                 p.push(format!(
                     "webhook.routes[{i}].record: no mapping for this record kind"

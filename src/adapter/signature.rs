@@ -90,7 +90,7 @@ pub fn wechat_v2_string(params: &[(String, String)], api_key: &str) -> String {
 
 /// The flat parameters of a WeChat Pay v2 XML body (`<xml><k>v</k>…</xml>`). A repeated or
 /// nested parameter is refused: the signed set must be unambiguous.
-fn wechat_v2_params(body: &[u8]) -> Result<Vec<(String, String)>, SignatureError> {
+pub fn wechat_v2_params(body: &[u8]) -> Result<Vec<(String, String)>, SignatureError> {
     let doc = super::xml::parse_xml(body).map_err(|_| SignatureError::Malformed)?;
     let Some(super::tree::Node::Object(entries)) = doc.get("xml") else {
         return Err(SignatureError::Malformed);

@@ -42,6 +42,10 @@ pub struct AdapterSpec {
     /// How listings are mapped.
     #[serde(default)]
     pub listing: Option<ListingMapping>,
+    /// Lifecycle facts (payments, shipments, refunds, cancellations) by name; a webhook route
+    /// with `record = "fact"` names the one its topic uses.
+    #[serde(default)]
+    pub facts: BTreeMap<String, FactMapping>,
     /// The channel's API, for thin-webhook fetches and polling.
     #[serde(default)]
     pub api: Option<ApiSpec>,
@@ -266,6 +270,18 @@ pub struct WebhookSpec {
     /// `webhook_id=<n>` when a webhook is created). The body must match `<field>=<digits>`.
     #[serde(default)]
     pub unsigned_ping_field: Option<String>,
+    /// The exact answer the sender needs to stop retrying, when it is not any 2xx (WeChat Pay
+    /// wants `<xml><return_code>SUCCESS</return_code>…</xml>`). Sent with status 200 once the
+    /// delivery is durably stored (also for duplicates and dead letters).
+    #[serde(default)]
+    pub ack: Option<AckSpec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckSpec {
+    pub content_type: String,
+    pub body: String,
 }
 
 /// Where a value of the delivery is: an HTTP header or a path in the body.
@@ -284,6 +300,9 @@ pub enum Source {
 pub struct RouteSpec {
     pub topics: Vec<String>,
     pub record: RouteTarget,
+    /// With `record = "fact"`: which `[facts.<name>]` mapping.
+    #[serde(default)]
+    pub facts: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -291,6 +310,8 @@ pub struct RouteSpec {
 pub enum RouteTarget {
     Order,
     Listing,
+    /// A lifecycle fact (the route names the mapping in `facts`).
+    Fact,
     /// Authentic but not needed: stored raw and acknowledged, not normalized.
     Ignore,
 }
@@ -964,6 +985,73 @@ pub struct ShipmentsMapping {
     pub status: Expr,
     #[serde(default)]
     pub shipped_at: Option<Expr>,
+}
+
+/// How one lifecycle fact is read from a document. Exactly one of `payment`, `shipment`,
+/// `cancellation`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FactMapping {
+    /// Where the fact's object is (default: the document root); `^` paths start here.
+    #[serde(default)]
+    pub root: Option<Expr>,
+    /// Stable id of the fact on the channel (an event id); a re-delivery has the same id.
+    pub id: Expr,
+    /// The order's id on its channel (e.g. Stripe `metadata.order_id`, WeChat `out_trade_no`).
+    pub order_external_id: Expr,
+    /// The instance that owns the order (e.g. `{ setting = "orders_instance" }` for a payment
+    /// provider); this instance when omitted.
+    #[serde(default)]
+    pub order_instance: Option<Expr>,
+    /// When it happened.
+    pub at: Expr,
+    #[serde(default)]
+    pub payment: Option<PaymentFactMapping>,
+    #[serde(default)]
+    pub shipment: Option<ShipmentFactMapping>,
+    #[serde(default)]
+    pub cancellation: Option<CancellationMapping>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentFactMapping {
+    /// The payment's id (e.g. a Stripe payment intent), so later facts update the same payment.
+    #[serde(default)]
+    pub id: Option<Expr>,
+    #[serde(default)]
+    pub gateway: Option<Expr>,
+    /// Must give one of: pending, authorized, paid, partially_refunded, refunded, failed, voided.
+    pub status: Expr,
+    /// The payment's amount; its `currency` is required (a fact has no order currency).
+    pub amount: MoneySpec,
+    /// The amount refunded so far.
+    #[serde(default)]
+    pub refunded: Option<MoneySpec>,
+    #[serde(default)]
+    pub processed_at: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentFactMapping {
+    #[serde(default)]
+    pub id: Option<Expr>,
+    #[serde(default)]
+    pub carrier: Option<Expr>,
+    #[serde(default)]
+    pub tracking_numbers: Option<Each>,
+    /// Must give one of: pending, shipped, in_transit, delivered, failed, cancelled.
+    pub status: Expr,
+    #[serde(default)]
+    pub shipped_at: Option<Expr>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancellationMapping {
+    #[serde(default)]
+    pub reason: Option<Expr>,
 }
 
 /// How listings are read: one listing per element of `each` (e.g. per variant).

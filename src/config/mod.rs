@@ -97,6 +97,8 @@ pub struct Instance {
     pub secrets: BTreeMap<String, Vec<Secret>>,
     /// Channel settings the adapter may read.
     pub settings: BTreeMap<String, String>,
+    /// The gateway's customer-key salt (`[customers] key_salt`).
+    pub customer_key_salt: Option<Secret>,
 }
 
 impl Instance {
@@ -308,6 +310,27 @@ pub fn validate(
         issue("store.raw_retention_secs", "must be at least 3600".into());
     }
 
+    // [customers]
+    let customer_key_salt = raw
+        .customers
+        .key_salt
+        .as_deref()
+        .and_then(|t| secret("customers.key_salt", t, &mut issue));
+    if production && raw.customers.key_salt.is_none() {
+        issue(
+            "customers.key_salt",
+            "is required in production (customer keys join buyers across channels)".into(),
+        );
+    }
+    if let Some(s) = &customer_key_salt
+        && s.expose().len() < 16
+    {
+        issue(
+            "customers.key_salt",
+            format!("${{{}}} must be at least 16 characters", s.var),
+        );
+    }
+
     // [log]
     let json_logs = match raw.log.format.as_str() {
         "text" => false,
@@ -443,6 +466,7 @@ pub fn validate(
                 account: inst.account.clone(),
                 secrets,
                 settings: inst.settings.clone(),
+                customer_key_salt: customer_key_salt.clone(),
             }),
         );
     }

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub customers: RawCustomers,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -153,6 +155,17 @@ fn default_dedupe_ttl() -> u64 {
 }
 fn default_raw_retention() -> u64 {
     14 * 24 * 3600
+}
+
+/// Cross-channel customers.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomers {
+    /// Salt of the customer key (HMAC-SHA256 of the normalized email, else phone), as
+    /// `${ENV_VAR}`. Required in production; without it orders carry no customer key. Changing
+    /// it changes every key.
+    #[serde(default)]
+    pub key_salt: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

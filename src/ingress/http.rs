@@ -173,7 +173,22 @@ async fn webhook<S: Store + Clone>(
         .increment(1);
     metrics::histogram!(names::INGEST_DURATION, "instance" => label)
         .record(started.elapsed().as_secs_f64());
-    response
+    // A sender that needs a particular acknowledgement gets it, and only once stored.
+    let ack = app
+        .config
+        .instances
+        .get(&instance)
+        .and_then(|i| i.adapter.spec().webhook.as_ref())
+        .and_then(|w| w.ack.as_ref());
+    match ack {
+        Some(ack) if response.status().is_success() => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, ack.content_type.clone())],
+            ack.body.clone(),
+        )
+            .into_response(),
+        _ => response,
+    }
 }
 
 async fn webhook_inner<S: Store + Clone>(

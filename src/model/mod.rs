@@ -3,6 +3,7 @@
 
 mod country;
 mod ids;
+pub mod lifecycle;
 mod listing;
 pub mod money;
 mod order;
@@ -10,6 +11,7 @@ mod record;
 
 pub use country::{CountryCode, CountryError};
 pub use ids::{IdError, ListingId, OrderId, validate_instance_id};
+pub use lifecycle::{FactKind, LifecycleFact, Transition};
 pub use listing::{Listing, ListingStatus};
 pub use money::{CurrencyCode, Money, MoneyError};
 pub use order::{

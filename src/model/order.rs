@@ -118,6 +118,44 @@ pub struct Customer {
     pub key: Option<String>,
 }
 
+impl Customer {
+    /// The cross-channel key: `c.` + the first 128 bits of HMAC-SHA256(salt, identity) in hex,
+    /// where identity is `email:` + the trimmed, lower-cased email, else `phone:` + the phone's
+    /// digits (with a leading `+` kept). `None` when neither is usable.
+    pub fn derive_key(&self, salt: &[u8]) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        let identity = self
+            .email
+            .as_deref()
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| e.contains('@') && e.len() > 2)
+            .map(|e| format!("email:{e}"))
+            .or_else(|| {
+                let p = self.phone.as_deref()?.trim();
+                let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+                (digits.len() >= 7).then(|| {
+                    let plus = if p.starts_with('+') || p.starts_with("00") {
+                        "+"
+                    } else {
+                        ""
+                    };
+                    let digits = if p.starts_with("00") {
+                        &digits[2..]
+                    } else {
+                        &digits
+                    };
+                    format!("phone:{plus}{digits}")
+                })
+            })?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(salt).expect("any key length");
+        mac.update(identity.as_bytes());
+        Some(format!(
+            "c.{}",
+            hex::encode(&mac.finalize().into_bytes()[..16])
+        ))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
@@ -459,5 +497,37 @@ pub(crate) mod opt_decimal_str {
         let s: Option<String> = Option::deserialize(d)?;
         s.map(|s| crate::model::money::parse_decimal(&s).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_keys_normalize_email_then_phone() {
+        let c = |email: Option<&str>, phone: Option<&str>| Customer {
+            external_id: None,
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+            name: None,
+            key: None,
+        };
+        let salt = b"0123456789abcdef";
+        let k = c(Some("Bob@Example.com "), None).derive_key(salt).unwrap();
+        assert_eq!(
+            c(Some("bob@example.com"), Some("+1 555")).derive_key(salt),
+            Some(k.clone())
+        );
+        assert!(k.starts_with("c.") && k.len() == 34);
+        assert_ne!(
+            c(Some("bob@example.com"), None).derive_key(b"another-salt-0000"),
+            Some(k)
+        );
+        // Phones: formatting and the 00 international prefix do not matter.
+        let p = c(None, Some("+49 (30) 1234-5678")).derive_key(salt);
+        assert_eq!(c(None, Some("0049 30 12345678")).derive_key(salt), p);
+        assert!(p.is_some());
+        assert_eq!(c(Some("not-an-email"), Some("12")).derive_key(salt), None);
     }
 }

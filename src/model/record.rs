@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Listing, ListingId, Order, OrderId, Revision};
+use super::{LifecycleFact, Listing, ListingId, Order, OrderId, Revision, Transition};
 
 /// A canonical record produced by an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -12,6 +12,8 @@ use super::{Listing, ListingId, Order, OrderId, Revision};
 pub enum Record {
     Order(Box<Order>),
     Listing(Box<Listing>),
+    /// A payment, shipment or cancellation reported about an order (see `model::lifecycle`).
+    Fact(Box<LifecycleFact>),
 }
 
 impl Record {
@@ -19,6 +21,7 @@ impl Record {
         match self {
             Record::Order(_) => RecordKind::Order,
             Record::Listing(_) => RecordKind::Listing,
+            Record::Fact(_) => RecordKind::Fact,
         }
     }
 
@@ -26,20 +29,25 @@ impl Record {
         match self {
             Record::Order(o) => o.id.as_str(),
             Record::Listing(l) => l.id.as_str(),
+            Record::Fact(f) => &f.id,
         }
     }
 
+    /// The instance whose delivery produced the record.
     pub fn instance(&self) -> &str {
         match self {
             Record::Order(o) => &o.instance,
             Record::Listing(l) => &l.instance,
+            Record::Fact(f) => &f.source_instance,
         }
     }
 
-    pub fn revision(&self) -> &Revision {
+    /// Orders and listings have revisions; facts never change.
+    pub fn revision(&self) -> Option<&Revision> {
         match self {
-            Record::Order(o) => &o.revision,
-            Record::Listing(l) => &l.revision,
+            Record::Order(o) => Some(&o.revision),
+            Record::Listing(l) => Some(&l.revision),
+            Record::Fact(_) => None,
         }
     }
 
@@ -47,6 +55,7 @@ impl Record {
         match self {
             Record::Order(o) => o.validate(),
             Record::Listing(l) => l.validate(),
+            Record::Fact(f) => f.validate(),
         }
     }
 }
@@ -56,6 +65,7 @@ impl Record {
 pub enum RecordKind {
     Order,
     Listing,
+    Fact,
 }
 
 impl RecordKind {
@@ -63,6 +73,7 @@ impl RecordKind {
         match self {
             RecordKind::Order => "order",
             RecordKind::Listing => "listing",
+            RecordKind::Fact => "fact",
         }
     }
 }
@@ -79,6 +90,9 @@ pub enum Change {
     Unchanged,
     /// An older revision arrived after a newer one; it was not applied.
     Stale,
+    /// A fact about another instance's order: stored, and applied to the order by the lifecycle
+    /// worker (Redis keeps each instance in its own cluster slot).
+    Queued,
 }
 
 impl Change {
@@ -88,6 +102,7 @@ impl Change {
             Change::Updated => "updated",
             Change::Unchanged => "unchanged",
             Change::Stale => "stale",
+            Change::Queued => "queued",
         }
     }
 
@@ -97,7 +112,8 @@ impl Change {
     }
 }
 
-/// One entry of the store's append-only event stream: a record was created or changed.
+/// One entry of the store's append-only event stream: a record was created or changed, or a
+/// fact was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEvent {
@@ -110,6 +126,9 @@ pub struct ChangeEvent {
     pub at: DateTime<Utc>,
     /// The record as stored after the change.
     pub record: Record,
+    /// The order's effective status changed (a new order, a newer snapshot or a fact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
 }
 
 /// A typed reference to a stored record.

@@ -20,9 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
     IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
-    StoreResult, StreamEntry, decide, event_json, prepare,
+    StoreResult, StreamEntry, decide, event_json, parse_fact, prepare,
 };
-use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+use crate::model::{
+    Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, lifecycle,
+};
 
 /// instance \0 dedupe id → delivery id \0 expires (ms)
 const DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("dedupe");
@@ -46,6 +48,11 @@ const DEAD_LETTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_le
 /// (dead-lettered ms, id)
 const DEAD_LETTERS_BY_TIME: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("dead_letters_by_time");
+
+/// order id → (status rank of the highest stored snapshot or -1, highest fact rank or -1).
+const LIFE: TableDefinition<&str, (i16, i16)> = TableDefinition::new("life");
+/// (order id, fact id) → LifecycleFact JSON
+const FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("facts");
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -149,6 +156,8 @@ impl EmbeddedStore {
             txn.open_table(GROUPS).map_err(unavailable)?;
             txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
             txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+            txn.open_table(LIFE).map_err(unavailable)?;
+            txn.open_table(FACTS).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
         let next_seq = {
@@ -397,7 +406,8 @@ impl Writer {
         })
     }
 
-    /// Upserts records with the revision check and appends an event for each write.
+    /// Upserts records with the revision check, records facts, and appends an event for each
+    /// write (with the order's status transition, if any).
     fn apply(
         &mut self,
         txn: &WriteTransaction,
@@ -409,7 +419,43 @@ impl Writer {
         let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
         let mut index = txn.open_table(ORDER_INDEX).map_err(unavailable)?;
         let mut events = txn.open_table(EVENTS).map_err(unavailable)?;
+        let mut life = txn.open_table(LIFE).map_err(unavailable)?;
+        let mut facts = txn.open_table(FACTS).map_err(unavailable)?;
+        let rank = |r: i16| u8::try_from(r).ok();
         for p in prepared {
+            if p.kind == RecordKind::Fact {
+                let key = (p.order_id.as_str(), p.id.as_str());
+                let change = if facts.get(key).map_err(unavailable)?.is_some() {
+                    Change::Unchanged
+                } else {
+                    facts.insert(key, p.json.as_bytes()).map_err(unavailable)?;
+                    let (sr, fr) = life
+                        .get(p.order_id.as_str())
+                        .map_err(unavailable)?
+                        .map(|v| v.value())
+                        .unwrap_or((-1, -1));
+                    let new_fr = fr.max(i16::from(p.rank));
+                    life.insert(p.order_id.as_str(), (sr, new_fr))
+                        .map_err(unavailable)?;
+                    let t = lifecycle::transition(
+                        &p.order_id,
+                        (rank(sr), rank(fr)),
+                        (rank(sr), rank(new_fr)),
+                    );
+                    let json = event_json(p, Change::Created, delivery_id, at, t.as_ref());
+                    events
+                        .insert(self.next_seq, json.as_bytes())
+                        .map_err(unavailable)?;
+                    self.next_seq += 1;
+                    Change::Created
+                };
+                out.push(RecordResult {
+                    kind: p.kind,
+                    id: p.id.clone(),
+                    change,
+                });
+                continue;
+            }
             let stored = records
                 .get(p.id.as_str())
                 .map_err(unavailable)?
@@ -418,7 +464,23 @@ impl Writer {
             let change = decide(stored.as_ref().map(|r| r.rev.as_str()), &p.rev_key);
             if change.wrote() {
                 let seq = self.next_seq;
-                let json = event_json(p, change, delivery_id, at);
+                let mut transition = None;
+                if p.kind == RecordKind::Order {
+                    let (sr, fr) = life
+                        .get(p.id.as_str())
+                        .map_err(unavailable)?
+                        .map(|v| v.value())
+                        .unwrap_or((-1, -1));
+                    let new_sr = sr.max(i16::from(p.rank));
+                    life.insert(p.id.as_str(), (new_sr, fr))
+                        .map_err(unavailable)?;
+                    transition = lifecycle::transition(
+                        &p.id,
+                        (stored.as_ref().and_then(|_| rank(sr)), rank(fr)),
+                        (rank(new_sr), rank(fr)),
+                    );
+                }
+                let json = event_json(p, change, delivery_id, at, transition.as_ref());
                 events.insert(seq, json.as_bytes()).map_err(unavailable)?;
                 self.next_seq += 1;
                 let entry = RecordEntry {
@@ -676,6 +738,33 @@ fn read_record(db: &Database, id: &str) -> StoreResult<Option<Record>> {
     record_in(&records, &events, id)
 }
 
+/// An order as presented: its snapshot with the lifecycle facts applied.
+fn order_view(
+    life: &impl ReadableTable<&'static str, (i16, i16)>,
+    facts: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    order: Order,
+) -> StoreResult<Order> {
+    let id = order.id.as_str().to_string();
+    let floor = life
+        .get(id.as_str())
+        .map_err(unavailable)?
+        .map(|v| v.value().0)
+        .and_then(|r| u8::try_from(r).ok())
+        .unwrap_or(0);
+    let mut list = Vec::new();
+    for item in facts
+        .range::<(&str, &str)>((id.as_str(), "")..)
+        .map_err(unavailable)?
+    {
+        let (k, v) = item.map_err(unavailable)?;
+        if k.value().0 != id {
+            break;
+        }
+        list.push(parse_fact(v.value())?);
+    }
+    Ok(lifecycle::view(order, &list, floor))
+}
+
 impl Store for EmbeddedStore {
     async fn ingest(
         &self,
@@ -692,10 +781,17 @@ impl Store for EmbeddedStore {
 
     async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
         let id = id.as_str().to_string();
-        self.read(move |db| match read_record(db, &id)? {
-            Some(Record::Order(o)) => Ok(Some(*o)),
-            Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
-            None => Ok(None),
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let life = r.open_table(LIFE).map_err(unavailable)?;
+            let facts = r.open_table(FACTS).map_err(unavailable)?;
+            match record_in(&records, &events, &id)? {
+                Some(Record::Order(o)) => order_view(&life, &facts, *o).map(Some),
+                Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -722,6 +818,8 @@ impl Store for EmbeddedStore {
             let records = r.open_table(RECORDS).map_err(unavailable)?;
             let events = r.open_table(EVENTS).map_err(unavailable)?;
             let index = r.open_table(ORDER_INDEX).map_err(unavailable)?;
+            let life = r.open_table(LIFE).map_err(unavailable)?;
+            let facts = r.open_table(FACTS).map_err(unavailable)?;
             let lower = match &after_id {
                 Some(a) => Bound::Excluded((slot.as_str(), start_ms, a.as_str())),
                 None => Bound::Included((slot.as_str(), start_ms, "")),
@@ -744,7 +842,7 @@ impl Store for EmbeddedStore {
             let mut items = Vec::with_capacity(ids.len());
             for (_, id) in &ids {
                 match record_in(&records, &events, id)? {
-                    Some(Record::Order(o)) => items.push(*o),
+                    Some(Record::Order(o)) => items.push(order_view(&life, &facts, *o)?),
                     Some(_) => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
                     None => {
                         return Err(StoreError::Corrupt(format!("index points at missing {id}")));
@@ -915,6 +1013,10 @@ impl Store for EmbeddedStore {
 
     async fn housekeeping(&self, now: DateTime<Utc>) -> StoreResult<Housekeeping> {
         self.send(|reply| Op::Housekeeping { now, reply }).await
+    }
+
+    async fn drain_lifecycle(&self) -> StoreResult<u64> {
+        Ok(0)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::adapter::FieldError;
-use crate::model::{Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+use crate::model::{
+    Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, Transition,
+    lifecycle,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -326,6 +329,11 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Housekeeping>> + Send;
 
+    /// Applies lifecycle facts that wait for another instance's order (Redis keeps instances
+    /// in separate cluster slots, so such a fact is queued in its own instance's outbox and
+    /// applied here; the embedded store applies every fact at ingest and returns 0).
+    fn drain_lifecycle(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// Is the store reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }
@@ -336,22 +344,54 @@ pub(crate) struct Prepared {
     pub kind: RecordKind,
     pub id: String,
     pub instance: String,
+    /// Orders and listings: the revision ordering key. Facts: empty (they never change).
     pub rev_key: String,
+    /// Orders and listings: the channel's updated time. Facts: the time of the fact.
     pub updated_millis: i64,
+    /// Orders: the status rank of this snapshot; facts: the rank the fact implies.
+    pub rank: u8,
+    /// The order a fact is about (the order itself for an order).
+    pub order_id: String,
+    pub order_instance: String,
     pub json: String,
 }
 
 pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
     let json = serde_json::to_string(record)
         .map_err(|e| StoreError::Invalid(format!("record cannot be serialized: {e}")))?;
-    let hash = hex::encode(&Sha256::digest(json.as_bytes())[..8]);
-    let rev = record.revision();
+    let (rev_key, updated_millis) = match record.revision() {
+        Some(rev) => {
+            let hash = hex::encode(&Sha256::digest(json.as_bytes())[..8]);
+            (rev.ordering_key(&hash), rev.updated_at.timestamp_millis())
+        }
+        None => (String::new(), 0),
+    };
+    let (rank, order_id, order_instance) = match record {
+        Record::Order(o) => (
+            lifecycle::rank(o.status),
+            o.id.as_str().to_string(),
+            o.instance.clone(),
+        ),
+        Record::Fact(f) => (
+            f.rank(),
+            f.order_id.as_str().to_string(),
+            f.order_instance.clone(),
+        ),
+        Record::Listing(_) => (0, String::new(), String::new()),
+    };
+    let updated_millis = match record {
+        Record::Fact(f) => f.at.timestamp_millis(),
+        _ => updated_millis,
+    };
     Ok(Prepared {
         kind: record.kind(),
         id: record.id().to_string(),
         instance: record.instance().to_string(),
-        rev_key: rev.ordering_key(&hash),
-        updated_millis: rev.updated_at.timestamp_millis(),
+        rev_key,
+        updated_millis,
+        rank,
+        order_id,
+        order_instance,
         json,
     })
 }
@@ -372,18 +412,39 @@ pub(crate) fn event_json(
     change: Change,
     delivery_id: &str,
     at: DateTime<Utc>,
+    transition: Option<&Transition>,
 ) -> String {
     let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let transition = transition
+        .map(|t| {
+            format!(
+                r#","transition":{}"#,
+                serde_json::to_string(t).expect("transitions serialize")
+            )
+        })
+        .unwrap_or_default();
     format!(
-        r#"{{"kind":"{}","change":"{}","record_id":{},"instance":{},"delivery_id":{},"at":{},"record":{}}}"#,
+        r#"{{"kind":"{}","change":"{}","record_id":{},"instance":{},"delivery_id":{},"at":{},"record":{}{}}}"#,
         p.kind.as_str(),
         change.as_str(),
         q(&p.id),
         q(&p.instance),
         q(delivery_id),
         q(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        p.json
+        p.json,
+        transition
     )
+}
+
+/// Reads a stored fact (kept as its record document).
+pub(crate) fn parse_fact(json: &[u8]) -> StoreResult<crate::model::LifecycleFact> {
+    match parse_record(json)? {
+        Record::Fact(f) => Ok(*f),
+        other => Err(StoreError::Corrupt(format!(
+            "{} stored as a fact",
+            other.id()
+        ))),
+    }
 }
 
 /// Reads a stored record document.
@@ -423,9 +484,15 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
             .unwrap()
             .to_utc();
-        let json = event_json(&p, Change::Created, "d\"1", at);
+        let t = crate::model::lifecycle::transition(
+            "o.app.0123456789abcdef",
+            (None, None),
+            (Some(1), None),
+        );
+        let json = event_json(&p, Change::Created, "d\"1", at, t.as_ref());
         let event: ChangeEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(event.record, record);
+        assert_eq!(event.transition, t);
         assert_eq!(event.delivery_id, "d\"1");
         assert_eq!(event.at, at);
     }

@@ -30,43 +30,117 @@ use redis::{Script, Value};
 use super::{
     Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
     IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
-    StoreResult, StreamEntry, parse_record, prepare,
+    StoreResult, StreamEntry, parse_fact, parse_record, prepare,
 };
-use crate::model::{Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind};
+use crate::model::{
+    Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, Transition,
+    lifecycle,
+};
 
 /// Upserts the records passed after the fixed arguments; shared by ingest and replay.
-/// Expects `KEYS[events_key]`, `KEYS[orders_key]`, record keys from `KEYS[first_record_key]`,
-/// and per record 5 ARGV entries (id, kind, rev, ms, doc) from `ARGV[first_record_arg]`.
+/// Expects `KEYS[events_key]`, `KEYS[orders_key]`, two keys per record from
+/// `KEYS[first_record_key]`, and per record 7 ARGV entries (id, kind, rev, ms, doc, rank, order)
+/// from `ARGV[first_record_arg]`.
+///
+/// Per kind, the two keys are: order `rec:<id>`, `life:<id>`; listing `rec:<id>` twice; fact
+/// about an order of the same instance (`fact`) `life:<order>`, `rec:<order>`; fact about
+/// another instance's order (`fact_out`, rev = that instance) the outbox twice.
+///
+/// Lifecycle: `life:<order>` holds the facts (`f:<fact id>` → JSON) and `~rank`, the highest
+/// fact rank; `rec:<order>` holds `srank`, the highest snapshot rank. The effective status is
+/// the larger of the two; an event that raises it carries `order`, `from`, `to` (ranks).
 const APPLY_LUA: &str = r#"
+local function mx(a, b) if a > b then return a else return b end end
+local function fact(life, rec, events, id, rank, order_id, doc, delivery, at)
+  if redis.call('HSETNX', life, 'f:' .. id, doc) == 0 then return 'unchanged' end
+  local fr = tonumber(redis.call('HGET', life, '~rank') or '-1')
+  local args = {'kind', 'fact', 'change', 'created', 'id', id, 'delivery', delivery, 'at', at,
+    'record', doc}
+  if rank > fr then
+    redis.call('HSET', life, '~rank', rank)
+    local sr = redis.call('HGET', rec, 'srank')
+    if sr then
+      sr = tonumber(sr)
+      local before = mx(sr, mx(fr, 0))
+      local after = mx(sr, rank)
+      if after > before then
+        for _, v in ipairs({'order', order_id, 'from', before, 'to', after}) do
+          args[#args + 1] = v
+        end
+      end
+    end
+  end
+  redis.call('XADD', events, '*', unpack(args))
+  return 'created'
+end
 local function apply(events_key, orders_key, first_record_key, first_record_arg, n, delivery, at)
   local out = {}
   for i = 1, n do
-    local b = first_record_arg + (i - 1) * 5
+    local b = first_record_arg + (i - 1) * 7
     local id, kind, rev, ms, doc = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-    local key = KEYS[first_record_key + i - 1]
-    local cur = redis.call('HGET', key, 'rev')
-    local change
-    if not cur then change = 'created'
-    elseif rev > cur then change = 'updated'
-    elseif rev == cur then change = 'unchanged'
-    else change = 'stale' end
-    if change == 'created' or change == 'updated' then
-      redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
-      if kind == 'order' then redis.call('ZADD', KEYS[orders_key], ms, id) end
-      redis.call('XADD', KEYS[events_key], '*', 'kind', kind, 'change', change, 'id', id,
-        'delivery', delivery, 'at', at, 'record', doc)
+    local rank, order_id = tonumber(ARGV[b + 5]), ARGV[b + 6]
+    local key = KEYS[first_record_key + (i - 1) * 2]
+    local key2 = KEYS[first_record_key + (i - 1) * 2 + 1]
+    if kind == 'fact' then
+      out[#out + 1] = fact(key, key2, KEYS[events_key], id, rank, order_id, doc, delivery, at)
+    elseif kind == 'fact_out' then
+      redis.call('XADD', key, '*', 'order_instance', rev, 'id', id, 'rank', rank,
+        'order', order_id, 'doc', doc, 'delivery', delivery, 'at', at)
+      out[#out + 1] = 'queued'
+    else
+      local cur = redis.call('HGET', key, 'rev')
+      local change
+      if not cur then change = 'created'
+      elseif rev > cur then change = 'updated'
+      elseif rev == cur then change = 'unchanged'
+      else change = 'stale' end
+      if change == 'created' or change == 'updated' then
+        local args = {'kind', kind, 'change', change, 'id', id, 'delivery', delivery, 'at', at,
+          'record', doc}
+        if kind == 'order' then
+          local fr = mx(tonumber(redis.call('HGET', key2, '~rank') or '-1'), 0)
+          local sr = rank
+          local before = nil
+          if cur then
+            local old = tonumber(redis.call('HGET', key, 'srank') or '0')
+            before = mx(old, fr)
+            sr = mx(sr, old)
+          end
+          local after = mx(sr, fr)
+          redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc, 'srank', sr)
+          redis.call('ZADD', KEYS[orders_key], ms, id)
+          if before == nil or after > before then
+            for _, v in ipairs({'order', id, 'from', before or '', 'to', after}) do
+              args[#args + 1] = v
+            end
+          end
+        else
+          redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
+        end
+        redis.call('XADD', KEYS[events_key], '*', unpack(args))
+      end
+      out[#out + 1] = change
     end
-    out[#out + 1] = change
   end
   return out
 end
 "#;
 
+/// Applies one fact taken from an instance's outbox to its order (in the order's slot).
+/// KEYS: 1 life, 2 rec, 3 events. ARGV: id, rank, order id, doc, delivery, at.
+const FACT_LUA: &str = r#"
+return fact(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5],
+  ARGV[6])
+"#;
+
+/// The consumer group of the lifecycle outboxes.
+const OUTBOX_GROUP: &str = "lifecycle";
+
 /// Runs inside MULTI/EXEC right after the raw delivery was written (HSET + EXPIRE), so the
 /// large body never passes through Lua (Redis hashes every byte of every Lua string).
 /// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead-letter index, 5 orders, 6 dead letters of this
-/// delivery (set), 7.. records (n), then dead letters (m).
-/// ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7.. records (5 each),
+/// delivery (set), 7.. records (2n), then dead letters (m).
+/// ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7.. records (7 each),
 /// then dead letters (id, json).
 const INGEST_LUA: &str = r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -77,8 +151,8 @@ local n = tonumber(ARGV[5])
 local m = tonumber(ARGV[6])
 local changes = apply(3, 5, 7, 7, n, ARGV[1], ARGV[4])
 for j = 1, m do
-  local b = 7 + n * 5 + (j - 1) * 2
-  redis.call('SET', KEYS[6 + n + j], ARGV[b + 1])
+  local b = 7 + n * 7 + (j - 1) * 2
+  redis.call('SET', KEYS[6 + 2 * n + j], ARGV[b + 1])
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[b])
   redis.call('SADD', KEYS[6], ARGV[b])
 end
@@ -88,7 +162,7 @@ return changes
 "#;
 
 /// KEYS: 1 dead letter, 2 dead-letter index, 3 raw, 4 events, 5 orders, 6 dead letters of the
-/// delivery (set), 7.. records.
+/// delivery (set), 7.. records (2 each).
 /// ARGV: 1 id, 2 raw retention, 3 at, 4 record count, 5 delivery id, 6.. records.
 const RESOLVE_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
@@ -126,6 +200,7 @@ pub struct RedisStore {
     ingest: Arc<str>,
     ingest_sha: Arc<str>,
     resolve: Arc<Script>,
+    fact: Arc<Script>,
     groups: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -178,6 +253,7 @@ impl RedisStore {
                 .into(),
             ingest: format!("{APPLY_LUA}\n{INGEST_LUA}").into(),
             resolve: Arc::new(Script::new(&format!("{APPLY_LUA}\n{RESOLVE_LUA}"))),
+            fact: Arc::new(Script::new(&format!("{APPLY_LUA}\n{FACT_LUA}"))),
             opts: Arc::new(opts),
             groups: Arc::new(Mutex::new(HashSet::new())),
         };
@@ -234,22 +310,160 @@ impl RedisStore {
             .ok_or_else(|| StoreError::Invalid(format!("id '{id}' names no instance")))
     }
 
+    /// The two keys and the kind argument of each record (see `APPLY_LUA`).
+    fn record_keys(&self, instance: &str, p: &Prepared) -> ([String; 2], &'static str) {
+        match p.kind {
+            RecordKind::Order => (
+                [
+                    self.key(instance, &format!("rec:{}", p.id)),
+                    self.key(instance, &format!("life:{}", p.id)),
+                ],
+                "order",
+            ),
+            RecordKind::Listing => {
+                let k = self.key(instance, &format!("rec:{}", p.id));
+                ([k.clone(), k], "listing")
+            }
+            RecordKind::Fact if p.order_instance == instance => (
+                [
+                    self.key(instance, &format!("life:{}", p.order_id)),
+                    self.key(instance, &format!("rec:{}", p.order_id)),
+                ],
+                "fact",
+            ),
+            RecordKind::Fact => {
+                let k = self.key(instance, "outbox");
+                ([k.clone(), k], "fact_out")
+            }
+        }
+    }
+
     fn push_records(
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
         instance: &str,
         prepared: &[Prepared],
     ) {
+        let mut kinds = Vec::with_capacity(prepared.len());
         for p in prepared {
-            inv.key(self.key(instance, &format!("rec:{}", p.id)));
+            let ([k1, k2], kind) = self.record_keys(instance, p);
+            inv.key(k1).key(k2);
+            kinds.push(kind);
         }
-        for p in prepared {
+        for (p, kind) in prepared.iter().zip(kinds) {
             inv.arg(&p.id)
-                .arg(p.kind.as_str())
-                .arg(&p.rev_key)
+                .arg(kind)
+                .arg(record_rev(p))
                 .arg(p.updated_millis)
-                .arg(&p.json);
+                .arg(&p.json)
+                .arg(p.rank)
+                .arg(&p.order_id);
         }
+    }
+
+    /// Applies the facts waiting in the instances' outboxes to their orders. Idempotent (a fact
+    /// is recorded once per id), so a crash between apply and acknowledge only repeats work.
+    pub async fn drain_outboxes(&self, max: usize) -> StoreResult<u64> {
+        let mut applied = 0;
+        for inst in self.opts.instances.clone() {
+            let outbox = self.key(&inst, "outbox");
+            self.ensure_group(&outbox, OUTBOX_GROUP).await?;
+            let mut conn = self.conn();
+            for start in ["0", ">"] {
+                let reply: Value = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(OUTBOX_GROUP)
+                    .arg("gateway")
+                    .arg("COUNT")
+                    .arg(max)
+                    .arg("STREAMS")
+                    .arg(&outbox)
+                    .arg(start)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                for (sid, f) in stream_entries(&reply)? {
+                    let get = |k: &str| {
+                        f.get(k).and_then(bulk_str).ok_or_else(|| {
+                            StoreError::Corrupt(format!("outbox entry {sid} without {k}"))
+                        })
+                    };
+                    let order_inst = get("order_instance")?;
+                    let order_id = get("order")?;
+                    let _: Value = self
+                        .fact
+                        .key(self.key(&order_inst, &format!("life:{order_id}")))
+                        .key(self.key(&order_inst, &format!("rec:{order_id}")))
+                        .key(self.key(&order_inst, "events"))
+                        .arg(get("id")?)
+                        .arg(get("rank")?)
+                        .arg(&order_id)
+                        .arg(get("doc")?)
+                        .arg(get("delivery")?)
+                        .arg(get("at")?)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    let _: Value = redis::pipe()
+                        .cmd("XACK")
+                        .arg(&outbox)
+                        .arg(OUTBOX_GROUP)
+                        .arg(&sid)
+                        .cmd("XDEL")
+                        .arg(&outbox)
+                        .arg(&sid)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    applied += 1;
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Orders as presented: each snapshot with its lifecycle facts applied.
+    async fn order_views(&self, ids: &[(String, String)]) -> StoreResult<Vec<Option<Order>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (inst, id) in ids {
+            pipe.cmd("HMGET")
+                .arg(self.key(inst, &format!("rec:{id}")))
+                .arg("doc")
+                .arg("srank")
+                .cmd("HGETALL")
+                .arg(self.key(inst, &format!("life:{id}")));
+        }
+        let mut conn = self.conn();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for ((_, id), pair) in ids.iter().zip(replies.chunks(2)) {
+            let [rec, life] = pair else {
+                return Err(StoreError::Corrupt("short pipeline reply".into()));
+            };
+            let (doc, srank): (Option<Vec<u8>>, Option<String>) =
+                redis::from_redis_value(rec.clone()).map_err(unavailable)?;
+            let Some(doc) = doc else {
+                out.push(None);
+                continue;
+            };
+            let order = match parse_record(&doc)? {
+                Record::Order(o) => *o,
+                _ => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+            };
+            let life: BTreeMap<String, Vec<u8>> =
+                redis::from_redis_value(life.clone()).map_err(unavailable)?;
+            let facts = life
+                .iter()
+                .filter(|(k, _)| k.starts_with("f:"))
+                .map(|(_, v)| parse_fact(v))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let floor = srank.and_then(|s| s.parse::<u8>().ok()).unwrap_or(0);
+            out.push(Some(lifecycle::view(order, &facts, floor)));
+        }
+        Ok(out)
     }
 
     async fn ensure_group(&self, stream: &str, group: &str) -> StoreResult<()> {
@@ -340,14 +554,11 @@ impl RedisStore {
     }
 }
 
-/// The per-record arguments of the apply step: id, kind, revision key, updated ms, document.
-fn push_record_args(cmd: &mut redis::Cmd, prepared: &[Prepared]) {
-    for p in prepared {
-        cmd.arg(&p.id)
-            .arg(p.kind.as_str())
-            .arg(&p.rev_key)
-            .arg(p.updated_millis)
-            .arg(&p.json);
+/// The `rev` argument: the revision key, or for a fact the instance of its order.
+fn record_rev(p: &Prepared) -> &str {
+    match p.kind {
+        RecordKind::Fact => &p.order_instance,
+        _ => &p.rev_key,
     }
 }
 
@@ -369,6 +580,7 @@ fn parse_changes(values: &[Value]) -> StoreResult<Vec<Change>> {
                 b"updated" => Ok(Change::Updated),
                 b"unchanged" => Ok(Change::Unchanged),
                 b"stale" => Ok(Change::Stale),
+                b"queued" => Ok(Change::Queued),
                 other => Err(StoreError::Corrupt(format!(
                     "unexpected script reply {}",
                     String::from_utf8_lossy(other)
@@ -417,6 +629,7 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
     let kind = match get("kind")?.as_str() {
         "order" => RecordKind::Order,
         "listing" => RecordKind::Listing,
+        "fact" => RecordKind::Fact,
         other => return Err(StoreError::Corrupt(format!("event kind {other}"))),
     };
     let change = match get("change")?.as_str() {
@@ -427,7 +640,23 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
     let at = DateTime::parse_from_rfc3339(&get("at")?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .to_utc();
+    let rank = |k: &str| {
+        fields
+            .get(k)
+            .and_then(bulk_str)
+            .and_then(|s| s.parse::<u8>().ok())
+            .map(lifecycle::from_rank)
+    };
+    let transition = match (fields.get("order").and_then(bulk_str), rank("to")) {
+        (Some(order_id), Some(to)) => Some(Transition {
+            order_id,
+            from: rank("from"),
+            to,
+        }),
+        _ => None,
+    };
     Ok(ChangeEvent {
+        transition,
         kind,
         change,
         record_id: get("id")?,
@@ -474,11 +703,13 @@ impl Store for RedisStore {
             self.key(inst, "orders"),
             self.key(inst, &format!("dlof:{}", delivery.delivery_id)),
         ];
-        keys.extend(
-            prepared
-                .iter()
-                .map(|p| self.key(inst, &format!("rec:{}", p.id))),
-        );
+        let mut kinds = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let ([k1, k2], kind) = self.record_keys(inst, p);
+            keys.push(k1);
+            keys.push(k2);
+            kinds.push(kind);
+        }
         keys.extend(
             dead_letters
                 .iter()
@@ -492,7 +723,15 @@ impl Store for RedisStore {
             .arg(&at)
             .arg(prepared.len())
             .arg(dead_letters.len());
-        push_record_args(&mut eval, &prepared);
+        for (p, kind) in prepared.iter().zip(kinds) {
+            eval.arg(&p.id)
+                .arg(kind)
+                .arg(record_rev(p))
+                .arg(p.updated_millis)
+                .arg(&p.json)
+                .arg(p.rank)
+                .arg(&p.order_id);
+        }
         for (id, json) in &dead_letters {
             eval.arg(id).arg(json);
         }
@@ -546,11 +785,8 @@ impl Store for RedisStore {
     }
 
     async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
-        match self.read_doc(id.instance(), id.as_str()).await? {
-            Some(Record::Order(o)) => Ok(Some(*o)),
-            Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
-            None => Ok(None),
-        }
+        let ids = [(id.instance().to_string(), id.as_str().to_string())];
+        Ok(self.order_views(&ids).await?.pop().flatten())
     }
 
     async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
@@ -578,26 +814,16 @@ impl Store for RedisStore {
         merged.sort();
         let more = merged.len() > q.limit;
         merged.truncate(q.limit);
-        let mut conn = self.conn();
-        let mut pipe = redis::pipe();
-        for (_, id, inst) in &merged {
-            pipe.cmd("HGET")
-                .arg(self.key(inst, &format!("rec:{id}")))
-                .arg("doc");
-        }
-        let docs: Vec<Option<Vec<u8>>> = if merged.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn).await.map_err(unavailable)?
-        };
-        let mut items = Vec::with_capacity(docs.len());
-        for ((_, id, _), doc) in merged.iter().zip(docs) {
-            let doc =
-                doc.ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?;
-            match parse_record(&doc)? {
-                Record::Order(o) => items.push(*o),
-                _ => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
-            }
+        let ids: Vec<(String, String)> = merged
+            .iter()
+            .map(|(_, id, inst)| (inst.clone(), id.clone()))
+            .collect();
+        let mut items = Vec::with_capacity(ids.len());
+        for ((_, id), order) in ids.iter().zip(self.order_views(&ids).await?) {
+            items.push(
+                order
+                    .ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?,
+            );
         }
         let next = more.then(|| {
             let (ms, id, _) = merged.last().expect("more implies items");
@@ -831,6 +1057,10 @@ impl Store for RedisStore {
     async fn housekeeping(&self, _now: DateTime<Utc>) -> StoreResult<Housekeeping> {
         // Dedupe keys and processed raw bodies carry TTLs; Redis expires them itself.
         Ok(Housekeeping::default())
+    }
+
+    async fn drain_lifecycle(&self) -> StoreResult<u64> {
+        self.drain_outboxes(256).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

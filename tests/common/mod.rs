@@ -16,6 +16,9 @@ use crossgate::store::{self, AnyStore};
 use serde_json::Value;
 
 pub const SHOPIFY_SECRET: &str = "test-shopify-secret";
+pub const STRIPE_SECRET: &str = "whsec_test_stripe_endpoint_secret";
+pub const WECHAT_API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+pub const CUSTOMER_SALT: &str = "test-customer-key-salt-0123456789";
 /// whsec_ + base64("crossgate-test-app-secret-32byte")
 pub const APP_SECRET: &str = "whsec_Y3Jvc3NnYXRlLXRlc3QtYXBwLXNlY3JldC0zMmJ5dGU=";
 
@@ -86,6 +89,21 @@ pub fn test_config(backend: Backend, redis_url: &str, extra_server: &str) -> Tes
 
 /// A test config in `dir`, with a chosen adapters directory and extra environment variables
 /// (they override the default test secrets).
+/// Stripe and WeChat Pay instances whose payments name orders of `shop` and `app`.
+const PAYMENT_INSTANCES: &str = r#"[[instance]]
+id = "stripe"
+adapter = "stripe"
+account = "acct_test"
+secrets = { webhook = "${TEST_STRIPE_SECRET}" }
+settings = { orders_instance = "shop" }
+[[instance]]
+id = "wechat"
+adapter = "wechatpay"
+account = "10000100"
+secrets = { webhook = "${TEST_WECHAT_KEY}" }
+settings = { orders_instance = "app" }
+"#;
+
 pub fn test_config_in(
     dir: &Path,
     backend: Backend,
@@ -109,6 +127,8 @@ redis_prefix = "{prefix}"
 redis_timeout_ms = 1000
 [log]
 level = "warn"
+[customers]
+key_salt = "${{TEST_CUSTOMER_SALT}}"
 [[instance]]
 id = "shop"
 adapter = "shopify"
@@ -119,8 +139,14 @@ id = "app"
 adapter = "app"
 account = "merchant-app"
 secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
-"#,
+{payments}"#,
         adapters = adapters.display(),
+        // Payment providers only where the adapters directory has them.
+        payments = if adapters.join("stripe.toml").exists() {
+            PAYMENT_INSTANCES
+        } else {
+            ""
+        },
         backend = match backend {
             Backend::Embedded => "embedded",
             Backend::Redis => "redis",
@@ -135,6 +161,9 @@ secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
             SHOPIFY_SECRET.to_string(),
         ),
         ("TEST_APP_SECRET".to_string(), APP_SECRET.to_string()),
+        ("TEST_STRIPE_SECRET".to_string(), STRIPE_SECRET.to_string()),
+        ("TEST_WECHAT_KEY".to_string(), WECHAT_API_KEY.to_string()),
+        ("TEST_CUSTOMER_SALT".to_string(), CUSTOMER_SALT.to_string()),
     ]
     .into_iter()
     .collect();
