@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod config;
 pub mod daemon;
+pub mod import;
 pub mod ingress;
 pub mod model;
 pub mod pipeline;

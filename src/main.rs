@@ -49,6 +49,9 @@ enum Command {
     CheckConfig,
     /// Normalize a payload offline with an adapter and print the canonical JSON.
     Replay(ReplayArgs),
+    /// Import a file of orders (phone / call-centre CSV). Reports every bad row by line and
+    /// column and stores every good order; importing the same file again stores nothing new.
+    Import(ImportArgs),
     /// List or replay dead letters through a running daemon's API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -80,6 +83,26 @@ struct ReplayArgs {
     /// An instance setting the adapter reads, e.g. --setting currency=USD. Repeatable.
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     settings: Vec<String>,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Adapter of the file's format (e.g. phone; see its file in adapters/ for the columns).
+    #[arg(long)]
+    adapter: String,
+    /// The file to import.
+    #[arg(long)]
+    file: PathBuf,
+    /// Instance to import into (default: the only configured instance of that adapter).
+    #[arg(long)]
+    instance: Option<String>,
+    /// Send to the running daemon at this URL instead of writing the store directly. Without
+    /// it, the daemon at the config's listen address is used when it answers, else the store.
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +166,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Serve => serve(&cli.config).await?,
         Command::CheckConfig => return Ok(check_config(&cli.config)),
         Command::Replay(args) => return replay(&cli.config, args),
+        Command::Import(args) => return import(&cli.config, args).await,
         Command::DeadLetters(cmd) => dead_letters(&cli.config, cmd).await?,
         Command::Demo(args) => demo::run(&cli.config, args).await?,
         Command::Bench(cmd) => bench::run(&cli.config, cmd).await?,
@@ -332,6 +356,229 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
     }
 }
 
+/// Where imported chunks go.
+enum ImportSink {
+    Api(ApiClient),
+    Store(store::AnyStore),
+}
+
+async fn import(config_path: &Path, args: ImportArgs) -> Result<std::process::ExitCode> {
+    use crossgate::import::{self, ImportReport, RowError};
+    use crossgate::model::Change;
+    let config = load_config(config_path)?;
+    let candidates: Vec<&String> = config
+        .instances
+        .values()
+        .filter(|i| i.adapter.name() == args.adapter)
+        .map(|i| &i.id)
+        .collect();
+    let instance_id = match (&args.instance, candidates.as_slice()) {
+        (Some(i), _) => i.clone(),
+        (None, [one]) => (*one).clone(),
+        (None, []) => bail!(
+            "no instance uses adapter '{}'; add one to {} (see README, \"Phone orders\")",
+            args.adapter,
+            config_path.display()
+        ),
+        (None, many) => bail!(
+            "several instances use adapter '{}' ({}); choose one with --instance",
+            args.adapter,
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let inst = config
+        .instances
+        .get(&instance_id)
+        .with_context(|| format!("no instance '{instance_id}' in the config"))?
+        .clone();
+    if inst.adapter.name() != args.adapter {
+        bail!(
+            "instance '{instance_id}' uses adapter '{}', not '{}'",
+            inst.adapter.name(),
+            args.adapter
+        );
+    }
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let plan = import::plan(&inst.adapter, &bytes, import::CHUNK_ORDERS)?;
+
+    // The running daemon when there is one (the embedded store is locked by it), else the store.
+    let api = ApiClient::new(
+        config_path,
+        &ApiArgs {
+            url: args.url.clone(),
+        },
+    )?;
+    let daemon_up = api
+        .http()
+        .get(format!("{}/healthz", api.base()))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    let sink = if daemon_up {
+        eprintln!("importing through the daemon at {}", api.base());
+        ImportSink::Api(api)
+    } else if args.url.is_some() {
+        bail!("the daemon at {} does not answer", api.base());
+    } else {
+        eprintln!(
+            "no daemon answers; writing to the {:?} store directly",
+            config.store.backend
+        );
+        let (s, _) = store::open(&config)
+            .await
+            .context("opening the store (is a daemon running on another address? use --url)")?;
+        ImportSink::Store(s)
+    };
+
+    let mut report = ImportReport {
+        orders: plan.orders,
+        errors: plan.row_errors.clone(),
+        ..Default::default()
+    };
+    let refused_orders: std::collections::HashSet<&str> = plan
+        .row_errors
+        .iter()
+        .filter_map(|e| e.order_id.as_deref())
+        .collect();
+    report.failed = refused_orders.len();
+    let bar = indicatif::ProgressBar::new(plan.orders as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} orders {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.inc(refused_orders.len() as u64);
+    for chunk in &plan.chunks {
+        // The mapping is pure: find every problem locally, by line and column.
+        let local = crossgate::pipeline::dispose(&inst, &Headers::default(), &chunk.body);
+        let mut failed_here = 0;
+        for (item, e) in &local.errors {
+            let orders: Vec<usize> = match item {
+                Some(i) if *i < chunk.orders.len() => vec![*i],
+                Some(_) => Vec::new(),
+                None => (0..chunk.orders.len()).collect(),
+            };
+            for i in orders {
+                failed_here += 1;
+                let order = &chunk.orders[i];
+                if e.fields().is_empty() {
+                    report.errors.push(RowError {
+                        line: order.lines.first().copied().unwrap_or(0),
+                        column: None,
+                        order_id: Some(order.order_id.clone()),
+                        value: None,
+                        problem: e.to_string(),
+                    });
+                }
+                for f in e.fields() {
+                    report.errors.push(chunk.locate(i, f));
+                }
+            }
+        }
+        report.failed += failed_here;
+        let bad: Vec<usize> = local
+            .errors
+            .iter()
+            .flat_map(|(item, _)| match item {
+                Some(i) => vec![*i],
+                None => (0..chunk.orders.len()).collect(),
+            })
+            .collect();
+        let Some(chunk) = chunk.without(&bad) else {
+            bar.inc(failed_here as u64);
+            continue;
+        };
+        let chunk = &chunk;
+        let changes: Option<Vec<Change>> = match &sink {
+            ImportSink::Store(s) => {
+                let r = with_store!(s, st => crossgate::pipeline::submit(
+                    st,
+                    &inst,
+                    crossgate::pipeline::Submission::AdapterFormat,
+                    Some(&chunk.key),
+                    chunk.body.clone(),
+                    chrono::Utc::now(),
+                ).await)?;
+                match r.outcome {
+                    store::IngestOutcome::Duplicate { .. } => None,
+                    store::IngestOutcome::Stored { records, .. } => {
+                        Some(records.iter().map(|r| r.change).collect())
+                    }
+                }
+            }
+            ImportSink::Api(c) => {
+                let mut req = c
+                    .http()
+                    .post(format!("{}/v1/instances/{instance_id}/imports", c.base()))
+                    .header("Content-Type", "text/csv")
+                    .header("Idempotency-Key", &chunk.key)
+                    .body(chunk.body.clone());
+                if let Some(t) = c.token() {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().await.context("sending a chunk to the daemon")?;
+                let status = resp.status();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                if !status.is_success() {
+                    bail!("the daemon answered {status}: {body}");
+                }
+                if body["status"] == "duplicate" {
+                    None
+                } else {
+                    Some(
+                        body["records"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|r| {
+                                serde_json::from_value::<Change>(r["change"].clone()).ok()
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        };
+        match changes {
+            // The same chunk was imported before: nothing new.
+            None => report.unchanged += chunk.orders.len(),
+            Some(changes) => {
+                report.stored += changes.iter().filter(|c| c.wrote()).count();
+                report.unchanged += changes.iter().filter(|c| !c.wrote()).count();
+            }
+        }
+        bar.inc((chunk.orders.len() + failed_here) as u64);
+    }
+    bar.finish_and_clear();
+    report.errors.sort_by_key(|e| e.line);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for e in &report.errors {
+            println!("{e}");
+        }
+        println!(
+            "{}: {} orders; {} stored, {} unchanged, {} not imported ({} problem(s))",
+            args.file.display(),
+            report.orders,
+            report.stored,
+            report.unchanged,
+            report.failed,
+            report.errors.len()
+        );
+    }
+    Ok(if report.ok() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        // Some rows were refused (the good orders are stored).
+        std::process::ExitCode::from(2)
+    })
+}
+
 /// A small client for the daemon's API.
 pub struct ApiClient {
     base: String,
@@ -364,6 +611,10 @@ impl ApiClient {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {

@@ -165,6 +165,75 @@ pub fn dispose(inst: &Instance, headers: &Headers, body: &[u8]) -> Disposed {
     }
 }
 
+/// The topic recorded for canonical order JSON submitted through the API (so a replay reads it
+/// the same way).
+pub const CANONICAL_TOPIC: &str = "crossgate/canonical-order";
+
+/// How a delivery submitted through the API or the CLI is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submission {
+    /// In the instance adapter's own format (a CSV file for the phone adapter).
+    AdapterFormat,
+    /// Canonical order JSON (call-centre tools, like the app).
+    CanonicalOrder,
+}
+
+/// Stores a delivery submitted by an authenticated caller (API token or local CLI): no
+/// signature, otherwise the same path as a webhook. `idempotency_key` makes retries safe; without
+/// one the body's hash is used.
+pub async fn submit<S: Store>(
+    store: &S,
+    inst: &Instance,
+    how: Submission,
+    idempotency_key: Option<&str>,
+    body: Vec<u8>,
+    now: DateTime<Utc>,
+) -> Result<IngestReport, StoreError> {
+    let headers = Headers::default();
+    let mut d = match how {
+        Submission::AdapterFormat => dispose(inst, &headers, &body),
+        Submission::CanonicalOrder => {
+            let routed = inst.adapter.map_canonical(&body, &record_context(inst));
+            let (disposition, errors) = match routed.and_then(Routed::into_records) {
+                Ok(mut records) => {
+                    set_customer_keys(inst, &mut records);
+                    (Disposition::Apply(records), Vec::new())
+                }
+                Err(e) => (
+                    Disposition::DeadLetter(dead_letter_reason(&e)),
+                    vec![(None, e)],
+                ),
+            };
+            Disposed {
+                disposition,
+                topic: None,
+                dedupe_id: String::new(),
+                errors,
+            }
+        }
+    };
+    use sha2::Digest;
+    d.dedupe_id = match idempotency_key {
+        Some(k) => format!("key:{k}"),
+        None => format!("body-sha256:{}", hex::encode(sha2::Sha256::digest(&body))),
+    };
+    let delivery = RawDelivery {
+        delivery_id: new_delivery_id(&inst.id),
+        instance: inst.id.clone(),
+        dedupe_id: d.dedupe_id,
+        received_at: now,
+        topic: (how == Submission::CanonicalOrder).then(|| CANONICAL_TOPIC.to_string()),
+        headers: Vec::new(),
+        body,
+    };
+    let outcome = store.ingest(delivery, d.disposition).await?;
+    let errors = match &outcome {
+        IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
+        _ => Vec::new(),
+    };
+    Ok(IngestReport { outcome, errors })
+}
+
 /// Verifies, normalizes and stores one pushed delivery.
 pub async fn ingest<S: Store>(
     store: &S,
@@ -262,7 +331,11 @@ pub async fn replay_dead_letter<S: Store>(
     for (k, v) in &raw.headers {
         headers.push(k, v);
     }
-    let (mapped, _, _) = route(inst, &headers, &raw.body);
+    let mapped = if raw.topic.as_deref() == Some(CANONICAL_TOPIC) {
+        inst.adapter.map_canonical(&raw.body, &record_context(inst))
+    } else {
+        route(inst, &headers, &raw.body).0
+    };
     // A dead letter of one item replays that item; a whole-delivery dead letter needs every
     // item to map now.
     let result = mapped.and_then(|routed| match (dl.item, routed) {

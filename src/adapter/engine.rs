@@ -817,7 +817,10 @@ fn map_order(
                 line_id: ev.text(&f("line_id"), l.line_id.as_ref(), s),
                 sku: ev.text(&f("sku"), l.sku.as_ref(), s),
                 product_id: ev.text(&f("product_id"), l.product_id.as_ref(), s),
-                hs_code: ev.text(&f("hs_code"), l.hs_code.as_ref(), s),
+                // Tariff codes are often written with dots or spaces ("0902.10").
+                hs_code: ev
+                    .text(&f("hs_code"), l.hs_code.as_ref(), s)
+                    .map(|h| h.replace(['.', ' '], "")),
                 origin_country: ev.opt(
                     &f("origin_country"),
                     l.origin_country.as_ref(),

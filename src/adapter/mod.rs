@@ -203,6 +203,22 @@ impl Adapter {
     }
 
     /// Reads the payload bytes into a document tree.
+    /// The CSV options of a `format = "csv"` adapter.
+    pub fn csv_options(&self) -> csv::CsvOptions {
+        let spec = self.spec.csv.clone().unwrap_or(spec::CsvSpec {
+            delimiter: None,
+            group_by: None,
+        });
+        csv::CsvOptions {
+            delimiter: spec
+                .delimiter
+                .as_deref()
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b','),
+            group_by: spec.group_by,
+        }
+    }
+
     pub fn parse<'b>(&self, body: &'b [u8]) -> Result<Node<'b>, NormalizeError> {
         match self.spec.format {
             Format::Json | Format::Canonical => tree::parse_json_projected(body, &self.projection)
@@ -215,19 +231,7 @@ impl Adapter {
                 message: e.0,
             }),
             Format::Csv => {
-                let spec = self.spec.csv.clone().unwrap_or(spec::CsvSpec {
-                    delimiter: None,
-                    group_by: None,
-                });
-                let opts = csv::CsvOptions {
-                    delimiter: spec
-                        .delimiter
-                        .as_deref()
-                        .and_then(|d| d.bytes().next())
-                        .unwrap_or(b','),
-                    group_by: spec.group_by,
-                };
-                csv::parse_csv(body, &opts).map_err(|e| NormalizeError::Parse {
+                csv::parse_csv(body, &self.csv_options()).map_err(|e| NormalizeError::Parse {
                     format: "CSV",
                     message: e.0,
                 })
@@ -356,6 +360,23 @@ impl Adapter {
             })
             .collect();
         Ok(Routed::Items(items))
+    }
+
+    /// Reads a canonical order JSON document (the app's and call-centre tools' format) whatever
+    /// the adapter's own format.
+    pub fn map_canonical(
+        &self,
+        body: &[u8],
+        ctx: &RecordContext<'_>,
+    ) -> Result<Routed, NormalizeError> {
+        let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
+            format: "JSON",
+            message: e.0,
+        })?;
+        let result = canonical_order(&doc, ctx)
+            .map(|o| vec![Record::Order(Box::new(o))])
+            .and_then(validated);
+        Ok(Routed::Items(vec![Item { index: 0, result }]))
     }
 
     /// Parses, routes and maps a delivery in one go (used by `replay` and tests).

@@ -70,6 +70,11 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
             "/v1/dead-letters/{id}/replay",
             post(replay_dead_letter::<S>),
         )
+        .route(
+            "/v1/instances/{instance}/orders",
+            post(submit_canonical::<S>),
+        )
+        .route("/v1/instances/{instance}/imports", post(submit_import::<S>))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -417,6 +422,129 @@ async fn get_listing<S: Store + Clone>(
     match app.store.get_listing(&id).await {
         Ok(Some(l)) => axum::Json(l).into_response(),
         Ok(None) => Problem::not_found("listing").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+/// `POST /v1/instances/{instance}/orders`: a call-centre tool (or any trusted internal system)
+/// submits one canonical order JSON for a phone instance.
+async fn submit_canonical<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit_common(
+        app,
+        instance,
+        headers,
+        body,
+        pipeline::Submission::CanonicalOrder,
+    )
+    .await
+}
+
+/// `POST /v1/instances/{instance}/imports`: a file in the instance adapter's format (a CSV of
+/// phone orders); used by `crossgate import` against a running daemon.
+async fn submit_import<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit_common(
+        app,
+        instance,
+        headers,
+        body,
+        pipeline::Submission::AdapterFormat,
+    )
+    .await
+}
+
+async fn submit_common<S: Store + Clone>(
+    app: App<S>,
+    instance: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    how: pipeline::Submission,
+) -> Response {
+    let Some(inst) = app.config.instances.get(&instance) else {
+        return Problem::not_found("channel instance").into_response();
+    };
+    if inst.adapter.spec().channel_kind != crate::model::ChannelKind::Phone {
+        return Problem::bad_request(
+            "only instances of a phone adapter accept submitted orders; channels push webhooks",
+        )
+        .into_response();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
+                .detail(format!(
+                    "the limit is {} bytes",
+                    app.config.server.body_limit
+                ))
+                .into_response();
+        }
+        Err(_) => {
+            return Problem::bad_request("the request body could not be read").into_response();
+        }
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200);
+    match pipeline::submit(&app.store, inst, how, key, Vec::from(body), Utc::now()).await {
+        Ok(report) => match report.outcome {
+            IngestOutcome::Duplicate {
+                original_delivery_id,
+            } => axum::Json(json!({"status": "duplicate", "delivery_id": original_delivery_id}))
+                .into_response(),
+            IngestOutcome::Stored {
+                delivery_id,
+                records,
+                dead_letters,
+                ..
+            } => {
+                let failures: Vec<Value> = report
+                    .errors
+                    .iter()
+                    .zip(&dead_letters)
+                    .map(|((item, e), dl)| {
+                        json!({
+                            "dead_letter_id": dl,
+                            "item": item,
+                            "reason": e.kind(),
+                            "detail": e.to_string(),
+                            "errors": e.fields(),
+                        })
+                    })
+                    .collect();
+                let status = match (records.is_empty(), failures.is_empty()) {
+                    (_, true) => "stored",
+                    (true, false) => "dead_lettered",
+                    (false, false) => "partially_dead_lettered",
+                };
+                let code = if failures.is_empty() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
+                (
+                    code,
+                    axum::Json(json!({
+                        "status": status,
+                        "delivery_id": delivery_id,
+                        "records": records_json(&records),
+                        "dead_letters": failures,
+                    })),
+                )
+                    .into_response()
+            }
+        },
         Err(e) => store_err(e),
     }
 }

@@ -89,7 +89,8 @@ pub fn test_config(backend: Backend, redis_url: &str, extra_server: &str) -> Tes
 
 /// A test config in `dir`, with a chosen adapters directory and extra environment variables
 /// (they override the default test secrets).
-/// Stripe and WeChat Pay instances whose payments name orders of `shop` and `app`.
+/// Stripe and WeChat Pay instances whose payments name orders of `shop` and `app`, and a phone
+/// (call-centre) instance.
 const PAYMENT_INSTANCES: &str = r#"[[instance]]
 id = "stripe"
 adapter = "stripe"
@@ -102,7 +103,26 @@ adapter = "wechatpay"
 account = "10000100"
 secrets = { webhook = "${TEST_WECHAT_KEY}" }
 settings = { orders_instance = "app" }
+[[instance]]
+id = "phone"
+adapter = "phone"
+account = "call-centre"
+settings = { timezone = "Europe/Berlin" }
 "#;
+
+/// The secrets the test configs reference (for child processes reading the same config).
+pub fn test_env() -> Vec<(String, String)> {
+    [
+        ("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET),
+        ("TEST_APP_SECRET", APP_SECRET),
+        ("TEST_STRIPE_SECRET", STRIPE_SECRET),
+        ("TEST_WECHAT_KEY", WECHAT_API_KEY),
+        ("TEST_CUSTOMER_SALT", CUSTOMER_SALT),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
 
 pub fn test_config_in(
     dir: &Path,
@@ -155,18 +175,7 @@ secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
     );
     let file = dir.join("gateway.toml");
     std::fs::write(&file, text).unwrap();
-    let mut env: HashMap<String, String> = [
-        (
-            "TEST_SHOPIFY_SECRET".to_string(),
-            SHOPIFY_SECRET.to_string(),
-        ),
-        ("TEST_APP_SECRET".to_string(), APP_SECRET.to_string()),
-        ("TEST_STRIPE_SECRET".to_string(), STRIPE_SECRET.to_string()),
-        ("TEST_WECHAT_KEY".to_string(), WECHAT_API_KEY.to_string()),
-        ("TEST_CUSTOMER_SALT".to_string(), CUSTOMER_SALT.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let mut env: HashMap<String, String> = test_env().into_iter().collect();
     for (k, v) in env_overrides {
         env.insert(k.to_string(), v.to_string());
     }
