@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the bird's-eye view, the code map and the invariants.
 
 pub mod adapter;
+pub mod channel;
 pub mod config;
 pub mod daemon;
 pub mod import;

@@ -52,6 +52,12 @@ enum Command {
     /// Import a file of orders (phone / call-centre CSV). Reports every bad row by line and
     /// column and stores every good order; importing the same file again stores nothing new.
     Import(ImportArgs),
+    /// Take in a channel's orders updated since a date by polling its API (resumable: run the
+    /// same command again after an interruption and it continues where it stopped).
+    Backfill(BackfillArgs),
+    /// List the orders of an instance seen by polling but never pushed by its webhooks, and the
+    /// reverse.
+    Reconcile(ReconcileArgs),
     /// List or replay dead letters through a running daemon's API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -83,6 +89,31 @@ struct ReplayArgs {
     /// An instance setting the adapter reads, e.g. --setting currency=USD. Repeatable.
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     settings: Vec<String>,
+}
+
+#[derive(Args)]
+struct BackfillArgs {
+    /// Channel instance (its adapter needs a [poll] section).
+    #[arg(long)]
+    instance: String,
+    /// Start: RFC 3339 time or YYYY-MM-DD (midnight UTC).
+    #[arg(long)]
+    since: String,
+    /// End (default: now).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[derive(Args)]
+struct ReconcileArgs {
+    #[arg(long)]
+    instance: String,
+    /// Only orders updated since: RFC 3339 time or YYYY-MM-DD.
+    #[arg(long)]
+    since: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -167,6 +198,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::CheckConfig => return Ok(check_config(&cli.config)),
         Command::Replay(args) => return replay(&cli.config, args),
         Command::Import(args) => return import(&cli.config, args).await,
+        Command::Backfill(args) => backfill(&cli.config, args).await?,
+        Command::Reconcile(args) => return reconcile(&cli.config, args).await,
         Command::DeadLetters(cmd) => dead_letters(&cli.config, cmd).await?,
         Command::Demo(args) => demo::run(&cli.config, args).await?,
         Command::Bench(cmd) => bench::run(&cli.config, cmd).await?,
@@ -354,6 +387,127 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
             Ok(std::process::ExitCode::FAILURE)
         }
     }
+}
+
+fn parse_when(flag: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.to_utc())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        })
+        .with_context(|| format!("{flag} '{s}' is not an RFC 3339 time or YYYY-MM-DD"))
+}
+
+async fn open_store_for_cli(config: &Config) -> Result<store::AnyStore> {
+    let (s, _) = store::open(config).await.with_context(|| {
+        format!(
+            "opening the {:?} store (the embedded store can be open in one process only: stop \
+             the daemon first, or use Redis)",
+            config.store.backend
+        )
+    })?;
+    Ok(s)
+}
+
+async fn backfill(config_path: &Path, args: BackfillArgs) -> Result<()> {
+    use crossgate::channel::client::{ChannelClient, RetryPolicy};
+    use crossgate::channel::poll::{Mode, Poller};
+    let config = load_config(config_path)?;
+    telemetry::init_logging(&config.log.level, config.log.json);
+    let inst = config
+        .instances
+        .get(&args.instance)
+        .with_context(|| format!("no instance '{}' in the config", args.instance))?
+        .clone();
+    let since = parse_when("--since", &args.since)?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|u| parse_when("--until", u))
+        .transpose()?;
+    let client = ChannelClient::new(&inst, RetryPolicy::default())?;
+    let poller = Poller::new(inst.clone(), client)?;
+    let s = open_store_for_cli(&config).await?;
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let (mut pages, mut orders, mut failed) = (0u64, 0u64, 0u64);
+    let mode = Mode::Backfill { since, until };
+    let state = with_store!(&s, st => poller.run(st, &mode, |p| {
+        pages += 1;
+        orders += p.orders as u64;
+        failed += p.failed as u64;
+        if let (Some(a), Some(b)) = (p.window_since, p.window_until) {
+            bar.set_message(format!(
+                "{pages} pages, {orders} orders, {failed} dead-lettered; window {} .. {}",
+                a.format("%Y-%m-%d %H:%M"),
+                b.format("%Y-%m-%d %H:%M")
+            ));
+        }
+    }).await)?;
+    bar.finish_and_clear();
+    println!(
+        "backfill of {} from {}: {pages} pages and {orders} orders this run ({} pages, {} orders in total), {failed} dead-lettered; taken in up to {}",
+        inst.id,
+        since.to_rfc3339(),
+        state.pages,
+        state.orders,
+        state
+            .watermark
+            .map(|w| w.to_rfc3339())
+            .unwrap_or_else(|| "-".into())
+    );
+    Ok(())
+}
+
+async fn reconcile(config_path: &Path, args: ReconcileArgs) -> Result<std::process::ExitCode> {
+    let config = load_config(config_path)?;
+    if !config.instances.contains_key(&args.instance) {
+        bail!("no instance '{}' in the config", args.instance);
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_when("--since", s))
+        .transpose()?;
+    let api = ApiClient::new(config_path, &ApiArgs { url: None })?;
+    let mut path = format!("/v1/instances/{}/reconciliation", args.instance);
+    if let Some(s) = since {
+        path.push_str(&format!(
+            "?since={}",
+            s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    let r: store::Reconciliation = match api.get(&path).await {
+        Ok((200, body)) => serde_json::from_value(body["result"].clone())
+            .context("unexpected reconciliation answer")?,
+        Ok((status, body)) => bail!("the daemon answered {status}: {body}"),
+        Err(_) => {
+            let s = open_store_for_cli(&config).await?;
+            use crossgate::store::Store;
+            with_store!(&s, st => st.reconcile(&args.instance, since).await)?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for id in &r.polled_not_pushed {
+            println!("polled, never pushed: {id}");
+        }
+        for id in &r.pushed_not_polled {
+            println!("pushed, never polled: {id}");
+        }
+        println!(
+            "{}: {} polled but never pushed, {} pushed but never polled",
+            args.instance,
+            r.polled_not_pushed.len(),
+            r.pushed_not_polled.len()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Where imported chunks go.

@@ -44,6 +44,8 @@ pub enum Ingested {
 /// What happened to a delivery.
 #[derive(Debug)]
 pub struct IngestReport {
+    /// A thin webhook, stored; its record is being fetched.
+    pub fetch_pending: bool,
     pub outcome: IngestOutcome,
     /// Why the delivery (None) or some of its items were dead-lettered.
     pub errors: Vec<(Option<usize>, NormalizeError)>,
@@ -64,7 +66,7 @@ pub fn record_context(inst: &Instance) -> RecordContext<'_> {
     }
 }
 
-fn dead_letter_reason(e: &NormalizeError) -> DeadLetterReason {
+pub fn dead_letter_reason(e: &NormalizeError) -> DeadLetterReason {
     DeadLetterReason {
         kind: e.kind().to_string(),
         message: e.to_string(),
@@ -113,9 +115,33 @@ pub fn set_customer_keys(inst: &Instance, records: &mut [crate::model::Record]) 
     }
 }
 
+/// The dead-letter kind of a thin webhook waiting for its record to be fetched.
+pub const FETCH_PENDING: &str = "fetch_pending";
+
+/// Whether deliveries of this topic only name a record the gateway fetches (thin webhooks).
+pub fn needs_fetch(inst: &Instance, topic: Option<&str>) -> bool {
+    match (&inst.adapter.spec().fetch, topic) {
+        (Some(f), Some(t)) => f.topics.iter().any(|x| x == t),
+        _ => false,
+    }
+}
+
 /// Decides what to store for an authentic delivery (pure).
 pub fn dispose(inst: &Instance, headers: &Headers, body: &[u8]) -> Disposed {
     let (mut mapped, topic, dedupe_id) = route(inst, headers, body);
+    if needs_fetch(inst, topic.as_deref()) {
+        // Stored now, parked until the fetch worker has the full record.
+        return Disposed {
+            disposition: Disposition::DeadLetter(DeadLetterReason {
+                kind: FETCH_PENDING.into(),
+                message: "thin webhook: the record is being fetched from the channel API".into(),
+                errors: Vec::new(),
+            }),
+            topic,
+            dedupe_id,
+            errors: Vec::new(),
+        };
+    }
     if let Ok(Routed::Items(items)) = &mut mapped {
         for item in items {
             if let Ok(records) = &mut item.result {
@@ -224,6 +250,7 @@ pub async fn submit<S: Store>(
         received_at: now,
         topic: (how == Submission::CanonicalOrder).then(|| CANONICAL_TOPIC.to_string()),
         headers: Vec::new(),
+        source: crate::store::DeliverySource::Submitted,
         body,
     };
     let outcome = store.ingest(delivery, d.disposition).await?;
@@ -231,7 +258,11 @@ pub async fn submit<S: Store>(
         IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
         _ => Vec::new(),
     };
-    Ok(IngestReport { outcome, errors })
+    Ok(IngestReport {
+        fetch_pending: false,
+        outcome,
+        errors,
+    })
 }
 
 /// Verifies, normalizes and stores one pushed delivery.
@@ -262,6 +293,7 @@ pub async fn ingest<S: Store>(
         )
         .map_err(IngestError::Unauthorized)?;
     let d = dispose(inst, headers, &body);
+    let fetch_pending = needs_fetch(inst, d.topic.as_deref());
     let delivery = RawDelivery {
         delivery_id: new_delivery_id(&inst.id),
         instance: inst.id.clone(),
@@ -269,6 +301,7 @@ pub async fn ingest<S: Store>(
         received_at: now,
         topic: d.topic,
         headers: inst.adapter.kept_headers(headers),
+        source: crate::store::DeliverySource::Webhook,
         body,
     };
     let outcome = store.ingest(delivery, d.disposition).await?;
@@ -287,7 +320,11 @@ pub async fn ingest<S: Store>(
         IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
         _ => Vec::new(),
     };
-    Ok(Ingested::Delivery(IngestReport { outcome, errors }))
+    Ok(Ingested::Delivery(IngestReport {
+        fetch_pending,
+        outcome,
+        errors,
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +337,9 @@ pub enum ReplayError {
     UnknownInstance { id: String, instance: String },
     #[error("still not normalizable: {}", .0.reason.message)]
     StillFailing(Box<DeadLetter>),
+    /// A thin webhook: the gateway fetches its record; it was queued for another fetch.
+    #[error("'{0}' is a thin webhook; it is queued for the fetch worker")]
+    FetchQueued(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -330,6 +370,19 @@ pub async fn replay_dead_letter<S: Store>(
     let mut headers = Headers::default();
     for (k, v) in &raw.headers {
         headers.push(k, v);
+    }
+    if needs_fetch(inst, raw.topic.as_deref()) {
+        store
+            .update_dead_letter(
+                id,
+                DeadLetterReason {
+                    kind: FETCH_PENDING.into(),
+                    message: "queued for another fetch by a replay request".into(),
+                    errors: Vec::new(),
+                },
+            )
+            .await?;
+        return Err(ReplayError::FetchQueued(id.to_string()));
     }
     let mapped = if raw.topic.as_deref() == Some(CANONICAL_TOPIC) {
         inst.adapter.map_canonical(&raw.body, &record_context(inst))

@@ -61,4 +61,12 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "crossgate_dead_letters_total";
     pub const DEAD_LETTERS_REPLAYED: &str = "crossgate_dead_letters_replayed_total";
     pub const RECORDS: &str = "crossgate_records_total";
+    /// Calls to channel APIs, by instance and outcome (ok, throttled, server_error, …).
+    pub const CHANNEL_REQUESTS: &str = "crossgate_channel_requests_total";
+    /// Pages and orders taken in by polling.
+    pub const POLL_PAGES: &str = "crossgate_poll_pages_total";
+    /// Orders seen by only one of polling and webhooks (label `only` = poll | webhook).
+    pub const RECONCILE_UNMATCHED: &str = "crossgate_reconcile_unmatched_orders";
+    /// Thin webhooks whose record was fetched (outcome ok / failed).
+    pub const FETCHES: &str = "crossgate_fetches_total";
 }

@@ -306,3 +306,37 @@ async fn the_same_buyer_on_two_channels_is_one_customer() {
     assert!(!key.contains("bob"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn xml_attacks_on_an_xml_webhook_are_refused_fast() {
+    let gw = Gateway::start(test_config(Backend::Embedded, &redis_url(), "")).await;
+    let c = http();
+    let billion = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><xml><sign>&lol3;</sign></xml>"#.to_string();
+    let xxe = r#"<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><out_trade_no>&xxe;</out_trade_no><sign>X</sign></xml>"#.to_string();
+    let deep = format!(
+        "<xml>{}{}</xml>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    for (name, body) in [
+        ("billion laughs", billion),
+        ("xxe", xxe),
+        ("100,000 deep", deep),
+    ] {
+        let started = std::time::Instant::now();
+        let r = post(&c, &gw.url("/webhooks/wechat"), body.as_bytes(), &[]).await;
+        assert_eq!(r.status, 401, "{name}: {}", r.text);
+        assert!(
+            !r.text.contains("root:"),
+            "{name}: no file content may leak"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+    // Still serving.
+    assert_eq!(get(&c, &gw.url("/healthz")).await.status, 200);
+    gw.stop().await;
+}

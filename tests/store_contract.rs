@@ -9,8 +9,8 @@ use crossgate::model::{Change, Order, OrderId, Record, RecordKind};
 use crossgate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crossgate::store::redis::{RedisOptions, RedisStore};
 use crossgate::store::{
-    DeadLetterQuery, DeadLetterReason, Disposition, IngestOutcome, OrderQuery, RawDelivery, Store,
-    StoreError,
+    CursorWrite, DeadLetterQuery, DeadLetterReason, DeliverySource, Disposition, IngestOutcome,
+    OrderQuery, RawDelivery, Store, StoreError,
 };
 
 const INST: &str = "shop";
@@ -39,6 +39,7 @@ fn delivery(instance: &str, dedupe: &str, at: DateTime<Utc>) -> RawDelivery {
         received_at: at,
         topic: Some("orders/create".into()),
         headers: vec![("x-shopify-topic".into(), "orders/create".into())],
+        source: DeliverySource::Webhook,
         body: format!("{{\"raw\":\"{dedupe}\"}}").into_bytes(),
     }
 }
@@ -229,6 +230,55 @@ async fn lifecycle<S: Store>(store: &S) {
             (Some("fulfilled"), "refunded")
         ]
     );
+}
+
+/// A poller's cursor is written with its page; reconciliation compares polled and pushed orders.
+async fn cursors_and_reconciliation<S: Store>(store: &S) {
+    let now = Utc::now();
+    assert_eq!(store.get_cursor(INST, "poll").await.unwrap(), None);
+    let mut page = delivery(INST, "poll-page-1", now);
+    page.source = DeliverySource::Poll;
+    store
+        .ingest_with_cursor(
+            page,
+            Disposition::Apply(vec![
+                order(INST, "R-1", "2024-06-01T00:00:00Z"),
+                order(INST, "R-2", "2024-06-01T00:00:00Z"),
+            ]),
+            Some(CursorWrite {
+                name: "poll".into(),
+                value: r#"{"since":"2024-06-01T00:00:00Z"}"#.into(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_cursor(INST, "poll").await.unwrap().as_deref(),
+        Some(r#"{"since":"2024-06-01T00:00:00Z"}"#)
+    );
+    store
+        .ingest(
+            delivery(INST, "push-r", now),
+            Disposition::Apply(vec![
+                order(INST, "R-2", "2024-06-01T00:00:00Z"),
+                order(INST, "R-3", "2024-06-02T00:00:00Z"),
+            ]),
+        )
+        .await
+        .unwrap();
+    let r = store.reconcile(INST, None).await.unwrap();
+    let id = |e: &str| OrderId::derive(INST, e).as_str().to_string();
+    assert!(r.polled_not_pushed.contains(&id("R-1")));
+    assert!(!r.polled_not_pushed.contains(&id("R-2")));
+    assert!(r.pushed_not_polled.contains(&id("R-3")));
+    assert!(!r.pushed_not_polled.contains(&id("R-2")));
+    // Only recent orders: R-3 was updated on 2024-06-02.
+    let since = DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let r = store.reconcile(INST, Some(since)).await.unwrap();
+    assert!(!r.polled_not_pushed.contains(&id("R-1")), "{r:?}");
+    assert!(r.pushed_not_polled.contains(&id("R-3")));
 }
 
 fn reason() -> DeadLetterReason {
@@ -657,6 +707,7 @@ async fn embedded_store_meets_the_contract() {
     .unwrap();
     contract(&store).await;
     lifecycle(&store).await;
+    cursors_and_reconciliation(&store).await;
     let report = store
         .housekeeping(Utc::now() + Duration::days(1))
         .await
@@ -745,6 +796,7 @@ async fn redis_store_meets_the_contract() {
     let store = redis_store(3600).await;
     contract(&store).await;
     lifecycle(&store).await;
+    cursors_and_reconciliation(&store).await;
     store.flush_prefix().await.unwrap();
 }
 

@@ -102,6 +102,13 @@ impl Projection {
         for m in spec.facts.values() {
             c.fact(m);
         }
+        // What the poller and the fetch worker read of a document.
+        if let Some(t) = spec.poll.as_ref().and_then(|p| p.next_token.as_ref()) {
+            c.path(&t.token, &[vec![]], &[vec![]]);
+        }
+        if let Some(f) = &spec.fetch {
+            c.path(&f.id, &[vec![]], &[vec![]]);
+        }
         let mut p = Projection::default();
         for r in &c.routes {
             p.insert(r);

@@ -155,6 +155,10 @@ pub struct PollSpec {
     /// Follow `Link: <…>; rel="next"` (Shopify).
     #[serde(default)]
     pub link_header: bool,
+    /// Offset or page-number paging: another page is fetched while a page is full. Query values
+    /// use `{offset}` (items skipped) or `{page}` (page number from `start_page`).
+    #[serde(default)]
+    pub offset: Option<OffsetSpec>,
     /// Per-record follow-up requests whose responses are attached to the record before mapping
     /// (Amazon getOrderItems).
     #[serde(default)]
@@ -170,6 +174,16 @@ fn default_poll_interval() -> u64 {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct OffsetSpec {
+    /// Records per page (the size the query asks for).
+    pub page_size: u32,
+    /// The first page's number for `{page}` (Magento counts from 1).
+    #[serde(default)]
+    pub start_page: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WatermarkSpec {
     /// Query parameter that takes the watermark (the `{since}` value).
     pub param: String,
@@ -178,6 +192,10 @@ pub struct WatermarkSpec {
     /// Where to start when there is no watermark yet (RFC 3339); backfill sets it too.
     #[serde(default)]
     pub initial: Option<String>,
+    /// Longest time range one request may ask for (Shopee: 15 days); longer spans are polled
+    /// window by window.
+    #[serde(default)]
+    pub window_secs: Option<u64>,
 }
 
 fn default_overlap() -> u64 {

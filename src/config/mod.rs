@@ -99,6 +99,8 @@ pub struct Instance {
     pub settings: BTreeMap<String, String>,
     /// The gateway's customer-key salt (`[customers] key_salt`).
     pub customer_key_salt: Option<Secret>,
+    /// The daemon polls this instance's API.
+    pub poll: bool,
 }
 
 impl Instance {
@@ -458,6 +460,43 @@ pub fn validate(
                 _ => {}
             }
         }
+        // Instances that call the channel's API: polling, or thin webhooks that are fetched.
+        let spec = adapter.spec();
+        if inst.poll && spec.poll.is_none() {
+            issue(
+                &at("poll"),
+                format!("adapter '{}' has no [poll] section", inst.adapter),
+            );
+        }
+        if let Some(api) = &spec.api
+            && (inst.poll || spec.fetch.is_some())
+        {
+            match inst.settings.get(&api.base_url_setting) {
+                None => issue(
+                    &at(&format!("settings.{}", api.base_url_setting)),
+                    format!(
+                        "adapter '{}' calls the channel API: give its base URL here",
+                        inst.adapter
+                    ),
+                ),
+                Some(u) => {
+                    if let Err(p) = crate::channel::client::check_base_url(u) {
+                        issue(&at(&format!("settings.{}", api.base_url_setting)), p);
+                    }
+                }
+            }
+            if let Some(auth) = &api.auth
+                && !inst.secrets.contains_key(auth.secret_name())
+            {
+                issue(
+                    &at(&format!("secrets.{}", auth.secret_name())),
+                    format!(
+                        "adapter '{}' calls the channel API: give its credential as \"${{ENV_VAR}}\"",
+                        inst.adapter
+                    ),
+                );
+            }
+        }
         instances.insert(
             inst.id.clone(),
             Arc::new(Instance {
@@ -466,6 +505,7 @@ pub fn validate(
                 account: inst.account.clone(),
                 secrets,
                 settings: inst.settings.clone(),
+                poll: inst.poll,
                 customer_key_salt: customer_key_salt.clone(),
             }),
         );

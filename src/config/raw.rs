@@ -213,6 +213,10 @@ pub struct RawInstance {
     /// when its product payloads do not state it.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Poll the channel's API (adapters with a `[poll]` section). Needs the API base URL
+    /// setting and the API secret.
+    #[serde(default)]
+    pub poll: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -21,7 +21,7 @@ use super::problem::Problem;
 use crate::adapter::Headers;
 use crate::config::Config;
 use crate::model::{ListingId, OrderId, validate_instance_id};
-use crate::pipeline::{self, IngestError, Ingested, ReplayError};
+use crate::pipeline::{self, IngestError, IngestReport, Ingested, ReplayError};
 use crate::store::{
     Cursor, DeadLetterQuery, IngestOutcome, OrderQuery, RecordResult, Store, StoreError,
 };
@@ -75,6 +75,10 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
             post(submit_canonical::<S>),
         )
         .route("/v1/instances/{instance}/imports", post(submit_import::<S>))
+        .route(
+            "/v1/instances/{instance}/reconciliation",
+            get(reconciliation::<S>),
+        )
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -255,6 +259,20 @@ async fn webhook_inner<S: Store + Clone>(
                 axum::Json(json!({"status": "ping"})).into_response(),
             )
         }
+        Ok(Ingested::Delivery(IngestReport {
+            fetch_pending: true,
+            outcome: IngestOutcome::Stored { delivery_id, .. },
+            ..
+        })) => {
+            tracing::debug!(instance, %delivery_id, "thin webhook stored; its record will be fetched");
+            (
+                "fetch_pending",
+                axum::Json(
+                    json!({"status": "stored", "delivery_id": delivery_id, "fetch": "pending"}),
+                )
+                .into_response(),
+            )
+        }
         Ok(Ingested::Delivery(report)) => match report.outcome {
             IngestOutcome::Duplicate {
                 original_delivery_id,
@@ -422,6 +440,38 @@ async fn get_listing<S: Store + Clone>(
     match app.store.get_listing(&id).await {
         Ok(Some(l)) => axum::Json(l).into_response(),
         Ok(None) => Problem::not_found("listing").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceParam {
+    since: Option<String>,
+}
+
+/// `GET /v1/instances/{instance}/reconciliation?since=`: orders seen by polling but never
+/// pushed, and the reverse.
+async fn reconciliation<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    params: Result<Query<SinceParam>, QueryRejection>,
+) -> Response {
+    if !app.config.instances.contains_key(&instance) {
+        return Problem::not_found("channel instance").into_response();
+    }
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are not valid").into_response();
+    };
+    let since = match p.since.as_deref().map(parse_since) {
+        Some(None) => {
+            return Problem::bad_request("since must be an RFC 3339 time or YYYY-MM-DD")
+                .into_response();
+        }
+        Some(s) => s,
+        None => None,
+    };
+    match app.store.reconcile(&instance, since).await {
+        Ok(r) => axum::Json(json!({"instance": instance, "result": r})).into_response(),
         Err(e) => store_err(e),
     }
 }
@@ -748,6 +798,11 @@ async fn replay_dead_letter<S: Store + Clone>(
             .detail(e.to_string())
             .into_response()
         }
+        Err(e @ ReplayError::FetchQueued(_)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "fetch_queued", "detail": e.to_string()})),
+        )
+            .into_response(),
         Err(ReplayError::Store(e)) => store_err(e),
     }
 }

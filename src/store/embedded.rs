@@ -18,9 +18,10 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
-    IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
-    StoreResult, StreamEntry, decide, event_json, parse_fact, prepare,
+    Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
+    Disposition, Housekeeping, IngestOutcome, OrderQuery, Page, Prepared, RawDelivery,
+    Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, decide, event_json,
+    parse_fact, prepare,
 };
 use crate::model::{
     Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, lifecycle,
@@ -53,6 +54,11 @@ const DEAD_LETTERS_BY_TIME: TableDefinition<(i64, &str), ()> =
 const LIFE: TableDefinition<&str, (i16, i16)> = TableDefinition::new("life");
 /// (order id, fact id) → LifecycleFact JSON
 const FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("facts");
+
+/// (instance, cursor name) → the poller's state (JSON)
+const CURSORS: TableDefinition<(&str, &str), &str> = TableDefinition::new("cursors");
+/// (instance, delivery source, order id): which paths have seen an order (reconciliation)
+const SEEN: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("seen");
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -90,6 +96,7 @@ enum Op {
     Ingest {
         delivery: Box<RawDelivery>,
         disposition: Disposition,
+        cursor: Option<CursorWrite>,
         reply: oneshot::Sender<StoreResult<IngestOutcome>>,
     },
     Resolve {
@@ -158,6 +165,8 @@ impl EmbeddedStore {
             txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
             txn.open_table(LIFE).map_err(unavailable)?;
             txn.open_table(FACTS).map_err(unavailable)?;
+            txn.open_table(CURSORS).map_err(unavailable)?;
+            txn.open_table(SEEN).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
         let next_seq = {
@@ -293,8 +302,9 @@ impl Writer {
                 Op::Ingest {
                     delivery,
                     disposition,
+                    cursor,
                     reply,
-                } => Reply::Ingest(reply, self.ingest(&txn, *delivery, disposition)),
+                } => Reply::Ingest(reply, self.ingest(&txn, *delivery, disposition, cursor)),
                 Op::Resolve {
                     id,
                     records,
@@ -340,6 +350,7 @@ impl Writer {
         txn: &WriteTransaction,
         delivery: RawDelivery,
         disposition: Disposition,
+        cursor: Option<CursorWrite>,
     ) -> StoreResult<IngestOutcome> {
         // Everything that can fail for a reason other than storage is done before the first
         // write, so an error never leaves part of a delivery behind.
@@ -356,6 +367,14 @@ impl Writer {
         let meta = serde_json::to_vec(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let dedupe_key = format!("{}\0{}", delivery.instance, delivery.dedupe_id);
         let now_ms = delivery.received_at.timestamp_millis();
+        if let Some(c) = &cursor {
+            let mut t = txn.open_table(CURSORS).map_err(unavailable)?;
+            t.insert(
+                (delivery.instance.as_str(), c.name.as_str()),
+                c.value.as_str(),
+            )
+            .map_err(unavailable)?;
+        }
         {
             let mut dedupe = txn.open_table(DEDUPE).map_err(unavailable)?;
             if let Some(existing) = dedupe.get(dedupe_key.as_str()).map_err(unavailable)? {
@@ -379,6 +398,23 @@ impl Writer {
                 .map_err(unavailable)?;
         }
         let records = self.apply(txn, &prepared, &delivery.delivery_id, delivery.received_at)?;
+        if matches!(
+            delivery.source,
+            DeliverySource::Webhook | DeliverySource::Poll
+        ) {
+            let mut seen = txn.open_table(SEEN).map_err(unavailable)?;
+            for p in prepared.iter().filter(|p| p.kind == RecordKind::Order) {
+                seen.insert(
+                    (
+                        delivery.instance.as_str(),
+                        delivery.source.as_str(),
+                        p.id.as_str(),
+                    ),
+                    (),
+                )
+                .map_err(unavailable)?;
+            }
+        }
         for (dl, json) in &dead_letters {
             put_dead_letter(txn, dl, json)?;
         }
@@ -766,15 +802,76 @@ fn order_view(
 }
 
 impl Store for EmbeddedStore {
-    async fn ingest(
+    async fn ingest_with_cursor(
         &self,
         delivery: RawDelivery,
         disposition: Disposition,
+        cursor: Option<CursorWrite>,
     ) -> StoreResult<IngestOutcome> {
         self.send(|reply| Op::Ingest {
             delivery: Box::new(delivery),
             disposition,
+            cursor,
             reply,
+        })
+        .await
+    }
+
+    async fn get_cursor(&self, instance: &str, name: &str) -> StoreResult<Option<String>> {
+        let (instance, name) = (instance.to_string(), name.to_string());
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(CURSORS).map_err(unavailable)?;
+            Ok(t.get((instance.as_str(), name.as_str()))
+                .map_err(unavailable)?
+                .map(|v| v.value().to_string()))
+        })
+        .await
+    }
+
+    async fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Reconciliation> {
+        let instance = instance.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let seen = r.open_table(SEEN).map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let ids = |source: &str| -> StoreResult<std::collections::BTreeSet<String>> {
+                let mut out = std::collections::BTreeSet::new();
+                let lo = (instance.as_str(), source, "");
+                let hi = (instance.as_str(), source, "\u{10FFFF}");
+                for item in seen.range(lo..=hi).map_err(unavailable)? {
+                    let (k, _) = item.map_err(unavailable)?;
+                    out.insert(k.value().2.to_string());
+                }
+                Ok(out)
+            };
+            let recent = |id: &String| -> bool {
+                let Some(since) = since else { return true };
+                records
+                    .get(id.as_str())
+                    .ok()
+                    .flatten()
+                    .and_then(|v| RecordEntry::decode(v.value()).ok())
+                    .is_some_and(|e| e.updated_ms >= since.timestamp_millis())
+            };
+            let polled = ids(DeliverySource::Poll.as_str())?;
+            let pushed = ids(DeliverySource::Webhook.as_str())?;
+            Ok(Reconciliation {
+                polled_not_pushed: polled
+                    .difference(&pushed)
+                    .filter(|i| recent(i))
+                    .cloned()
+                    .collect(),
+                pushed_not_polled: pushed
+                    .difference(&polled)
+                    .filter(|i| recent(i))
+                    .cloned()
+                    .collect(),
+            })
         })
         .await
     }

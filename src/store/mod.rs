@@ -60,8 +60,53 @@ pub struct RawDelivery {
     /// Headers an adapter needs to re-normalize the delivery (topic, ids). Never signatures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// How it reached the gateway (reconciliation compares pushed and polled orders).
+    #[serde(default)]
+    pub source: DeliverySource,
     #[serde(skip)]
     pub body: Vec<u8>,
+}
+
+/// How a delivery reached the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverySource {
+    /// Pushed by the channel (a signed webhook).
+    #[default]
+    Webhook,
+    /// A page the poller fetched from the channel's API.
+    Poll,
+    /// Submitted through the API or a file import.
+    Submitted,
+}
+
+impl DeliverySource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliverySource::Webhook => "webhook",
+            DeliverySource::Poll => "poll",
+            DeliverySource::Submitted => "submitted",
+        }
+    }
+}
+
+/// A poller's position, written in the same atomic write as the page it follows (so a crash
+/// never skips a page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorWrite {
+    /// e.g. `poll` or `backfill`.
+    pub name: String,
+    /// Opaque JSON of the poller's state.
+    pub value: String,
+}
+
+/// What a reconciliation found for one instance: orders only one path has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Seen by polling, never pushed.
+    pub polled_not_pushed: Vec<String>,
+    /// Pushed, never seen by polling.
+    pub pushed_not_polled: Vec<String>,
 }
 
 /// What the gateway decided for a delivery before storing it.
@@ -262,7 +307,32 @@ pub trait Store: Send + Sync + 'static {
         &self,
         delivery: RawDelivery,
         disposition: Disposition,
+    ) -> impl Future<Output = StoreResult<IngestOutcome>> + Send {
+        self.ingest_with_cursor(delivery, disposition, None)
+    }
+
+    /// [`Store::ingest`], and in the same atomic write, the poller's cursor.
+    fn ingest_with_cursor(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+        cursor: Option<CursorWrite>,
     ) -> impl Future<Output = StoreResult<IngestOutcome>> + Send;
+
+    /// A poller's cursor, as last written with a page.
+    fn get_cursor(
+        &self,
+        instance: &str,
+        name: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Orders of an instance seen only by polling, or only pushed, with channel `updated_at`
+    /// at or after `since` (all when `None`).
+    fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<Reconciliation>> + Send;
 
     fn get_order(&self, id: &OrderId) -> impl Future<Output = StoreResult<Option<Order>>> + Send;
 

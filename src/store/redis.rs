@@ -28,9 +28,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use super::{
-    Cursor, DeadLetter, DeadLetterQuery, DeadLetterReason, Disposition, Housekeeping,
-    IngestOutcome, OrderQuery, Page, Prepared, RawDelivery, RecordResult, Store, StoreError,
-    StoreResult, StreamEntry, parse_fact, parse_record, prepare,
+    Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
+    Disposition, Housekeeping, IngestOutcome, OrderQuery, Page, Prepared, RawDelivery,
+    Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, parse_fact,
+    parse_record, prepare,
 };
 use crate::model::{
     Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, Transition,
@@ -139,20 +140,28 @@ const OUTBOX_GROUP: &str = "lifecycle";
 /// Runs inside MULTI/EXEC right after the raw delivery was written (HSET + EXPIRE), so the
 /// large body never passes through Lua (Redis hashes every byte of every Lua string).
 /// KEYS: 1 dedupe, 2 raw, 3 events, 4 dead-letter index, 5 orders, 6 dead letters of this
-/// delivery (set), 7.. records (2n), then dead letters (m).
-/// ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7.. records (7 each),
-/// then dead letters (id, json).
+/// delivery (set), 7 the orders this delivery's source has seen (set), 8 the poller's cursor,
+/// 9.. records (2n), then dead letters (m).
+/// ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7 cursor ('' = none),
+/// 8 record the seen orders ('1'/'0'), 9.. records (7 each), then dead letters (id, json).
 const INGEST_LUA: &str = r#"
+if ARGV[7] ~= '' then redis.call('SET', KEYS[8], ARGV[7]) end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('DEL', KEYS[2])
   return {'duplicate', redis.call('GET', KEYS[1]) or ''}
 end
 local n = tonumber(ARGV[5])
 local m = tonumber(ARGV[6])
-local changes = apply(3, 5, 7, 7, n, ARGV[1], ARGV[4])
+local changes = apply(3, 5, 9, 9, n, ARGV[1], ARGV[4])
+if ARGV[8] == '1' then
+  for i = 1, n do
+    local b = 9 + (i - 1) * 7
+    if ARGV[b + 1] == 'order' then redis.call('SADD', KEYS[7], ARGV[b]) end
+  end
+end
 for j = 1, m do
-  local b = 7 + n * 7 + (j - 1) * 2
-  redis.call('SET', KEYS[6 + 2 * n + j], ARGV[b + 1])
+  local b = 9 + n * 7 + (j - 1) * 2
+  redis.call('SET', KEYS[8 + 2 * n + j], ARGV[b + 1])
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[b])
   redis.call('SADD', KEYS[6], ARGV[b])
 end
@@ -668,10 +677,67 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
 }
 
 impl Store for RedisStore {
-    async fn ingest(
+    async fn get_cursor(&self, instance: &str, name: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conn();
+        redis::cmd("GET")
+            .arg(self.key(instance, &format!("cursor:{name}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Reconciliation> {
+        let mut conn = self.conn();
+        let poll = self.key(instance, "seen:poll");
+        let push = self.key(instance, "seen:webhook");
+        let (mut only_poll, mut only_push): (Vec<String>, Vec<String>) = redis::pipe()
+            .cmd("SDIFF")
+            .arg(&poll)
+            .arg(&push)
+            .cmd("SDIFF")
+            .arg(&push)
+            .arg(&poll)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if let Some(since) = since {
+            let orders = self.key(instance, "orders");
+            for list in [&mut only_poll, &mut only_push] {
+                if list.is_empty() {
+                    continue;
+                }
+                let mut pipe = redis::pipe();
+                for id in list.iter() {
+                    pipe.cmd("ZSCORE").arg(&orders).arg(id);
+                }
+                let scores: Vec<Option<f64>> =
+                    pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                let keep: Vec<String> = list
+                    .iter()
+                    .zip(scores)
+                    .filter(|(_, s)| s.is_some_and(|ms| ms as i64 >= since.timestamp_millis()))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                *list = keep;
+            }
+        }
+        only_poll.sort();
+        only_push.sort();
+        Ok(Reconciliation {
+            polled_not_pushed: only_poll,
+            pushed_not_polled: only_push,
+        })
+    }
+
+    async fn ingest_with_cursor(
         &self,
         delivery: RawDelivery,
         disposition: Disposition,
+        cursor: Option<CursorWrite>,
     ) -> StoreResult<IngestOutcome> {
         let inst = delivery.instance.as_str();
         let (records, dead_letters) = disposition.parts(&delivery);
@@ -702,6 +768,14 @@ impl Store for RedisStore {
             self.key(inst, "dls"),
             self.key(inst, "orders"),
             self.key(inst, &format!("dlof:{}", delivery.delivery_id)),
+            self.key(inst, &format!("seen:{}", delivery.source.as_str())),
+            self.key(
+                inst,
+                &format!(
+                    "cursor:{}",
+                    cursor.as_ref().map(|c| c.name.as_str()).unwrap_or("-")
+                ),
+            ),
         ];
         let mut kinds = Vec::with_capacity(prepared.len());
         for p in &prepared {
@@ -722,7 +796,18 @@ impl Store for RedisStore {
             .arg(delivery.received_at.timestamp_millis())
             .arg(&at)
             .arg(prepared.len())
-            .arg(dead_letters.len());
+            .arg(dead_letters.len())
+            .arg(cursor.as_ref().map(|c| c.value.as_str()).unwrap_or(""))
+            .arg(
+                if matches!(
+                    delivery.source,
+                    DeliverySource::Webhook | DeliverySource::Poll
+                ) {
+                    "1"
+                } else {
+                    "0"
+                },
+            );
         for (p, kind) in prepared.iter().zip(kinds) {
             eval.arg(&p.id)
                 .arg(kind)

@@ -1,0 +1,397 @@
+//! The HTTP client for one channel instance's API: timeouts, the adapter's declared rate limit
+//! (a governor token bucket), 429 with `Retry-After`, exponential backoff with full jitter on
+//! 5xx and transport errors, and a host allow-list (only the instance's base URL; redirects are
+//! never followed).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use url::Url;
+
+use crate::adapter::spec::{ApiSpec, AuthSpec, RateLimitSpec};
+use crate::config::Instance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("instance '{instance}': {problem}")]
+    Config { instance: String, problem: String },
+    /// A URL outside the instance's API host (a next-page link or a bad template).
+    #[error("refused to call {url}: {reason}")]
+    Refused { url: String, reason: String },
+    /// The channel answered with an error that retrying will not fix.
+    #[error("{url} answered {status}")]
+    Status { url: String, status: u16 },
+    /// Retries used up on 429 / 5xx / timeouts.
+    #[error("{url}: giving up after {attempts} attempts ({last})")]
+    Exhausted {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+}
+
+/// How hard to try one request.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Longest `Retry-After` honoured; longer ones are capped (and logged).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A response body and the headers the poller reads.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub url: String,
+    pub body: Vec<u8>,
+    /// The `rel="next"` target of a `Link` header, if any.
+    pub next_link: Option<String>,
+}
+
+pub type Limiter = Arc<DefaultDirectRateLimiter>;
+
+/// A token bucket for a declared rate (`per_second` may be below 1).
+pub fn limiter(spec: &RateLimitSpec) -> Limiter {
+    let period = Duration::from_secs_f64(1.0 / spec.per_second.max(1e-6));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN));
+    Arc::new(RateLimiter::direct(quota))
+}
+
+#[derive(Clone)]
+pub struct ChannelClient {
+    instance: String,
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<(String, String)>,
+    headers: Vec<(String, String)>,
+    limiter: Option<Limiter>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ChannelClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the credentials.
+        f.debug_struct("ChannelClient")
+            .field("instance", &self.instance)
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelClient {
+    /// The client of an instance whose adapter has an `[api]` section.
+    pub fn new(inst: &Instance, retry: RetryPolicy) -> Result<Self, ApiError> {
+        let cfg = |problem: String| ApiError::Config {
+            instance: inst.id.clone(),
+            problem,
+        };
+        let api: &ApiSpec = inst
+            .adapter
+            .spec()
+            .api
+            .as_ref()
+            .ok_or_else(|| cfg("its adapter has no [api] section".into()))?;
+        let base_text = inst.settings.get(&api.base_url_setting).ok_or_else(|| {
+            cfg(format!(
+                "settings.{} (the API base URL) is not set",
+                api.base_url_setting
+            ))
+        })?;
+        let base = check_base_url(base_text)
+            .map_err(|p| cfg(format!("settings.{}: {p}", api.base_url_setting)))?;
+        let auth = match &api.auth {
+            None => None,
+            Some(a) => {
+                let value = inst
+                    .secret(a.secret_name())
+                    .first()
+                    .map(|s| s.to_string())
+                    .ok_or_else(|| cfg(format!("secrets.{} is not set", a.secret_name())))?;
+                Some(match a {
+                    AuthSpec::Header { header, .. } => (header.clone(), value),
+                    AuthSpec::Bearer { .. } => ("Authorization".into(), format!("Bearer {value}")),
+                })
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(api.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(api.timeout_secs.clamp(1, 10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("crossgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| cfg(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            instance: inst.id.clone(),
+            http,
+            base,
+            auth,
+            headers: api
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            limiter: api.rate_limit.as_ref().map(limiter),
+            retry,
+        })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The absolute URL of a request: `path` is relative to the base URL (its path prefix is
+    /// kept), or an absolute URL on the same host (a `Link: rel="next"`).
+    pub fn url(&self, path: &str, query: &[(String, String)]) -> Result<Url, ApiError> {
+        let mut url = if path.starts_with("http://") || path.starts_with("https://") {
+            let u = Url::parse(path).map_err(|e| ApiError::Refused {
+                url: path.to_string(),
+                reason: e.to_string(),
+            })?;
+            if u.scheme() != self.base.scheme()
+                || u.host_str() != self.base.host_str()
+                || u.port_or_known_default() != self.base.port_or_known_default()
+            {
+                return Err(ApiError::Refused {
+                    url: redact_query(&u),
+                    reason: format!(
+                        "not on the instance's API host {}",
+                        self.base.origin().ascii_serialization()
+                    ),
+                });
+            }
+            u
+        } else {
+            let mut u = self.base.clone();
+            let prefix = self.base.path().trim_end_matches('/');
+            u.set_path(&format!("{prefix}/{}", path.trim_start_matches('/')));
+            u
+        };
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// GET with the API's rate limit (or `limiter`), retries and backoff.
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        limiter: Option<&Limiter>,
+    ) -> Result<ApiResponse, ApiError> {
+        let url = self.url(path, query)?;
+        let shown = redact_query(&url);
+        let mut last = String::new();
+        for attempt in 0..self.retry.max_attempts {
+            if let Some(l) = limiter.or(self.limiter.as_ref()) {
+                l.until_ready().await;
+            }
+            let mut req = self.http.get(url.clone());
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            if let Some((k, v)) = &self.auth {
+                req = req.header(k, v);
+            }
+            let wait = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status.is_success() {
+                        let next_link = resp
+                            .headers()
+                            .get_all(reqwest::header::LINK)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .find_map(next_link);
+                        match resp.bytes().await {
+                            Ok(body) => {
+                                metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "ok").increment(1);
+                                return Ok(ApiResponse {
+                                    url: shown,
+                                    body: body.to_vec(),
+                                    next_link,
+                                });
+                            }
+                            Err(e) => {
+                                last = format!("body: {e}");
+                                self.backoff(attempt)
+                            }
+                        }
+                    } else if status.as_u16() == 429 {
+                        last = "429 Too Many Requests".into();
+                        metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "throttled").increment(1);
+                        retry_after(resp.headers())
+                            .map(|d| d.min(self.retry.max_retry_after))
+                            .unwrap_or_else(|| self.backoff(attempt))
+                    } else if status.is_server_error() {
+                        last = format!("{status}");
+                        metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "server_error").increment(1);
+                        self.backoff(attempt)
+                    } else {
+                        metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "refused").increment(1);
+                        // 3xx (redirects are not followed) and 4xx: retrying will not help.
+                        return Err(ApiError::Status {
+                            url: shown,
+                            status: status.as_u16(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    last = if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        format!("transport: {}", e.without_url())
+                    };
+                    metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "transport").increment(1);
+                    self.backoff(attempt)
+                }
+            };
+            if attempt + 1 < self.retry.max_attempts {
+                tracing::info!(instance = %self.instance, url = %shown, attempt, wait_ms = wait.as_millis() as u64, problem = %last, "channel API call failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(ApiError::Exhausted {
+            url: shown,
+            attempts: self.retry.max_attempts,
+            last,
+        })
+    }
+
+    /// Full jitter: a random wait up to base·2^attempt (capped).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .retry
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.retry.max_delay);
+        let ms = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(ms)
+    }
+}
+
+/// Only https, or http to a loopback address (tests and local mocks).
+pub fn check_base_url(text: &str) -> Result<Url, String> {
+    let u = Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be an https:// URL".into()),
+    }
+    if u.host_str().is_none() || !u.username().is_empty() || u.password().is_some() {
+        return Err("must name a host and carry no credentials".into());
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    Ok(u)
+}
+
+/// A URL for logs: the query's values are dropped (they may carry tokens).
+fn redact_query(u: &Url) -> String {
+    let mut shown = u.clone();
+    shown.set_query(None);
+    let keys: Vec<String> = u.query_pairs().map(|(k, _)| format!("{k}=…")).collect();
+    if keys.is_empty() {
+        shown.to_string()
+    } else {
+        format!("{shown}?{}", keys.join("&"))
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The `rel="next"` URL of a Link header value.
+fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| url.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let v = r#"<https://shop.myshopify.com/admin/api/2024-04/orders.json?page_info=abc&limit=50>; rel="previous", <https://shop.myshopify.com/admin/api/2024-04/orders.json?page_info=def&limit=50>; rel="next""#;
+        assert_eq!(
+            next_link(v).as_deref(),
+            Some("https://shop.myshopify.com/admin/api/2024-04/orders.json?page_info=def&limit=50")
+        );
+        assert_eq!(next_link(r#"<https://x/a>; rel="previous""#), None);
+    }
+
+    #[test]
+    fn base_urls() {
+        assert!(check_base_url("https://sellingpartnerapi-eu.amazon.com").is_ok());
+        assert!(check_base_url("http://127.0.0.1:9000/api").is_ok());
+        assert!(check_base_url("http://example.com").is_err());
+        assert!(check_base_url("https://user:pw@example.com").is_err());
+        assert!(check_base_url("ftp://example.com").is_err());
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        h.insert(reqwest::header::RETRY_AFTER, later.parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn queries_are_redacted_in_logs() {
+        let u = Url::parse("https://x.example/a?token=SECRET&b=2").unwrap();
+        assert_eq!(redact_query(&u), "https://x.example/a?token=…&b=…");
+    }
+}

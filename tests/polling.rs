@@ -1,0 +1,507 @@
+//! Polling against a mock channel server on loopback that serves Amazon SP-API getOrders /
+//! getOrderItems pages built from the real sandbox payloads, with NextToken pagination and
+//! injected 429s, 500s and responses slower than the client's timeout. Both stores.
+//!
+//! Checked: every order is taken in exactly once (one `created` event each), the declared rate
+//! is respected (request timestamps), and a `kill -9` in the middle of `crossgate backfill`
+//! followed by a restart leaves no gap and no duplicate.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::*;
+use crossgate::config::Config;
+use crossgate::model::{Change, RecordKind};
+use crossgate::store::Store;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "Atza|test-access-token";
+const ORDERS: usize = 25;
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    TooMany { retry_after_secs: u64 },
+    ServerError,
+    Slow(Duration),
+}
+
+/// (when, path, query, status) of a request the mock answered.
+type Request = (Instant, String, BTreeMap<String, String>, u16);
+
+#[derive(Default)]
+struct Mock {
+    orders: Vec<Value>,
+    items: Value,
+    page_size: usize,
+    page_delay: Duration,
+    /// (path prefix, fault), each used once, in order.
+    faults: Mutex<Vec<(String, Fault)>>,
+    log: Mutex<Vec<Request>>,
+}
+
+fn base_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+fn mock(page_size: usize, page_delay: Duration, faults: Vec<(&str, Fault)>) -> Arc<Mock> {
+    let page: Value = serde_json::from_slice(&fixture(
+        "amazon/sp-api-v0-getOrders-sandbox-TEST_CASE_200.json",
+    ))
+    .unwrap();
+    let template = page["payload"]["Orders"][0].clone();
+    let orders = (0..ORDERS)
+        .map(|i| {
+            let mut o = template.clone();
+            let t = base_time() + chrono::Duration::minutes(10 * i as i64);
+            o["AmazonOrderId"] = json!(format!("902-0000000-{i:07}"));
+            o["PurchaseDate"] = json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            o["LastUpdateDate"] = json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            o
+        })
+        .collect();
+    let items: Value =
+        serde_json::from_slice(&fixture("amazon/sp-api-v0-getOrderItems-sandbox.json")).unwrap();
+    Arc::new(Mock {
+        orders,
+        items,
+        page_size,
+        page_delay,
+        faults: Mutex::new(
+            faults
+                .into_iter()
+                .map(|(p, f)| (p.to_string(), f))
+                .collect(),
+        ),
+        log: Mutex::new(Vec::new()),
+    })
+}
+
+impl Mock {
+    /// The fault for this request, if one is waiting (and records the request).
+    fn arrive(&self, path: &str, _q: &BTreeMap<String, String>) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let pos = faults
+            .iter()
+            .position(|(p, _)| path.starts_with(p.as_str()));
+        pos.map(|i| faults.remove(i).1)
+    }
+
+    fn record(&self, at: Instant, path: &str, q: BTreeMap<String, String>, status: u16) {
+        self.log
+            .lock()
+            .unwrap()
+            .push((at, path.to_string(), q, status));
+    }
+}
+
+async fn apply_fault(f: Option<Fault>) -> Option<Response> {
+    match f {
+        Some(Fault::TooMany { retry_after_secs }) => Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("Retry-After", retry_after_secs.to_string())],
+                "{\"errors\":[{\"code\":\"QuotaExceeded\"}]}",
+            )
+                .into_response(),
+        ),
+        Some(Fault::ServerError) => Some((StatusCode::INTERNAL_SERVER_ERROR, "{}").into_response()),
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        None => None,
+    }
+}
+
+fn authorized(h: &HeaderMap) -> bool {
+    h.get("x-amz-access-token").and_then(|v| v.to_str().ok()) == Some(TOKEN)
+}
+
+async fn get_orders(
+    State(m): State<Arc<Mock>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let at = Instant::now();
+    let path = "/orders/v0/orders";
+    let fault = m.arrive(path, &q);
+    if !authorized(&headers) {
+        m.record(at, path, q, 403);
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = apply_fault(fault).await {
+        m.record(at, path, q, r.status().as_u16());
+        return r;
+    }
+    if q.get("MarketplaceIds").map(String::as_str) != Some("ATVPDKIKX0DER") {
+        m.record(at, path, q, 400);
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    // NextToken "<page>|<since>" carries the listing's filter, as Amazon's opaque token does.
+    let (page, since) = match q.get("NextToken") {
+        Some(t) => {
+            let (p, s) = t.split_once('|').unwrap();
+            (p.parse::<usize>().unwrap(), s.to_string())
+        }
+        None => (0, q["LastUpdatedAfter"].clone()),
+    };
+    let since = chrono::DateTime::parse_from_rfc3339(&since)
+        .unwrap()
+        .to_utc();
+    let matching: Vec<&Value> = m
+        .orders
+        .iter()
+        .filter(|o| {
+            chrono::DateTime::parse_from_rfc3339(o["LastUpdateDate"].as_str().unwrap())
+                .unwrap()
+                .to_utc()
+                >= since
+        })
+        .collect();
+    let start = page * m.page_size;
+    let chunk: Vec<&Value> = matching
+        .iter()
+        .skip(start)
+        .take(m.page_size)
+        .copied()
+        .collect();
+    let mut payload = json!({ "Orders": chunk, "CreatedBefore": "2024-03-05T00:00:00Z" });
+    if start + m.page_size < matching.len() {
+        payload["NextToken"] = json!(format!(
+            "{}|{}",
+            page + 1,
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    tokio::time::sleep(m.page_delay).await;
+    m.record(at, path, q, 200);
+    axum::Json(json!({ "payload": payload })).into_response()
+}
+
+async fn get_items(
+    State(m): State<Arc<Mock>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let at = Instant::now();
+    let path = format!("/orders/v0/orders/{id}/orderItems");
+    let fault = m.arrive(&path, &q);
+    if !authorized(&headers) {
+        m.record(at, &path, q, 403);
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = apply_fault(fault).await {
+        m.record(at, &path, q, r.status().as_u16());
+        return r;
+    }
+    let mut items = m.items.clone();
+    items["payload"]["AmazonOrderId"] = json!(id);
+    m.record(at, &path, q, 200);
+    axum::Json(items).into_response()
+}
+
+async fn serve(m: Arc<Mock>) -> String {
+    let app = axum::Router::new()
+        .route("/orders/v0/orders", get(get_orders))
+        .route("/orders/v0/orders/{id}/orderItems", get(get_items))
+        .with_state(m);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// The repository's adapters, with amazon_v0's rate limit and timeout adjusted the way ops
+/// would (edit the TOML): 20 requests/s, burst 1, 1 s timeout.
+fn adapters_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("adapters");
+    std::fs::create_dir_all(&out).unwrap();
+    for e in std::fs::read_dir(repo().join("adapters")).unwrap() {
+        let e = e.unwrap();
+        let mut text = std::fs::read_to_string(e.path()).unwrap();
+        if e.file_name() == "amazon_v0.toml" {
+            let before = text.clone();
+            text = text.replace(
+                "rate_limit = { per_second = 0.0167, burst = 20 }",
+                "rate_limit = { per_second = 20.0, burst = 1 }\ntimeout_secs = 1",
+            );
+            assert_ne!(before, text, "amazon_v0.toml changed; update this test");
+        }
+        std::fs::write(out.join(e.file_name()), text).unwrap();
+    }
+    out
+}
+
+fn config(dir: &std::path::Path, backend: Backend, base: &str, prefix: &str) -> Config {
+    let text = format!(
+        r#"adapters_dir = "{adapters}"
+[server]
+listen = "127.0.0.1:0"
+[store]
+backend = "{backend}"
+path = "{db}"
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+[log]
+level = "warn"
+[[instance]]
+id = "amz"
+adapter = "amazon_v0"
+account = "A2TEST"
+poll = true
+secrets = {{ access_token = "${{TEST_AMZ_TOKEN}}" }}
+settings = {{ api_base = "{base}", marketplace_id = "ATVPDKIKX0DER" }}
+"#,
+        adapters = adapters_dir(dir).display(),
+        backend = match backend {
+            Backend::Embedded => "embedded",
+            Backend::Redis => "redis",
+        },
+        db = dir.join("poll.redb").display(),
+        redis = redis_url(),
+    );
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text).unwrap();
+    let env: HashMap<String, String> = [("TEST_AMZ_TOKEN".to_string(), TOKEN.to_string())]
+        .into_iter()
+        .collect();
+    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every order event in the store: (order id, change).
+async fn order_events<S: Store>(s: &S) -> Vec<(String, Change)> {
+    let mut out = Vec::new();
+    loop {
+        let batch = s.read_events("polling-test", "c", 1000).await.unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        for e in &batch {
+            if e.event.kind == RecordKind::Order {
+                out.push((e.event.record_id.clone(), e.event.change));
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+        s.ack_events("polling-test", &ids).await.unwrap();
+    }
+}
+
+fn assert_exactly_once(events: &[(String, Change)]) {
+    let created: Vec<&String> = events
+        .iter()
+        .filter(|(_, c)| *c == Change::Created)
+        .map(|(id, _)| id)
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = created.iter().copied().collect();
+    assert_eq!(
+        created.len(),
+        ORDERS,
+        "one created event per order: {events:?}"
+    );
+    assert_eq!(distinct.len(), ORDERS);
+    assert!(
+        events.iter().all(|(_, c)| *c == Change::Created),
+        "no order written twice: {events:?}"
+    );
+}
+
+async fn backfill_with_faults(backend: Backend) {
+    let m = mock(
+        10,
+        Duration::ZERO,
+        vec![
+            (
+                "/orders/v0/orders",
+                Fault::TooMany {
+                    retry_after_secs: 1,
+                },
+            ),
+            (
+                "/orders/v0/orders/902-0000000-0000003/orderItems",
+                Fault::ServerError,
+            ),
+            (
+                "/orders/v0/orders/902-0000000-0000004/orderItems",
+                Fault::Slow(Duration::from_millis(1500)),
+            ),
+            (
+                "/orders/v0/orders/902-0000000-0000012/orderItems",
+                Fault::TooMany {
+                    retry_after_secs: 0,
+                },
+            ),
+        ],
+    );
+    let base = serve(m.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), backend, &base, &unique_prefix("poll"));
+    let inst = cfg.instances["amz"].clone();
+    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let client = crossgate::channel::client::ChannelClient::new(
+        &inst,
+        crossgate::channel::client::RetryPolicy {
+            base_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+    let mode = crossgate::channel::poll::Mode::Backfill {
+        since: base_time(),
+        until: Some(base_time() + chrono::Duration::days(1)),
+    };
+    let mut pages = 0;
+    let started = Instant::now();
+    let state =
+        crossgate::with_store!(&store, s => poller.run(s, &mode, |_| pages += 1).await).unwrap();
+    let took = started.elapsed();
+    assert_eq!(pages, 3, "25 orders in pages of 10");
+    assert_eq!(state.orders, ORDERS as u64);
+
+    let events = crossgate::with_store!(&store, s => order_events(s).await);
+    assert_exactly_once(&events);
+    // Every order has its items (the 500 and the timeout were retried).
+    let page = crossgate::with_store!(&store, s => s.list_orders(crossgate::store::OrderQuery {
+        instance: Some("amz".into()), since: None, after: None, limit: 100 }).await)
+    .unwrap();
+    assert_eq!(page.items.len(), ORDERS);
+    assert!(
+        page.items
+            .iter()
+            .all(|o| o.lines.len() == 1 && o.totals.grand_total.amount().to_string() == "11.01")
+    );
+
+    let log = m.log.lock().unwrap().clone();
+    let statuses: Vec<u16> = log.iter().map(|(_, _, _, s)| *s).collect();
+    assert!(
+        statuses.contains(&429) && statuses.contains(&500),
+        "{statuses:?}"
+    );
+    // The 429 on the first page asked for 1 s: the retry came no sooner.
+    let first_two: Vec<Instant> = log
+        .iter()
+        .filter(|(_, p, _, _)| p == "/orders/v0/orders")
+        .map(|(t, ..)| *t)
+        .take(2)
+        .collect();
+    assert!(
+        first_two[1] - first_two[0] >= Duration::from_millis(990),
+        "{:?}",
+        first_two[1] - first_two[0]
+    );
+    // The declared rate (20/s, burst 1): no two requests less than 50 ms apart.
+    let mut times: Vec<Instant> = log.iter().map(|(t, ..)| *t).collect();
+    times.sort();
+    let min_gap = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(
+        min_gap >= Duration::from_millis(45),
+        "requests {min_gap:?} apart"
+    );
+    eprintln!(
+        "{backend:?}: {} requests in {:?}, smallest gap {:?}, mean rate {:.1}/s",
+        times.len(),
+        took,
+        min_gap,
+        times.len() as f64 / (*times.last().unwrap() - times[0]).as_secs_f64()
+    );
+
+    // Polling again takes in nothing new.
+    let state2 = crossgate::with_store!(&store, s => poller.run(s, &mode, |_| {}).await).unwrap();
+    assert_eq!(state2.orders, state.orders);
+    let again = crossgate::with_store!(&store, s => order_events(s).await);
+    assert!(again.is_empty(), "{again:?}");
+    if let crossgate::store::AnyStore::Redis(r) = store {
+        r.flush_prefix().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_takes_every_order_once_through_faults_embedded() {
+    backfill_with_faults(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_takes_every_order_once_through_faults_redis() {
+    backfill_with_faults(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_backfill_then_resume_leaves_no_gap_and_no_duplicate() {
+    // Slow pages of 5, so the process is killed mid-way.
+    let m = mock(5, Duration::from_millis(300), vec![]);
+    let base = serve(m.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Backend::Embedded, &base, "unused");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .env("TEST_AMZ_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&cfg.file)
+            .args([
+                "backfill",
+                "--instance",
+                "amz",
+                "--since",
+                "2024-03-01",
+                "--until",
+                "2024-03-02",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    // Wait until the third page has been served, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pages = m
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _, s)| p == "/orders/v0/orders" && *s == 200)
+            .count();
+        if pages >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backfill made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let served_before = m.log.lock().unwrap().len();
+
+    // Restart: it resumes from the committed cursor and finishes.
+    let out = run().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = m.log.lock().unwrap().clone();
+    let first_after = log[served_before..]
+        .iter()
+        .find(|(_, p, _, _)| p == "/orders/v0/orders")
+        .unwrap();
+    assert!(
+        first_after.2.contains_key("NextToken"),
+        "the restart continues with the stored next token, not from the start: {:?}",
+        first_after.2
+    );
+
+    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let events = crossgate::with_store!(&store, s => order_events(s).await);
+    assert_exactly_once(&events);
+}
