@@ -24,19 +24,18 @@ const LIFECYCLE_EVERY: Duration = Duration::from_secs(1);
 /// How often parked thin webhooks are looked at (each has its own backoff).
 const FETCH_EVERY: Duration = Duration::from_secs(2);
 
-/// How far back the reconciliation metric looks.
-const RECONCILE_WINDOW_DAYS: i64 = 7;
+/// The reconciliation gauges of an instance.
+pub fn set_reconciliation_gauges(instance: &str, r: &crate::store::Reconciliation) {
+    metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "poll")
+        .set(r.polled_not_pushed.len() as f64);
+    metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "webhook")
+        .set(r.pushed_not_polled.len() as f64);
+}
 
 /// Sets the reconciliation gauges of an instance that both pushes and is polled.
 pub async fn record_reconciliation<S: Store>(store: &S, instance: &str) {
-    let since = Utc::now() - chrono::Duration::days(RECONCILE_WINDOW_DAYS);
-    match store.reconcile(instance, Some(since)).await {
-        Ok(r) => {
-            metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "poll")
-                .set(r.polled_not_pushed.len() as f64);
-            metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "webhook")
-                .set(r.pushed_not_polled.len() as f64);
-        }
+    match store.reconcile(instance, None).await {
+        Ok(r) => set_reconciliation_gauges(instance, &r),
         Err(e) => tracing::warn!(instance, error = %e, "reconciliation failed"),
     }
 }

@@ -250,7 +250,45 @@ async fn serve(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The adapter files checked against the adapter JSON Schema (`schemas/adapter.schema.json`
+/// next to the adapters directory, else the built-in copy). Problems, one per line.
+fn schema_problems(config_path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(config_path) else {
+        return Vec::new(); // Config::load reports it
+    };
+    let Ok(raw) = crossgate::config::parse(&text) else {
+        return Vec::new();
+    };
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let adapters = base.join(&raw.adapters_dir);
+    let schema_file = adapters.join("../schemas/adapter.schema.json");
+    let schema: Value = match std::fs::read_to_string(&schema_file) {
+        Ok(t) => match serde_json::from_str(&t) {
+            Ok(v) => v,
+            Err(e) => return vec![format!("{}: {e}", schema_file.display())],
+        },
+        Err(_) => {
+            let (_, s) = crossgate::schemas::all()
+                .into_iter()
+                .find(|(n, _)| *n == "adapter.schema.json")
+                .expect("the adapter schema is built in");
+            s.to_value()
+        }
+    };
+    crossgate::schemas::check_adapter_files(&schema, &adapters).unwrap_or_else(|e| vec![e])
+}
+
 fn check_config(path: &Path) -> std::process::ExitCode {
+    let schema = schema_problems(path);
+    if !schema.is_empty() {
+        eprintln!(
+            "{} problem(s) in adapter files (checked against the adapter JSON Schema):",
+            schema.len()
+        );
+        for p in &schema {
+            eprintln!("  - {p}");
+        }
+    }
     match Config::load(path) {
         Ok(cfg) => {
             println!("{}: OK", path.display());
@@ -277,7 +315,11 @@ fn check_config(path: &Path) -> std::process::ExitCode {
             for var in &cfg.dev_defaults {
                 println!("  warning: ${{{var}}} is unset; its DEV-ONLY default is used");
             }
-            std::process::ExitCode::SUCCESS
+            if schema.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("{e}");

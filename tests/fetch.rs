@@ -77,6 +77,16 @@ async fn shipping(State(a): State<Arc<Api>>, Path(id): Path<u64>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn taxes(State(a): State<Arc<Api>>, Path(id): Path<u64>) -> Response {
+    a.calls
+        .lock()
+        .unwrap()
+        .push(format!("/v2/orders/{id}/taxes"));
+    let t: Value =
+        serde_json::from_slice(&fixture("bigcommerce/orders-v2-order-taxes.json")).unwrap();
+    axum::Json(t).into_response()
+}
+
 async fn serve(a: Arc<Api>) -> String {
     let app = axum::Router::new()
         .route("/stores/abc123/v2/orders/{id}", route_get(order))
@@ -88,6 +98,7 @@ async fn serve(a: Arc<Api>) -> String {
             "/stores/abc123/v2/orders/{id}/shipping_addresses",
             route_get(shipping),
         )
+        .route("/stores/abc123/v2/orders/{id}/taxes", route_get(taxes))
         .with_state(a);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/stores/abc123", listener.local_addr().unwrap());

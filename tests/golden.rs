@@ -73,6 +73,9 @@ struct Expect {
     /// The delivery is authentic but of a topic the adapter does not map.
     #[serde(default)]
     ignored: bool,
+    /// A thin webhook: the id of the record the gateway fetches.
+    #[serde(default)]
+    fetch: Option<String>,
 }
 
 fn fixture_path(f: &str) -> PathBuf {
@@ -150,6 +153,19 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
         account: "golden-account",
         settings: &case.settings,
     };
+    // A thin webhook: the gateway fetches the record it names; show the id it would fetch.
+    if case.record.is_none()
+        && let Some(f) = &adapter.spec().fetch
+    {
+        let doc = adapter.parse(&body).unwrap();
+        let topic = adapter.topic(&headers, Some(&doc));
+        if topic.as_ref().is_some_and(|t| f.topics.contains(t)) {
+            let id =
+                f.id.get(crossgate::adapter::path::Scope::new(&doc))
+                    .and_then(|n| n.scalar_text().map(str::to_string));
+            return json!({ "fetch": { "topic": topic, "id": id } });
+        }
+    }
     let routed = match case.record.as_deref() {
         None => adapter.normalize(&headers, &body, &ctx),
         Some(kind) => {
@@ -207,6 +223,14 @@ fn check_expectations(case: &Case, out: &Value) {
         assert!(
             fields.contains(&field.as_str()),
             "{name}: expected an error at {field}: {out}"
+        );
+        return;
+    }
+    if let Some(id) = &case.expect.fetch {
+        assert_eq!(
+            out["fetch"]["id"].as_str(),
+            Some(id.as_str()),
+            "{name}: {out}"
         );
         return;
     }

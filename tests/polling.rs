@@ -505,3 +505,100 @@ async fn kill_9_during_backfill_then_resume_leaves_no_gap_and_no_duplicate() {
     let events = crossgate::with_store!(&store, s => order_events(s).await);
     assert_exactly_once(&events);
 }
+
+/// An XML channel polled with offset paging and HTTP Basic auth: PrestaShop's webservice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prestashop_xml_polling_with_offset_pages() {
+    let list = String::from_utf8(
+        std::fs::read(repo().join("tests/fixtures/prestashop/orders-list-display-full.xml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let orders: Vec<String> = list
+        .split("<order>")
+        .skip(1)
+        .map(|o| {
+            format!(
+                "<order>{}",
+                &o[..o.find("</order>").unwrap() + "</order>".len()]
+            )
+        })
+        .collect();
+    assert_eq!(orders.len(), 2);
+    let seen: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+    let (o2, s2) = (orders.clone(), seen.clone());
+    let app = axum::Router::new().route(
+        "/shop/api/orders",
+        get(move |h: HeaderMap, Query(q): Query<BTreeMap<String, String>>| {
+            let (orders, seen) = (o2.clone(), s2.clone());
+            async move {
+                seen.lock().unwrap().push(q.clone());
+                // Basic base64("WSKEY:")
+                if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Basic V1NLRVk6") {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                let (offset, count) = q["limit"].split_once(',').unwrap();
+                let (offset, count): (usize, usize) = (offset.parse().unwrap(), count.parse().unwrap());
+                let page: String = orders.iter().skip(offset).take(count).cloned().collect();
+                (
+                    [("content-type", "text/xml")],
+                    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<prestashop xmlns:xlink=\"http://www.w3.org/1999/xlink\"><orders>{page}</orders></prestashop>"),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/shop/api", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let adapters = adapters_dir(dir.path());
+    let ps = adapters.join("prestashop.toml");
+    let text = std::fs::read_to_string(&ps).unwrap();
+    let edited = text
+        .replace("limit = \"{offset},100\"", "limit = \"{offset},1\"")
+        .replace("offset = { page_size = 100 }", "offset = { page_size = 1 }");
+    assert_ne!(text, edited);
+    std::fs::write(&ps, edited).unwrap();
+    let cfg_text = format!(
+        r#"adapters_dir = "{}"
+[store]
+backend = "embedded"
+path = "{}"
+[[instance]]
+id = "ps"
+adapter = "prestashop"
+account = "shop"
+poll = true
+secrets = {{ webservice_key = "${{PS_KEY}}" }}
+settings = {{ api_base = "{base}", currency = "EUR", timezone = "Europe/Paris" }}
+"#,
+        adapters.display(),
+        dir.path().join("ps.redb").display()
+    );
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, cfg_text).unwrap();
+    let env: HashMap<String, String> = [("PS_KEY".to_string(), "WSKEY".to_string())]
+        .into_iter()
+        .collect();
+    let cfg = Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"));
+    let inst = cfg.instances["ps"].clone();
+    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let client = crossgate::channel::client::ChannelClient::new(&inst, Default::default()).unwrap();
+    let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+    let state = crossgate::with_store!(&store, s => poller.run(s, &crossgate::channel::poll::Mode::Live, |_| {}).await).unwrap();
+    assert_eq!(state.orders, 2);
+    assert_eq!(state.pages, 3, "two full pages of 1, then an empty one");
+    let q = seen.lock().unwrap().clone();
+    let limits: Vec<&str> = q.iter().map(|p| p["limit"].as_str()).collect();
+    assert_eq!(limits, ["0,1", "1,1", "2,1"]);
+    // The window is sent in the shop's local time.
+    let f = &q[0]["filter[date_upd]"];
+    assert!(
+        f.starts_with('[') && f.ends_with(']') && f.len() == 41,
+        "{f}"
+    );
+    let events = crossgate::with_store!(&store, s => order_events(s).await);
+    assert_eq!(events.len(), 2);
+}

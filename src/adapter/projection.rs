@@ -106,6 +106,14 @@ impl Projection {
         if let Some(t) = spec.poll.as_ref().and_then(|p| p.next_token.as_ref()) {
             c.path(&t.token, &[vec![]], &[vec![]]);
         }
+        if let Some(t) = spec
+            .poll
+            .as_ref()
+            .and_then(|p| p.offset.as_ref())
+            .and_then(|o| o.total.as_ref())
+        {
+            c.path(t, &[vec![]], &[vec![]]);
+        }
         if let Some(f) = &spec.fetch {
             c.path(&f.id, &[vec![]], &[vec![]]);
         }

@@ -16,7 +16,7 @@ use super::spec::{AdapterSpec, Format, RouteTarget, SignatureSpec};
 pub const CODE_BACKED: &[(&str, &str)] = &[
     (
         "format = \"canonical\"",
-        "crossgate's own order JSON (mobile app), read with serde into the canonical Order",
+        "crossgate's own order JSON (mobile app, call-centre API), read with serde into the canonical Order",
     ),
     (
         "signature.scheme = \"hmac_sha256\"",
@@ -29,6 +29,22 @@ pub const CODE_BACKED: &[(&str, &str)] = &[
     (
         "signature.scheme = \"stripe\"",
         "Stripe-Signature t=,v1= with timestamp tolerance",
+    ),
+    (
+        "signature.scheme = \"tiktok_shop\"",
+        "TikTok Shop: hex HMAC-SHA256 of app key + body in Authorization",
+    ),
+    (
+        "signature.scheme = \"shared_secret_header\"",
+        "a secret header compared in constant time (BigCommerce does not sign)",
+    ),
+    (
+        "signature.scheme = \"wechat_pay_v2\"",
+        "WeChat Pay v2: MD5 / HMAC-SHA256 sign element inside the XML body",
+    ),
+    (
+        "api.auth.kind = \"tiktok_shop\"",
+        "TikTok Shop Open API request signing (app_key, timestamp, sign)",
     ),
 ];
 

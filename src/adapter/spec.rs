@@ -94,12 +94,33 @@ pub enum AuthSpec {
     Header { header: String, secret: String },
     /// `Authorization: Bearer <secret>`.
     Bearer { secret: String },
+    /// HTTP Basic with the secret as user name and an empty password (PrestaShop webservice
+    /// key).
+    Basic { secret: String },
+    /// TikTok Shop Open API: `x-tts-access-token` header (secret `secret`), plus `app_key`,
+    /// `timestamp` and `sign` query parameters; sign = hex HMAC-SHA256 keyed by the app secret
+    /// over app_secret + path + sorted {key}{value} query (without sign and access_token) +
+    /// app_secret.
+    TiktokShop {
+        secret: String,
+        #[serde(default = "default_app_key")]
+        app_key: String,
+        #[serde(default = "default_app_secret")]
+        app_secret: String,
+    },
+}
+
+fn default_app_secret() -> String {
+    "webhook".into()
 }
 
 impl AuthSpec {
     pub fn secret_name(&self) -> &str {
         match self {
-            AuthSpec::Header { secret, .. } | AuthSpec::Bearer { secret } => secret,
+            AuthSpec::Header { secret, .. }
+            | AuthSpec::Bearer { secret }
+            | AuthSpec::Basic { secret }
+            | AuthSpec::TiktokShop { secret, .. } => secret,
         }
     }
 }
@@ -180,6 +201,11 @@ pub struct OffsetSpec {
     /// The first page's number for `{page}` (Magento counts from 1).
     #[serde(default)]
     pub start_page: u64,
+    /// Where the response states the total number of records; paging stops there (Magento
+    /// answers a page past the end with the last page again).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub total: Option<Path>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

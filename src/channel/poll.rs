@@ -212,7 +212,7 @@ impl Poller {
         }
 
         // Normalize it (pure) as orders.
-        let (mut routed, next_token) = {
+        let (mut routed, next_token, total) = {
             let doc = self
                 .inst
                 .adapter
@@ -229,11 +229,18 @@ impl Poller {
                 .and_then(|t| t.token.get(crate::adapter::path::Scope::new(&doc)))
                 .and_then(|n| n.scalar_text().map(|s| s.trim().to_string()))
                 .filter(|s| !s.is_empty());
+            let total = self
+                .spec
+                .offset
+                .as_ref()
+                .and_then(|o| o.total.as_ref())
+                .and_then(|p| p.get(crate::adapter::path::Scope::new(&doc)))
+                .and_then(|n| n.scalar_text().and_then(|t| t.trim().parse::<u64>().ok()));
             let routed =
                 self.inst
                     .adapter
                     .map(&doc, Target::Order, &pipeline::record_context(&self.inst));
-            (routed, token)
+            (routed, token, total)
         };
         let mut items = 0;
         let mut failed = 0;
@@ -284,7 +291,9 @@ impl Poller {
                 Some(NextPage::Page(n)) => *n,
                 _ => 0,
             };
-            (items as u64 >= o.page_size as u64).then_some(NextPage::Page(taken + 1))
+            let seen = (taken + 1) * o.page_size as u64;
+            let more = items as u64 >= o.page_size as u64 && total.is_none_or(|t| seen < t);
+            more.then_some(NextPage::Page(taken + 1))
         } else {
             None
         };

@@ -471,7 +471,12 @@ async fn reconciliation<S: Store + Clone>(
         None => None,
     };
     match app.store.reconcile(&instance, since).await {
-        Ok(r) => axum::Json(json!({"instance": instance, "result": r})).into_response(),
+        Ok(r) => {
+            if since.is_none() {
+                crate::daemon::set_reconciliation_gauges(&instance, &r);
+            }
+            axum::Json(json!({"instance": instance, "result": r})).into_response()
+        }
         Err(e) => store_err(e),
     }
 }
