@@ -1,5 +1,6 @@
 //! Signature check and normalization of the 18 KB Shopify 2024-04 order: the CPU part of the
-//! ingest path, without HTTP or storage. Run: cargo bench --bench ingest
+//! ingest path, without HTTP or storage; and normalize throughput per payload format (JSON,
+//! XML, CSV) in time per order. Run: cargo bench --bench ingest
 
 use std::path::Path;
 
@@ -60,5 +61,95 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Normalize per format, per order: real payloads (JSON Shopify and Amazon; XML PrestaShop,
+/// eBay and Amazon MWS) and a generated phone CSV of 200 orders (400 rows).
+fn per_format(c: &mut Criterion) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = |p: &str| std::fs::read(repo.join("../shared/fixtures").join(p)).unwrap();
+    let registry = Registry::load_dir(&repo.join("adapters")).unwrap();
+    let mut settings = std::collections::BTreeMap::new();
+    settings.insert("currency".to_string(), "EUR".to_string());
+    settings.insert("timezone".to_string(), "Europe/Paris".to_string());
+
+    // The phone CSV: the fixture's good orders, repeated with new ids.
+    let fixture =
+        String::from_utf8(std::fs::read(repo.join("tests/fixtures/phone/orders.csv")).unwrap())
+            .unwrap();
+    let mut lines = fixture.lines();
+    let header = lines.next().unwrap();
+    let good: Vec<&str> = lines
+        .filter(|l| l.starts_with("P-1001") || l.starts_with("P-1005"))
+        .collect();
+    let mut csv = format!("{header}\n");
+    for i in 0..100 {
+        for l in &good {
+            csv.push_str(&l.replacen("P-100", &format!("B-{i:04}-"), 1));
+            csv.push('\n');
+        }
+    }
+    let cases: Vec<(&str, &str, Vec<u8>, u64)> = vec![
+        (
+            "json_shopify_order_18kb",
+            "shopify",
+            shared("shopify/rest-2024-04-order-get-450789469.json"),
+            1,
+        ),
+        (
+            "json_amazon_2026_order",
+            "amazon_2026",
+            shared("amazon/sp-api-2026-01-01-getOrder-example.json"),
+            1,
+        ),
+        (
+            "xml_prestashop_order",
+            "prestashop",
+            shared("prestashop/webservice-order-1.xml"),
+            1,
+        ),
+        (
+            "xml_ebay_getorders",
+            "ebay",
+            shared("ebay/trading-GetOrdersResponse-with-taxes.xml"),
+            0,
+        ),
+        ("csv_phone_200_orders", "phone", csv.into_bytes(), 200),
+    ];
+    let mut g = c.benchmark_group("normalize_per_order");
+    for (name, adapter, body, orders) in cases {
+        let a = registry.get(adapter).unwrap().clone();
+        let ctx = RecordContext {
+            instance: "bench",
+            channel: adapter,
+            channel_kind: a.spec().channel_kind,
+            account: "bench",
+            settings: &settings,
+        };
+        let doc = a.parse(&body).unwrap();
+        let routed = a
+            .map(&doc, crossgate::adapter::Target::Order, &ctx)
+            .unwrap();
+        let n = match routed {
+            crossgate::adapter::Routed::Items(items) => {
+                let ok = items.iter().filter(|i| i.result.is_ok()).count() as u64;
+                assert!(ok > 0, "{name}: nothing maps");
+                if orders > 0 {
+                    assert_eq!(ok, orders, "{name}");
+                }
+                ok
+            }
+            _ => panic!("{name}"),
+        };
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let doc = a.parse(&body).unwrap();
+                a.map(&doc, crossgate::adapter::Target::Order, &ctx)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, per_format);
 criterion_main!(benches);
