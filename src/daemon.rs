@@ -131,6 +131,10 @@ pub async fn run<S: Store + Clone>(
             }
         }));
     }
+    {
+        let (store, config) = (store.clone(), config.clone());
+        channel_tasks.push(tokio::spawn(async move { fx_task(store, config).await }));
+    }
     let header_timeout = config.server.header_read_timeout;
     let app = App::new(store, config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
@@ -140,6 +144,111 @@ pub async fn run<S: Store + Clone>(
         t.abort();
     }
     result
+}
+
+/// Loads the manual rate table and (when configured) the ECB rates into the store.
+pub async fn sync_rates<S: Store>(store: &S, fx: &crate::fx::FxSettings, ecb: bool) -> Vec<String> {
+    use crate::fx::rates::RateSource;
+    let mut problems = Vec::new();
+    let now = Utc::now();
+    let mut sources = Vec::new();
+    if let Some(m) = &fx.manual_rates {
+        sources.push((RateSource::Manual, m.display().to_string()));
+    }
+    if ecb && let Some(e) = &fx.ecb_source {
+        sources.push((RateSource::Ecb, e.clone()));
+    }
+    for (source, location) in sources {
+        match crate::fx::read_document(source, &location, now).await {
+            Ok(doc) => {
+                let days = doc.days.len();
+                match store.fx_put_doc(doc).await {
+                    Ok(new) => {
+                        tracing::info!(source = source.as_str(), days, new, "rate document stored")
+                    }
+                    Err(e) => problems.push(format!("{location}: {e}")),
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for p in &problems {
+        tracing::warn!(problem = %p, "rate refresh failed; orders without a rate wait as fx_pending");
+    }
+    problems
+}
+
+/// How often the FX job looks for new order events.
+const FX_EVERY: Duration = Duration::from_secs(1);
+
+/// The FX job: converts orders from the event stream, refreshes rates daily after the ECB's
+/// publication, and converts waiting orders once their rates arrive.
+async fn fx_task<S: Store + Clone>(store: S, config: Arc<Config>) {
+    let settings = config.fx.clone();
+    sync_rates(&store, &settings, false).await;
+    let mut job = loop {
+        match crate::fx::FxJob::new(&store, settings.clone()).await {
+            Ok(j) => break j,
+            Err(e) => {
+                tracing::warn!(error = %e, "FX job cannot start yet");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    let mut last_refresh: Option<chrono::NaiveDate> = None;
+    let mut tick = tokio::time::interval(FX_EVERY);
+    let mut ticks: u64 = 0;
+    loop {
+        tick.tick().await;
+        ticks += 1;
+        // The daily refresh: once a day after `refresh_after` Frankfurt time (and at start-up
+        // when the newest rate is older than the maximum age).
+        let berlin = Utc::now().with_timezone(&chrono_tz::Europe::Berlin);
+        let today = berlin.date_naive();
+        let stale = job
+            .book()
+            .latest_ecb_day()
+            .is_none_or(|d| (today - d).num_days() > settings.max_age_days);
+        let due = last_refresh != Some(today)
+            && (berlin.time() >= settings.refresh_after || (last_refresh.is_none() && stale));
+        if settings.ecb_source.is_some() && due {
+            let problems = sync_rates(&store, &settings, true).await;
+            if problems.is_empty() || last_refresh.is_none() {
+                last_refresh = Some(today);
+            }
+        }
+        if ticks % 30 == 1 || due {
+            match job.refresh_book(&store).await {
+                Ok(true) => match job.retry_pending(&store).await {
+                    Ok(p) if p.orders > 0 => tracing::info!(
+                        orders = p.orders,
+                        entries = p.entries,
+                        still_pending = p.pending,
+                        "waiting orders converted with new rates"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retrying fx_pending orders failed"),
+                },
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "reading rate documents failed"),
+            }
+        }
+        loop {
+            match job.pass(&store, 200).await {
+                Ok(p) if p.events == 0 => break,
+                Ok(p) => tracing::debug!(
+                    orders = p.orders,
+                    entries = p.entries,
+                    pending = p.pending,
+                    "orders converted"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "FX pass failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod channel;
 pub mod config;
 pub mod daemon;
+pub mod fx;
 pub mod import;
 pub mod ingress;
 pub mod model;

@@ -58,6 +58,9 @@ enum Command {
     /// List the orders of an instance seen by polling but never pushed by its webhooks, and the
     /// reverse.
     Reconcile(ReconcileArgs),
+    /// Exchange rates and the FX log (finance).
+    #[command(subcommand)]
+    Fx(FxCommand),
     /// List or replay dead letters through a running daemon's API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -89,6 +92,57 @@ struct ReplayArgs {
     /// An instance setting the adapter reads, e.g. --setting currency=USD. Repeatable.
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     settings: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum FxCommand {
+    /// Load rates into the store: ECB eurofxref XML (daily, 90 days or full history) from a
+    /// URL or file, or finance's manual table. Without arguments: the config's sources.
+    Sync {
+        /// An ECB XML file or https URL.
+        #[arg(long, conflicts_with = "manual")]
+        ecb: Option<String>,
+        /// A manual rate table (TOML).
+        #[arg(long)]
+        manual: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Export the FX log: every conversion, with its rates, sources and hash.
+    Log {
+        /// First rate date (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last rate date (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Entries converting from or to this currency.
+        #[arg(long)]
+        currency: Option<String>,
+        /// Entries of this order id.
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Recompute every entry from the stored rates and check the hash chain; lists every
+    /// mismatch or break and exits non-zero when there is one.
+    Verify {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Per currency pair for one day: count, sums, min and max rate, and the revaluation
+    /// against the latest rate.
+    Report {
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Args)]
@@ -198,6 +252,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::CheckConfig => return Ok(check_config(&cli.config)),
         Command::Replay(args) => return replay(&cli.config, args),
         Command::Import(args) => return import(&cli.config, args).await,
+        Command::Fx(cmd) => return fx(&cli.config, cmd).await,
         Command::Backfill(args) => backfill(&cli.config, args).await?,
         Command::Reconcile(args) => return reconcile(&cli.config, args).await,
         Command::DeadLetters(cmd) => dead_letters(&cli.config, cmd).await?,
@@ -427,6 +482,295 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
                 }))?
             );
             Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The daemon's API when it answers, else the store itself.
+enum Access {
+    Api(ApiClient),
+    Store(store::AnyStore),
+}
+
+async fn access(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Access> {
+    let client = ApiClient::new(config_path, api)?;
+    let up = client
+        .http()
+        .get(format!("{}/healthz", client.base()))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if up {
+        return Ok(Access::Api(client));
+    }
+    if api.url.is_some() {
+        bail!("the daemon at {} does not answer", client.base());
+    }
+    Ok(Access::Store(open_store_for_cli(config).await?))
+}
+
+async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode> {
+    use crossgate::fx::rates::RateSource;
+    use crossgate::store::Store;
+    let config = load_config(config_path)?;
+    match cmd {
+        FxCommand::Sync { ecb, manual, api } => {
+            let mut docs = Vec::new();
+            let now = chrono::Utc::now();
+            match (ecb, manual) {
+                (Some(e), _) => {
+                    docs.push(crossgate::fx::read_document(RateSource::Ecb, &e, now).await?)
+                }
+                (None, Some(m)) => docs.push(
+                    crossgate::fx::read_document(RateSource::Manual, &m.display().to_string(), now)
+                        .await?,
+                ),
+                (None, None) => {
+                    if let Some(m) = &config.fx.manual_rates {
+                        docs.push(
+                            crossgate::fx::read_document(
+                                RateSource::Manual,
+                                &m.display().to_string(),
+                                now,
+                            )
+                            .await?,
+                        );
+                    }
+                    if let Some(e) = &config.fx.ecb_source {
+                        docs.push(crossgate::fx::read_document(RateSource::Ecb, e, now).await?);
+                    }
+                    if docs.is_empty() {
+                        bail!(
+                            "no rate source: give --ecb or --manual, or set fx.ecb_source / fx.manual_rates"
+                        );
+                    }
+                }
+            }
+            let access = access(config_path, &config, &api).await?;
+            for doc in docs {
+                let summary = format!(
+                    "{} {} ({} day(s){}) hash {}",
+                    doc.source.as_str(),
+                    doc.origin,
+                    doc.days.len(),
+                    match (doc.days.first(), doc.days.last()) {
+                        (Some(a), Some(b)) => format!(", {} .. {}", a.date, b.date),
+                        _ => format!(", {} manual rate(s)", doc.manual.len()),
+                    },
+                    &doc.hash[..12]
+                );
+                let new = match &access {
+                    Access::Store(s) => with_store!(s, st => st.fx_put_doc(doc).await)?,
+                    Access::Api(c) => {
+                        let bytes = match doc.source {
+                            RateSource::Ecb => {
+                                crossgate::fx::read_document_bytes(&doc.origin).await?
+                            }
+                            RateSource::Manual => std::fs::read(&doc.origin)?,
+                        };
+                        let mut req = c
+                            .http()
+                            .post(format!("{}/v1/fx/rates", c.base()))
+                            .query(&[
+                                ("source", doc.source.as_str()),
+                                ("origin", doc.origin.as_str()),
+                            ])
+                            .body(bytes);
+                        if let Some(t) = c.token() {
+                            req = req.bearer_auth(t);
+                        }
+                        let resp = req.send().await?;
+                        let status = resp.status();
+                        let body: Value = resp.json().await.unwrap_or(Value::Null);
+                        if !status.is_success() {
+                            bail!("the daemon answered {status}: {body}");
+                        }
+                        body["stored"].as_bool().unwrap_or(false)
+                    }
+                };
+                println!(
+                    "{summary}: {}",
+                    if new { "stored" } else { "already stored" }
+                );
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        FxCommand::Log {
+            from,
+            to,
+            currency,
+            order,
+            format,
+            api,
+        } => {
+            let filter = crossgate::fx::LogFilter {
+                from: from
+                    .as_deref()
+                    .map(|d| parse_when("--from", d).map(|t| t.date_naive()))
+                    .transpose()?,
+                to: to
+                    .as_deref()
+                    .map(|d| parse_when("--to", d).map(|t| t.date_naive()))
+                    .transpose()?,
+                currency,
+                order,
+            };
+            let access = access(config_path, &config, &api).await?;
+            let mut after = 0u64;
+            let mut first = true;
+            loop {
+                let (items, next): (
+                    Vec<(crossgate::fx::log::FxEntry, Option<String>)>,
+                    Option<u64>,
+                ) = match &access {
+                    Access::Store(s) => {
+                        with_store!(s, st => crossgate::fx::export_page(st, &filter, after, 1000).await)?
+                    }
+                    Access::Api(c) => {
+                        let mut q: Vec<(String, String)> = vec![
+                            ("format".into(), "json".into()),
+                            ("limit".into(), "500".into()),
+                            ("cursor".into(), after.to_string()),
+                        ];
+                        if let Some(f) = filter.from {
+                            q.push(("from".into(), f.to_string()));
+                        }
+                        if let Some(t) = filter.to {
+                            q.push(("to".into(), t.to_string()));
+                        }
+                        if let Some(c) = &filter.currency {
+                            q.push(("currency".into(), c.clone()));
+                        }
+                        if let Some(o) = &filter.order {
+                            q.push(("order".into(), o.clone()));
+                        }
+                        let mut req = c.http().get(format!("{}/v1/fx/log", c.base())).query(&q);
+                        if let Some(t) = c.token() {
+                            req = req.bearer_auth(t);
+                        }
+                        let body: Value = req.send().await?.json().await?;
+                        let items = body["items"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|mut v| {
+                                let by = v["superseded_by"].as_str().map(str::to_string);
+                                if let Some(o) = v.as_object_mut() {
+                                    o.remove("superseded_by");
+                                }
+                                serde_json::from_value(v).map(|e| (e, by))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        (items, body["next_cursor"].as_u64())
+                    }
+                };
+                for (e, by) in &items {
+                    if format == "csv" {
+                        if first {
+                            println!("{}", crossgate::fx::log::CSV_HEADER);
+                            first = false;
+                        }
+                        println!("{}", crossgate::fx::log::csv_row(e, by.as_deref()));
+                    } else {
+                        let mut v = serde_json::to_value(e)?;
+                        v["superseded_by"] = json!(by);
+                        println!("{}", serde_json::to_string(&v)?);
+                    }
+                }
+                match next {
+                    Some(n) => after = n,
+                    None => break,
+                }
+            }
+            if format == "csv" && first {
+                println!("{}", crossgate::fx::log::CSV_HEADER);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        FxCommand::Verify { api } => {
+            let access = access(config_path, &config, &api).await?;
+            let v: Value = match &access {
+                Access::Store(s) => serde_json::to_value(
+                    with_store!(s, st => crossgate::fx::verify_log(st).await)?,
+                )?,
+                Access::Api(c) => {
+                    let (status, body) = c.get("/v1/fx/verify").await?;
+                    if status != 200 {
+                        bail!("the daemon answered {status}: {body}");
+                    }
+                    body
+                }
+            };
+            let findings = v["findings"].as_array().cloned().unwrap_or_default();
+            for f in &findings {
+                println!(
+                    "{}: {}",
+                    f["entry"].as_str().unwrap_or("?"),
+                    f["problem"].as_str().unwrap_or("")
+                );
+            }
+            println!(
+                "{} entries checked (head fx.{}): {}",
+                v["entries"],
+                v["head_seq"],
+                if findings.is_empty() {
+                    "the log is intact".to_string()
+                } else {
+                    format!("{} problem(s)", findings.len())
+                }
+            );
+            Ok(if findings.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
+        }
+        FxCommand::Report {
+            date,
+            json: as_json,
+            api,
+        } => {
+            let day = parse_when("--date", &date)?.date_naive();
+            let access = access(config_path, &config, &api).await?;
+            let pairs: Value = match &access {
+                Access::Store(s) => serde_json::to_value(
+                    with_store!(s, st => crossgate::fx::report(st, day, config.fx.max_age_days).await)?,
+                )?,
+                Access::Api(c) => {
+                    let (status, body) = c.get(&format!("/v1/fx/report?date={day}")).await?;
+                    if status != 200 {
+                        bail!("the daemon answered {status}: {body}");
+                    }
+                    body["pairs"].clone()
+                }
+            };
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&pairs)?);
+            } else {
+                println!(
+                    "{:<9} {:>6} {:>18} {:>18} {:>14} {:>14} {:>14}",
+                    "pair", "count", "from sum", "to sum", "min rate", "max rate", "revaluation"
+                );
+                for p in pairs.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<9} {:>6} {:>18} {:>18} {:>14} {:>14} {:>14}",
+                        format!(
+                            "{}/{}",
+                            p["from"].as_str().unwrap_or(""),
+                            p["to"].as_str().unwrap_or("")
+                        ),
+                        p["count"],
+                        p["from_sum"].as_str().unwrap_or(""),
+                        p["to_sum"].as_str().unwrap_or(""),
+                        p["min_rate"].as_str().unwrap_or(""),
+                        p["max_rate"].as_str().unwrap_or(""),
+                        p["revaluation"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
         }
     }
 }

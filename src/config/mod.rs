@@ -54,6 +54,7 @@ pub struct Config {
     pub log: LogConfig,
     pub registry: Registry,
     pub instances: BTreeMap<String, Arc<Instance>>,
+    pub fx: Arc<crate::fx::FxSettings>,
     /// Secrets that fell back to their development default (names of variables only).
     pub dev_defaults: Vec<String>,
 }
@@ -333,6 +334,76 @@ pub fn validate(
         );
     }
 
+    // [fx]
+    let mut fx = crate::fx::FxSettings::default();
+    {
+        let f = &raw.fx;
+        fx.reporting.clear();
+        for (i, c) in f.reporting_currencies.iter().enumerate() {
+            match crate::model::CurrencyCode::parse(c) {
+                Ok(code) => fx.reporting.push(code),
+                Err(e) => issue(&format!("fx.reporting_currencies[{i}]"), e.to_string()),
+            }
+        }
+        if f.reporting_currencies.is_empty() {
+            issue(
+                "fx.reporting_currencies",
+                "name at least one currency".into(),
+            );
+        }
+        if !(0..=31).contains(&f.max_age_days) {
+            issue("fx.max_age_days", "must be between 0 and 31".into());
+        }
+        fx.max_age_days = f.max_age_days;
+        match crate::fx::book::RoundingMode::parse(&f.rounding) {
+            Some(m) => fx.rounding.default = m,
+            None => issue(
+                "fx.rounding",
+                "must be half_up, half_even, down or up".into(),
+            ),
+        }
+        for (c, m) in &f.rounding_overrides {
+            if crate::model::CurrencyCode::parse(c).is_err() {
+                issue(
+                    &format!("fx.rounding_overrides.{c}"),
+                    "is not an ISO 4217 currency".into(),
+                );
+            }
+            match crate::fx::book::RoundingMode::parse(m) {
+                Some(mode) => {
+                    fx.rounding.overrides.insert(c.clone(), mode);
+                }
+                None => issue(
+                    &format!("fx.rounding_overrides.{c}"),
+                    "must be half_up, half_even, down or up".into(),
+                ),
+            }
+        }
+        match chrono::NaiveTime::parse_from_str(&f.refresh_after, "%H:%M") {
+            Ok(t) => fx.refresh_after = t,
+            Err(_) => issue("fx.refresh_after", "must be HH:MM".into()),
+        }
+        fx.ecb_source = f.ecb_source.as_ref().map(|s| {
+            if s.starts_with("https://") || s.starts_with("http://") {
+                s.clone()
+            } else {
+                resolve_path(base, s).display().to_string()
+            }
+        });
+        if let Some(m) = &f.manual_rates {
+            let p = resolve_path(base, m);
+            match std::fs::read_to_string(&p) {
+                Ok(text) => {
+                    if let Err(e) = crate::fx::rates::parse_manual(&text) {
+                        issue("fx.manual_rates", format!("{}: {e}", p.display()));
+                    }
+                }
+                Err(e) => issue("fx.manual_rates", format!("{}: {e}", p.display())),
+            }
+            fx.manual_rates = Some(p);
+        }
+    }
+
     // [log]
     let json_logs = match raw.log.format.as_str() {
         "text" => false,
@@ -542,6 +613,7 @@ pub fn validate(
         },
         registry,
         instances,
+        fx: Arc::new(fx),
         dev_defaults,
     })
 }

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub customers: RawCustomers,
+    #[serde(default)]
+    pub fx: RawFx,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -155,6 +157,64 @@ fn default_dedupe_ttl() -> u64 {
 }
 fn default_raw_retention() -> u64 {
     14 * 24 * 3600
+}
+
+/// Currency conversion and the FX log.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFx {
+    /// Currencies every order is converted into (ISO 4217), e.g. `["EUR", "CNY"]`.
+    #[serde(default = "default_reporting")]
+    pub reporting_currencies: Vec<String>,
+    /// Oldest rate accepted, in calendar days before the order's date (covers weekends and
+    /// holidays); beyond it the order is held as `fx_pending`.
+    #[serde(default = "default_max_age")]
+    pub max_age_days: i64,
+    /// `half_up` (default), `half_even`, `down` or `up`.
+    #[serde(default = "default_rounding")]
+    pub rounding: String,
+    /// Per target currency, e.g. `{ CHF = "half_even" }`.
+    #[serde(default)]
+    pub rounding_overrides: BTreeMap<String, String>,
+    /// Where the daily refresh reads the ECB reference rates: an https URL (e.g.
+    /// `https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml`) or a file. No
+    /// refresh when absent (use `crossgate fx sync`).
+    #[serde(default)]
+    pub ecb_source: Option<String>,
+    /// Finance's manual rate table (TOML), for currencies the ECB does not publish.
+    #[serde(default)]
+    pub manual_rates: Option<String>,
+    /// Frankfurt local time after which the daily refresh runs (the ECB publishes about
+    /// 16:00 CET).
+    #[serde(default = "default_refresh_after")]
+    pub refresh_after: String,
+}
+
+fn default_reporting() -> Vec<String> {
+    vec!["EUR".into()]
+}
+fn default_max_age() -> i64 {
+    4
+}
+fn default_rounding() -> String {
+    "half_up".into()
+}
+fn default_refresh_after() -> String {
+    "16:30".into()
+}
+
+impl Default for RawFx {
+    fn default() -> Self {
+        Self {
+            reporting_currencies: default_reporting(),
+            max_age_days: default_max_age(),
+            rounding: default_rounding(),
+            rounding_overrides: BTreeMap::new(),
+            ecb_source: None,
+            manual_rates: None,
+            refresh_after: default_refresh_after(),
+        }
+    }
 }
 
 /// Cross-channel customers.

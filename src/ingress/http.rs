@@ -79,6 +79,11 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
             "/v1/instances/{instance}/reconciliation",
             get(reconciliation::<S>),
         )
+        .route("/v1/orders/{id}/fx", get(order_fx::<S>))
+        .route("/v1/fx/log", get(fx_log::<S>))
+        .route("/v1/fx/verify", get(fx_verify::<S>))
+        .route("/v1/fx/report", get(fx_report::<S>))
+        .route("/v1/fx/rates", post(fx_rates::<S>))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -424,7 +429,18 @@ async fn get_order<S: Store + Clone>(
         return Problem::not_found("order").into_response();
     };
     match app.store.get_order(&id).await {
-        Ok(Some(o)) => axum::Json(o).into_response(),
+        Ok(Some(mut o)) => {
+            // An order waiting for an exchange rate says so.
+            if let Ok(Some(v)) = app.store.fx_view(id.as_str()).await
+                && v.status == crate::fx::FxStatus::FxPending
+            {
+                o.holds.push(crate::model::Hold {
+                    kind: "fx_pending".into(),
+                    reason: v.missing.join("; "),
+                });
+            }
+            axum::Json(o).into_response()
+        }
         Ok(None) => Problem::not_found("order").into_response(),
         Err(e) => store_err(e),
     }
@@ -440,6 +456,187 @@ async fn get_listing<S: Store + Clone>(
     match app.store.get_listing(&id).await {
         Ok(Some(l)) => axum::Json(l).into_response(),
         Ok(None) => Problem::not_found("listing").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+/// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.
+async fn order_fx<S: Store + Clone>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
+    if OrderId::parse(&id).is_err() {
+        return Problem::not_found("order").into_response();
+    }
+    match app.store.fx_view(&id).await {
+        Ok(Some(v)) => axum::Json(v).into_response(),
+        Ok(None) => {
+            Problem::not_found("FX state of this order (not converted yet)").into_response()
+        }
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FxLogParams {
+    from: Option<String>,
+    to: Option<String>,
+    currency: Option<String>,
+    order: Option<String>,
+    /// `json` (default, paginated) or `csv` (every matching entry, streamed).
+    format: Option<String>,
+    cursor: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn fx_filter(p: &FxLogParams) -> Result<crate::fx::LogFilter, Problem> {
+    let date = |s: &Option<String>, name: &str| -> Result<Option<NaiveDate>, Problem> {
+        s.as_deref()
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| Problem::bad_request(format!("{name} must be YYYY-MM-DD")))
+            })
+            .transpose()
+    };
+    Ok(crate::fx::LogFilter {
+        from: date(&p.from, "from")?,
+        to: date(&p.to, "to")?,
+        currency: p.currency.clone(),
+        order: p.order.clone(),
+    })
+}
+
+/// `GET /v1/fx/log`: the FX log for finance (JSON pages, or the whole selection as CSV).
+async fn fx_log<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<FxLogParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are not valid").into_response();
+    };
+    let filter = match fx_filter(&p) {
+        Ok(f) => f,
+        Err(problem) => return problem.into_response(),
+    };
+    if p.format.as_deref() == Some("csv") {
+        // One consistent snapshot of the log (so `superseded_by` agrees with the rows), sent
+        // in chunks of 1,000 rows as they are rendered.
+        let entries = match crate::fx::read_log(&app.store).await {
+            Ok(e) => e,
+            Err(e) => return store_err(e),
+        };
+        let superseded = crate::fx::log::superseded_by(&entries);
+        let rows: Vec<crate::fx::log::FxEntry> =
+            entries.into_iter().filter(|e| filter.matches(e)).collect();
+        let mut chunks: Vec<Result<String, std::io::Error>> = Vec::new();
+        let mut chunk = format!("{}\n", crate::fx::log::CSV_HEADER);
+        for (i, e) in rows.iter().enumerate() {
+            chunk.push_str(&crate::fx::log::csv_row(
+                e,
+                superseded.get(&e.id).map(String::as_str),
+            ));
+            chunk.push('\n');
+            if i % 1000 == 999 {
+                chunks.push(Ok(std::mem::take(&mut chunk)));
+            }
+        }
+        if !chunk.is_empty() {
+            chunks.push(Ok(chunk));
+        }
+        return (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"fx-log.csv\"",
+                ),
+            ],
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+        )
+            .into_response();
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    match crate::fx::export_page(&app.store, &filter, p.cursor.unwrap_or(0), limit).await {
+        Ok((items, next)) => {
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|(e, by)| {
+                    let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+                    v["superseded_by"] = json!(by);
+                    v
+                })
+                .collect();
+            axum::Json(json!({"items": items, "next_cursor": next})).into_response()
+        }
+        Err(e) => store_err(e),
+    }
+}
+
+/// `GET /v1/fx/verify`: recomputes the log and checks its chain.
+async fn fx_verify<S: Store + Clone>(State(app): State<App<S>>) -> Response {
+    match crate::fx::verify_log(&app.store).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DateParam {
+    date: String,
+}
+
+/// `GET /v1/fx/report?date=`: per currency pair, the day's conversions.
+async fn fx_report<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<DateParam>, QueryRejection>,
+) -> Response {
+    let Some(date) = params
+        .ok()
+        .and_then(|Query(p)| NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok())
+    else {
+        return Problem::bad_request("date must be YYYY-MM-DD").into_response();
+    };
+    match crate::fx::report(&app.store, date, app.config.fx.max_age_days).await {
+        Ok(r) => axum::Json(json!({"date": date, "pairs": r})).into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RatesParams {
+    /// `ecb` (eurofxref XML) or `manual` (the TOML table).
+    source: String,
+    /// Where the document came from, for people.
+    origin: Option<String>,
+}
+
+/// `POST /v1/fx/rates?source=ecb|manual`: stores a rate document (what `crossgate fx sync`
+/// sends); waiting orders are converted on the FX job's next look.
+async fn fx_rates<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<RatesParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("source=ecb or source=manual is required").into_response();
+    };
+    let source = match p.source.as_str() {
+        "ecb" => crate::fx::rates::RateSource::Ecb,
+        "manual" => crate::fx::rates::RateSource::Manual,
+        _ => return Problem::bad_request("source must be ecb or manual").into_response(),
+    };
+    let Ok(body) = body else {
+        return Problem::bad_request("the body could not be read (too large?)").into_response();
+    };
+    let origin = p.origin.unwrap_or_else(|| "api".into());
+    let doc = match crate::fx::document(source, &origin, &body, Utc::now()) {
+        Ok(d) => d,
+        Err(e) => return Problem::bad_request(e.to_string()).into_response(),
+    };
+    let (days, hash) = (doc.days.len(), doc.hash.clone());
+    let (first, last) = (
+        doc.days.first().map(|d| d.date),
+        doc.days.last().map(|d| d.date),
+    );
+    match app.store.fx_put_doc(doc).await {
+        Ok(new) => axum::Json(json!({"stored": new, "hash": hash, "days": days, "first_day": first, "last_day": last})).into_response(),
         Err(e) => store_err(e),
     }
 }

@@ -23,6 +23,9 @@ use super::{
     Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, decide, event_json,
     parse_fact, prepare,
 };
+use crate::fx::log::FxEntry;
+use crate::fx::rates::RateDoc;
+use crate::fx::{FxDraft, FxView};
 use crate::model::{
     Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, lifecycle,
 };
@@ -59,6 +62,18 @@ const FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("facts"
 const CURSORS: TableDefinition<(&str, &str), &str> = TableDefinition::new("cursors");
 /// (instance, delivery source, order id): which paths have seen an order (reconciliation)
 const SEEN: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("seen");
+
+/// FX: rate documents by hash (JSON).
+const FX_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_docs");
+/// FX log: sequence → entry JSON.
+const FX_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fx_log");
+/// FX: conversion key → `entry id|fingerprint` of its latest entry; `~head` → `seq|hash`.
+const FX_IDX: TableDefinition<&str, &str> = TableDefinition::new("fx_idx");
+/// FX: order id → FxView JSON.
+const FX_VIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_views");
+/// FX: orders waiting for a rate.
+const FX_PENDING: TableDefinition<&str, ()> = TableDefinition::new("fx_pending");
+const FX_HEAD_KEY: &str = "~head";
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -119,7 +134,15 @@ enum Op {
         now: DateTime<Utc>,
         reply: oneshot::Sender<StoreResult<Housekeeping>>,
     },
+    /// Any other write, run inside the group transaction (FX log, job results).
+    Run {
+        f: RunFn,
+        reply: oneshot::Sender<StoreResult<Box<dyn std::any::Any + Send>>>,
+    },
 }
+
+type RunFn =
+    Box<dyn FnOnce(&WriteTransaction) -> StoreResult<Box<dyn std::any::Any + Send>> + Send>;
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
@@ -167,6 +190,11 @@ impl EmbeddedStore {
             txn.open_table(FACTS).map_err(unavailable)?;
             txn.open_table(CURSORS).map_err(unavailable)?;
             txn.open_table(SEEN).map_err(unavailable)?;
+            txn.open_table(FX_DOCS).map_err(unavailable)?;
+            txn.open_table(FX_LOG).map_err(unavailable)?;
+            txn.open_table(FX_IDX).map_err(unavailable)?;
+            txn.open_table(FX_VIEWS).map_err(unavailable)?;
+            txn.open_table(FX_PENDING).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
         let next_seq = {
@@ -202,6 +230,24 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Runs `f` in the writer's next group transaction (durable when this returns `Ok`).
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let out = self
+            .send(|reply| Op::Run {
+                f: Box::new(move |txn| {
+                    f(txn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>)
+                }),
+                reply,
+            })
+            .await?;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Corrupt("writer returned another type".into()))
     }
 
     async fn read<T: Send + 'static>(
@@ -240,6 +286,10 @@ enum Reply {
         oneshot::Sender<StoreResult<Housekeeping>>,
         StoreResult<Housekeeping>,
     ),
+    Run(
+        oneshot::Sender<StoreResult<Box<dyn std::any::Any + Send>>>,
+        StoreResult<Box<dyn std::any::Any + Send>>,
+    ),
 }
 
 impl Reply {
@@ -251,6 +301,7 @@ impl Reply {
             Reply::DeadLetter(tx, r) => tx.send(r).map_err(drop),
             Reply::Ack(tx, r) => tx.send(r).map_err(drop),
             Reply::Housekeeping(tx, r) => tx.send(r).map_err(drop),
+            Reply::Run(tx, r) => tx.send(r).map_err(drop),
         };
     }
 
@@ -261,6 +312,7 @@ impl Reply {
             Reply::DeadLetter(tx, _) => Reply::DeadLetter(tx, down(message)).send(),
             Reply::Ack(tx, _) => Reply::Ack(tx, down(message)).send(),
             Reply::Housekeeping(tx, _) => Reply::Housekeeping(tx, down(message)).send(),
+            Reply::Run(tx, _) => Reply::Run(tx, down(message)).send(),
         }
     }
 }
@@ -318,6 +370,7 @@ impl Writer {
                 Op::Housekeeping { now, reply } => {
                     Reply::Housekeeping(reply, housekeeping(&txn, now))
                 }
+                Op::Run { f, reply } => Reply::Run(reply, f(&txn)),
             };
             if let Some(msg) = reply_fatal(&reply) {
                 fatal = Some(msg);
@@ -597,6 +650,7 @@ fn op_reply_placeholder(op: Op) -> Reply {
         Op::UpdateDeadLetter { reply, .. } => Reply::DeadLetter(reply, down(m)),
         Op::Ack { reply, .. } => Reply::Ack(reply, down(m)),
         Op::Housekeeping { reply, .. } => Reply::Housekeeping(reply, down(m)),
+        Op::Run { reply, .. } => Reply::Run(reply, down(m)),
     }
 }
 
@@ -612,6 +666,7 @@ fn reply_fatal(r: &Reply) -> Option<String> {
         Reply::DeadLetter(_, Err(e)) => Some(e),
         Reply::Ack(_, Err(e)) => Some(e),
         Reply::Housekeeping(_, Err(e)) => Some(e),
+        Reply::Run(_, Err(e)) => Some(e),
         _ => None,
     }?;
     matches!(err, StoreError::Unavailable(_) | StoreError::Corrupt(_)).then(|| err.to_string())
@@ -1114,6 +1169,142 @@ impl Store for EmbeddedStore {
 
     async fn drain_lifecycle(&self) -> StoreResult<u64> {
         Ok(0)
+    }
+
+    async fn fx_put_doc(&self, doc: RateDoc) -> StoreResult<bool> {
+        let json = serde_json::to_vec(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut t = txn.open_table(FX_DOCS).map_err(unavailable)?;
+            if t.get(doc.hash.as_str()).map_err(unavailable)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(doc.hash.as_str(), json.as_slice())
+                .map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fx_docs(&self) -> StoreResult<Vec<RateDoc>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_DOCS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (_, v) = item.map_err(unavailable)?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("rate document: {e}")))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
+        let view_json =
+            serde_json::to_vec(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
+            let head = idx
+                .get(FX_HEAD_KEY)
+                .map_err(unavailable)?
+                .and_then(|v| crate::fx::Head::decode(v.value()))
+                .unwrap_or_else(crate::fx::Head::genesis);
+            let latest = |k: &str| idx.get(k).ok().flatten().map(|v| v.value().to_string());
+            let (entries, updates, head) = crate::fx::chain(&drafts, &head, latest, Utc::now());
+            let mut log = txn.open_table(FX_LOG).map_err(unavailable)?;
+            for e in &entries {
+                let json = serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                log.insert(e.seq, json.as_slice()).map_err(unavailable)?;
+            }
+            for (k, v) in &updates {
+                idx.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+            }
+            if !entries.is_empty() {
+                idx.insert(FX_HEAD_KEY, head.encode().as_str())
+                    .map_err(unavailable)?;
+            }
+            let mut views = txn.open_table(FX_VIEWS).map_err(unavailable)?;
+            views
+                .insert(view.order_id.as_str(), view_json.as_slice())
+                .map_err(unavailable)?;
+            let mut pending = txn.open_table(FX_PENDING).map_err(unavailable)?;
+            if view.status == crate::fx::FxStatus::FxPending {
+                pending
+                    .insert(view.order_id.as_str(), ())
+                    .map_err(unavailable)?;
+            } else {
+                pending
+                    .remove(view.order_id.as_str())
+                    .map_err(unavailable)?;
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
+        let id = order_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_VIEWS).map_err(unavailable)?;
+            t.get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| {
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("fx view: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn fx_pending(&self) -> StoreResult<Vec<String>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_PENDING).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (k, _) = item.map_err(unavailable)?;
+                out.push(k.value().to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_head(&self) -> StoreResult<crate::fx::Head> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_IDX).map_err(unavailable)?;
+            Ok(t.get(FX_HEAD_KEY)
+                .map_err(unavailable)?
+                .and_then(|v| crate::fx::Head::decode(v.value()))
+                .unwrap_or_else(crate::fx::Head::genesis))
+        })
+        .await
+    }
+
+    async fn fx_log(&self, after_seq: u64, limit: usize) -> StoreResult<Vec<(u64, String)>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_LOG).map_err(unavailable)?;
+            let mut out = Vec::with_capacity(limit.min(4096));
+            for item in t
+                .range(after_seq.saturating_add(1)..)
+                .map_err(unavailable)?
+            {
+                let (k, v) = item.map_err(unavailable)?;
+                out.push((k.value(), String::from_utf8_lossy(v.value()).into_owned()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {

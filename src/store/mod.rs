@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::adapter::FieldError;
+use crate::fx::log::FxEntry;
+use crate::fx::rates::RateDoc;
+use crate::fx::{FxDraft, FxView};
 use crate::model::{
     Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, Transition,
     lifecycle,
@@ -403,6 +406,38 @@ pub trait Store: Send + Sync + 'static {
     /// in separate cluster slots, so such a fact is queued in its own instance's outbox and
     /// applied here; the embedded store applies every fact at ingest and returns 0).
     fn drain_lifecycle(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Stores a rate document (idempotent by its hash); `true` when it is new.
+    fn fx_put_doc(&self, doc: RateDoc) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every stored rate document.
+    fn fx_docs(&self) -> impl Future<Output = StoreResult<Vec<RateDoc>>> + Send;
+
+    /// Atomically: appends the new conversions to the FX log (chained; see
+    /// [`crate::fx::chain`]), updates the conversion index, stores the order's FX view and
+    /// its place in the pending set. Returns the entries appended.
+    fn fx_commit(
+        &self,
+        drafts: Vec<FxDraft>,
+        view: FxView,
+    ) -> impl Future<Output = StoreResult<Vec<FxEntry>>> + Send;
+
+    fn fx_view(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<FxView>>> + Send;
+
+    /// Orders waiting for a rate.
+    fn fx_pending(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// The FX log head as last committed (sequence and hash of the newest entry): `fx verify`
+    /// checks the stored entries end there (a deleted tail is noticed).
+    fn fx_head(&self) -> impl Future<Output = StoreResult<crate::fx::Head>> + Send;
+
+    /// Raw FX log entries (sequence, JSON) after `after_seq`, in sequence order, as stored
+    /// (`fx verify` reads them raw so that a damaged entry is reported, not skipped).
+    fn fx_log(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<(u64, String)>>> + Send;
 
     /// Is the store reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

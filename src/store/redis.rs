@@ -33,6 +33,9 @@ use super::{
     Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, parse_fact,
     parse_record, prepare,
 };
+use crate::fx::log::FxEntry;
+use crate::fx::rates::RateDoc;
+use crate::fx::{FxDraft, FxView};
 use crate::model::{
     Change, ChangeEvent, Listing, ListingId, Order, OrderId, Record, RecordKind, Transition,
     lifecycle,
@@ -134,6 +137,32 @@ return fact(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV
   ARGV[6])
 "#;
 
+/// Commits FX log entries if the head is still the one they were chained on.
+/// KEYS: 1 head, 2 log, 3 index, 4 the order's view, 5 pending set.
+/// ARGV: 1 expected head ('' = none), 2 new head, 3 n entries, then (seq, json)…, then m index
+/// updates, then (key, value)…, then view JSON, order id, pending flag.
+const FX_COMMIT_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 'conflict' end
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if n > 0 then redis.call('SET', KEYS[1], ARGV[2]) end
+redis.call('SET', KEYS[4], ARGV[i])
+if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[5], ARGV[i + 1])
+else redis.call('SREM', KEYS[5], ARGV[i + 1]) end
+return 'ok'
+"#;
+
 /// The consumer group of the lifecycle outboxes.
 const OUTBOX_GROUP: &str = "lifecycle";
 
@@ -210,6 +239,7 @@ pub struct RedisStore {
     ingest_sha: Arc<str>,
     resolve: Arc<Script>,
     fact: Arc<Script>,
+    fx_commit_script: Arc<Script>,
     groups: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
@@ -263,10 +293,16 @@ impl RedisStore {
             ingest: format!("{APPLY_LUA}\n{INGEST_LUA}").into(),
             resolve: Arc::new(Script::new(&format!("{APPLY_LUA}\n{RESOLVE_LUA}"))),
             fact: Arc::new(Script::new(&format!("{APPLY_LUA}\n{FACT_LUA}"))),
+            fx_commit_script: Arc::new(Script::new(FX_COMMIT_LUA)),
             opts: Arc::new(opts),
             groups: Arc::new(Mutex::new(HashSet::new())),
         };
         Ok((store, persistence))
+    }
+
+    /// FX keys share the `{fx}` hash tag (one cluster slot: the log is one chain).
+    fn fx_key(&self, rest: &str) -> String {
+        format!("{}:{{fx}}:{}", self.opts.prefix, rest)
     }
 
     fn key(&self, instance: &str, rest: &str) -> String {
@@ -1142,6 +1178,174 @@ impl Store for RedisStore {
     async fn housekeeping(&self, _now: DateTime<Utc>) -> StoreResult<Housekeeping> {
         // Dedupe keys and processed raw bodies carry TTLs; Redis expires them itself.
         Ok(Housekeeping::default())
+    }
+
+    async fn fx_put_doc(&self, doc: RateDoc) -> StoreResult<bool> {
+        let json = serde_json::to_string(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn();
+        let added: i64 = redis::cmd("HSETNX")
+            .arg(self.fx_key("docs"))
+            .arg(&doc.hash)
+            .arg(json)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn fx_docs(&self) -> StoreResult<Vec<RateDoc>> {
+        let mut conn = self.conn();
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.fx_key("docs"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        all.into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("rate document: {e}")))
+            })
+            .collect()
+    }
+
+    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
+        let view_json =
+            serde_json::to_string(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let keys: Vec<String> = drafts.iter().map(|d| d.key.clone()).collect();
+        let mut conn = self.conn();
+        // Optimistic: read the head and the index, chain in Rust (SHA-256 is not available in
+        // Lua), then commit only if the head has not moved.
+        for _ in 0..50 {
+            let head_text: Option<String> = redis::cmd("GET")
+                .arg(self.fx_key("head"))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let head = head_text
+                .as_deref()
+                .and_then(crate::fx::Head::decode)
+                .unwrap_or_else(crate::fx::Head::genesis);
+            let latest: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(self.fx_key("idx"))
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?
+            };
+            let index: std::collections::HashMap<&str, &str> = keys
+                .iter()
+                .zip(&latest)
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .collect();
+            let (entries, updates, new_head) = crate::fx::chain(
+                &drafts,
+                &head,
+                |k| index.get(k).map(|v| v.to_string()),
+                Utc::now(),
+            );
+            let mut inv = self.fx_commit_script.prepare_invoke();
+            inv.key(self.fx_key("head"))
+                .key(self.fx_key("log"))
+                .key(self.fx_key("idx"))
+                .key(self.fx_key(&format!("view:{}", view.order_id)))
+                .key(self.fx_key("pending"));
+            inv.arg(head_text.unwrap_or_default())
+                .arg(new_head.encode())
+                .arg(entries.len());
+            for e in &entries {
+                let json =
+                    serde_json::to_string(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                inv.arg(format!("{:020}", e.seq)).arg(json);
+            }
+            inv.arg(updates.len());
+            for (k, v) in &updates {
+                inv.arg(k).arg(v);
+            }
+            inv.arg(&view_json).arg(&view.order_id).arg(
+                if view.status == crate::fx::FxStatus::FxPending {
+                    "1"
+                } else {
+                    "0"
+                },
+            );
+            let reply: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if reply == "ok" {
+                return Ok(entries);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the FX log head kept moving; retry".into(),
+        ))
+    }
+
+    async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
+        let mut conn = self.conn();
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.fx_key(&format!("view:{order_id}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| {
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("fx view: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn fx_pending(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn();
+        redis::cmd("SMEMBERS")
+            .arg(self.fx_key("pending"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fx_head(&self) -> StoreResult<crate::fx::Head> {
+        let mut conn = self.conn();
+        let head: Option<String> = redis::cmd("GET")
+            .arg(self.fx_key("head"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(head
+            .as_deref()
+            .and_then(crate::fx::Head::decode)
+            .unwrap_or_else(crate::fx::Head::genesis))
+    }
+
+    async fn fx_log(&self, after_seq: u64, limit: usize) -> StoreResult<Vec<(u64, String)>> {
+        // Entries are a hash of zero-padded sequence numbers; read by sequence up to the head
+        // (and past it, so entries written beyond a damaged head are still seen).
+        let mut conn = self.conn();
+        let total: u64 = redis::cmd("HLEN")
+            .arg(self.fx_key("log"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let head = self.fx_head().await?.seq;
+        let last = head.max(total) + 16;
+        let mut out = Vec::new();
+        let mut next = after_seq + 1;
+        while out.len() < limit && next <= last {
+            let to = (next + (limit - out.len()) as u64 - 1).min(last);
+            let fields: Vec<String> = (next..=to).map(|s| format!("{s:020}")).collect();
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.fx_key("log"))
+                .arg(&fields)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for (seq, v) in (next..=to).zip(values) {
+                if let Some(v) = v {
+                    out.push((seq, v));
+                }
+            }
+            next = to + 1;
+        }
+        Ok(out)
     }
 
     async fn drain_lifecycle(&self) -> StoreResult<u64> {

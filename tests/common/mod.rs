@@ -149,6 +149,8 @@ redis_timeout_ms = 1000
 level = "warn"
 [customers]
 key_salt = "${{TEST_CUSTOMER_SALT}}"
+[fx]
+reporting_currencies = ["EUR", "CNY"]
 [[instance]]
 id = "shop"
 adapter = "shopify"

@@ -1,0 +1,393 @@
+//! The FX log: one append-only entry per conversion, chained by hashes so that any change,
+//! deletion or reordering of stored entries is detected by [`verify`].
+//!
+//! `hash = SHA-256(prev_hash ‖ the entry's JSON with an empty hash)`. The JSON is the struct
+//! serialized in its declared field order (deterministic).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::book::{Converted, Leg, RateBook, RoundingMode, convert_amount};
+use crate::model::Money;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One conversion, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FxEntry {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// `fx.<seq>`.
+    pub id: String,
+    pub order_id: String,
+    /// The order revision converted (its ordering key).
+    pub revision: String,
+    /// What was converted: `total.grand_total`, `line[2].amount`, …
+    pub part: String,
+    pub from: Money,
+    pub to: Money,
+    /// Target units per source unit (10 decimals; the legs are authoritative).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub rate: Decimal,
+    pub rate_date: NaiveDate,
+    pub from_leg: Leg,
+    pub to_leg: Leg,
+    /// e.g. `half_up:2`.
+    pub rounding: String,
+    /// The entry this one replaces (an earlier revision of the same part, or other rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    pub logged_at: DateTime<Utc>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl FxEntry {
+    /// Builds the entry that follows `prev_hash` at `seq`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        seq: u64,
+        order_id: &str,
+        revision: &str,
+        part: &str,
+        from: Money,
+        c: &Converted,
+        supersedes: Option<String>,
+        logged_at: DateTime<Utc>,
+        prev_hash: &str,
+    ) -> Self {
+        let mut e = FxEntry {
+            seq,
+            id: format!("fx.{seq}"),
+            order_id: order_id.into(),
+            revision: revision.into(),
+            part: part.into(),
+            from,
+            to: c.to,
+            rate: c.rate(),
+            rate_date: c.rate_date(),
+            from_leg: c.from_leg.clone(),
+            to_leg: c.to_leg.clone(),
+            rounding: c.rule.clone(),
+            supersedes,
+            logged_at,
+            prev_hash: prev_hash.into(),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        e
+    }
+
+    pub fn compute_hash(&self) -> String {
+        let mut copy = self.clone();
+        copy.hash = String::new();
+        let json = serde_json::to_vec(&copy).expect("entries serialize");
+        let mut h = Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(&json);
+        hex::encode(h.finalize())
+    }
+
+    /// What identifies the same conversion: an unchanged amount at unchanged rates.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(
+            &self.from,
+            &self.to_leg.currency,
+            &self.from_leg,
+            &self.to_leg,
+            &self.rounding,
+        )
+    }
+}
+
+/// The identity of a conversion's inputs (amount, currency pair, rate legs, rule).
+pub fn fingerprint(from: &Money, to: &str, from_leg: &Leg, to_leg: &Leg, rule: &str) -> String {
+    let text = format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        from.amount(),
+        from.currency().code(),
+        to,
+        from_leg.per_eur,
+        from_leg.date,
+        from_leg.doc_hash,
+        to_leg.per_eur,
+        to_leg.date,
+        rule
+    );
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// The key under which the latest entry of one conversion is found: order, part, target.
+pub fn conversion_key(order_id: &str, part: &str, to: &str) -> String {
+    format!("{order_id}|{part}|{to}")
+}
+
+/// A problem `fx verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The entry (`fx.<seq>`) or the position where the chain breaks.
+    pub entry: String,
+    pub problem: String,
+}
+
+/// Checks the chain and recomputes every entry from the stored rate documents.
+pub fn verify(entries: &[FxEntry], book: &RateBook) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1u64;
+    for e in entries {
+        let name = format!("fx.{}", e.seq);
+        if e.seq != expected_seq {
+            out.push(Finding {
+                entry: name.clone(),
+                problem: format!(
+                    "out of sequence: expected fx.{expected_seq} here (an entry was deleted or moved)"
+                ),
+            });
+        }
+        if e.id != name {
+            out.push(Finding {
+                entry: name.clone(),
+                problem: format!("id '{}' does not match its position", e.id),
+            });
+        }
+        if e.prev_hash != prev {
+            out.push(Finding {
+                entry: name.clone(),
+                problem: "chain broken: prev_hash is not the previous entry's hash (deleted, reordered or altered before it)".into(),
+            });
+        }
+        if e.compute_hash() != e.hash {
+            out.push(Finding {
+                entry: name.clone(),
+                problem: "hash mismatch: the entry was altered".into(),
+            });
+        }
+        if let Some(p) = recompute(e, book) {
+            out.push(Finding {
+                entry: name.clone(),
+                problem: p,
+            });
+        }
+        prev = e.hash.clone();
+        expected_seq = e.seq + 1;
+    }
+    out
+}
+
+/// Recomputes one entry from the rate documents it names; `Some(problem)` on a mismatch.
+fn recompute(e: &FxEntry, book: &RateBook) -> Option<String> {
+    for leg in [&e.from_leg, &e.to_leg] {
+        if let Some(p) = check_leg(leg, book) {
+            return Some(p);
+        }
+    }
+    let mode = e
+        .rounding
+        .split_once(':')
+        .and_then(|(m, _)| RoundingMode::parse(m));
+    let Some(mode) = mode else {
+        return Some(format!("unknown rounding rule '{}'", e.rounding));
+    };
+    match convert_amount(
+        e.from.amount(),
+        e.from_leg.per_eur,
+        e.to_leg.per_eur,
+        mode,
+        e.to.currency().minor_units(),
+    ) {
+        Ok(v) if v == e.to.amount() => None,
+        Ok(v) => Some(format!(
+            "recomputed {} {} but the entry says {}",
+            v,
+            e.to.currency().code(),
+            e.to.amount()
+        )),
+        Err(err) => Some(err.to_string()),
+    }
+}
+
+fn check_leg(leg: &Leg, book: &RateBook) -> Option<String> {
+    match leg.source.as_str() {
+        "fixed" => (leg.currency != "EUR" || leg.per_eur != Decimal::ONE)
+            .then(|| format!("{}: a fixed leg must be EUR at 1", leg.currency)),
+        "ecb" => {
+            let Some(doc) = book.doc(&leg.doc_hash) else {
+                return Some(format!(
+                    "{}: rate document {} is not stored",
+                    leg.currency, leg.doc_hash
+                ));
+            };
+            let rate = doc
+                .days
+                .iter()
+                .find(|d| d.date == leg.date)
+                .and_then(|d| d.rates.get(&leg.currency));
+            match rate {
+                Some(r) if *r == leg.per_eur => None,
+                Some(r) => Some(format!(
+                    "{} on {}: the document says {r}, the entry {}",
+                    leg.currency, leg.date, leg.per_eur
+                )),
+                None => Some(format!(
+                    "{} on {}: not in document {}",
+                    leg.currency, leg.date, leg.doc_hash
+                )),
+            }
+        }
+        "manual" => {
+            let Some(doc) = book.doc(&leg.doc_hash) else {
+                return Some(format!(
+                    "{}: manual table {} is not stored",
+                    leg.currency, leg.doc_hash
+                ));
+            };
+            let m = doc.manual.iter().find(|m| {
+                m.currency == leg.currency
+                    && m.valid_from <= leg.date
+                    && m.valid_to.is_none_or(|t| leg.date <= t)
+            })?;
+            let expected = match &leg.via {
+                None => m.rate,
+                Some(base) => {
+                    if let Some(p) = check_leg(base, book) {
+                        return Some(p);
+                    }
+                    m.rate * base.per_eur
+                }
+            };
+            (expected != leg.per_eur).then(|| {
+                format!(
+                    "{} on {}: the manual table gives {expected}, the entry {}",
+                    leg.currency, leg.date, leg.per_eur
+                )
+            })
+        }
+        other => Some(format!("unknown rate source '{other}'")),
+    }
+}
+
+/// The entries superseded by later ones (for exports: `superseded_by`).
+pub fn superseded_by(entries: &[FxEntry]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .filter_map(|e| e.supersedes.as_ref().map(|s| (s.clone(), e.id.clone())))
+        .collect()
+}
+
+/// The CSV header of exports.
+pub const CSV_HEADER: &str = "seq,id,order_id,revision,part,from_amount,from_currency,to_amount,to_currency,rate,rate_date,from_source,from_rate_per_eur,from_rate_date,to_source,to_rate_per_eur,to_rate_date,rounding,supersedes,superseded_by,logged_at,hash";
+
+/// One CSV row (RFC 4180 quoting where needed).
+pub fn csv_row(e: &FxEntry, superseded_by: Option<&str>) -> String {
+    let q = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    [
+        e.seq.to_string(),
+        e.id.clone(),
+        q(&e.order_id),
+        q(&e.revision),
+        q(&e.part),
+        e.from.amount().to_string(),
+        e.from.currency().code().into(),
+        e.to.amount().to_string(),
+        e.to.currency().code().into(),
+        e.rate.to_string(),
+        e.rate_date.to_string(),
+        e.from_leg.source.clone(),
+        e.from_leg.per_eur.to_string(),
+        e.from_leg.date.to_string(),
+        e.to_leg.source.clone(),
+        e.to_leg.per_eur.to_string(),
+        e.to_leg.date.to_string(),
+        e.rounding.clone(),
+        e.supersedes.clone().unwrap_or_default(),
+        superseded_by.unwrap_or_default().to_string(),
+        e.logged_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        e.hash.clone(),
+    ]
+    .join(",")
+}
+
+/// One line of the daily report: a currency pair on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairReport {
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub from_sum: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub to_sum: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub min_rate: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub max_rate: Decimal,
+    /// The same source amounts at the newest stored rate, minus `to_sum` (a revaluation).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub revaluation: Decimal,
+    pub latest_rate_date: Option<NaiveDate>,
+}
+
+/// Per currency pair: the current (not superseded) entries whose rate date is `date`.
+pub fn report(entries: &[FxEntry], date: NaiveDate, book: &RateBook) -> Vec<PairReport> {
+    let superseded = superseded_by(entries);
+    let mut pairs: BTreeMap<(String, String), PairReport> = BTreeMap::new();
+    let latest = book.latest_ecb_day();
+    for e in entries
+        .iter()
+        .filter(|e| e.rate_date == date && !superseded.contains_key(&e.id))
+    {
+        let key = (
+            e.from.currency().code().to_string(),
+            e.to.currency().code().to_string(),
+        );
+        let p = pairs.entry(key.clone()).or_insert_with(|| PairReport {
+            from: key.0.clone(),
+            to: key.1.clone(),
+            count: 0,
+            from_sum: Decimal::ZERO,
+            to_sum: Decimal::ZERO,
+            min_rate: e.rate,
+            max_rate: e.rate,
+            revaluation: Decimal::ZERO,
+            latest_rate_date: latest,
+        });
+        p.count += 1;
+        p.from_sum += e.from.amount();
+        p.to_sum += e.to.amount();
+        p.min_rate = p.min_rate.min(e.rate);
+        p.max_rate = p.max_rate.max(e.rate);
+        if let Some(day) = latest {
+            let legs = (book.leg(&key.0, day), book.leg(&key.1, day));
+            if let (Ok(f), Ok(t)) = legs {
+                let mode = e
+                    .rounding
+                    .split_once(':')
+                    .and_then(|(m, _)| RoundingMode::parse(m))
+                    .unwrap_or(RoundingMode::HalfUp);
+                if let Ok(v) = convert_amount(
+                    e.from.amount(),
+                    f.per_eur,
+                    t.per_eur,
+                    mode,
+                    e.to.currency().minor_units(),
+                ) {
+                    p.revaluation += v - e.to.amount();
+                }
+            }
+        }
+    }
+    pairs.into_values().collect()
+}
