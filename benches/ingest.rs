@@ -151,5 +151,60 @@ fn per_format(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, per_format);
+/// Tax quotes per second for a 5-line order (EU import: duty by HS code and import VAT; and the
+/// IOSS path with the flat duty).
+fn tax_quote(c: &mut Criterion) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pack = crossgate::tax::Pack::parse(
+        &std::fs::read_to_string(repo.join("config/rules/2026.11.toml")).unwrap(),
+    )
+    .unwrap();
+    let book = crossgate::fx::book::RateBook::new(Vec::new(), 4);
+    let ctx = crossgate::tax::QuoteContext {
+        seller_country: Some("CN".into()),
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("tax_quote_5_lines");
+    for (name, price) in [("eu_import", "90.00"), ("eu_ioss", "10.00")] {
+        let mut v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(repo.join("tests/fixtures/quote/order-de-tshirts.json")).unwrap(),
+        )
+        .unwrap();
+        let line = v["lines"][0].clone();
+        let mut lines = Vec::new();
+        for (i, hs) in [
+            "6109100010",
+            "8517130000",
+            "8471300000",
+            "6912001000",
+            "6109100010",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut l = line.clone();
+            l["hs_code"] = (*hs).into();
+            l["sku"] = format!("S-{i}").into();
+            l["quantity"] = 1.into();
+            l["unit_price"]["amount"] = price.into();
+            lines.push(l);
+        }
+        v["lines"] = lines.into();
+        let order = crossgate::tax::order_from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let q = crossgate::tax::engine::quote(&order, &pack, &book, &ctx);
+        assert_eq!(
+            q.status,
+            crossgate::tax::QuoteStatus::Quoted,
+            "{:?}",
+            q.missing
+        );
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(name, |b| {
+            b.iter(|| crossgate::tax::engine::quote(&order, &pack, &book, &ctx))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, per_format, tax_quote);
 criterion_main!(benches);

@@ -135,6 +135,26 @@ pub async fn run<S: Store + Clone>(
         let (store, config) = (store.clone(), config.clone());
         channel_tasks.push(tokio::spawn(async move { fx_task(store, config).await }));
     }
+    {
+        let store = store.clone();
+        let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
+        channel_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FX_EVERY);
+            loop {
+                tick.tick().await;
+                loop {
+                    match job.pass(&store, 200).await {
+                        Ok((0, _)) => break,
+                        Ok((_, quoted)) => tracing::debug!(quoted, "orders quoted for tax"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tax pass failed; will retry");
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
     let header_timeout = config.server.header_read_timeout;
     let app = App::new(store, config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;

@@ -13,4 +13,5 @@ pub mod model;
 pub mod pipeline;
 pub mod schemas;
 pub mod store;
+pub mod tax;
 pub mod telemetry;

@@ -58,6 +58,9 @@ enum Command {
     /// List the orders of an instance seen by polling but never pushed by its webhooks, and the
     /// reverse.
     Reconcile(ReconcileArgs),
+    /// Landed cost of an order: which customs/tax regime applies, every tax and duty line with
+    /// who collects it, and why (canonical order JSON in).
+    Quote(QuoteArgs),
     /// Exchange rates and the FX log (finance).
     #[command(subcommand)]
     Fx(FxCommand),
@@ -143,6 +146,23 @@ enum FxCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Args)]
+struct QuoteArgs {
+    /// The order (canonical order JSON; gateway fields may be left out).
+    #[arg(long)]
+    file: PathBuf,
+    #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+    format: String,
+    /// Rule pack version (default: the newest in tax.rules_dir).
+    #[arg(long)]
+    pack: Option<String>,
+    /// The buyer's China CBEC purchases this year so far, in CNY.
+    #[arg(long, default_value = "0")]
+    annual_cny: String,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Args)]
@@ -253,6 +273,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Replay(args) => return replay(&cli.config, args),
         Command::Import(args) => return import(&cli.config, args).await,
         Command::Fx(cmd) => return fx(&cli.config, cmd).await,
+        Command::Quote(args) => return quote(&cli.config, args).await,
         Command::Backfill(args) => backfill(&cli.config, args).await?,
         Command::Reconcile(args) => return reconcile(&cli.config, args).await,
         Command::DeadLetters(cmd) => dead_letters(&cli.config, cmd).await?,
@@ -367,6 +388,20 @@ fn check_config(path: &Path) -> std::process::ExitCode {
                     inst.account
                 );
             }
+            println!(
+                "  tax rule packs: {} (active: {})",
+                cfg.tax
+                    .packs
+                    .versions()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cfg.tax
+                    .packs
+                    .active()
+                    .map(|p| p.version.clone())
+                    .unwrap_or_else(|| "none: cross-border orders are held as tax_pending".into())
+            );
             for var in &cfg.dev_defaults {
                 println!("  warning: ${{{var}}} is unset; its DEV-ONLY default is used");
             }
@@ -483,6 +518,68 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
             );
             Ok(std::process::ExitCode::FAILURE)
         }
+    }
+}
+
+async fn quote(config_path: &Path, args: QuoteArgs) -> Result<std::process::ExitCode> {
+    use crossgate::store::Store;
+    let config = load_config(config_path)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let order = crossgate::tax::order_from_json(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let annual: rust_decimal::Decimal = args
+        .annual_cny
+        .parse()
+        .context("--annual-cny must be a decimal")?;
+    // Rates for thresholds in other currencies: the store's (through the daemon if it runs).
+    let docs = match access(config_path, &config, &args.api).await? {
+        Access::Store(s) => with_store!(&s, st => st.fx_docs().await)?,
+        Access::Api(c) => {
+            let mut req = c
+                .http()
+                .post(format!("{}/v1/quote", c.base()))
+                .body(bytes.clone());
+            let mut q: Vec<(&str, String)> = vec![("annual_cny", annual.to_string())];
+            if let Some(p) = &args.pack {
+                q.push(("pack", p.clone()));
+            }
+            req = req.query(&q);
+            if let Some(t) = c.token() {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await?;
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                bail!("the daemon answered {status}: {body}");
+            }
+            let q: crossgate::tax::Quote = serde_json::from_value(body)?;
+            print_quote(&q, &args.format)?;
+            return Ok(exit_for(&q));
+        }
+    };
+    let book = crossgate::fx::book::RateBook::new(docs, config.fx.max_age_days);
+    let q = crossgate::tax::quote_order(&order, &config.tax, args.pack.as_deref(), &book, annual)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    print_quote(&q, &args.format)?;
+    Ok(exit_for(&q))
+}
+
+fn print_quote(q: &crossgate::tax::Quote, format: &str) -> Result<()> {
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(q)?);
+    } else {
+        print!("{}", crossgate::tax::render_table(q));
+    }
+    Ok(())
+}
+
+/// Exit 3 when the order cannot be quoted (a rule is missing).
+fn exit_for(q: &crossgate::tax::Quote) -> std::process::ExitCode {
+    match q.status {
+        crossgate::tax::QuoteStatus::Quoted => std::process::ExitCode::SUCCESS,
+        crossgate::tax::QuoteStatus::TaxPending => std::process::ExitCode::from(3),
     }
 }
 

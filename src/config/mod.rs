@@ -55,6 +55,7 @@ pub struct Config {
     pub registry: Registry,
     pub instances: BTreeMap<String, Arc<Instance>>,
     pub fx: Arc<crate::fx::FxSettings>,
+    pub tax: Arc<crate::tax::TaxSettings>,
     /// Secrets that fell back to their development default (names of variables only).
     pub dev_defaults: Vec<String>,
 }
@@ -404,6 +405,44 @@ pub fn validate(
         }
     }
 
+    // [tax]
+    let rules_dir = resolve_path(base, &raw.tax.rules_dir);
+    // No rules directory: no packs; cross-border orders are then held as tax_pending.
+    let packs = match crate::tax::Packs::load_dir(&rules_dir) {
+        _ if !rules_dir.exists() && raw.tax.rules_dir == "rules" => crate::tax::Packs::default(),
+        Ok(p) => p,
+        Err(problems) => {
+            for m in problems {
+                issue("tax.rules_dir", m);
+            }
+            crate::tax::Packs::default()
+        }
+    };
+    for (name, c) in [
+        ("tax.seller_country", &raw.tax.seller_country),
+        ("tax.ship_from", &raw.tax.ship_from),
+    ] {
+        if let Some(c) = c
+            && crate::model::CountryCode::parse(c).is_err()
+        {
+            issue(name, format!("'{c}' is not an ISO 3166-1 alpha-2 country"));
+        }
+    }
+    let mode = match raw.tax.mode.as_str() {
+        "courier" => crate::tax::ShipMode::Courier,
+        "postal" => crate::tax::ShipMode::Postal,
+        _ => {
+            issue("tax.mode", "must be courier or postal".into());
+            crate::tax::ShipMode::Courier
+        }
+    };
+    let tax = crate::tax::TaxSettings {
+        packs,
+        seller_country: raw.tax.seller_country.clone(),
+        ship_from: raw.tax.ship_from.clone(),
+        mode,
+    };
+
     // [log]
     let json_logs = match raw.log.format.as_str() {
         "text" => false,
@@ -614,6 +653,7 @@ pub fn validate(
         registry,
         instances,
         fx: Arc::new(fx),
+        tax: Arc::new(tax),
         dev_defaults,
     })
 }

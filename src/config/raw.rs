@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub customers: RawCustomers,
     #[serde(default)]
     pub fx: RawFx,
+    #[serde(default)]
+    pub tax: RawTax,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -157,6 +159,42 @@ fn default_dedupe_ttl() -> u64 {
 }
 fn default_raw_retention() -> u64 {
     14 * 24 * 3600
+}
+
+/// Customs and tax.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTax {
+    /// Directory of rule packs (`*.toml`, one version each; the newest is applied).
+    #[serde(default = "default_rules_dir")]
+    pub rules_dir: String,
+    /// The merchant's country (ISO alpha-2): orders shipped there are domestic, not quoted.
+    #[serde(default)]
+    pub seller_country: Option<String>,
+    /// Where parcels ship from (Canada's low-value thresholds depend on it).
+    #[serde(default)]
+    pub ship_from: Option<String>,
+    /// `courier` (default) or `postal`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_rules_dir() -> String {
+    "rules".into()
+}
+fn default_mode() -> String {
+    "courier".into()
+}
+
+impl Default for RawTax {
+    fn default() -> Self {
+        Self {
+            rules_dir: default_rules_dir(),
+            seller_country: None,
+            ship_from: None,
+            mode: default_mode(),
+        }
+    }
 }
 
 /// Currency conversion and the FX log.

@@ -84,6 +84,9 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
         .route("/v1/fx/verify", get(fx_verify::<S>))
         .route("/v1/fx/report", get(fx_report::<S>))
         .route("/v1/fx/rates", post(fx_rates::<S>))
+        .route("/v1/quote", post(quote::<S>))
+        .route("/v1/orders/{id}/tax", get(order_tax::<S>))
+        .route("/v1/orders/{id}/quote", post(requote::<S>))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -439,6 +442,15 @@ async fn get_order<S: Store + Clone>(
                     reason: v.missing.join("; "),
                 });
             }
+            // So does one whose taxes cannot be computed.
+            if let Ok(Some(q)) = app.store.tax_quote(id.as_str()).await
+                && q.status == crate::tax::QuoteStatus::TaxPending
+            {
+                o.holds.push(crate::model::Hold {
+                    kind: "tax_pending".into(),
+                    reason: q.missing.join("; "),
+                });
+            }
             axum::Json(o).into_response()
         }
         Ok(None) => Problem::not_found("order").into_response(),
@@ -595,6 +607,87 @@ async fn fx_report<S: Store + Clone>(
     };
     match crate::fx::report(&app.store, date, app.config.fx.max_age_days).await {
         Ok(r) => axum::Json(json!({"date": date, "pairs": r})).into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct QuoteParams {
+    /// A rule pack version (default: the active one).
+    pack: Option<String>,
+    /// The buyer's China CBEC purchases this year so far (CNY).
+    annual_cny: Option<String>,
+}
+
+/// `POST /v1/quote`: landed cost and explanation for an order JSON (nothing is stored).
+async fn quote<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<QuoteParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are not valid").into_response();
+    };
+    let Ok(body) = body else {
+        return Problem::bad_request("the body could not be read").into_response();
+    };
+    let order = match crate::tax::order_from_json(&body) {
+        Ok(o) => o,
+        Err(e) => return Problem::bad_request(e).into_response(),
+    };
+    let annual = match p
+        .annual_cny
+        .as_deref()
+        .map(str::parse::<rust_decimal::Decimal>)
+    {
+        Some(Ok(v)) => v,
+        Some(Err(_)) => {
+            return Problem::bad_request("annual_cny must be a decimal").into_response();
+        }
+        None => rust_decimal::Decimal::ZERO,
+    };
+    let docs = match app.store.fx_docs().await {
+        Ok(d) => d,
+        Err(e) => return store_err(e),
+    };
+    let book = crate::fx::book::RateBook::new(docs, app.config.fx.max_age_days);
+    match crate::tax::quote_order(&order, &app.config.tax, p.pack.as_deref(), &book, annual) {
+        Ok(q) => axum::Json(q).into_response(),
+        Err(e) => Problem::bad_request(e).into_response(),
+    }
+}
+
+/// `GET /v1/orders/{id}/tax`: the stored quote of an order.
+async fn order_tax<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    match app.store.tax_quote(&id).await {
+        Ok(Some(q)) => axum::Json(q).into_response(),
+        Ok(None) => Problem::not_found("tax quote of this order").into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+/// `POST /v1/orders/{id}/quote`: quotes a stored order again with the active pack (after a
+/// pack fix or new rates) and stores the result.
+async fn requote<S: Store + Clone>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
+    let Ok(oid) = OrderId::parse(&id) else {
+        return Problem::not_found("order").into_response();
+    };
+    let order = match app.store.get_order(&oid).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Problem::not_found("order").into_response(),
+        Err(e) => return store_err(e),
+    };
+    let docs = match app.store.fx_docs().await {
+        Ok(d) => d,
+        Err(e) => return store_err(e),
+    };
+    let book = crate::fx::book::RateBook::new(docs, app.config.fx.max_age_days);
+    let job = crate::tax::TaxJob::new(app.config.tax.clone(), app.config.fx.max_age_days);
+    match job.quote(&app.store, &order, &book).await {
+        Ok(q) => axum::Json(q).into_response(),
         Err(e) => store_err(e),
     }
 }

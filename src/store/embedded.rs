@@ -74,6 +74,10 @@ const FX_VIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_views");
 /// FX: orders waiting for a rate.
 const FX_PENDING: TableDefinition<&str, ()> = TableDefinition::new("fx_pending");
 const FX_HEAD_KEY: &str = "~head";
+/// Tax: order id → Quote JSON.
+const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
+/// Tax: `customer key|year|order id` → CNY amount (the CBEC annual total's parts).
+const TAX_ANNUAL: TableDefinition<&str, &str> = TableDefinition::new("tax_annual");
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -195,6 +199,8 @@ impl EmbeddedStore {
             txn.open_table(FX_IDX).map_err(unavailable)?;
             txn.open_table(FX_VIEWS).map_err(unavailable)?;
             txn.open_table(FX_PENDING).map_err(unavailable)?;
+            txn.open_table(TAX_QUOTES).map_err(unavailable)?;
+            txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
         let next_seq = {
@@ -1271,6 +1277,79 @@ impl Store for EmbeddedStore {
                 out.push(k.value().to_string());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn tax_commit(
+        &self,
+        quote: crate::tax::Quote,
+        annual: Option<crate::tax::AnnualEntry>,
+    ) -> StoreResult<()> {
+        let json = serde_json::to_vec(&quote).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut q = txn.open_table(TAX_QUOTES).map_err(unavailable)?;
+            q.insert(quote.order_id.as_str(), json.as_slice())
+                .map_err(unavailable)?;
+            if let Some(a) = annual {
+                let key = format!("{}|{}|{}", a.customer_key, a.year, quote.order_id);
+                let mut t = txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+                match a.amount {
+                    Some(v) => {
+                        t.insert(key.as_str(), v.to_string().as_str())
+                            .map_err(unavailable)?;
+                    }
+                    None => {
+                        t.remove(key.as_str()).map_err(unavailable)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tax_quote(&self, order_id: &str) -> StoreResult<Option<crate::tax::Quote>> {
+        let id = order_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(TAX_QUOTES).map_err(unavailable)?;
+            t.get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| {
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("tax quote: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn tax_annual(
+        &self,
+        customer_key: &str,
+        year: i32,
+        excluding_order: &str,
+    ) -> StoreResult<rust_decimal::Decimal> {
+        let prefix = format!("{customer_key}|{year}|");
+        let skip = format!("{prefix}{excluding_order}");
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(TAX_ANNUAL).map_err(unavailable)?;
+            let mut sum = rust_decimal::Decimal::ZERO;
+            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                if k.value() != skip {
+                    sum += v
+                        .value()
+                        .parse::<rust_decimal::Decimal>()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                }
+            }
+            Ok(sum)
         })
         .await
     }

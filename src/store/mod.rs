@@ -439,6 +439,26 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<(u64, String)>>> + Send;
 
+    /// Stores an order's tax quote and, atomically, its share of the buyer's CBEC annual total.
+    fn tax_commit(
+        &self,
+        quote: crate::tax::Quote,
+        annual: Option<crate::tax::AnnualEntry>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn tax_quote(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<crate::tax::Quote>>> + Send;
+
+    /// A buyer's CBEC purchases in a year (CNY), without the given order's own share.
+    fn tax_annual(
+        &self,
+        customer_key: &str,
+        year: i32,
+        excluding_order: &str,
+    ) -> impl Future<Output = StoreResult<rust_decimal::Decimal>> + Send;
+
     /// Is the store reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -151,6 +151,9 @@ level = "warn"
 key_salt = "${{TEST_CUSTOMER_SALT}}"
 [fx]
 reporting_currencies = ["EUR", "CNY"]
+[tax]
+rules_dir = "{rules}"
+seller_country = "CN"
 [[instance]]
 id = "shop"
 adapter = "shopify"
@@ -163,6 +166,7 @@ account = "merchant-app"
 secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
 {payments}"#,
         adapters = adapters.display(),
+        rules = repo().join("config/rules").display(),
         // Payment providers only where the adapters directory has them.
         payments = if adapters.join("stripe.toml").exists() {
             PAYMENT_INSTANCES

@@ -1,0 +1,757 @@
+//! Hand-computed tax and customs cases under the shipped rule pack (config/rules), one or more
+//! per regime, with the boundaries: EUR 150.00 / 150.01, GBP 135, China CBEC single and annual
+//! limits, Estonia 22→24 % on 2025-07-01 and the EU flat duty from 2026-07-01. The arithmetic is
+//! written next to each expectation.
+
+use std::path::Path;
+
+use crossgate::fx::book::RateBook;
+use crossgate::model::{Order, OrderId};
+use crossgate::tax::{Pack, QuoteContext, QuoteStatus, ShipMode, engine};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+fn pack() -> Pack {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/2026.11.toml"),
+    )
+    .unwrap();
+    Pack::parse(&text).unwrap_or_else(|e| panic!("{}", e.join("\n")))
+}
+
+/// Both ECB fixtures: the 90 days to 2017-03-03 and the daily file (2025-05-09).
+fn ecb_book() -> RateBook {
+    let docs = [
+        "eurofxref-hist-90d-2017-03-03.xml",
+        "eurofxref-daily-2022-07-08.xml",
+    ]
+    .iter()
+    .map(|f| {
+        let bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/fx-ecb")
+                .join(f),
+        )
+        .unwrap();
+        crossgate::fx::document(
+            crossgate::fx::rates::RateSource::Ecb,
+            f,
+            &bytes,
+            chrono::Utc::now(),
+        )
+        .unwrap()
+    })
+    .collect();
+    RateBook::new(docs, 4)
+}
+
+/// (hs code, quantity, unit price)
+type Line<'a> = (Option<&'a str>, u32, &'a str);
+
+fn order(
+    currency: &str,
+    country: &str,
+    region: Option<&str>,
+    placed: &str,
+    lines: &[Line],
+    shipping: &str,
+) -> Order {
+    let c = currency;
+    let mut subtotal = Decimal::ZERO;
+    let ls: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (hs, q, p))| {
+            subtotal += p.parse::<Decimal>().unwrap() * Decimal::from(*q);
+            let mut l = json!({
+                "title": format!("item {i}"), "quantity": q,
+                "unit_price": {"amount": p, "currency": c},
+                "discount": {"amount": "0", "currency": c}, "tax": {"amount": "0", "currency": c}
+            });
+            if let Some(h) = hs {
+                l["hs_code"] = json!(h);
+            }
+            l
+        })
+        .collect();
+    let total = subtotal + shipping.parse::<Decimal>().unwrap();
+    let mut addr =
+        json!({"country": country, "name": "Buyer", "line1": "1 Street", "city": "City"});
+    if let Some(r) = region {
+        addr["region"] = json!(r);
+    }
+    let v = json!({
+        "id": OrderId::derive("t", "T-1").as_str(), "instance": "t", "channel": "app", "channel_kind": "web_shop",
+        "account": "a", "external_id": "T-1", "revision": {"updated_at": placed}, "status": "paid",
+        "placed_at": placed, "currency": c, "taxes_included": false,
+        "customer": {"email": "b@example.com", "key": "c.test"},
+        "shipping_address": addr, "lines": ls,
+        "totals": {"subtotal": {"amount": subtotal.to_string(), "currency": c}, "shipping": {"amount": shipping, "currency": c},
+                   "discount": {"amount": "0", "currency": c}, "tax": {"amount": "0", "currency": c},
+                   "grand_total": {"amount": total.to_string(), "currency": c}},
+        "payments": []
+    });
+    serde_json::from_value(v).unwrap()
+}
+
+fn ctx() -> QuoteContext {
+    // A seller in Hong Kong, shipping from there: every destination below is cross-border.
+    QuoteContext {
+        seller_country: Some("HK".into()),
+        annual_cny_before: Decimal::ZERO,
+        ship_from: Some("HK".into()),
+        mode: ShipMode::Courier,
+    }
+}
+
+fn q(o: &Order) -> crossgate::tax::Quote {
+    engine::quote(o, &pack(), &ecb_book(), &ctx())
+}
+
+fn total(q: &crossgate::tax::Quote) -> String {
+    assert_eq!(q.status, QuoteStatus::Quoted, "{:?}", q.missing);
+    q.tax_total.amount().to_string()
+}
+
+fn kind(q: &crossgate::tax::Quote, k: &str) -> String {
+    q.totals_by_kind
+        .get(k)
+        .map(|m| m.amount().to_string())
+        .unwrap_or_else(|| "0".into())
+}
+
+#[test]
+fn eu_150_00_is_ioss_and_150_01_is_import() {
+    // ≤ EUR 150 intrinsic (goods without shipping): VAT 19 % at sale on goods and delivery:
+    // 150.00 × 19 % = 28.50; 10.00 × 19 % = 1.90 → 30.40. No duty before 2026-07-01.
+    let a = q(&order(
+        "EUR",
+        "DE",
+        None,
+        "2025-03-01T10:00:00+01:00",
+        &[(Some("6109100010"), 1, "150.00")],
+        "10.00",
+    ));
+    assert_eq!(a.regime.as_deref(), Some("EU_IOSS"));
+    assert_eq!(total(&a), "30.40");
+    assert_eq!(kind(&a, "duty"), "0");
+    assert!(
+        a.lines
+            .iter()
+            .all(|l| l.collector == crossgate::tax::Collector::Seller)
+    );
+    assert_eq!(a.landed_total.unwrap().amount().to_string(), "190.40");
+    // 150.01: customs value CIF = 150.01 + 10.00 = 160.01; duty 12 % (CN 6109 10) = 19.2012 →
+    // 19.20; import VAT 19 % × (160.01 + 19.2012) = 34.050128 → 34.05; collected at import.
+    let b = q(&order(
+        "EUR",
+        "DE",
+        None,
+        "2025-03-01T10:00:00+01:00",
+        &[(Some("6109100010"), 1, "150.01")],
+        "10.00",
+    ));
+    assert_eq!(b.regime.as_deref(), Some("EU_IMPORT"));
+    assert_eq!(kind(&b, "duty"), "19.20");
+    assert_eq!(kind(&b, "vat"), "34.05");
+    assert!(
+        b.lines
+            .iter()
+            .all(|l| l.collector == crossgate::tax::Collector::CarrierAtImport)
+    );
+    assert_eq!(b.landed_total.unwrap().amount().to_string(), "213.26");
+    assert!(
+        b.explanation
+            .iter()
+            .any(|s| s.rule == "threshold.EU_IOSS_MAX" && s.outcome == "above")
+    );
+}
+
+#[test]
+fn uk_135_boundary() {
+    // ≤ GBP 135: VAT 20 % at sale: 135.00 × 20 % + 5.00 × 20 % = 27.00 + 1.00 = 28.00.
+    let a = q(&order(
+        "GBP",
+        "GB",
+        None,
+        "2025-03-01T10:00:00Z",
+        &[(Some("6109100010"), 1, "135.00")],
+        "5.00",
+    ));
+    assert_eq!(a.regime.as_deref(), Some("UK_LOW_VALUE"));
+    assert_eq!(total(&a), "28.00");
+    // 135.01: CIF 140.01; duty 12 % = 16.8012 → 16.80; VAT 20 % × 156.8112 = 31.36224 → 31.36.
+    let b = q(&order(
+        "GBP",
+        "GB",
+        None,
+        "2025-03-01T10:00:00Z",
+        &[(Some("6109100010"), 1, "135.01")],
+        "5.00",
+    ));
+    assert_eq!(b.regime.as_deref(), Some("UK_IMPORT"));
+    assert_eq!(kind(&b, "duty"), "16.80");
+    assert_eq!(kind(&b, "vat"), "31.36");
+}
+
+#[test]
+fn estonia_22_to_24_on_2025_07_01() {
+    let before = q(&order(
+        "EUR",
+        "EE",
+        None,
+        "2025-06-30T12:00:00+03:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "0",
+    ));
+    assert_eq!(total(&before), "22.00"); // 100 × 22 %
+    let after = q(&order(
+        "EUR",
+        "EE",
+        None,
+        "2025-07-01T12:00:00+03:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "0",
+    ));
+    assert_eq!(total(&after), "24.00"); // 100 × 24 %
+}
+
+#[test]
+fn eu_flat_duty_from_2026_07_01() {
+    let lines = [
+        (Some("6109100010"), 1, "20.00"),
+        (Some("8517130000"), 1, "50.00"),
+    ];
+    // VAT 19 %: 3.80 + 9.50 = 13.30; no duty the day before.
+    let before = q(&order(
+        "EUR",
+        "DE",
+        None,
+        "2026-06-30T12:00:00+02:00",
+        &lines,
+        "0",
+    ));
+    assert_eq!(total(&before), "13.30");
+    // From 2026-07-01: + EUR 3 × 2 distinct sub-headings (610910, 851713) = 6.00.
+    let after = q(&order(
+        "EUR",
+        "DE",
+        None,
+        "2026-07-01T12:00:00+02:00",
+        &lines,
+        "0",
+    ));
+    assert_eq!(kind(&after, "duty"), "6.00");
+    assert_eq!(total(&after), "19.30");
+    // Five T-shirts of one sub-heading: EUR 3.
+    let same = q(&order(
+        "EUR",
+        "DE",
+        None,
+        "2026-07-01T12:00:00+02:00",
+        &[(Some("6109100010"), 5, "10.00")],
+        "0",
+    ));
+    assert_eq!(kind(&same, "duty"), "3.00");
+}
+
+#[test]
+fn china_cbec_single_and_annual_limits() {
+    // Within both limits: (0 + 13 %) / (1 − 0) × 70 % = 9.1 % of 3,000 = 273.00 (S85's example).
+    let a = q(&order(
+        "CNY",
+        "CN",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("6109100010"), 1, "3000.00")],
+        "0",
+    ));
+    assert_eq!(a.regime.as_deref(), Some("CN_CBEC"));
+    assert_eq!(total(&a), "273.00");
+    assert_eq!(a.annual_cny_addition.unwrap().to_string(), "3000.00");
+    // High-end cosmetics (CT 15 %): CT = 1000 × 0.15/0.85 × 0.7 = 123.529… → 123.53;
+    // VAT = 1000 × 0.13/0.85 × 0.7 = 107.058… → 107.06; together 23.06 % (reference §4.1).
+    let c = q(&order(
+        "CNY",
+        "CN",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("3304990000"), 1, "1000.00")],
+        "0",
+    ));
+    assert_eq!(kind(&c, "consumption_tax"), "123.53");
+    assert_eq!(kind(&c, "vat"), "107.06");
+    // One item above CNY 5,000, annual total still within: CBEC, taxed in full:
+    // duty 0 % (8517 13), VAT 13 % × 6,000 = 780.00.
+    let d = q(&order(
+        "CNY",
+        "CN",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("8517130000"), 1, "6000.00")],
+        "0",
+    ));
+    assert_eq!(d.regime.as_deref(), Some("CN_CBEC_FULL"));
+    assert_eq!(total(&d), "780.00");
+    // The annual total: 23,000 + 3,000 = 26,000 is within; 24,000 + 3,000 crosses it and the
+    // order is general trade, in full, at the border: 13 % × 3,000 = 390.00.
+    let phone = order(
+        "CNY",
+        "CN",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("8517130000"), 1, "3000.00")],
+        "0",
+    );
+    let at = |before: i64| {
+        engine::quote(
+            &phone,
+            &pack(),
+            &ecb_book(),
+            &QuoteContext {
+                annual_cny_before: Decimal::from(before),
+                ..ctx()
+            },
+        )
+    };
+    let within = at(23_000);
+    assert_eq!(
+        (within.regime.as_deref(), total(&within).as_str()),
+        (Some("CN_CBEC"), "273.00")
+    );
+    let over = at(24_000);
+    assert_eq!(
+        (over.regime.as_deref(), total(&over).as_str()),
+        (Some("CN_GENERAL_TRADE"), "390.00")
+    );
+    assert!(over.annual_cny_addition.is_none());
+    assert!(
+        over.lines
+            .iter()
+            .all(|l| l.collector == crossgate::tax::Collector::CarrierAtImport)
+    );
+}
+
+#[test]
+fn australia_new_zealand_norway_singapore() {
+    // AU ≤ AUD 1,000: GST 10 % at sale on goods and delivery: 50.00 + 2.00. Tea is GST-free.
+    let au = q(&order(
+        "AUD",
+        "AU",
+        None,
+        "2025-05-01T10:00:00+10:00",
+        &[(None, 1, "500.00"), (Some("0902100000"), 1, "40.00")],
+        "20.00",
+    ));
+    assert_eq!(au.regime.as_deref(), Some("AU_LVIG"));
+    assert_eq!(total(&au), "52.00");
+    // NZ ≤ NZD 1,000: GST 15 % × 800 = 120.00.
+    let nz = q(&order(
+        "NZD",
+        "NZ",
+        None,
+        "2025-05-01T10:00:00+12:00",
+        &[(None, 1, "800.00")],
+        "0",
+    ));
+    assert_eq!(
+        (nz.regime.as_deref(), total(&nz).as_str()),
+        (Some("NZ_LVG"), "120.00")
+    );
+    // NO: an item below NOK 3,000 is VOEC: 25 % × 2,999 = 749.75. At 3,000: import, and no
+    // Norwegian duty rule is in the pack: held, never zero.
+    let no = q(&order(
+        "NOK",
+        "NO",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(None, 1, "2999.00")],
+        "0",
+    ));
+    assert_eq!(
+        (no.regime.as_deref(), total(&no).as_str()),
+        (Some("NO_VOEC"), "749.75")
+    );
+    let no2 = q(&order(
+        "NOK",
+        "NO",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(None, 1, "3000.00")],
+        "0",
+    ));
+    assert_eq!(no2.status, QuoteStatus::TaxPending);
+    assert!(no2.missing[0].contains("duty rule"), "{:?}", no2.missing);
+    // SG ≤ SGD 400 per item: GST 9 % × 400 = 36.00. Above: import GST on CIF, duty 0.
+    let sg = q(&order(
+        "SGD",
+        "SG",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(None, 1, "400.00")],
+        "0",
+    ));
+    assert_eq!(
+        (sg.regime.as_deref(), total(&sg).as_str()),
+        (Some("SG_LVG"), "36.00")
+    );
+    let sg2 = q(&order(
+        "SGD",
+        "SG",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("6109100010"), 1, "400.01")],
+        "10.00",
+    ));
+    // 9 % × (400.01 + 10.00) = 36.9009 → 36.90.
+    assert_eq!(
+        (sg2.regime.as_deref(), total(&sg2).as_str()),
+        (Some("SG_IMPORT"), "36.90")
+    );
+}
+
+#[test]
+fn switzerland_us_japan_canada() {
+    // CH: import VAT 8.1 % × 50.00 = 4.05 ≤ CHF 5: not collected. 100.00 → 8.10.
+    let ch = q(&order(
+        "CHF",
+        "CH",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(Some("6109100010"), 1, "50.00")],
+        "0",
+    ));
+    assert_eq!(
+        (ch.regime.as_deref(), total(&ch).as_str()),
+        (Some("CH_IMPORT"), "0.00")
+    );
+    let ch2 = q(&order(
+        "CHF",
+        "CH",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "0",
+    ));
+    assert_eq!(total(&ch2), "8.10");
+    // Tea (chapter 09) has weight-based Swiss duties: held.
+    let ch3 = q(&order(
+        "CHF",
+        "CH",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(Some("0902100000"), 1, "100.00")],
+        "0",
+    ));
+    assert_eq!(ch3.status, QuoteStatus::TaxPending);
+    // US: de minimis USD 800 until 2025-08-28; from 2025-08-29 duty on FOB: 16.5 % × 100 =
+    // 16.50 (shipping excluded).
+    let us_old = q(&order(
+        "USD",
+        "US",
+        None,
+        "2025-08-01T10:00:00-04:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "15.00",
+    ));
+    assert_eq!(
+        (us_old.regime.as_deref(), total(&us_old).as_str()),
+        (Some("US_DE_MINIMIS"), "0.00")
+    );
+    let us = q(&order(
+        "USD",
+        "US",
+        None,
+        "2025-09-01T10:00:00-04:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "15.00",
+    ));
+    assert_eq!(
+        (us.regime.as_deref(), total(&us).as_str()),
+        (Some("US_FORMAL"), "16.50")
+    );
+    // JP: taxable value is 60 % of retail; 15,000 → 9,000 ≤ 10,000: exempt.
+    let jp_low = q(&order(
+        "JPY",
+        "JP",
+        None,
+        "2025-05-01T10:00:00+09:00",
+        &[(Some("8517130000"), 1, "15000")],
+        "0",
+    ));
+    assert_eq!(jp_low.regime.as_deref(), Some("JP_LOW_VALUE"));
+    // Two phones of 10,005: consumption tax 10 % is 1,000.5 each. Japan rounds once per rate
+    // per invoice: 2,001 (per line it would be 1,001 + 1,001 = 2,002).
+    let jp = q(&order(
+        "JPY",
+        "JP",
+        None,
+        "2025-05-01T10:00:00+09:00",
+        &[
+            (Some("8517130000"), 1, "10005"),
+            (Some("8517130000"), 1, "10005"),
+        ],
+        "0",
+    ));
+    assert_eq!(
+        (jp.regime.as_deref(), total(&jp).as_str()),
+        (Some("JP_IMPORT"), "2001")
+    );
+    let amounts: Vec<String> = jp
+        .lines
+        .iter()
+        .filter(|l| l.kind == "consumption_tax")
+        .map(|l| l.amount.amount().to_string())
+        .collect();
+    assert_eq!(amounts, ["1001", "1000"]);
+    // CA, courier from the US to Ontario: ≤ CAD 40 nothing; ≤ 150 taxes only (HST 13 % × 100 =
+    // 13.00); from elsewhere, above CAD 20, duty too, and the pack has no Canadian duty rule.
+    let ca_ctx = QuoteContext {
+        ship_from: Some("US".into()),
+        ..ctx()
+    };
+    let ca = |v: &str| {
+        engine::quote(
+            &order(
+                "CAD",
+                "CA",
+                Some("ON"),
+                "2025-05-01T10:00:00-04:00",
+                &[(Some("6109100010"), 1, v)],
+                "0",
+            ),
+            &pack(),
+            &ecb_book(),
+            &ca_ctx,
+        )
+    };
+    assert_eq!(ca("40.00").regime.as_deref(), Some("CA_LOW_VALUE"));
+    let mid = ca("100.00");
+    assert_eq!(
+        (mid.regime.as_deref(), total(&mid).as_str()),
+        (Some("CA_TAX_ONLY"), "13.00")
+    );
+    let cn_ship = q(&order(
+        "CAD",
+        "CA",
+        Some("ON"),
+        "2025-05-01T10:00:00-04:00",
+        &[(Some("6109100010"), 1, "100.00")],
+        "0",
+    ));
+    assert_eq!(cn_ship.status, QuoteStatus::TaxPending);
+}
+
+#[test]
+fn foreign_currency_thresholds_use_the_order_date_rate() {
+    // USD to France on Saturday 2025-05-10 (Friday's ECB rate: USD 1.1252 per EUR):
+    // 169.00 USD = 150.20 EUR > 150 → import; 168.00 USD = 149.31 EUR → IOSS: VAT 20 % × 168 =
+    // 33.60 USD.
+    let above = q(&order(
+        "USD",
+        "FR",
+        None,
+        "2025-05-10T12:00:00+02:00",
+        &[(Some("6109100010"), 1, "169.00")],
+        "0",
+    ));
+    assert_eq!(above.regime.as_deref(), Some("EU_IMPORT"));
+    let conv = above
+        .explanation
+        .iter()
+        .find(|s| s.rule == "fx.convert")
+        .unwrap();
+    assert_eq!(conv.outcome, "150.20 EUR");
+    assert_eq!(conv.inputs["rate_date"], "2025-05-09");
+    let within = q(&order(
+        "USD",
+        "FR",
+        None,
+        "2025-05-10T12:00:00+02:00",
+        &[(Some("6109100010"), 1, "168.00")],
+        "0",
+    ));
+    assert_eq!(
+        (within.regime.as_deref(), total(&within).as_str()),
+        (Some("EU_IOSS"), "33.60")
+    );
+    // No rate for the date: the threshold cannot be decided, so the order is held.
+    let late = q(&order(
+        "USD",
+        "FR",
+        None,
+        "2025-05-20T12:00:00+02:00",
+        &[(Some("6109100010"), 1, "168.00")],
+        "0",
+    ));
+    assert_eq!(late.status, QuoteStatus::TaxPending);
+    assert!(late.missing[0].contains("USD"), "{:?}", late.missing);
+}
+
+#[test]
+fn missing_rules_hold_the_order() {
+    // No regime for Brazil in the pack.
+    let br = q(&order(
+        "USD",
+        "BR",
+        None,
+        "2025-05-01T10:00:00-03:00",
+        &[(None, 1, "10.00")],
+        "0",
+    ));
+    assert_eq!(br.status, QuoteStatus::TaxPending);
+    assert!(br.missing[0].contains("BR"));
+    assert!(br.lines.is_empty() && br.landed_total.is_none());
+    // Tea to Italy: the pack has no Italian food rate.
+    let it = q(&order(
+        "EUR",
+        "IT",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(Some("0902100000"), 1, "10.00")],
+        "0",
+    ));
+    assert_eq!(it.status, QuoteStatus::TaxPending);
+    assert!(it.missing[0].contains("food"), "{:?}", it.missing);
+    // Domestic (shipped to the seller's country): not quoted.
+    let de = order(
+        "EUR",
+        "DE",
+        None,
+        "2025-05-01T10:00:00+02:00",
+        &[(None, 1, "10.00")],
+        "0",
+    );
+    let dom = engine::quote(
+        &de,
+        &pack(),
+        &ecb_book(),
+        &QuoteContext {
+            seller_country: Some("DE".into()),
+            ..ctx()
+        },
+    );
+    assert_eq!(dom.regime.as_deref(), Some("DOMESTIC"));
+    assert!(dom.lines.is_empty());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    static PACK: std::sync::LazyLock<Pack> = std::sync::LazyLock::new(pack);
+    static BOOK: std::sync::LazyLock<RateBook> = std::sync::LazyLock::new(ecb_book);
+
+    fn dest() -> impl Strategy<Value = (&'static str, &'static str, Option<&'static str>)> {
+        prop::sample::select(vec![
+            ("DE", "EUR", None),
+            ("EE", "EUR", None),
+            ("FR", "EUR", None),
+            ("GB", "GBP", None),
+            ("US", "USD", None),
+            ("CN", "CNY", None),
+            ("AU", "AUD", None),
+            ("NZ", "NZD", None),
+            ("NO", "NOK", None),
+            ("SG", "SGD", None),
+            ("CH", "CHF", None),
+            ("JP", "JPY", None),
+            ("CA", "CAD", Some("ON")),
+            ("CA", "CAD", Some("QC")),
+            ("IT", "EUR", None),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn never_negative_sums_agree_and_deterministic(
+            (country, currency, region) in dest(),
+            lines in prop::collection::vec((prop::sample::select(vec![None, Some("6109100010"), Some("8517130000"), Some("0902100000"), Some("3304990000")]), 1u32..4, 1u64..400_000), 1..5),
+            shipping in 0u64..5_000,
+            day in 0i64..1050,
+            inclusive in any::<bool>(),
+            annual in 0i64..30_000,
+        ) {
+            let cur = crossgate::model::CurrencyCode::parse(currency).unwrap();
+            let dp = cur.minor_units();
+            let price = |c: u64| Decimal::new(c as i64, 2).round_dp(dp).max(Decimal::new(1, dp)).to_string();
+            let prices: Vec<String> = lines.iter().map(|(_, _, c)| price(*c)).collect();
+            let ls: Vec<Line> = lines.iter().zip(&prices).map(|((h, q, _), p)| (*h, *q, p.as_str())).collect();
+            let date = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(day);
+            let ship = Decimal::new(shipping as i64, 2).round_dp(dp).to_string();
+            let mut o = order(currency, country, region, &format!("{date}T12:00:00+00:00"), &ls, &ship);
+            o.taxes_included = inclusive;
+            let c = QuoteContext { annual_cny_before: Decimal::from(annual), ..ctx() };
+            let a = engine::quote(&o, &PACK, &BOOK, &c);
+            let b = engine::quote(&o, &PACK, &BOOK, &c);
+            prop_assert_eq!(&a, &b, "deterministic");
+            prop_assert!(a.lines.iter().all(|l| !l.amount.is_negative() && !l.base.is_negative()));
+            prop_assert!(!a.tax_total.is_negative());
+            let sum: Decimal = a.lines.iter().map(|l| l.amount.amount()).sum();
+            prop_assert_eq!(sum, a.tax_total.amount());
+            let by_kind: Decimal = a.totals_by_kind.values().map(|m| m.amount()).sum();
+            prop_assert_eq!(by_kind, a.tax_total.amount());
+            if a.status == QuoteStatus::Quoted {
+                prop_assert!(a.landed_total.is_some());
+                prop_assert!(a.lines.iter().all(|l| l.amount.currency() == cur));
+            } else {
+                prop_assert!(!a.missing.is_empty() && a.lines.is_empty());
+            }
+        }
+    }
+}
+
+/// A quote stored under an older pack is reproduced exactly by that pack after a newer one
+/// became active.
+#[test]
+fn an_older_pack_reproduces_its_quotes() {
+    let new = pack();
+    let mut text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/2026.11.toml"),
+    )
+    .unwrap();
+    // The October pack, before the EU flat duty was added.
+    text = text
+        .replace("version = \"2026.11\"", "version = \"2026.10\"")
+        .replace("published = 2026-11-20", "published = 2026-10-01");
+    let start = text.find("id = \"EU_FLAT_DUTY\"").unwrap();
+    let block_start = text[..start].rfind("[[threshold]]").unwrap();
+    let block_end = start + text[start..].find("[[threshold]]").unwrap();
+    text.replace_range(block_start..block_end, "");
+    let old = Pack::parse(&text).unwrap();
+    let settings = crossgate::tax::TaxSettings {
+        packs: crossgate::tax::Packs::from_packs(vec![old, new]),
+        seller_country: Some("HK".into()),
+        ship_from: None,
+        mode: ShipMode::Courier,
+    };
+    let o = order(
+        "EUR",
+        "DE",
+        None,
+        "2026-08-01T12:00:00+02:00",
+        &[(Some("6109100010"), 1, "20.00")],
+        "0",
+    );
+    let book = ecb_book();
+    let stored =
+        crossgate::tax::quote_order(&o, &settings, Some("2026.10"), &book, Decimal::ZERO).unwrap();
+    assert_eq!(stored.pack_version, "2026.10");
+    assert_eq!(stored.tax_total.amount().to_string(), "3.80"); // VAT only
+    let current = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    assert_eq!(current.pack_version, "2026.11");
+    assert_eq!(current.tax_total.amount().to_string(), "6.80"); // + EUR 3 flat duty
+    let again = crossgate::tax::quote_order(
+        &o,
+        &settings,
+        Some(&stored.pack_version),
+        &book,
+        Decimal::ZERO,
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_string(&again).unwrap(),
+        serde_json::to_string(&stored).unwrap()
+    );
+}
