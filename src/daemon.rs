@@ -155,6 +155,34 @@ pub async fn run<S: Store + Clone>(
             }
         }));
     }
+    if let Some(every) = config.jobs.every {
+        let (store, config) = (store.clone(), config.clone());
+        channel_tasks.push(tokio::spawn(async move {
+            // The first run waits for start-up to settle (rates, pollers), then every `every`.
+            let first = tokio::time::Instant::now() + every.min(Duration::from_secs(10));
+            let mut tick = tokio::time::interval_at(first, every);
+            loop {
+                tick.tick().await;
+                let which = crate::reco::job::Which {
+                    recommend: true,
+                    rank: true,
+                };
+                let quiet = crate::reco::job::Quiet;
+                match crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await {
+                    Ok(r) => tracing::info!(
+                        events = r.events_read,
+                        orders = r.orders,
+                        customers = r.customers,
+                        items = r.items,
+                        rankings = r.rankings,
+                        seconds = r.total_seconds,
+                        "recommendations and rankings published"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "recommendation jobs failed; will retry"),
+                }
+            }
+        }));
+    }
     let header_timeout = config.server.header_read_timeout;
     let app = App::new(store, config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;

@@ -11,6 +11,7 @@ pub mod import;
 pub mod ingress;
 pub mod model;
 pub mod pipeline;
+pub mod reco;
 pub mod schemas;
 pub mod store;
 pub mod tax;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod jobs_cli;
 
 /// Parsing payloads allocates many small objects; mimalloc makes that markedly cheaper than the
 /// system allocator (measured in the ingest load test; see README "Performance").
@@ -70,6 +71,12 @@ enum Command {
     /// Post the real sample deliveries, correctly signed, to a running daemon and show what
     /// was stored.
     Demo(demo::DemoArgs),
+    /// Recommendation and ranking jobs.
+    #[command(subcommand)]
+    Jobs(jobs_cli::JobsCommand),
+    /// Measure the recommendation strategies offline on a public dataset (P@k, R@k, NDCG@k,
+    /// HR@k); fetch the datasets with scripts/fetch-datasets.sh.
+    Eval(jobs_cli::EvalArgs),
     /// Load tools: measure ingest throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -279,11 +286,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::DeadLetters(cmd) => dead_letters(&cli.config, cmd).await?,
         Command::Demo(args) => demo::run(&cli.config, args).await?,
         Command::Bench(cmd) => bench::run(&cli.config, cmd).await?,
+        Command::Jobs(cmd) => jobs_cli::jobs(&cli.config, cmd).await?,
+        Command::Eval(args) => jobs_cli::eval_cmd(&cli.config, args).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn load_config(path: &Path) -> Result<Config> {
+pub(crate) fn load_config(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 

@@ -110,7 +110,10 @@ pub fn set_customer_keys(inst: &Instance, records: &mut [crate::model::Record]) 
         if let crate::model::Record::Order(o) = r
             && let Some(c) = &mut o.customer
         {
-            c.key = c.derive_key(salt.expose().as_bytes());
+            let salt = salt.expose().as_bytes();
+            c.key = c
+                .derive_key(salt)
+                .or_else(|| c.derive_account_key(salt, &inst.id));
         }
     }
 }
@@ -202,7 +205,12 @@ pub enum Submission {
     AdapterFormat,
     /// Canonical order JSON (call-centre tools, like the app).
     CanonicalOrder,
+    /// Canonical listing JSON (a catalogue import).
+    CanonicalListing,
 }
+
+/// The topic a canonical listing submission is stored under (so that a replay reads it as one).
+pub const CANONICAL_LISTING_TOPIC: &str = "crossgate/canonical-listing";
 
 /// Stores a delivery submitted by an authenticated caller (API token or local CLI): no
 /// signature, otherwise the same path as a webhook. `idempotency_key` makes retries safe; without
@@ -218,8 +226,13 @@ pub async fn submit<S: Store>(
     let headers = Headers::default();
     let mut d = match how {
         Submission::AdapterFormat => dispose(inst, &headers, &body),
-        Submission::CanonicalOrder => {
-            let routed = inst.adapter.map_canonical(&body, &record_context(inst));
+        Submission::CanonicalOrder | Submission::CanonicalListing => {
+            let routed = if how == Submission::CanonicalOrder {
+                inst.adapter.map_canonical(&body, &record_context(inst))
+            } else {
+                inst.adapter
+                    .map_canonical_listing(&body, &record_context(inst))
+            };
             let (disposition, errors) = match routed.and_then(Routed::into_records) {
                 Ok(mut records) => {
                     set_customer_keys(inst, &mut records);
@@ -248,7 +261,11 @@ pub async fn submit<S: Store>(
         instance: inst.id.clone(),
         dedupe_id: d.dedupe_id,
         received_at: now,
-        topic: (how == Submission::CanonicalOrder).then(|| CANONICAL_TOPIC.to_string()),
+        topic: match how {
+            Submission::AdapterFormat => None,
+            Submission::CanonicalOrder => Some(CANONICAL_TOPIC.to_string()),
+            Submission::CanonicalListing => Some(CANONICAL_LISTING_TOPIC.to_string()),
+        },
         headers: Vec::new(),
         source: crate::store::DeliverySource::Submitted,
         body,
@@ -384,10 +401,12 @@ pub async fn replay_dead_letter<S: Store>(
             .await?;
         return Err(ReplayError::FetchQueued(id.to_string()));
     }
-    let mapped = if raw.topic.as_deref() == Some(CANONICAL_TOPIC) {
-        inst.adapter.map_canonical(&raw.body, &record_context(inst))
-    } else {
-        route(inst, &headers, &raw.body).0
+    let mapped = match raw.topic.as_deref() {
+        Some(CANONICAL_TOPIC) => inst.adapter.map_canonical(&raw.body, &record_context(inst)),
+        Some(CANONICAL_LISTING_TOPIC) => inst
+            .adapter
+            .map_canonical_listing(&raw.body, &record_context(inst)),
+        _ => route(inst, &headers, &raw.body).0,
     };
     // A dead letter of one item replays that item; a whole-delivery dead letter needs every
     // item to map now.

@@ -296,9 +296,7 @@ async fn the_same_buyer_on_two_channels_is_one_customer() {
     let expected = Customer {
         external_id: None,
         email: Some("bob.norman@mail.example.com".into()),
-        phone: None,
-        name: None,
-        key: None,
+        ..Default::default()
     }
     .derive_key(CUSTOMER_SALT.as_bytes())
     .unwrap();

@@ -281,6 +281,102 @@ async fn cursors_and_reconciliation<S: Store>(store: &S) {
     assert!(r.pushed_not_polled.contains(&id("R-3")));
 }
 
+/// The jobs' data and published results.
+async fn reco_results<S: Store>(store: &S) {
+    use crossgate::store::{RecoKind, RecoPart, RecoResults, RecoWrite};
+    let put = |kind, key: &str, json: Option<&str>| RecoWrite {
+        kind,
+        key: key.into(),
+        json: json.map(str::to_string),
+    };
+    assert_eq!(store.reco_meta(RecoPart::Rankings).await.unwrap(), None);
+    assert_eq!(store.reco_ranking("sales|*|*", 10).await.unwrap(), None);
+    store
+        .reco_apply(vec![
+            put(RecoKind::Order, "o.b", Some("{\"b\":1}")),
+            put(RecoKind::Order, "o.a", Some("{\"a\":1}")),
+            put(RecoKind::Item, "l.x", Some("{\"x\":1}")),
+        ])
+        .await
+        .unwrap();
+    // Rewriting is idempotent; a removal removes.
+    store
+        .reco_apply(vec![
+            put(RecoKind::Order, "o.a", Some("{\"a\":2}")),
+            put(RecoKind::Order, "o.b", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.reco_load(RecoKind::Order).await.unwrap(),
+        vec!["{\"a\":2}"]
+    );
+    assert_eq!(
+        store.reco_load(RecoKind::Item).await.unwrap(),
+        vec!["{\"x\":1}"]
+    );
+    for generation in 1..=2 {
+        let lists = vec![(
+            "item_knn".to_string(),
+            "c.1".to_string(),
+            format!("[[\"SKU-{generation}\",1.0]]"),
+        )];
+        store
+            .reco_publish(RecoResults::Recommendations {
+                meta: format!("{{\"g\":{generation}}}"),
+                lists,
+            })
+            .await
+            .unwrap();
+        let entries = vec![
+            ("B".to_string(), 3.0, "{}".to_string()),
+            ("A".to_string(), 3.0, "{}".to_string()),
+            ("C".to_string(), generation as f64, "{}".to_string()),
+        ];
+        store
+            .reco_publish(RecoResults::Rankings {
+                meta: "{}".into(),
+                sets: vec![
+                    ("sales|*|*".into(), entries.clone()),
+                    (
+                        "price|*|*".into(),
+                        vec![
+                            ("Z".into(), 1.0, "{}".into()),
+                            ("Y".into(), 2.0, "{}".into()),
+                        ],
+                    ),
+                ],
+            })
+            .await
+            .unwrap();
+    }
+    // Only the newest results are served, in the published order.
+    assert_eq!(
+        store.reco_list("item_knn", "c.1").await.unwrap().as_deref(),
+        Some("[[\"SKU-2\",1.0]]")
+    );
+    assert_eq!(store.reco_list("item_knn", "c.2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .reco_meta(RecoPart::Recommendations)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"g\":2}")
+    );
+    let top = store.reco_ranking("sales|*|*", 2).await.unwrap().unwrap();
+    assert_eq!(
+        top.iter().map(|e| (e.0.as_str(), e.1)).collect::<Vec<_>>(),
+        [("B", 3.0), ("A", 3.0)]
+    );
+    let cheap = store.reco_ranking("price|*|*", 5).await.unwrap().unwrap();
+    assert_eq!(cheap[0].0, "Z");
+    // A reset forgets the jobs' data (the results stay served until the next publish).
+    store.reco_reset("reco").await.unwrap();
+    assert!(store.reco_load(RecoKind::Order).await.unwrap().is_empty());
+    assert!(store.reco_list("item_knn", "c.1").await.unwrap().is_some());
+}
+
 fn reason() -> DeadLetterReason {
     DeadLetterReason {
         kind: "fields".into(),
@@ -708,6 +804,7 @@ async fn embedded_store_meets_the_contract() {
     contract(&store).await;
     lifecycle(&store).await;
     cursors_and_reconciliation(&store).await;
+    reco_results(&store).await;
     let report = store
         .housekeeping(Utc::now() + Duration::days(1))
         .await
@@ -797,6 +894,7 @@ async fn redis_store_meets_the_contract() {
     contract(&store).await;
     lifecycle(&store).await;
     cursors_and_reconciliation(&store).await;
+    reco_results(&store).await;
     store.flush_prefix().await.unwrap();
 }
 

@@ -717,7 +717,15 @@ async fn canonical_app_orders_round_trip() {
     let key = stored["customer"]["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("c.") && !key.contains("hanako"));
     expected.get_mut("customer").unwrap()["key"] = json!(key);
-    let got: HashMap<String, Value> = serde_json::from_value(stored).unwrap();
+    let mut got: HashMap<String, Value> = serde_json::from_value(stored).unwrap();
+    // The FX or tax job may already have held the order (this store has no rates): a gateway
+    // field, not something the app sent.
+    if let Some(h) = got.remove("holds") {
+        for hold in h.as_array().unwrap() {
+            let kind = hold["kind"].as_str().unwrap();
+            assert!(["fx_pending", "tax_pending"].contains(&kind), "{h}");
+        }
+    }
     assert_eq!(got, expected);
     assert_eq!(
         got["placed_at"], "2024-05-01T19:02:58+09:00",

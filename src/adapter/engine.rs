@@ -756,6 +756,8 @@ fn map_order(
             phone: ev.text("customer.phone", c.phone.as_ref(), scope),
             name: ev.text("customer.name", c.name.as_ref(), scope),
             key: None,
+            age_band: ev.text("customer.age_band", c.age_band.as_ref(), scope),
+            gender: ev.text("customer.gender", c.gender.as_ref(), scope),
         };
         let any = customer.external_id.is_some()
             || customer.email.is_some()
@@ -1115,6 +1117,28 @@ pub fn map_listings<'a>(
             .as_ref()
             .filter(|p| matches!(eval(&p.amount, s), Ok(Some(_)) | Err(_)))
             .and_then(|p| ev.money(&f("price"), p, s, currency));
+        let rating_count = ev.opt(&f("rating_count"), m.rating_count.as_ref(), s, val_i64);
+        let rating_average = ev.opt(
+            &f("rating_average"),
+            m.rating_average.as_ref(),
+            s,
+            val_decimal,
+        );
+        let rating_positive = ev.opt(
+            &f("rating_positive"),
+            m.rating_positive.as_ref(),
+            s,
+            val_i64,
+        );
+        let rating = match (rating_count, rating_average) {
+            (Some(count), Some(average)) if count > 0 => Some(crate::model::RatingSummary {
+                count: count as u64,
+                average,
+                scale: m.rating_scale.unwrap_or(5),
+                positive: rating_positive.map(|p| p.clamp(0, count) as u64),
+            }),
+            _ => None,
+        };
         let listing = Listing {
             id: ListingId::derive(ctx.instance, external_id.as_deref().unwrap_or_default()),
             instance: ctx.instance.to_string(),
@@ -1135,6 +1159,7 @@ pub fn map_listings<'a>(
             },
             title: title.unwrap_or_default(),
             status: status.unwrap_or(ListingStatus::Inactive),
+            rating,
         };
         listings.push(listing);
     }

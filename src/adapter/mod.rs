@@ -34,7 +34,7 @@ pub enum Target<'s> {
 }
 use tree::Node;
 
-use crate::model::{GATEWAY_ORDER_FIELDS, Order, OrderId, Record};
+use crate::model::{GATEWAY_ORDER_FIELDS, Listing, Order, OrderId, Record};
 
 /// HTTP headers as an adapter sees them: names compared case-insensitively, values as text.
 #[derive(Debug, Clone, Default)]
@@ -379,6 +379,23 @@ impl Adapter {
         Ok(Routed::Items(vec![Item { index: 0, result }]))
     }
 
+    /// Maps a canonical listing JSON (a catalogue import) the same way: the gateway's fields
+    /// are filled in, and must not be sent.
+    pub fn map_canonical_listing(
+        &self,
+        body: &[u8],
+        ctx: &RecordContext<'_>,
+    ) -> Result<Routed, NormalizeError> {
+        let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
+            format: "JSON",
+            message: e.0,
+        })?;
+        let result = canonical_listing(&doc, ctx)
+            .map(|l| vec![Record::Listing(Box::new(l))])
+            .and_then(validated);
+        Ok(Routed::Items(vec![Item { index: 0, result }]))
+    }
+
     /// Parses, routes and maps a delivery in one go (used by `replay` and tests).
     pub fn normalize(
         &self,
@@ -435,7 +452,29 @@ fn is_plain_id(v: &str) -> bool {
 
 /// Reads crossgate's canonical order JSON (the mobile app's format). The gateway fields are set
 /// here; a payload that sets them is refused.
+fn canonical_listing(doc: &Node, ctx: &RecordContext<'_>) -> Result<Listing, NormalizeError> {
+    canonical_record(doc, ctx, |external_id| {
+        crate::model::ListingId::derive(ctx.instance, external_id)
+            .as_str()
+            .to_string()
+    })
+}
+
 fn canonical_order(doc: &Node, ctx: &RecordContext<'_>) -> Result<Order, NormalizeError> {
+    canonical_record(doc, ctx, |external_id| {
+        OrderId::derive(ctx.instance, external_id)
+            .as_str()
+            .to_string()
+    })
+}
+
+/// A canonical record sent without the gateway's fields (id, instance, channel, channel kind,
+/// account): checks they are absent, fills them in and deserializes with field paths.
+fn canonical_record<T: serde::de::DeserializeOwned>(
+    doc: &Node,
+    ctx: &RecordContext<'_>,
+    id_of: impl FnOnce(&str) -> String,
+) -> Result<T, NormalizeError> {
     let fail = |field: &str, problem: &str| {
         NormalizeError::Fields(vec![FieldError {
             field: field.to_string(),
@@ -464,15 +503,12 @@ fn canonical_order(doc: &Node, ctx: &RecordContext<'_>) -> Result<Order, Normali
         .unwrap_or_default();
     let mut json = doc.to_json();
     let obj = json.as_object_mut().expect("checked object");
-    obj.insert(
-        "id".into(),
-        OrderId::derive(ctx.instance, external_id).as_str().into(),
-    );
+    obj.insert("id".into(), id_of(external_id).into());
     obj.insert("instance".into(), ctx.instance.into());
     obj.insert("channel".into(), ctx.channel.into());
     obj.insert("channel_kind".into(), ctx.channel_kind.as_str().into());
     obj.insert("account".into(), ctx.account.into());
-    serde_path_to_error::deserialize::<_, Order>(json).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
         let field = e.path().to_string();
         let problem = sanitize_serde_message(&e.into_inner().to_string());
         fail(if field == "." { "$" } else { &field }, &problem)

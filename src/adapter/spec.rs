@@ -885,6 +885,12 @@ pub struct CustomerMapping {
     pub phone: Option<Expr>,
     #[serde(default)]
     pub name: Option<Expr>,
+    /// Age band (a demographic segment for recommendations).
+    #[serde(default)]
+    pub age_band: Option<Expr>,
+    /// Gender (a demographic segment for recommendations).
+    #[serde(default)]
+    pub gender: Option<Expr>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -1130,4 +1136,15 @@ pub struct ListingMapping {
     pub stock: Option<Expr>,
     /// Must give one of: active, inactive, draft, deleted.
     pub status: Expr,
+    /// Number of customer ratings; with `rating_average`, the listing's rating summary.
+    #[serde(default)]
+    pub rating_count: Option<Expr>,
+    /// Mean rating (on a scale of `rating_scale`, default 5).
+    #[serde(default)]
+    pub rating_average: Option<Expr>,
+    #[serde(default)]
+    pub rating_scale: Option<u8>,
+    /// Ratings counted as positive (for the Wilson lower bound).
+    #[serde(default)]
+    pub rating_positive: Option<Expr>,
 }

@@ -56,6 +56,7 @@ pub struct Config {
     pub instances: BTreeMap<String, Arc<Instance>>,
     pub fx: Arc<crate::fx::FxSettings>,
     pub tax: Arc<crate::tax::TaxSettings>,
+    pub jobs: Arc<crate::reco::job::JobSettings>,
     /// Secrets that fell back to their development default (names of variables only).
     pub dev_defaults: Vec<String>,
 }
@@ -443,6 +444,60 @@ pub fn validate(
         mode,
     };
 
+    // [jobs]
+    let j = &raw.jobs;
+    for s in &j.strategies {
+        if !crate::reco::models::STRATEGIES.contains(&s.as_str()) {
+            issue(
+                "jobs.strategies",
+                format!(
+                    "unknown strategy '{s}'; known: {}",
+                    crate::reco::models::STRATEGIES.join(", ")
+                ),
+            );
+        }
+    }
+    if j.strategies.is_empty() {
+        issue("jobs.strategies", "must name at least one strategy".into());
+    }
+    if !(1..=500).contains(&j.list_len) {
+        issue("jobs.list_len", "must be 1 to 500".into());
+    }
+    if !(1..=100_000).contains(&j.ranking_size) {
+        issue("jobs.ranking_size", "must be 1 to 100000".into());
+    }
+    if !(j.half_life_days.is_finite() && j.half_life_days > 0.0) {
+        issue(
+            "jobs.half_life_days",
+            "must be a positive number of days".into(),
+        );
+    }
+    if j.rating_prior_count
+        .is_some_and(|c| !(c.is_finite() && c >= 0.0))
+    {
+        issue("jobs.rating_prior_count", "must be zero or more".into());
+    }
+    if !(1..=20_000).contains(&j.ease_max_items) {
+        issue(
+            "jobs.ease_max_items",
+            "must be 1 to 20000 (the model is items² × 12 bytes)".into(),
+        );
+    }
+    let jobs = crate::reco::job::JobSettings {
+        every: (j.every_secs > 0).then(|| Duration::from_secs(j.every_secs)),
+        list_len: j.list_len,
+        strategies: j.strategies.clone(),
+        params: crate::reco::models::Params {
+            ease_items: j.ease_max_items,
+            ..Default::default()
+        },
+        half_life_days: j.half_life_days,
+        ranking_size: j.ranking_size,
+        exclude_purchased: j.exclude_purchased,
+        rating_prior_count: j.rating_prior_count,
+        batch: 2000,
+    };
+
     // [log]
     let json_logs = match raw.log.format.as_str() {
         "text" => false,
@@ -654,6 +709,7 @@ pub fn validate(
         instances,
         fx: Arc::new(fx),
         tax: Arc::new(tax),
+        jobs: Arc::new(jobs),
         dev_defaults,
     })
 }

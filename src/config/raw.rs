@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub fx: RawFx,
     #[serde(default)]
     pub tax: RawTax,
+    #[serde(default)]
+    pub jobs: RawJobs,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -159,6 +161,77 @@ fn default_dedupe_ttl() -> u64 {
 }
 fn default_raw_retention() -> u64 {
     14 * 24 * 3600
+}
+
+/// The recommendation and ranking jobs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobs {
+    /// Seconds between runs in the daemon; 0 runs them only on demand (`crossgate jobs run`).
+    #[serde(default = "default_jobs_every")]
+    pub every_secs: u64,
+    /// Items kept per customer and strategy (the largest `k` served).
+    #[serde(default = "default_list_len")]
+    pub list_len: usize,
+    /// Strategies computed: popularity, item_knn, user_knn, content, demographic, ease,
+    /// blended (the default served).
+    #[serde(default = "default_strategies")]
+    pub strategies: Vec<String>,
+    /// Sales rankings: a sale's weight halves every this many days.
+    #[serde(default = "default_half_life")]
+    pub half_life_days: f64,
+    /// Entries kept per ranking (the largest `k` served).
+    #[serde(default = "default_ranking_size")]
+    pub ranking_size: usize,
+    /// Leave out items the customer already bought.
+    #[serde(default = "default_true")]
+    pub exclude_purchased: bool,
+    /// Rating rankings: the prior's weight in ratings (default: the mean rating count).
+    #[serde(default)]
+    pub rating_prior_count: Option<f64>,
+    /// EASE: the most popular items in its dense model (its memory is items² × 12 bytes).
+    #[serde(default = "default_ease_items")]
+    pub ease_max_items: usize,
+}
+
+fn default_jobs_every() -> u64 {
+    3600
+}
+fn default_list_len() -> usize {
+    20
+}
+fn default_strategies() -> Vec<String> {
+    crate::reco::models::STRATEGIES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn default_half_life() -> f64 {
+    14.0
+}
+fn default_ranking_size() -> usize {
+    1000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ease_items() -> usize {
+    3000
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            every_secs: default_jobs_every(),
+            list_len: default_list_len(),
+            strategies: default_strategies(),
+            half_life_days: default_half_life(),
+            ranking_size: default_ranking_size(),
+            exclude_purchased: true,
+            rating_prior_count: None,
+            ease_max_items: default_ease_items(),
+        }
+    }
 }
 
 /// Customs and tax.

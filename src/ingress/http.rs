@@ -76,6 +76,15 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
         )
         .route("/v1/instances/{instance}/imports", post(submit_import::<S>))
         .route(
+            "/v1/instances/{instance}/listings",
+            post(submit_listing::<S>),
+        )
+        .route(
+            "/v1/recommendations/{customer_key}",
+            get(recommendations::<S>),
+        )
+        .route("/v1/rankings", get(rankings::<S>))
+        .route(
             "/v1/instances/{instance}/reconciliation",
             get(reconciliation::<S>),
         )
@@ -789,6 +798,203 @@ async fn submit_canonical<S: Store + Clone>(
     .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoParams {
+    k: Option<usize>,
+    strategy: Option<String>,
+    /// Destination country for a new customer's fallback list.
+    country: Option<String>,
+}
+
+/// `GET /v1/recommendations/{customer_key}?k=10&strategy=blended&country=DE`: the customer's
+/// list from the last job run. A customer the jobs do not know yet gets the most bought items
+/// in `country` (when given and known), else overall (`fallback` says which).
+async fn recommendations<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(customer): Path<String>,
+    params: Result<Query<RecoParams>, QueryRejection>,
+) -> Response {
+    use crate::reco::{job, models};
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are k, strategy and country")
+            .into_response();
+    };
+    let strategy = p
+        .strategy
+        .unwrap_or_else(|| models::DEFAULT_STRATEGY.to_string());
+    if !models::STRATEGIES.contains(&strategy.as_str()) {
+        return Problem::bad_request(format!(
+            "strategy: unknown '{strategy}'; one of {}",
+            models::STRATEGIES.join(", ")
+        ))
+        .into_response();
+    }
+    let k = p.k.unwrap_or(10);
+    if !(1..=app.config.jobs.list_len).contains(&k) {
+        return Problem::bad_request(format!(
+            "k: must be 1 to {} (jobs.list_len)",
+            app.config.jobs.list_len
+        ))
+        .into_response();
+    }
+    let meta = match job::meta(&app.store, crate::store::RecoPart::Recommendations).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Problem::unavailable(
+                "recommendations have not been computed yet (crossgate jobs run recommend)",
+            )
+            .into_response();
+        }
+        Err(e) => return store_err(e),
+    };
+    let mut fallback = None;
+    let mut list = match app.store.reco_list(&strategy, &customer).await {
+        Ok(l) => l,
+        Err(e) => return store_err(e),
+    };
+    if list.is_none() {
+        let country = p
+            .country
+            .as_deref()
+            .map(|c| format!("country:{}", c.to_uppercase()));
+        for seg in country.iter().map(String::as_str).chain(["popular"]) {
+            match app.store.reco_list(job::FALLBACK, seg).await {
+                Ok(Some(l)) => {
+                    fallback = Some(seg.split(':').next().unwrap_or(seg).to_string());
+                    list = Some(l);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return store_err(e),
+            }
+        }
+    }
+    let items: Vec<(String, f32)> = match list.as_deref().map(serde_json::from_str) {
+        Some(Ok(v)) => v,
+        None => Vec::new(),
+        Some(Err(e)) => return store_err(StoreError::Corrupt(format!("list: {e}"))),
+    };
+    let items: Vec<Value> = items
+        .into_iter()
+        .take(k)
+        .map(|(item, score)| json!({"item": item, "score": score}))
+        .collect();
+    axum::Json(json!({
+        "customer_key": customer,
+        "strategy": strategy,
+        "fallback": fallback,
+        "generated_at": meta.get("generated_at"),
+        "items": items,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RankParams {
+    by: Option<String>,
+    country: Option<String>,
+    channel: Option<String>,
+    k: Option<usize>,
+}
+
+/// `GET /v1/rankings?by=sales|revenue|price|rating|rating_wilson&country=DE&channel=shopify&k=10`
+async fn rankings<S: Store + Clone>(
+    State(app): State<App<S>>,
+    params: Result<Query<RankParams>, QueryRejection>,
+) -> Response {
+    use crate::reco::job;
+    let Ok(Query(p)) = params else {
+        return Problem::bad_request("query parameters are by, country, channel and k")
+            .into_response();
+    };
+    let by = p.by.unwrap_or_else(|| "sales".into());
+    if !job::RANKINGS.contains(&by.as_str()) {
+        return Problem::bad_request(format!(
+            "by: unknown '{by}'; one of {}",
+            job::RANKINGS.join(", ")
+        ))
+        .into_response();
+    }
+    let k = p.k.unwrap_or(10);
+    if !(1..=app.config.jobs.ranking_size).contains(&k) {
+        return Problem::bad_request(format!(
+            "k: must be 1 to {} (jobs.ranking_size)",
+            app.config.jobs.ranking_size
+        ))
+        .into_response();
+    }
+    let country = p
+        .country
+        .map(|c| c.to_uppercase())
+        .unwrap_or_else(|| "*".into());
+    let channel = p.channel.unwrap_or_else(|| "*".into());
+    let meta = match job::meta(&app.store, crate::store::RecoPart::Rankings).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Problem::unavailable(
+                "rankings have not been computed yet (crossgate jobs run rank)",
+            )
+            .into_response();
+        }
+        Err(e) => return store_err(e),
+    };
+    let key = format!("{by}|{country}|{channel}");
+    let entries = match app.store.reco_ranking(&key, k).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return Problem::not_found("ranking")
+                .detail(format!(
+                    "no sales or listings for by={by}, country={country}, channel={channel}"
+                ))
+                .into_response();
+        }
+        Err(e) => return store_err(e),
+    };
+    let items: Vec<Value> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (item, score, detail))| {
+            let mut v = json!({"rank": i + 1, "item": item, "score": score});
+            if let (Some(o), Ok(Value::Object(d))) =
+                (v.as_object_mut(), serde_json::from_str::<Value>(&detail))
+            {
+                o.extend(d);
+            }
+            v
+        })
+        .collect();
+    axum::Json(json!({
+        "by": by,
+        "country": country,
+        "channel": channel,
+        "currency": meta.get("currency"),
+        "as_of": meta.get("as_of"),
+        "generated_at": meta.get("generated_at"),
+        "items": items,
+    }))
+    .into_response()
+}
+
+/// `POST /v1/instances/{instance}/listings`: a catalogue tool submits one canonical listing
+/// JSON (without the gateway's fields).
+async fn submit_listing<S: Store + Clone>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    submit_common(
+        app,
+        instance,
+        headers,
+        body,
+        pipeline::Submission::CanonicalListing,
+    )
+    .await
+}
+
 /// `POST /v1/instances/{instance}/imports`: a file in the instance adapter's format (a CSV of
 /// phone orders); used by `crossgate import` against a running daemon.
 async fn submit_import<S: Store + Clone>(
@@ -817,9 +1023,12 @@ async fn submit_common<S: Store + Clone>(
     let Some(inst) = app.config.instances.get(&instance) else {
         return Problem::not_found("channel instance").into_response();
     };
-    if inst.adapter.spec().channel_kind != crate::model::ChannelKind::Phone {
+    if !matches!(
+        inst.adapter.spec().channel_kind,
+        crate::model::ChannelKind::Phone | crate::model::ChannelKind::MobileApp
+    ) {
         return Problem::bad_request(
-            "only instances of a phone adapter accept submitted orders; channels push webhooks",
+            "only phone and app instances accept submitted records; channels push webhooks",
         )
         .into_response();
     }

@@ -57,6 +57,31 @@ pub struct Listing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<i64>,
     pub status: ListingStatus,
+    /// Customer ratings, where the channel reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<RatingSummary>,
+}
+
+/// A listing's ratings as the channel reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingSummary {
+    /// Number of ratings.
+    pub count: u64,
+    /// Mean rating (decimal string, e.g. "4.6").
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "String")]
+    pub average: rust_decimal::Decimal,
+    /// Highest possible rating (default 5).
+    #[serde(default = "default_scale")]
+    pub scale: u8,
+    /// Ratings counted as positive (e.g. 4 and 5 stars), for the Wilson lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive: Option<u64>,
+}
+
+fn default_scale() -> u8 {
+    5
 }
 
 impl Listing {

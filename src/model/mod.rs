@@ -12,7 +12,7 @@ mod record;
 pub use country::{CountryCode, CountryError};
 pub use ids::{IdError, ListingId, OrderId, validate_instance_id};
 pub use lifecycle::{FactKind, LifecycleFact, Transition};
-pub use listing::{Listing, ListingStatus};
+pub use listing::{Listing, ListingStatus, RatingSummary};
 pub use money::{CurrencyCode, Money, MoneyError};
 pub use order::{
     Address, ChannelKind, ChannelTaxLine, Customer, Discount, GATEWAY_ORDER_FIELDS, Hold, Order,

@@ -101,7 +101,7 @@ impl Revision {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +116,12 @@ pub struct Customer {
     /// gateway; the same buyer on two channels gets the same key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Age band, where the channel provides one (e.g. `25-34`); a demographic segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_band: Option<String>,
+    /// Gender, where the channel provides it; a demographic segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
 }
 
 impl Customer {
@@ -123,7 +129,6 @@ impl Customer {
     /// where identity is `email:` + the trimmed, lower-cased email, else `phone:` + the phone's
     /// digits (with a leading `+` kept). `None` when neither is usable.
     pub fn derive_key(&self, salt: &[u8]) -> Option<String> {
-        use hmac::{Hmac, Mac};
         let identity = self
             .email
             .as_deref()
@@ -147,13 +152,23 @@ impl Customer {
                     format!("phone:{plus}{digits}")
                 })
             })?;
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(salt).expect("any key length");
-        mac.update(identity.as_bytes());
-        Some(format!(
-            "c.{}",
-            hex::encode(&mac.finalize().into_bytes()[..16])
-        ))
+        Some(keyed(salt, &identity))
     }
+
+    /// The key of a buyer known only by their account on one channel instance (no email or
+    /// phone, e.g. a loyalty card): `account:<instance>:<external id>`, hashed like
+    /// [`Customer::derive_key`]. It never matches across instances; email or phone do.
+    pub fn derive_account_key(&self, salt: &[u8], instance: &str) -> Option<String> {
+        let id = self.external_id.as_deref()?.trim();
+        (!id.is_empty()).then(|| keyed(salt, &format!("account:{instance}:{id}")))
+    }
+}
+
+fn keyed(salt: &[u8], identity: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(salt).expect("any key length");
+    mac.update(identity.as_bytes());
+    format!("c.{}", hex::encode(&mac.finalize().into_bytes()[..16]))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -511,7 +526,7 @@ mod tests {
             email: email.map(Into::into),
             phone: phone.map(Into::into),
             name: None,
-            key: None,
+            ..Default::default()
         };
         let salt = b"0123456789abcdef";
         let k = c(Some("Bob@Example.com "), None).derive_key(salt).unwrap();

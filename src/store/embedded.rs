@@ -79,6 +79,15 @@ const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quote
 /// Tax: `customer key|year|order id` → CNY amount (the CBEC annual total's parts).
 const TAX_ANNUAL: TableDefinition<&str, &str> = TableDefinition::new("tax_annual");
 
+/// Jobs: (kind, key) → interaction or item info JSON.
+const RECO_DATA: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reco_data");
+/// Jobs: (strategy, customer key) → list JSON.
+const RECO_LISTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reco_lists");
+/// Jobs: (ranking key, position) → `[item, score, detail]` JSON.
+const RECO_RANK: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("reco_rank");
+/// Jobs: part → metadata JSON of the current results.
+const RECO_META: TableDefinition<&str, &[u8]> = TableDefinition::new("reco_meta");
+
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -200,6 +209,10 @@ impl EmbeddedStore {
             txn.open_table(FX_VIEWS).map_err(unavailable)?;
             txn.open_table(FX_PENDING).map_err(unavailable)?;
             txn.open_table(TAX_QUOTES).map_err(unavailable)?;
+            txn.open_table(RECO_DATA).map_err(unavailable)?;
+            txn.open_table(RECO_LISTS).map_err(unavailable)?;
+            txn.open_table(RECO_RANK).map_err(unavailable)?;
+            txn.open_table(RECO_META).map_err(unavailable)?;
             txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
@@ -1382,6 +1395,161 @@ impl Store for EmbeddedStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn reco_apply(&self, writes: Vec<crate::store::RecoWrite>) -> StoreResult<()> {
+        self.run(move |txn| {
+            let mut t = txn.open_table(RECO_DATA).map_err(unavailable)?;
+            for w in writes {
+                let key = (w.kind.as_str(), w.key.as_str());
+                match &w.json {
+                    Some(j) => {
+                        t.insert(key, j.as_bytes()).map_err(unavailable)?;
+                    }
+                    None => {
+                        t.remove(key).map_err(unavailable)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reco_load(&self, kind: crate::store::RecoKind) -> StoreResult<Vec<String>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = match r.open_table(RECO_DATA) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let k = kind.as_str();
+            let mut out = Vec::new();
+            for item in t.range((k, "")..).map_err(unavailable)? {
+                let (key, v) = item.map_err(unavailable)?;
+                if key.value().0 != k {
+                    break;
+                }
+                out.push(
+                    String::from_utf8(v.value().to_vec())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn reco_reset(&self, group: &str) -> StoreResult<()> {
+        let group = group.to_string();
+        self.run(move |txn| {
+            txn.delete_table(RECO_DATA).map_err(unavailable)?;
+            txn.open_table(RECO_DATA).map_err(unavailable)?;
+            let mut g = txn.open_table(GROUPS).map_err(unavailable)?;
+            g.remove(group.as_str()).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reco_publish(&self, results: crate::store::RecoResults) -> StoreResult<()> {
+        use crate::store::{RecoPart, RecoResults};
+        self.run(move |txn| {
+            let part = match &results {
+                RecoResults::Recommendations { .. } => RecoPart::Recommendations,
+                RecoResults::Rankings { .. } => RecoPart::Rankings,
+            };
+            let meta = match results {
+                RecoResults::Recommendations { meta, lists } => {
+                    txn.delete_table(RECO_LISTS).map_err(unavailable)?;
+                    let mut t = txn.open_table(RECO_LISTS).map_err(unavailable)?;
+                    for (strategy, customer, json) in &lists {
+                        t.insert((strategy.as_str(), customer.as_str()), json.as_bytes())
+                            .map_err(unavailable)?;
+                    }
+                    meta
+                }
+                RecoResults::Rankings { meta, sets } => {
+                    txn.delete_table(RECO_RANK).map_err(unavailable)?;
+                    let mut t = txn.open_table(RECO_RANK).map_err(unavailable)?;
+                    for (key, entries) in &sets {
+                        for (pos, (item, score, detail)) in entries.iter().enumerate() {
+                            let json = serde_json::to_vec(&(item, score, detail))
+                                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                            t.insert((key.as_str(), pos as u32), json.as_slice())
+                                .map_err(unavailable)?;
+                        }
+                    }
+                    meta
+                }
+            };
+            let mut m = txn.open_table(RECO_META).map_err(unavailable)?;
+            m.insert(part.as_str(), meta.as_bytes())
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reco_list(&self, strategy: &str, customer: &str) -> StoreResult<Option<String>> {
+        let (strategy, customer) = (strategy.to_string(), customer.to_string());
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = match r.open_table(RECO_LISTS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            Ok(t.get((strategy.as_str(), customer.as_str()))
+                .map_err(unavailable)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        })
+        .await
+    }
+
+    async fn reco_ranking(
+        &self,
+        key: &str,
+        k: usize,
+    ) -> StoreResult<Option<Vec<(String, f64, String)>>> {
+        let key = key.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = match r.open_table(RECO_RANK) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let mut out = Vec::new();
+            for item in t
+                .range((key.as_str(), 0u32)..=(key.as_str(), u32::MAX))
+                .map_err(unavailable)?
+                .take(k)
+            {
+                let (_, v) = item.map_err(unavailable)?;
+                let e: (String, f64, String) = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("ranking entry: {e}")))?;
+                out.push(e);
+            }
+            Ok((!out.is_empty()).then_some(out))
+        })
+        .await
+    }
+
+    async fn reco_meta(&self, part: crate::store::RecoPart) -> StoreResult<Option<String>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = match r.open_table(RECO_META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            Ok(t.get(part.as_str())
+                .map_err(unavailable)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
         })
         .await
     }

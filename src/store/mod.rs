@@ -302,6 +302,67 @@ pub struct Housekeeping {
     pub raw_bodies_expired: u64,
 }
 
+/// What the recommendation and ranking jobs keep per record: an order's interaction or a
+/// listing's item info (JSON, see [`crate::reco::data`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoKind {
+    Order,
+    Item,
+}
+
+impl RecoKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecoKind::Order => "orders",
+            RecoKind::Item => "items",
+        }
+    }
+}
+
+/// One write of the jobs' data: `json: None` removes the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoWrite {
+    pub kind: RecoKind,
+    pub key: String,
+    pub json: Option<String>,
+}
+
+/// The results a job run publishes; each part replaces the previous run's part atomically
+/// (readers see the old results or the new ones, never a mix).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoResults {
+    /// Per strategy, per customer: the list (JSON).
+    Recommendations {
+        meta: String,
+        lists: Vec<(String, String, String)>,
+    },
+    /// Per ranking key (`by|country|channel`), the entries in rank order: (item, score,
+    /// detail JSON). Scores ascend for `price`, descend otherwise.
+    Rankings {
+        meta: String,
+        sets: Vec<(String, Vec<RankEntry>)>,
+    },
+}
+
+/// One ranking entry: (item, score, detail JSON).
+pub type RankEntry = (String, f64, String);
+
+/// Which results a job publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoPart {
+    Recommendations,
+    Rankings,
+}
+
+impl RecoPart {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecoPart::Recommendations => "recommend",
+            RecoPart::Rankings => "rank",
+        }
+    }
+}
+
 /// The store contract. See the module docs for what each part keeps.
 pub trait Store: Send + Sync + 'static {
     /// Atomically: check the dedupe id; if new, store the raw delivery and its disposition
@@ -458,6 +519,37 @@ pub trait Store: Send + Sync + 'static {
         year: i32,
         excluding_order: &str,
     ) -> impl Future<Output = StoreResult<rust_decimal::Decimal>> + Send;
+
+    /// Writes the jobs' per-record data (idempotent: keyed by record).
+    fn reco_apply(&self, writes: Vec<RecoWrite>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every entry of one kind of the jobs' data (JSON), in key order.
+    fn reco_load(&self, kind: RecoKind) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Forgets the jobs' data and rewinds their consumer group to the start of the stream
+    /// (`jobs run --rebuild`).
+    fn reco_reset(&self, group: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Replaces one part of the published results, atomically.
+    fn reco_publish(&self, results: RecoResults) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// A customer's list for a strategy (JSON), from the current results.
+    fn reco_list(
+        &self,
+        strategy: &str,
+        customer: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// The first `k` entries of a ranking (see [`RecoResults::Rankings`]).
+    fn reco_ranking(
+        &self,
+        key: &str,
+        k: usize,
+    ) -> impl Future<Output = StoreResult<Option<Vec<(String, f64, String)>>>> + Send;
+
+    /// The metadata of the current results of a part (JSON), if it was ever published.
+    fn reco_meta(&self, part: RecoPart)
+    -> impl Future<Output = StoreResult<Option<String>>> + Send;
 
     /// Is the store reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

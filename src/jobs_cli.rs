@@ -1,0 +1,420 @@
+//! `crossgate jobs …` and `crossgate eval …`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+
+use crossgate::reco::job::{self, JobSettings, Progress, Which};
+use crossgate::reco::{eval, models};
+use crossgate::store::{RecoPart, Store};
+use crossgate::with_store;
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Run the recommendation and/or ranking job now: read new events from the stream,
+    /// compute from everything stored, publish the results atomically. Safe to interrupt:
+    /// running it again gives the results an uninterrupted run gives.
+    Run(RunArgs),
+    /// Show when the current results were computed, and from what.
+    Status,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum JobName {
+    /// Per-customer recommendations (every configured strategy).
+    Recommend,
+    /// Rankings by sales, revenue, price and rating, per country and channel.
+    Rank,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Which job (both when omitted).
+    #[arg(value_enum)]
+    job: Option<JobName>,
+    /// Only this strategy (repeatable; default: the config's `jobs.strategies`).
+    #[arg(long = "strategy", value_name = "NAME")]
+    strategies: Vec<String>,
+    /// Forget the jobs' data and read the whole event stream again.
+    #[arg(long)]
+    rebuild: bool,
+    /// Events read (then acknowledged) per pass.
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
+    /// Print the run report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DatasetName {
+    /// MovieLens-100K (recbole 1.2.1 atomic files: ml-100k.inter, .item, .user).
+    #[value(name = "ml-100k")]
+    Ml100k,
+    /// The Complete Journey (transactions.csv, products.csv, demographics.csv).
+    #[value(name = "complete-journey")]
+    CompleteJourney,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long, value_enum)]
+    dataset: DatasetName,
+    /// Directory of the dataset's files (scripts/fetch-datasets.sh writes data/ml-100k and
+    /// data/complete-journey).
+    #[arg(long)]
+    path: PathBuf,
+    /// Only this strategy (repeatable; default: all).
+    #[arg(long = "strategy", value_name = "NAME")]
+    strategies: Vec<String>,
+    /// Cut-off of the metrics (P@k, R@k, NDCG@k, HR@k).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// complete-journey: the app or phone instance its orders and products are imported into
+    /// (through the gateway's import path, into the config's store).
+    #[arg(long, default_value = "app")]
+    instance: String,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Progress bars on stderr, one per stage.
+struct Bars {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Self {
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn stage(&self, name: &str, total: Option<u64>) {
+        self.finish();
+        let bar = match total {
+            Some(t) => indicatif::ProgressBar::new(t).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:<28} [{elapsed_precise}] {wide_bar} {pos}/{len}",
+                )
+                .expect("valid template"),
+            ),
+            None => indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg:<28} [{elapsed_precise}] {pos}",
+                )
+                .expect("valid template"),
+            ),
+        };
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        *self.bar.lock().expect("lock") = Some(bar);
+    }
+
+    fn inc(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().expect("lock").as_ref() {
+            bar.inc(n);
+        }
+    }
+}
+
+fn settings_with(config: &crossgate::config::Config, strategies: &[String]) -> Result<JobSettings> {
+    let mut s = (*config.jobs).clone();
+    for st in strategies {
+        if !models::STRATEGIES.contains(&st.as_str()) {
+            bail!(
+                "--strategy: unknown '{st}'; one of {}",
+                models::STRATEGIES.join(", ")
+            );
+        }
+    }
+    if !strategies.is_empty() {
+        s.strategies = strategies.to_vec();
+    }
+    Ok(s)
+}
+
+pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
+    let config = crate::load_config(config_path)?;
+    let (store, _) = crossgate::store::open(&config)
+        .await
+        .context("opening the store (the embedded store is locked while the daemon runs)")?;
+    match cmd {
+        JobsCommand::Status => {
+            for part in [RecoPart::Recommendations, RecoPart::Rankings] {
+                let meta = with_store!(&store, s => job::meta(s, part).await)?;
+                println!(
+                    "{}: {}",
+                    part.as_str(),
+                    meta.map(|m| m.to_string())
+                        .unwrap_or_else(|| "never run".into())
+                );
+            }
+        }
+        JobsCommand::Run(args) => {
+            let mut settings = settings_with(&config, &args.strategies)?;
+            settings.batch = args.batch.max(1);
+            let which = match args.job {
+                None => Which {
+                    recommend: true,
+                    rank: true,
+                },
+                Some(JobName::Recommend) => Which {
+                    recommend: true,
+                    rank: false,
+                },
+                Some(JobName::Rank) => Which {
+                    recommend: false,
+                    rank: true,
+                },
+            };
+            if args.rebuild {
+                with_store!(&store, s => s.reco_reset(job::RECO_GROUP).await)?;
+            }
+            let bars = Bars::new();
+            let report =
+                with_store!(&store, s => job::run(s, &settings, &config.fx, which, &bars).await)?;
+            bars.finish();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_report(r: &job::RunReport) {
+    println!(
+        "read {} events in {:.2}s; loaded {} orders in {:.2}s ({} customers, {} items)",
+        r.events_read, r.ingest_seconds, r.orders, r.load_seconds, r.customers, r.items
+    );
+    for s in &r.strategies {
+        println!(
+            "  {:<12} fit {:>7.2}s  score {:>7.2}s",
+            s.strategy, s.fit_seconds, s.score_seconds
+        );
+    }
+    if r.rankings > 0 {
+        println!(
+            "{} rankings in {:.2}s ({} order lines and {} prices without a rate)",
+            r.rankings,
+            r.rank_seconds,
+            r.rank_stats.lines_without_rate,
+            r.rank_stats.prices_without_rate
+        );
+    }
+    println!(
+        "published in {:.2}s; total {:.2}s",
+        r.publish_seconds, r.total_seconds
+    );
+}
+
+fn print_table(title: &str, k: usize, rows: &[eval::Metrics]) {
+    println!("{title}");
+    println!(
+        "  {:<12} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8}",
+        "strategy",
+        format!("P@{k}"),
+        format!("R@{k}"),
+        format!("NDCG@{k}"),
+        format!("HR@{k}"),
+        "users",
+        "seconds"
+    );
+    for m in rows {
+        println!(
+            "  {:<12} {:>7.4} {:>7.4} {:>8.4} {:>7.4} {:>6} {:>8.2}",
+            m.strategy, m.precision, m.recall, m.ndcg, m.hit_rate, m.users, m.seconds
+        );
+    }
+}
+
+pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
+    for st in &args.strategies {
+        if !models::STRATEGIES.contains(&st.as_str()) {
+            bail!(
+                "--strategy: unknown '{st}'; one of {}",
+                models::STRATEGIES.join(", ")
+            );
+        }
+    }
+    let strategies: Vec<&str> = if args.strategies.is_empty() {
+        models::STRATEGIES.to_vec()
+    } else {
+        args.strategies.iter().map(String::as_str).collect()
+    };
+    match args.dataset {
+        DatasetName::Ml100k => {
+            let split = eval::movielens(&args.path).map_err(anyhow::Error::msg)?;
+            let params = models::Params {
+                ease_items: 5000,
+                ..Default::default()
+            };
+            let rows = eval::run_all(&split, args.k, true, params, &strategies);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print_table(
+                    &format!(
+                        "MovieLens-100K: per-user temporal 80/20 split, {} items ranked, train items excluded",
+                        split.train.items
+                    ),
+                    args.k,
+                    &rows,
+                );
+            }
+        }
+        DatasetName::CompleteJourney => {
+            let config = crate::load_config(config_path)?;
+            let inst = config
+                .instances
+                .get(&args.instance)
+                .with_context(|| {
+                    format!("--instance: no instance '{}' in the config", args.instance)
+                })?
+                .clone();
+            let (store, _) = crossgate::store::open(&config)
+                .await
+                .context("opening the store")?;
+            eprintln!("reading {}", args.path.display());
+            let cj = eval::complete_journey(&args.path).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "{} rows ({} without units left out): {} baskets, {} products",
+                cj.rows,
+                cj.rows_without_units,
+                cj.orders.len(),
+                cj.listings.len()
+            );
+            with_store!(&store, s => import_cj(s, &inst, &cj).await)?;
+            let bars = Bars::new();
+            let events = with_store!(&store, s => job::ingest(s, 2000, &bars).await)?;
+            let snap = with_store!(&store, s => job::load(s).await)?;
+            bars.finish();
+            eprintln!(
+                "{events} new events read; {} orders with a customer in the jobs' data",
+                snap.orders.len()
+            );
+            let (ds, test) = eval::complete_journey_split(&snap, &inst.id, &cj.week_of);
+            let inputs = models::Inputs {
+                train: &ds.train,
+                docs: &ds.docs,
+                segment_of: &ds.segment_of,
+                segments: ds.segments,
+            };
+            let params = config.jobs.params.clone();
+            let all = eval::evaluate_all(
+                &inputs,
+                &test,
+                args.k,
+                false,
+                params.clone(),
+                &strategies,
+                true,
+            );
+            let new = eval::evaluate_all(&inputs, &test, args.k, true, params, &strategies, true);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"all_items": all, "new_items": new})
+                    )?
+                );
+            } else {
+                let head = format!(
+                    "Complete Journey: weeks 1-45 train, 46-53 test; {} customers, {} items",
+                    ds.customers.len(),
+                    ds.items.len()
+                );
+                print_table(
+                    &format!("{head}\nall items (repeat purchases count)"),
+                    args.k,
+                    &all,
+                );
+                print_table(
+                    "new items only (items bought before are excluded)",
+                    args.k,
+                    &new,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports the dataset through the gateway's submission path (the same as
+/// `POST /v1/instances/{id}/orders` and `…/listings`), 64 at a time; idempotent by record.
+async fn import_cj<S: Store + Clone>(
+    store: &S,
+    inst: &std::sync::Arc<crossgate::config::Instance>,
+    cj: &eval::CompleteJourney,
+) -> Result<()> {
+    use crossgate::pipeline::{self, Submission};
+    let total = (cj.orders.len() + cj.listings.len()) as u64;
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "importing {wide_bar} {pos}/{len} [{elapsed_precise}, {per_sec}]",
+        )
+        .expect("valid template"),
+    );
+    let jobs = cj
+        .listings
+        .iter()
+        .map(|(id, body)| {
+            (
+                Submission::CanonicalListing,
+                format!("cj-product-{id}"),
+                body,
+            )
+        })
+        .chain(
+            cj.orders
+                .iter()
+                .map(|(id, body)| (Submission::CanonicalOrder, format!("cj-basket-{id}"), body)),
+        );
+    let mut results = futures_util::stream::iter(jobs)
+        .map(|(how, key, body)| {
+            let (store, inst) = (store.clone(), inst.clone());
+            async move {
+                pipeline::submit(
+                    &store,
+                    &inst,
+                    how,
+                    Some(&key),
+                    body.clone(),
+                    chrono::Utc::now(),
+                )
+                .await
+                .map(|r| (key, r))
+            }
+        })
+        .buffer_unordered(64);
+    let mut rejected = 0u64;
+    while let Some(r) = results.next().await {
+        let (key, report) = r?;
+        if !report.errors.is_empty() {
+            rejected += 1;
+            if rejected <= 5 {
+                eprintln!("{key}: {:?}", report.errors);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if rejected > 0 {
+        bail!("{rejected} records were rejected (dead-lettered)");
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Recommendations and rankings: strategies ([`models`]), ranking formulas ([`rank`]), the
+//! jobs' data taken from the event stream ([`data`]), the jobs themselves ([`job`]) and offline
+//! evaluation on public datasets ([`eval`]).
+
+pub mod data;
+pub mod eval;
+pub mod job;
+pub mod models;
+pub mod rank;
