@@ -129,16 +129,23 @@ impl Progress for Bars {
     }
 }
 
+/// Refuses a `--strategy` the models do not know.
+fn check_strategies(strategies: &[String]) -> Result<()> {
+    match strategies
+        .iter()
+        .find(|s| !models::STRATEGIES.contains(&s.as_str()))
+    {
+        Some(st) => bail!(
+            "--strategy: unknown '{st}'; one of {}",
+            models::STRATEGIES.join(", ")
+        ),
+        None => Ok(()),
+    }
+}
+
 fn settings_with(config: &crossgate::config::Config, strategies: &[String]) -> Result<JobSettings> {
     let mut s = (*config.jobs).clone();
-    for st in strategies {
-        if !models::STRATEGIES.contains(&st.as_str()) {
-            bail!(
-                "--strategy: unknown '{st}'; one of {}",
-                models::STRATEGIES.join(", ")
-            );
-        }
-    }
+    check_strategies(strategies)?;
     if !strategies.is_empty() {
         s.strategies = strategies.to_vec();
     }
@@ -243,14 +250,7 @@ fn print_table(title: &str, k: usize, rows: &[eval::Metrics]) {
 }
 
 pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
-    for st in &args.strategies {
-        if !models::STRATEGIES.contains(&st.as_str()) {
-            bail!(
-                "--strategy: unknown '{st}'; one of {}",
-                models::STRATEGIES.join(", ")
-            );
-        }
-    }
+    check_strategies(&args.strategies)?;
     let strategies: Vec<&str> = if args.strategies.is_empty() {
         models::STRATEGIES.to_vec()
     } else {
@@ -314,17 +314,9 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
                 segment_of: &ds.segment_of,
                 segments: ds.segments,
             };
-            let params = config.jobs.params.clone();
-            let all = eval::evaluate_all(
-                &inputs,
-                &test,
-                args.k,
-                false,
-                params.clone(),
-                &strategies,
-                true,
-            );
-            let new = eval::evaluate_all(&inputs, &test, args.k, true, params, &strategies, true);
+            let fitted = models::Fitted::fit(&inputs, config.jobs.params.clone(), &strategies);
+            let all = eval::evaluate_all(&fitted, &test, args.k, false, &strategies, true);
+            let new = eval::evaluate_all(&fitted, &test, args.k, true, &strategies, true);
             if args.json {
                 println!(
                     "{}",

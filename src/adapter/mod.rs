@@ -369,14 +369,9 @@ impl Adapter {
         body: &[u8],
         ctx: &RecordContext<'_>,
     ) -> Result<Routed, NormalizeError> {
-        let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
-            format: "JSON",
-            message: e.0,
-        })?;
-        let result = canonical_order(&doc, ctx)
-            .map(|o| vec![Record::Order(Box::new(o))])
-            .and_then(validated);
-        Ok(Routed::Items(vec![Item { index: 0, result }]))
+        map_canonical_doc(body, |doc| {
+            canonical_order(doc, ctx).map(|o| Record::Order(Box::new(o)))
+        })
     }
 
     /// Maps a canonical listing JSON (a catalogue import) the same way: the gateway's fields
@@ -386,14 +381,9 @@ impl Adapter {
         body: &[u8],
         ctx: &RecordContext<'_>,
     ) -> Result<Routed, NormalizeError> {
-        let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
-            format: "JSON",
-            message: e.0,
-        })?;
-        let result = canonical_listing(&doc, ctx)
-            .map(|l| vec![Record::Listing(Box::new(l))])
-            .and_then(validated);
-        Ok(Routed::Items(vec![Item { index: 0, result }]))
+        map_canonical_doc(body, |doc| {
+            canonical_listing(doc, ctx).map(|l| Record::Listing(Box::new(l)))
+        })
     }
 
     /// Parses, routes and maps a delivery in one go (used by `replay` and tests).
@@ -408,6 +398,19 @@ impl Adapter {
         let target = self.route(topic.as_deref());
         self.map(&doc, target, ctx)
     }
+}
+
+/// A canonical JSON submission as one item: parsed, mapped by `record`, validated.
+fn map_canonical_doc(
+    body: &[u8],
+    record: impl FnOnce(&Node) -> Result<Record, NormalizeError>,
+) -> Result<Routed, NormalizeError> {
+    let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
+        format: "JSON",
+        message: e.0,
+    })?;
+    let result = record(&doc).map(|r| vec![r]).and_then(validated);
+    Ok(Routed::Items(vec![Item { index: 0, result }]))
 }
 
 /// Checks the model invariants of an item's records.

@@ -201,7 +201,8 @@ pub fn run_all(
         segment_of: &split.segment_of,
         segments: split.segments,
     };
-    evaluate_all(&inputs, &split.test, k, only_new, params, strategies, false)
+    let fitted = models::Fitted::fit(&inputs, params, strategies);
+    evaluate_all(&fitted, &split.test, k, only_new, strategies, false)
 }
 
 // --- The Complete Journey ------------------------------------------------------------------------
@@ -453,20 +454,19 @@ pub fn complete_journey_split(
 }
 
 /// Metrics of every strategy on a dataset, plus the buy-again baseline when `buy_again`.
+/// The models are fitted once by the caller, so one fit serves several test modes.
 pub fn evaluate_all(
-    inputs: &models::Inputs<'_>,
+    fitted: &models::Fitted<'_>,
     test: &BTreeMap<usize, HashSet<usize>>,
     k: usize,
     only_new: bool,
-    params: models::Params,
     strategies: &[&str],
     buy_again: bool,
 ) -> Vec<Metrics> {
-    let fitted = models::Fitted::fit(inputs, params, strategies);
     let mut out = Vec::new();
     let mut push = |name: &str, fit: f64, m: &dyn Model| {
         let started = std::time::Instant::now();
-        let (p, r, n, h, users) = evaluate(m, inputs.train, test, k, only_new);
+        let (p, r, n, h, users) = evaluate(m, fitted.train, test, k, only_new);
         out.push(Metrics {
             strategy: name.to_string(),
             users,
@@ -482,7 +482,7 @@ pub fn evaluate_all(
             "buy_again",
             0.0,
             &models::BuyAgain {
-                train: inputs.train,
+                train: fitted.train,
             },
         );
     }

@@ -40,6 +40,12 @@ pub const FALLBACK: &str = "~fallback";
 /// The rankings the job builds.
 pub const RANKINGS: &[&str] = &["sales", "revenue", "price", "rating", "rating_wilson"];
 
+/// Whether a ranking key (`by|country|channel`) ranks the lowest score first (price does; the
+/// others rank the highest first). The job's sort and the Redis read both follow it.
+pub fn ranks_ascending(key: &str) -> bool {
+    key.split('|').next() == Some("price")
+}
+
 /// What the jobs do (`[jobs]` in the config).
 #[derive(Debug, Clone)]
 pub struct JobSettings {
@@ -485,14 +491,13 @@ pub fn rankings(
                     a.revenue += v;
                     a.revenue_decayed += v * wd;
                 }
-                if let Some(unit) = unit {
-                    let key = (at, o.order_id.clone());
-                    if a.last_price
+                // The order id is cloned only when this line is the newest price.
+                if let Some(unit) = unit
+                    && a.last_price
                         .as_ref()
-                        .is_none_or(|(t, id, _)| (*t, id) < (key.0, &key.1))
-                    {
-                        a.last_price = Some((key.0, key.1, unit));
-                    }
+                        .is_none_or(|(t, id, _)| (*t, id.as_str()) < (at, o.order_id.as_str()))
+                {
+                    a.last_price = Some((at, o.order_id.clone(), unit));
                 }
             }
         }
@@ -641,7 +646,7 @@ pub fn rankings(
         }
         for (by, mut entries) in sets {
             // The order Redis gives for equal scores: by item, descending when the ranking is.
-            if by == "price" {
+            if ranks_ascending(by) {
                 entries.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             } else {
                 entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));

@@ -1421,11 +1421,7 @@ impl Store for EmbeddedStore {
     async fn reco_load(&self, kind: crate::store::RecoKind) -> StoreResult<Vec<String>> {
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = match r.open_table(RECO_DATA) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(unavailable(e)),
-            };
+            let t = r.open_table(RECO_DATA).map_err(unavailable)?;
             let k = kind.as_str();
             let mut out = Vec::new();
             for item in t.range((k, "")..).map_err(unavailable)? {
@@ -1498,11 +1494,7 @@ impl Store for EmbeddedStore {
         let (strategy, customer) = (strategy.to_string(), customer.to_string());
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = match r.open_table(RECO_LISTS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(unavailable(e)),
-            };
+            let t = r.open_table(RECO_LISTS).map_err(unavailable)?;
             Ok(t.get((strategy.as_str(), customer.as_str()))
                 .map_err(unavailable)?
                 .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
@@ -1518,11 +1510,7 @@ impl Store for EmbeddedStore {
         let key = key.to_string();
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = match r.open_table(RECO_RANK) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(unavailable(e)),
-            };
+            let t = r.open_table(RECO_RANK).map_err(unavailable)?;
             let mut out = Vec::new();
             for item in t
                 .range((key.as_str(), 0u32)..=(key.as_str(), u32::MAX))
@@ -1542,11 +1530,7 @@ impl Store for EmbeddedStore {
     async fn reco_meta(&self, part: crate::store::RecoPart) -> StoreResult<Option<String>> {
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = match r.open_table(RECO_META) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(unavailable(e)),
-            };
+            let t = r.open_table(RECO_META).map_err(unavailable)?;
             Ok(t.get(part.as_str())
                 .map_err(unavailable)?
                 .map(|v| String::from_utf8_lossy(v.value()).into_owned()))

@@ -1644,7 +1644,7 @@ impl Store for RedisStore {
             return Ok(None);
         }
         let zkey = self.reco_key(&format!("g{g}:rank:{key}"));
-        let ascending = key.starts_with("price|");
+        let ascending = crate::reco::job::ranks_ascending(key);
         let mut conn = self.conn();
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(&zkey).arg(0).arg(k as i64 - 1);
