@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
         channel_kind: ChannelKind::WebShop,
         account: "bench.myshopify.com",
         settings: &settings,
+        received_at: chrono::Utc::now(),
     };
 
     let mut g = c.benchmark_group("shopify_order_18kb");
@@ -123,6 +124,7 @@ fn per_format(c: &mut Criterion) {
             channel_kind: a.spec().channel_kind,
             account: "bench",
             settings: &settings,
+            received_at: chrono::Utc::now(),
         };
         let doc = a.parse(&body).unwrap();
         let routed = a

@@ -132,7 +132,7 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy();
-            println!(
+            crossgate::outln!(
                 "POST /webhooks/{} {name} -> {status} {}",
                 inst.id,
                 reply["status"].as_str().unwrap_or("")
@@ -141,7 +141,7 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
                 let id = r["id"].as_str().unwrap_or_default();
                 let (s, order) = client.get(&format!("/v1/orders/{id}")).await?;
                 if s == 200 {
-                    println!(
+                    crossgate::outln!(
                         "    {id} [{}] external {} {} {} {} total, {} line(s), placed {}",
                         r["change"].as_str().unwrap_or(""),
                         order["external_id"].as_str().unwrap_or(""),
@@ -156,7 +156,7 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
                 }
             }
             for e in reply["errors"].as_array().into_iter().flatten() {
-                println!(
+                crossgate::outln!(
                     "    dead-lettered: {}: {}",
                     e["field"].as_str().unwrap_or(""),
                     e["problem"].as_str().unwrap_or("")
@@ -172,7 +172,7 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
     }
     if let Some((url, body, headers)) = first {
         let (status, reply) = post(&client, &url, &body, &headers).await?;
-        println!(
+        crossgate::outln!(
             "POST the first delivery again -> {status} {} (same delivery id: no second order)",
             reply["status"].as_str().unwrap_or("")
         );
@@ -181,7 +181,9 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
             *b = if *b == b'9' { b'8' } else { *b + 1 };
         }
         let (status, _) = post(&client, &url, &tampered, &headers).await?;
-        println!("POST it with one digit changed -> {status} (signature no longer matches)");
+        crossgate::outln!(
+            "POST it with one digit changed -> {status} (signature no longer matches)"
+        );
     }
     Ok(())
 }

@@ -161,7 +161,7 @@ pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
         JobsCommand::Status => {
             for part in [RecoPart::Recommendations, RecoPart::Rankings] {
                 let meta = with_store!(&store, s => job::meta(s, part).await)?;
-                println!(
+                crossgate::outln!(
                     "{}: {}",
                     part.as_str(),
                     meta.map(|m| m.to_string())
@@ -194,7 +194,7 @@ pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
                 with_store!(&store, s => job::run(s, &settings, &config.fx, which, &bars).await)?;
             bars.finish();
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                crossgate::outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_report(&report);
             }
@@ -204,18 +204,25 @@ pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
 }
 
 fn print_report(r: &job::RunReport) {
-    println!(
+    crossgate::outln!(
         "read {} events in {:.2}s; loaded {} orders in {:.2}s ({} customers, {} items)",
-        r.events_read, r.ingest_seconds, r.orders, r.load_seconds, r.customers, r.items
+        r.events_read,
+        r.ingest_seconds,
+        r.orders,
+        r.load_seconds,
+        r.customers,
+        r.items
     );
     for s in &r.strategies {
-        println!(
+        crossgate::outln!(
             "  {:<12} fit {:>7.2}s  score {:>7.2}s",
-            s.strategy, s.fit_seconds, s.score_seconds
+            s.strategy,
+            s.fit_seconds,
+            s.score_seconds
         );
     }
     if r.rankings > 0 {
-        println!(
+        crossgate::outln!(
             "{} rankings in {:.2}s ({} order lines and {} prices without a rate)",
             r.rankings,
             r.rank_seconds,
@@ -223,15 +230,16 @@ fn print_report(r: &job::RunReport) {
             r.rank_stats.prices_without_rate
         );
     }
-    println!(
+    crossgate::outln!(
         "published in {:.2}s; total {:.2}s",
-        r.publish_seconds, r.total_seconds
+        r.publish_seconds,
+        r.total_seconds
     );
 }
 
 fn print_table(title: &str, k: usize, rows: &[eval::Metrics]) {
-    println!("{title}");
-    println!(
+    crossgate::outln!("{title}");
+    crossgate::outln!(
         "  {:<12} {:>7} {:>7} {:>8} {:>7} {:>6} {:>8}",
         "strategy",
         format!("P@{k}"),
@@ -242,9 +250,15 @@ fn print_table(title: &str, k: usize, rows: &[eval::Metrics]) {
         "seconds"
     );
     for m in rows {
-        println!(
+        crossgate::outln!(
             "  {:<12} {:>7.4} {:>7.4} {:>8.4} {:>7.4} {:>6} {:>8.2}",
-            m.strategy, m.precision, m.recall, m.ndcg, m.hit_rate, m.users, m.seconds
+            m.strategy,
+            m.precision,
+            m.recall,
+            m.ndcg,
+            m.hit_rate,
+            m.users,
+            m.seconds
         );
     }
 }
@@ -265,7 +279,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
             };
             let rows = eval::run_all(&split, args.k, true, params, &strategies);
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                crossgate::outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print_table(
                     &format!(
@@ -318,7 +332,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
             let all = eval::evaluate_all(&fitted, &test, args.k, false, &strategies, true);
             let new = eval::evaluate_all(&fitted, &test, args.k, true, &strategies, true);
             if args.json {
-                println!(
+                crossgate::outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"all_items": all, "new_items": new})

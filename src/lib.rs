@@ -13,6 +13,7 @@ pub mod model;
 pub mod pipeline;
 pub mod reco;
 pub mod schemas;
+pub mod stdout;
 pub mod store;
 pub mod tax;
 pub mod telemetry;

@@ -376,8 +376,8 @@ fn check_config(path: &Path) -> std::process::ExitCode {
     }
     match Config::load(path) {
         Ok(cfg) => {
-            println!("{}: OK", path.display());
-            println!(
+            crossgate::outln!("{}: OK", path.display());
+            crossgate::outln!(
                 "  store: {:?} ({})",
                 cfg.store.backend,
                 match cfg.store.backend {
@@ -385,19 +385,19 @@ fn check_config(path: &Path) -> std::process::ExitCode {
                     crossgate::config::Backend::Redis => "redis".to_string(),
                 }
             );
-            println!(
+            crossgate::outln!(
                 "  adapters: {}",
                 cfg.registry.names().collect::<Vec<_>>().join(", ")
             );
             for inst in cfg.instances.values() {
-                println!(
+                crossgate::outln!(
                     "  instance {} -> adapter {} ({})",
                     inst.id,
                     inst.adapter.name(),
                     inst.account
                 );
             }
-            println!(
+            crossgate::outln!(
                 "  tax rule packs: {} (active: {})",
                 cfg.tax
                     .packs
@@ -412,7 +412,7 @@ fn check_config(path: &Path) -> std::process::ExitCode {
                     .unwrap_or_else(|| "none: cross-border orders are held as tax_pending".into())
             );
             for var in &cfg.dev_defaults {
-                println!("  warning: ${{{var}}} is unset; its DEV-ONLY default is used");
+                crossgate::outln!("  warning: ${{{var}}} is unset; its DEV-ONLY default is used");
             }
             if schema.is_empty() {
                 std::process::ExitCode::SUCCESS
@@ -427,33 +427,68 @@ fn check_config(path: &Path) -> std::process::ExitCode {
     }
 }
 
-fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode> {
-    let dir = match &args.adapters {
-        Some(d) => d.clone(),
-        None => match Config::load(config_path) {
-            Ok(cfg) => cfg
-                .file
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("../adapters"),
-            Err(_) => PathBuf::from("adapters"),
-        },
-    };
-    let registry = Registry::load_dir(&dir).map_err(|errors| {
-        anyhow::anyhow!(
-            "adapter files have problems:\n{}",
-            errors
-                .iter()
-                .map(|e| format!("  - {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
+/// The adapters `replay` reads: `--adapters DIR`, else the config's `adapters_dir`.
+fn replay_registry(config_path: &Path, args: &ReplayArgs) -> Result<(Registry, String)> {
+    if let Some(dir) = &args.adapters {
+        let registry = Registry::load_dir(dir).map_err(|errors| {
+            anyhow::anyhow!(
+                "adapter files in {} have problems:\n{}",
+                dir.display(),
+                errors
+                    .iter()
+                    .map(|e| format!("  - {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        return Ok((registry, dir.display().to_string()));
+    }
+    let config = Config::load(config_path).map_err(|e| {
+        anyhow::anyhow!("{e}\n(replay reads the config's adapters_dir; or pass --adapters DIR)")
     })?;
+    let from = format!("the adapters_dir of {}", config.file.display());
+    Ok((config.registry, from))
+}
+
+/// Why a delivery was ignored, in words that say what to add.
+fn ignored_reason(adapter: &crossgate::adapter::Adapter, headers: &Headers, body: &[u8]) -> String {
+    use crossgate::adapter::spec::Source;
+    let Some(webhook) = adapter.spec().webhook.as_ref() else {
+        return "the adapter has no [webhook] section".into();
+    };
+    let doc = adapter.parse(body).ok();
+    match adapter.topic(headers, doc.as_ref()) {
+        None => match &webhook.topic {
+            Some(Source::Header(name)) => format!(
+                "no topic: the adapter reads it from the {name} header; pass --header '{name}: <topic>'"
+            ),
+            Some(Source::Body(path)) => {
+                format!("no topic: the body has no value at {}", path.as_str())
+            }
+            Some(Source::Fields(_)) | None => {
+                "no topic, and the adapter routes deliveries by topic".into()
+            }
+        },
+        Some(_) => {
+            let routed: Vec<&str> = webhook
+                .routes
+                .iter()
+                .flat_map(|r| r.topics.iter().map(String::as_str))
+                .collect();
+            format!(
+                "the topic is not one the adapter routes (routed: {})",
+                routed.join(", ")
+            )
+        }
+    }
+}
+
+fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode> {
+    let (registry, from) = replay_registry(config_path, &args)?;
     let adapter = registry.get(&args.adapter).with_context(|| {
         format!(
-            "no adapter '{}' in {} (known: {})",
+            "no adapter '{}' in {from} (known: {})",
             args.adapter,
-            dir.display(),
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
@@ -479,6 +514,7 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
         channel_kind: adapter.spec().channel_kind,
         account: "replay",
         settings: &settings,
+        received_at: chrono::Utc::now(),
     };
     match adapter.normalize(&headers, &body, &ctx) {
         Ok(Routed::Items(items)) => {
@@ -495,7 +531,7 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
                     })),
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&records)?);
+            crossgate::outln!("{}", serde_json::to_string_pretty(&records)?);
             if failures.is_empty() {
                 Ok(std::process::ExitCode::SUCCESS)
             } else {
@@ -509,11 +545,10 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
             }
         }
         Ok(Routed::Ignored) => {
-            println!(
-                "{}",
-                json!({"status": "ignored", "reason": "the topic is not routed to a record"})
-            );
-            Ok(std::process::ExitCode::SUCCESS)
+            // Nothing was normalized: say what is missing, and fail so scripts notice.
+            let reason = ignored_reason(adapter, &headers, &body);
+            eprintln!("{}", json!({"status": "ignored", "reason": reason}));
+            Ok(std::process::ExitCode::from(2))
         }
         Err(e) => {
             eprintln!(
@@ -577,9 +612,9 @@ async fn quote(config_path: &Path, args: QuoteArgs) -> Result<std::process::Exit
 
 fn print_quote(q: &crossgate::tax::Quote, format: &str) -> Result<()> {
     if format == "json" {
-        println!("{}", serde_json::to_string_pretty(q)?);
+        crossgate::outln!("{}", serde_json::to_string_pretty(q)?);
     } else {
-        print!("{}", crossgate::tax::render_table(q));
+        crossgate::out!("{}", crossgate::tax::render_table(q));
     }
     Ok(())
 }
@@ -695,7 +730,7 @@ async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode
                         body["stored"].as_bool().unwrap_or(false)
                     }
                 };
-                println!(
+                crossgate::outln!(
                     "{summary}: {}",
                     if new { "stored" } else { "already stored" }
                 );
@@ -775,14 +810,14 @@ async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode
                 for (e, by) in &items {
                     if format == "csv" {
                         if first {
-                            println!("{}", crossgate::fx::log::CSV_HEADER);
+                            crossgate::outln!("{}", crossgate::fx::log::CSV_HEADER);
                             first = false;
                         }
-                        println!("{}", crossgate::fx::log::csv_row(e, by.as_deref()));
+                        crossgate::outln!("{}", crossgate::fx::log::csv_row(e, by.as_deref()));
                     } else {
                         let mut v = serde_json::to_value(e)?;
                         v["superseded_by"] = json!(by);
-                        println!("{}", serde_json::to_string(&v)?);
+                        crossgate::outln!("{}", serde_json::to_string(&v)?);
                     }
                 }
                 match next {
@@ -791,7 +826,7 @@ async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode
                 }
             }
             if format == "csv" && first {
-                println!("{}", crossgate::fx::log::CSV_HEADER);
+                crossgate::outln!("{}", crossgate::fx::log::CSV_HEADER);
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -811,13 +846,13 @@ async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode
             };
             let findings = v["findings"].as_array().cloned().unwrap_or_default();
             for f in &findings {
-                println!(
+                crossgate::outln!(
                     "{}: {}",
                     f["entry"].as_str().unwrap_or("?"),
                     f["problem"].as_str().unwrap_or("")
                 );
             }
-            println!(
+            crossgate::outln!(
                 "{} entries checked (head fx.{}): {}",
                 v["entries"],
                 v["head_seq"],
@@ -853,14 +888,20 @@ async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode
                 }
             };
             if as_json {
-                println!("{}", serde_json::to_string_pretty(&pairs)?);
+                crossgate::outln!("{}", serde_json::to_string_pretty(&pairs)?);
             } else {
-                println!(
+                crossgate::outln!(
                     "{:<9} {:>6} {:>18} {:>18} {:>14} {:>14} {:>14}",
-                    "pair", "count", "from sum", "to sum", "min rate", "max rate", "revaluation"
+                    "pair",
+                    "count",
+                    "from sum",
+                    "to sum",
+                    "min rate",
+                    "max rate",
+                    "revaluation"
                 );
                 for p in pairs.as_array().into_iter().flatten() {
-                    println!(
+                    crossgate::outln!(
                         "{:<9} {:>6} {:>18} {:>18} {:>14} {:>14} {:>14}",
                         format!(
                             "{}/{}",
@@ -941,7 +982,7 @@ async fn backfill(config_path: &Path, args: BackfillArgs) -> Result<()> {
         }
     }).await)?;
     bar.finish_and_clear();
-    println!(
+    crossgate::outln!(
         "backfill of {} from {}: {pages} pages and {orders} orders this run ({} pages, {} orders in total), {failed} dead-lettered; taken in up to {}",
         inst.id,
         since.to_rfc3339(),
@@ -984,15 +1025,15 @@ async fn reconcile(config_path: &Path, args: ReconcileArgs) -> Result<std::proce
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        crossgate::outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         for id in &r.polled_not_pushed {
-            println!("polled, never pushed: {id}");
+            crossgate::outln!("polled, never pushed: {id}");
         }
         for id in &r.pushed_not_polled {
-            println!("pushed, never polled: {id}");
+            crossgate::outln!("pushed, never polled: {id}");
         }
-        println!(
+        crossgate::outln!(
             "{}: {} polled but never pushed, {} pushed but never polled",
             args.instance,
             r.polled_not_pushed.len(),
@@ -1202,12 +1243,12 @@ async fn import(config_path: &Path, args: ImportArgs) -> Result<std::process::Ex
     bar.finish_and_clear();
     report.errors.sort_by_key(|e| e.line);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crossgate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for e in &report.errors {
-            println!("{e}");
+            crossgate::outln!("{e}");
         }
-        println!(
+        crossgate::outln!(
             "{}: {} orders; {} stored, {} unchanged, {} not imported ({} problem(s))",
             args.file.display(),
             report.orders,
@@ -1304,17 +1345,21 @@ async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<()> 
                 bail!("the daemon answered {status}: {body}");
             }
             if as_json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                crossgate::outln!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(());
             }
             let items = body["items"].as_array().cloned().unwrap_or_default();
             if items.is_empty() {
-                println!("no dead letters");
+                crossgate::outln!("no dead letters");
                 return Ok(());
             }
-            println!(
+            crossgate::outln!(
                 "{:<48} {:<16} {:<25} {:<10} {:>7}  problem",
-                "id", "instance", "received_at", "kind", "replays"
+                "id",
+                "instance",
+                "received_at",
+                "kind",
+                "replays"
             );
             for dl in items {
                 let first = dl["reason"]["errors"][0]["field"]
@@ -1326,7 +1371,7 @@ async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<()> 
                         )
                     })
                     .unwrap_or_else(|| dl["reason"]["message"].as_str().unwrap_or("").to_string());
-                println!(
+                crossgate::outln!(
                     "{:<48} {:<16} {:<25} {:<10} {:>7}  {}",
                     dl["id"].as_str().unwrap_or(""),
                     dl["instance"].as_str().unwrap_or(""),
@@ -1337,7 +1382,7 @@ async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<()> 
                 );
             }
             if let Some(next) = body["next_cursor"].as_str() {
-                println!("(more: use the API with cursor={next})");
+                crossgate::outln!("(more: use the API with cursor={next})");
             }
         }
         DeadLetterCommand::Replay { id, all, api } => {
@@ -1375,13 +1420,13 @@ async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<()> 
                     .await?;
                 if status == 200 {
                     ok += 1;
-                    println!("{id}: resolved {}", body["records"]);
+                    crossgate::outln!("{id}: resolved {}", body["records"]);
                 } else {
                     failed += 1;
-                    println!("{id}: {status} {}", body["detail"].as_str().unwrap_or(""));
+                    crossgate::outln!("{id}: {status} {}", body["detail"].as_str().unwrap_or(""));
                 }
             }
-            println!("{ok} resolved, {failed} still failing");
+            crossgate::outln!("{ok} resolved, {failed} still failing");
             if failed > 0 {
                 bail!("{failed} dead letter(s) could not be replayed");
             }

@@ -63,6 +63,7 @@ pub fn record_context(inst: &Instance) -> RecordContext<'_> {
         channel_kind: inst.adapter.spec().channel_kind,
         account: &inst.account,
         settings: &inst.settings,
+        received_at: Utc::now(),
     }
 }
 
@@ -212,45 +213,70 @@ pub enum Submission {
 /// The topic a canonical listing submission is stored under (so that a replay reads it as one).
 pub const CANONICAL_LISTING_TOPIC: &str = "crossgate/canonical-listing";
 
+/// Decides what to store for a submitted delivery (pure).
+fn dispose_submission(inst: &Instance, how: Submission, body: &[u8]) -> Disposed {
+    let routed = match how {
+        Submission::AdapterFormat => return dispose(inst, &Headers::default(), body),
+        Submission::CanonicalOrder => inst.adapter.map_canonical(body, &record_context(inst)),
+        Submission::CanonicalListing => inst
+            .adapter
+            .map_canonical_listing(body, &record_context(inst)),
+    };
+    let (disposition, errors) = match routed.and_then(Routed::into_records) {
+        Ok(mut records) => {
+            set_customer_keys(inst, &mut records);
+            (Disposition::Apply(records), Vec::new())
+        }
+        Err(e) => (
+            Disposition::DeadLetter(dead_letter_reason(&e)),
+            vec![(None, e)],
+        ),
+    };
+    Disposed {
+        disposition,
+        topic: None,
+        dedupe_id: String::new(),
+        errors,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A canonical submission that does not map: the caller is told every problem and nothing
+    /// is stored (dead letters are for channel deliveries, which cannot be answered back).
+    #[error("the submission is not valid: {0}")]
+    Invalid(NormalizeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Stores a delivery submitted by an authenticated caller (API token or local CLI): no
 /// signature, otherwise the same path as a webhook. `idempotency_key` makes retries safe; without
-/// one the body's hash is used.
+/// one the body's hash is used. A canonical order or listing that does not map is refused
+/// ([`SubmitError::Invalid`]); a file in the adapter's format (an import) keeps the webhook
+/// behaviour, its bad items dead-lettered beside the good ones.
 pub async fn submit<S: Store>(
     store: &S,
-    inst: &Instance,
+    inst: &Arc<Instance>,
     how: Submission,
     idempotency_key: Option<&str>,
     body: Vec<u8>,
     now: DateTime<Utc>,
-) -> Result<IngestReport, StoreError> {
-    let headers = Headers::default();
-    let mut d = match how {
-        Submission::AdapterFormat => dispose(inst, &headers, &body),
-        Submission::CanonicalOrder | Submission::CanonicalListing => {
-            let routed = if how == Submission::CanonicalOrder {
-                inst.adapter.map_canonical(&body, &record_context(inst))
-            } else {
-                inst.adapter
-                    .map_canonical_listing(&body, &record_context(inst))
-            };
-            let (disposition, errors) = match routed.and_then(Routed::into_records) {
-                Ok(mut records) => {
-                    set_customer_keys(inst, &mut records);
-                    (Disposition::Apply(records), Vec::new())
-                }
-                Err(e) => (
-                    Disposition::DeadLetter(dead_letter_reason(&e)),
-                    vec![(None, e)],
-                ),
-            };
-            Disposed {
-                disposition,
-                topic: None,
-                dedupe_id: String::new(),
-                errors,
-            }
-        }
+) -> Result<IngestReport, SubmitError> {
+    let (body, mut d) = {
+        let inst = inst.clone();
+        on_cpu(body.len(), move || {
+            let d = dispose_submission(&inst, how, &body);
+            (body, d)
+        })
+        .await
     };
+    if how != Submission::AdapterFormat
+        && matches!(d.disposition, Disposition::DeadLetter(_))
+        && let Some((_, e)) = d.errors.pop()
+    {
+        return Err(SubmitError::Invalid(e));
+    }
     use sha2::Digest;
     d.dedupe_id = match idempotency_key {
         Some(k) => format!("key:{k}"),
@@ -282,6 +308,81 @@ pub async fn submit<S: Store>(
     })
 }
 
+/// Bodies up to this size are verified and normalized on the async worker that received them:
+/// their work is bounded by their size (linear parsers) and stays well under a millisecond.
+/// Larger ones go to the CPU pool.
+pub const INLINE_CPU_MAX_BYTES: usize = 32 * 1024;
+
+/// At most this many CPU-heavy jobs run at once on tokio's blocking pool (one per core, at
+/// least two). Callers wait for a slot without blocking an async worker, so the request timeout
+/// still applies while they wait.
+fn cpu_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
+/// Runs CPU-bound work (signature check, parse, normalize) off the async workers when `bytes`
+/// is large, so one slow body cannot starve the other requests. If the caller's future is
+/// dropped (its request timed out), the work still finishes in the background and keeps its
+/// slot until then, so the number of CPU jobs stays bounded.
+pub async fn on_cpu<T: Send + 'static>(
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    if bytes <= INLINE_CPU_MAX_BYTES {
+        return work();
+    }
+    let permit = cpu_slots()
+        .acquire()
+        .await
+        .expect("the CPU pool is never closed");
+    // The permit moves into the blocking task (forgotten here, released there).
+    permit.forget();
+    let task = tokio::task::spawn_blocking(move || {
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                cpu_slots().add_permits(1);
+            }
+        }
+        let _release = Release;
+        work()
+    });
+    match task.await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The authenticated part of a pushed delivery's work, done on the CPU pool for large bodies.
+enum Checked {
+    Ping,
+    Disposed(Disposed),
+}
+
+fn verify_and_dispose(
+    inst: &Instance,
+    headers: &Headers,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Checked, IngestError> {
+    if inst.adapter.is_unsigned_ping(headers, body) {
+        return Ok(Checked::Ping);
+    }
+    inst.adapter
+        .verify(
+            headers,
+            body,
+            &|name: &str| inst.secret(name),
+            now.timestamp(),
+        )
+        .map_err(IngestError::Unauthorized)?;
+    Ok(Checked::Disposed(dispose(inst, headers, body)))
+}
+
 /// Verifies, normalizes and stores one pushed delivery.
 pub async fn ingest<S: Store>(
     store: &S,
@@ -298,18 +399,18 @@ pub async fn ingest<S: Store>(
     if inst.adapter.spec().webhook.is_none() {
         return Err(IngestError::NoWebhook(instance_id.to_string()));
     }
-    if inst.adapter.is_unsigned_ping(headers, &body) {
-        return Ok(Ingested::Ping);
-    }
-    inst.adapter
-        .verify(
-            headers,
-            &body,
-            &|name: &str| inst.secret(name),
-            now.timestamp(),
-        )
-        .map_err(IngestError::Unauthorized)?;
-    let d = dispose(inst, headers, &body);
+    let (body, checked) = {
+        let (inst, headers) = (inst.clone(), headers.clone());
+        on_cpu(body.len(), move || {
+            let checked = verify_and_dispose(&inst, &headers, &body, now);
+            (body, checked)
+        })
+        .await
+    };
+    let d = match checked? {
+        Checked::Ping => return Ok(Ingested::Ping),
+        Checked::Disposed(d) => d,
+    };
     let fetch_pending = needs_fetch(inst, d.topic.as_deref());
     let delivery = RawDelivery {
         delivery_id: new_delivery_id(&inst.id),

@@ -9,13 +9,25 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level.
+/// Installs the global tracing subscriber on stderr. `RUST_LOG` overrides the configured level.
+/// Text logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>), so a log file never gets escape codes.
 pub fn init_logging(level: &str, json: bool) {
-    init_logging_to(level, json, std::io::stderr);
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    init_logging_with(level, json, ansi, std::io::stderr);
 }
 
-/// Like [`init_logging`] with a chosen writer (tests capture logs this way).
+/// Like [`init_logging`] with a chosen writer and no colour (tests capture logs this way).
 pub fn init_logging_to<W>(level: &str, json: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    init_logging_with(level, json, false, writer);
+}
+
+fn init_logging_with<W>(level: &str, json: bool, ansi: bool, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -25,6 +37,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(true);
     // A second call (tests) keeps the first subscriber.
     let _ = if json {

@@ -152,6 +152,7 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
         channel_kind: adapter.spec().channel_kind,
         account: "golden-account",
         settings: &case.settings,
+        received_at: chrono::Utc::now(),
     };
     // A thin webhook: the gateway fetches the record it names; show the id it would fetch.
     if case.record.is_none()

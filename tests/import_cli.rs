@@ -152,13 +152,56 @@ async fn import_through_a_running_daemon_and_the_json_endpoint() {
         )
         .await;
         assert_eq!(o.body["channel_kind"], "phone");
-        // A bad order: 202, dead-lettered with the field.
+        // A bad order: 422 with every problem by field, and nothing stored (issue 10: dead
+        // letters are for channel deliveries; an API caller can be told).
         let mut bad = app_order("CC-2", "2024-05-02T10:00:00+02:00");
         bad["lines"][0]["quantity"] = json!(0);
+        bad["currency"] = json!("US$");
         let bad = serde_json::to_vec(&bad).unwrap();
         let r = post(&c, &gw.url("/v1/instances/phone/orders"), &bad, &[]).await;
-        assert_eq!(r.status, 202, "{}", r.text);
-        assert!(r.text.contains("quantity"), "{}", r.text);
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert_eq!(r.content_type, "application/problem+json");
+        let fields: Vec<&str> = r.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&"currency"), "{}", r.text);
+        assert!(
+            !r.text.contains("US$"),
+            "no payload value is quoted: {}",
+            r.text
+        );
+        // A body that is not JSON at all: 422 too, naming the whole body.
+        let r = post(
+            &c,
+            &gw.url("/v1/instances/phone/orders"),
+            b"order=CC-3",
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], "$", "{}", r.text);
+        assert_eq!(r.body["reason"], "parse");
+        let dl = get(&c, &gw.url("/v1/dead-letters?channel=phone")).await;
+        assert_eq!(
+            dl.body["items"].as_array().unwrap().len(),
+            0,
+            "no dead letter"
+        );
+        assert_eq!(
+            get(
+                &c,
+                &gw.url(&format!(
+                    "/v1/orders/{}",
+                    crossgate::model::OrderId::derive("phone", "CC-2").as_str()
+                ))
+            )
+            .await
+            .status,
+            404
+        );
         // Channels do not submit through the API: they push signed webhooks.
         let r = post(&c, &gw.url("/v1/instances/shop/orders"), &body, &[]).await;
         assert_eq!(r.status, 400);

@@ -305,6 +305,14 @@ async fn bad_input(backend: Backend) {
             &format!("\"amount\": {}", "9".repeat(400)),
         );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_note = String::from_utf8(shopify_order(79, "2024-04-02T09:00:00-05:00"))
+        .unwrap()
+        .replacen("\"note\": null", &format!("\"note\": {deep}"), 1)
+        .into_bytes();
+    assert!(
+        deep_note.len() > 20_000,
+        "the fixture has a note to replace"
+    );
     // (name, url, body, expected field in the error, or None for a parse error)
     let cases: Vec<(&str, &str, Vec<u8>, Option<&str>)> = vec![
         (
@@ -329,8 +337,14 @@ async fn bad_input(backend: Backend) {
             "nesting 10,000 deep (shopify)",
             &shop,
             deep.into_bytes(),
-            // An array reads as a list page of orders; its element is no order.
-            Some("external_id"),
+            // The 128-level cap holds even where the adapter reads nothing (issue 10).
+            None,
+        ),
+        (
+            "nesting 10,000 deep in the unread note (shopify)",
+            &shop,
+            deep_note,
+            None,
         ),
         (
             "invalid currency",

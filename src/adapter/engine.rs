@@ -32,6 +32,8 @@ pub struct RecordContext<'a> {
     pub account: &'a str,
     /// The instance's `settings` from the gateway config.
     pub settings: &'a BTreeMap<String, String>,
+    /// When the gateway received the payload: dates far after it are refused.
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An evaluated expression.
@@ -188,10 +190,10 @@ fn val_text(v: &Val<'_>) -> Result<String, String> {
 fn val_quantity(v: &Val<'_>) -> Result<u32, String> {
     let d = val_decimal(v).map_err(|_| "must be a whole number".to_string())?;
     if d.is_sign_negative() && !d.is_zero() {
-        return Err(format!("{d} is negative; quantities must be at least 1"));
+        return Err("is negative; quantities must be at least 1".into());
     }
     if d.fract() != Decimal::ZERO {
-        return Err(format!("{d} is not a whole number"));
+        return Err("is not a whole number".into());
     }
     let q = u32::try_from(d.mantissa() / 10i128.pow(d.scale()))
         .map_err(|_| "is too large".to_string())?;
@@ -623,8 +625,7 @@ fn parse_enum<T>(
     move |v| {
         let t = val_text(v)?;
         parse(&t).ok_or_else(|| {
-            let shown: String = t.chars().take(32).collect();
-            format!("'{shown}' is not a {what} (one of: {allowed}); map it in the adapter")
+            format!("is not a {what} (one of: {allowed}); map the channel's value in the adapter")
         })
     }
 }
@@ -888,6 +889,16 @@ fn map_order(
         &discounts,
         taxes_included,
     );
+    let mut charges = Decimal::ZERO;
+    for (i, spec) in m.totals.charges.iter().enumerate() {
+        let stated = matches!(eval(&spec.amount, scope), Ok(Some(_)) | Err(_));
+        if let Some(c) = stated
+            .then(|| ev.money(&format!("totals.charges[{i}]"), spec, scope, Some(currency)))
+            .flatten()
+        {
+            charges += c.amount();
+        }
+    }
 
     // A settlement view exists only when the payload carries its currency (older payload shapes
     // have a single currency).
@@ -964,7 +975,7 @@ fn map_order(
             problem: "derived totals are out of range".into(),
         }]);
     };
-    Ok(Order {
+    let mut order = Order {
         id: OrderId::derive(ctx.instance, &external_id),
         instance: ctx.instance.to_string(),
         channel: ctx.channel.to_string(),
@@ -991,7 +1002,9 @@ fn map_order(
         payments,
         shipments,
         holds: Vec::new(),
-    })
+    };
+    order.holds = order.totals_mismatches(m.totals.tolerance_minor_units_per_line, charges);
+    Ok(order)
 }
 
 /// Maps a document to one lifecycle fact.

@@ -356,7 +356,7 @@ impl Adapter {
             .enumerate()
             .map(|(index, result)| Item {
                 index,
-                result: result.and_then(validated),
+                result: result.and_then(|r| validated(r, ctx.received_at)),
             })
             .collect();
         Ok(Routed::Items(items))
@@ -369,7 +369,7 @@ impl Adapter {
         body: &[u8],
         ctx: &RecordContext<'_>,
     ) -> Result<Routed, NormalizeError> {
-        map_canonical_doc(body, |doc| {
+        map_canonical_doc(body, ctx, |doc| {
             canonical_order(doc, ctx).map(|o| Record::Order(Box::new(o)))
         })
     }
@@ -381,7 +381,7 @@ impl Adapter {
         body: &[u8],
         ctx: &RecordContext<'_>,
     ) -> Result<Routed, NormalizeError> {
-        map_canonical_doc(body, |doc| {
+        map_canonical_doc(body, ctx, |doc| {
             canonical_listing(doc, ctx).map(|l| Record::Listing(Box::new(l)))
         })
     }
@@ -403,21 +403,27 @@ impl Adapter {
 /// A canonical JSON submission as one item: parsed, mapped by `record`, validated.
 fn map_canonical_doc(
     body: &[u8],
+    ctx: &RecordContext<'_>,
     record: impl FnOnce(&Node) -> Result<Record, NormalizeError>,
 ) -> Result<Routed, NormalizeError> {
     let doc = tree::parse_json(body).map_err(|e| NormalizeError::Parse {
         format: "JSON",
         message: e.0,
     })?;
-    let result = record(&doc).map(|r| vec![r]).and_then(validated);
+    let result = record(&doc)
+        .map(|r| vec![r])
+        .and_then(|r| validated(r, ctx.received_at));
     Ok(Routed::Items(vec![Item { index: 0, result }]))
 }
 
 /// Checks the model invariants of an item's records.
-fn validated(records: Vec<Record>) -> Result<Vec<Record>, NormalizeError> {
+fn validated(
+    records: Vec<Record>,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Record>, NormalizeError> {
     let violations: Vec<FieldError> = records
         .iter()
-        .flat_map(|r| r.validate())
+        .flat_map(|r| r.validate_at(received_at))
         .map(|v| FieldError {
             field: v.path,
             source: None,
@@ -464,11 +470,14 @@ fn canonical_listing(doc: &Node, ctx: &RecordContext<'_>) -> Result<Listing, Nor
 }
 
 fn canonical_order(doc: &Node, ctx: &RecordContext<'_>) -> Result<Order, NormalizeError> {
-    canonical_record(doc, ctx, |external_id| {
+    let mut order: Order = canonical_record(doc, ctx, |external_id| {
         OrderId::derive(ctx.instance, external_id)
             .as_str()
             .to_string()
-    })
+    })?;
+    order.holds =
+        order.totals_mismatches(spec::DEFAULT_TOTALS_TOLERANCE, rust_decimal::Decimal::ZERO);
+    Ok(order)
 }
 
 /// A canonical record sent without the gateway's fields (id, instance, channel, channel kind,

@@ -363,6 +363,9 @@ impl Collector {
         {
             self.money(m, r, r);
         }
+        for c in &t.charges {
+            self.money(c, r, r);
+        }
         if let Some(s) = &m.settlement {
             self.expr(&s.currency, r, r);
             for m in [

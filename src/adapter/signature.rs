@@ -88,10 +88,21 @@ pub fn wechat_v2_string(params: &[(String, String)], api_key: &str) -> String {
     s
 }
 
+/// What a WeChat Pay v2 body may use before its signature is checked. Real notifications are a
+/// flat `<xml>` of a few dozen parameters in a few KiB (coupon fields `coupon_*_$n` add three per
+/// coupon); these caps leave ample room and bound the work an unsigned body can cause.
+pub const WECHAT_V2_CAPS: super::xml::XmlCaps = super::xml::XmlCaps {
+    max_bytes: 64 * 1024,
+    max_elements: 512,
+    max_depth: 2,
+};
+
 /// The flat parameters of a WeChat Pay v2 XML body (`<xml><k>v</k>…</xml>`). A repeated or
-/// nested parameter is refused: the signed set must be unambiguous.
+/// nested parameter is refused: the signed set must be unambiguous. The body is not yet known
+/// to be authentic, so it is read within [`WECHAT_V2_CAPS`].
 pub fn wechat_v2_params(body: &[u8]) -> Result<Vec<(String, String)>, SignatureError> {
-    let doc = super::xml::parse_xml(body).map_err(|_| SignatureError::Malformed)?;
+    let doc = super::xml::parse_xml_capped(body, WECHAT_V2_CAPS)
+        .map_err(|_| SignatureError::Malformed)?;
     let Some(super::tree::Node::Object(entries)) = doc.get("xml") else {
         return Err(SignatureError::Malformed);
     };

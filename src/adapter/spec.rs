@@ -431,6 +431,13 @@ pub enum SignatureSpec {
     },
 }
 
+/// One minor unit per line: what per-line rounding can explain.
+pub const DEFAULT_TOTALS_TOLERANCE: u32 = 1;
+
+fn default_totals_tolerance() -> u32 {
+    DEFAULT_TOTALS_TOLERANCE
+}
+
 fn default_tiktok_header() -> String {
     "Authorization".into()
 }
@@ -982,6 +989,15 @@ pub struct TaxLinesMapping {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotalsMapping {
+    /// How far the stated totals may be from what their parts add up to, in minor units per
+    /// order line (the channel's own rounding). Beyond it the order is stored but held as
+    /// `totals_mismatch`: not converted, not quoted, not counted in rankings.
+    #[serde(default = "default_totals_tolerance")]
+    pub tolerance_minor_units_per_line: u32,
+    /// Charges the channel adds into its grand total that the canonical totals do not carry
+    /// (tips, duties, fees); each is zero when absent. Read only for the totals check.
+    #[serde(default)]
+    pub charges: Vec<MoneySpec>,
     #[serde(default)]
     pub subtotal: Option<MoneySpec>,
     #[serde(default)]

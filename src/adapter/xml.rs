@@ -11,9 +11,13 @@
 //!
 //! Safety: any `<!DOCTYPE` is refused (no DTD, so no entity expansion: billion laughs and XXE
 //! cannot start); only the five predefined entities and character references are resolved;
-//! nesting deeper than [`MAX_DEPTH`] is refused; building is iterative (no recursion).
+//! nesting deeper than [`MAX_DEPTH`] is refused; building is iterative (no recursion) and linear
+//! in the input (each element finds its siblings of the same name through an index, not a scan).
+//! [`parse_xml_capped`] adds limits on bytes, elements and depth for bodies read before they are
+//! known to be authentic (WeChat Pay signs inside the body).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
@@ -24,9 +28,33 @@ use super::tree::{Node, ParseError};
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 256;
 
+/// Limits for [`parse_xml_capped`]; the first one crossed ends the parse.
+#[derive(Debug, Clone, Copy)]
+pub struct XmlCaps {
+    pub max_bytes: usize,
+    pub max_elements: usize,
+    /// Element nesting, the root element being depth 1.
+    pub max_depth: usize,
+}
+
+impl XmlCaps {
+    /// What an authenticated body may use: the server's body limit bounds the bytes.
+    pub const TRUSTED: XmlCaps = XmlCaps {
+        max_bytes: usize::MAX,
+        max_elements: usize::MAX,
+        max_depth: MAX_DEPTH,
+    };
+}
+
+/// From this many children on, a frame finds same-named siblings through a hash index: a
+/// linear scan per child would make N distinct siblings cost O(N²).
+const INDEX_FROM: usize = 8;
+
 struct Frame {
     name: String,
     entries: Vec<(Cow<'static, str>, Node<'static>)>,
+    /// Child name → its position in `entries`, once there are more than [`INDEX_FROM`].
+    index: Option<HashMap<String, usize>>,
     has_markup: bool,
     text: String,
 }
@@ -36,6 +64,7 @@ impl Frame {
         Self {
             name,
             entries: Vec::new(),
+            index: None,
             has_markup: false,
             text: String::new(),
         }
@@ -56,7 +85,12 @@ impl Frame {
 
     fn add_child(&mut self, key: String, node: Node<'static>) {
         self.has_markup = true;
-        if let Some((_, existing)) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+        let found = match &self.index {
+            Some(index) => index.get(&key).copied(),
+            None => self.entries.iter().position(|(k, _)| *k == key),
+        };
+        if let Some(at) = found {
+            let existing = &mut self.entries[at].1;
             match existing {
                 Node::Array(items) => items.push(node),
                 other => {
@@ -64,14 +98,55 @@ impl Frame {
                     *other = Node::Array(vec![first, node]);
                 }
             }
-        } else {
-            self.entries.push((Cow::Owned(key), node));
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((Cow::Owned(key), node));
+        if self.index.is_none() && self.entries.len() > INDEX_FROM {
+            let index = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.to_string(), i))
+                .collect();
+            self.index = Some(index);
         }
     }
 }
 
 fn err(msg: impl Into<String>) -> ParseError {
     ParseError(msg.into())
+}
+
+/// What went wrong, without the element names quick-xml quotes (they come from the payload).
+fn describe_xml_error(e: &quick_xml::Error) -> String {
+    use quick_xml::errors::{Error, IllFormedError};
+    match e {
+        Error::Syntax(s) => s.to_string(),
+        Error::IllFormed(IllFormedError::MissingEndTag(_)) => "an element is not closed".into(),
+        Error::IllFormed(IllFormedError::UnmatchedEndTag(_)) => {
+            "an end tag has no start tag".into()
+        }
+        Error::IllFormed(IllFormedError::MismatchedEndTag { .. }) => {
+            "an end tag does not match its start tag".into()
+        }
+        Error::IllFormed(_) => "ill-formed markup".into(),
+        Error::InvalidAttr(_) => "a malformed attribute".into(),
+        Error::Encoding(_) => "text that is not valid UTF-8".into(),
+        Error::Escape(_) => "a bad escape".into(),
+        Error::Namespace(_) => "a bad namespace".into(),
+        Error::Io(_) => "the body could not be read".into(),
+    }
+}
+
+fn count_element(elements: &mut usize, max: usize) -> Result<(), ParseError> {
+    *elements += 1;
+    if *elements > max {
+        return Err(err(format!("the XML has more than {max} elements")));
+    }
+    Ok(())
 }
 
 fn local(name: &str) -> String {
@@ -84,6 +159,7 @@ fn local(name: &str) -> String {
 fn open(start: &BytesStart<'_>) -> Result<Frame, ParseError> {
     let mut frame = Frame::new(local(start.name().as_ref()));
     for attr in start.attributes().with_checks(true) {
+        // quick-xml's attribute messages are positions only (no names or values).
         let attr = attr.map_err(|e| err(format!("bad attribute: {e}")))?;
         let key = attr.key.as_ref();
         if key == "xmlns" || key.starts_with("xmlns:") {
@@ -91,7 +167,7 @@ fn open(start: &BytesStart<'_>) -> Result<Frame, ParseError> {
         }
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|e| err(format!("bad attribute value: {e}")))?;
+            .map_err(|_| err("an attribute value has an unknown entity or a bad escape"))?;
         frame.has_markup = true;
         frame.entries.push((
             Cow::Owned(format!("@{}", local(key))),
@@ -103,6 +179,19 @@ fn open(start: &BytesStart<'_>) -> Result<Frame, ParseError> {
 
 /// Parses an XML document (UTF-8, optional BOM) into a tree.
 pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
+    parse_xml_capped(bytes, XmlCaps::TRUSTED)
+}
+
+/// Parses like [`parse_xml`] within `caps`, refusing as soon as one is crossed.
+pub fn parse_xml_capped(bytes: &[u8], caps: XmlCaps) -> Result<Node<'static>, ParseError> {
+    if bytes.len() > caps.max_bytes {
+        return Err(err(format!(
+            "the XML body is over {} bytes",
+            caps.max_bytes
+        )));
+    }
+    let depth_cap = caps.max_depth.min(MAX_DEPTH);
+    let mut elements = 0usize;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|_| err("the body is not UTF-8"))?;
     let mut reader = Reader::from_str(text);
@@ -112,8 +201,9 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
     loop {
         let event = reader.read_event().map_err(|e| {
             err(format!(
-                "not well-formed XML at byte {}: {e}",
-                reader.error_position()
+                "not well-formed XML at byte {}: {}",
+                reader.error_position(),
+                describe_xml_error(&e)
             ))
         })?;
         match event {
@@ -131,9 +221,11 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
                 }
             }
             Event::Start(start) => {
-                if stack.len() > MAX_DEPTH {
-                    return Err(err(format!("XML nesting deeper than {MAX_DEPTH} levels")));
+                // The stack holds the document frame, so its length is the new element's depth.
+                if stack.len() > depth_cap {
+                    return Err(err(format!("XML nesting deeper than {depth_cap} levels")));
                 }
+                count_element(&mut elements, caps.max_elements)?;
                 if stack.len() == 1 {
                     if saw_root {
                         return Err(err("more than one root element"));
@@ -143,6 +235,10 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
                 stack.push(open(&start)?);
             }
             Event::Empty(start) => {
+                if stack.len() > depth_cap {
+                    return Err(err(format!("XML nesting deeper than {depth_cap} levels")));
+                }
+                count_element(&mut elements, caps.max_elements)?;
                 if stack.len() == 1 {
                     if saw_root {
                         return Err(err("more than one root element"));
@@ -182,16 +278,13 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Node<'static>, ParseError> {
                 if r.is_char_ref() {
                     let ch = r
                         .resolve_char_ref()
-                        .map_err(|e| err(format!("bad character reference: {e}")))?
+                        .map_err(|_| err("bad character reference"))?
                         .ok_or_else(|| err("bad character reference"))?;
                     frame.text.push(ch);
                 } else {
                     let name: &str = &r;
                     let resolved = resolve_predefined_entity(name).ok_or_else(|| {
-                        err(format!(
-                            "unknown entity '&{}' (only the five predefined XML entities are accepted)",
-                            name.chars().take(32).collect::<String>()
-                        ))
+                        err("unknown entity (only the five predefined XML entities are accepted)")
                     })?;
                     frame.text.push_str(resolved);
                 }

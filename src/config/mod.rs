@@ -344,7 +344,10 @@ pub fn validate(
         for (i, c) in f.reporting_currencies.iter().enumerate() {
             match crate::model::CurrencyCode::parse(c) {
                 Ok(code) => fx.reporting.push(code),
-                Err(e) => issue(&format!("fx.reporting_currencies[{i}]"), e.to_string()),
+                Err(e) => issue(
+                    &format!("fx.reporting_currencies[{i}]"),
+                    format!("'{c}' {e}"),
+                ),
             }
         }
         if f.reporting_currencies.is_empty() {

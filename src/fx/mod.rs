@@ -396,6 +396,9 @@ impl FxJob {
             let Some(order) = store.get_order(&oid).await? else {
                 continue;
             };
+            if order.has_hold(crate::model::TOTALS_MISMATCH) {
+                continue;
+            }
             let (view, entries) = self.convert(store, &order).await?;
             out.orders += 1;
             out.entries += entries.len() as u64;
@@ -407,10 +410,15 @@ impl FxJob {
     }
 }
 
-/// The order of an order event (created or updated snapshot).
+/// The order of an order event (created or updated snapshot), unless its numbers contradict
+/// each other (`totals_mismatch`): such a revision is neither converted nor quoted.
 fn order_of(e: &ChangeEvent) -> Option<&Order> {
     match (&e.kind, &e.record) {
-        (RecordKind::Order, Record::Order(o)) if e.change.wrote() => Some(o),
+        (RecordKind::Order, Record::Order(o))
+            if e.change.wrote() && !o.has_hold(crate::model::TOTALS_MISMATCH) =>
+        {
+            Some(o)
+        }
         _ => None,
     }
 }

@@ -123,6 +123,16 @@ async fn admission<S: Store + Clone>(
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(refusal) =
+        super::transport::refuse_from_head(req.headers(), app.config.server.body_limit)
+    {
+        tracing::info!(
+            status = refusal.status.as_u16(),
+            slug = refusal.slug,
+            "request refused from its headers"
+        );
+        return refusal.into_response();
+    }
     let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -240,12 +250,7 @@ async fn webhook_inner<S: Store + Clone>(
             );
             return (
                 "too_large",
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
-                    .detail(format!(
-                        "the limit is {} bytes",
-                        app.config.server.body_limit
-                    ))
-                    .into_response(),
+                Problem::too_large(app.config.server.body_limit).into_response(),
             );
         }
         Err(_) => {
@@ -446,19 +451,15 @@ async fn get_order<S: Store + Clone>(
             if let Ok(Some(v)) = app.store.fx_view(id.as_str()).await
                 && v.status == crate::fx::FxStatus::FxPending
             {
-                o.holds.push(crate::model::Hold {
-                    kind: "fx_pending".into(),
-                    reason: v.missing.join("; "),
-                });
+                o.holds
+                    .push(crate::model::Hold::new("fx_pending", v.missing.join("; ")));
             }
             // So does one whose taxes cannot be computed.
             if let Ok(Some(q)) = app.store.tax_quote(id.as_str()).await
                 && q.status == crate::tax::QuoteStatus::TaxPending
             {
-                o.holds.push(crate::model::Hold {
-                    kind: "tax_pending".into(),
-                    reason: q.missing.join("; "),
-                });
+                o.holds
+                    .push(crate::model::Hold::new("tax_pending", q.missing.join("; ")));
             }
             axum::Json(o).into_response()
         }
@@ -1035,12 +1036,7 @@ async fn submit_common<S: Store + Clone>(
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
-                .detail(format!(
-                    "the limit is {} bytes",
-                    app.config.server.body_limit
-                ))
-                .into_response();
+            return Problem::too_large(app.config.server.body_limit).into_response();
         }
         Err(_) => {
             return Problem::bad_request("the request body could not be read").into_response();
@@ -1099,7 +1095,25 @@ async fn submit_common<S: Store + Clone>(
                     .into_response()
             }
         },
-        Err(e) => store_err(e),
+        Err(pipeline::SubmitError::Invalid(e)) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-submission",
+            "The submission is not valid; nothing was stored",
+        )
+        .detail(e.to_string())
+        .with("reason", e.kind().into())
+        .with("errors", problems_of(&e))
+        .into_response(),
+        Err(pipeline::SubmitError::Store(e)) => store_err(e),
+    }
+}
+
+/// Every problem of a refused submission, by field (`$` for the whole body).
+fn problems_of(e: &crate::adapter::NormalizeError) -> Value {
+    if e.fields().is_empty() {
+        json!([{"field": "$", "problem": e.to_string()}])
+    } else {
+        json!(e.fields())
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod problem;
+mod transport;
 
 use std::future::Future;
 use std::time::Duration;

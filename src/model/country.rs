@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an ISO 3166-1 alpha-2 country code")]
+/// The refused text is kept for callers that may show it; the message never quotes it.
+#[error("is not an ISO 3166-1 alpha-2 country code")]
 pub struct CountryError(pub String);
 
 /// A country as its ISO 3166-1 alpha-2 code (upper case), e.g. `DE`, `CN`, `US`.

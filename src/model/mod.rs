@@ -17,6 +17,6 @@ pub use money::{CurrencyCode, Money, MoneyError};
 pub use order::{
     Address, ChannelKind, ChannelTaxLine, Customer, Discount, GATEWAY_ORDER_FIELDS, Hold, Order,
     OrderLine, OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment,
-    ShipmentStatus, Totals, Violation,
+    ShipmentStatus, TOTALS_MISMATCH, Totals, Violation,
 };
 pub use record::{Change, ChangeEvent, Record, RecordId, RecordKind};

@@ -15,9 +15,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why an amount or a currency code was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    #[error("'{0}' is not an ISO 4217 currency code")]
+    /// The code is kept for callers that may show it (config); the message never quotes it,
+    /// because in a payload it is the sender's text.
+    #[error("is not an ISO 4217 currency code")]
     UnknownCurrency(String),
-    #[error("{0} is not a currency with minor units (a fund, metal or test code)")]
+    #[error("is a fund, metal or test code, not a currency with minor units")]
     NotMoney(&'static str),
     #[error("amount is not a decimal number")]
     InvalidAmount,
@@ -65,7 +67,7 @@ impl CurrencyCode {
     }
 }
 
-/// Keeps error messages short: an offending currency code is echoed, but at most 12 characters.
+/// Keeps a refused code short where a caller shows it (at most 12 characters).
 fn truncate_for_error(s: &str) -> String {
     let mut out: String = s.chars().take(12).collect();
     if s.chars().count() > 12 {

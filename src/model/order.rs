@@ -330,9 +330,30 @@ pub struct Shipment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hold {
-    /// `fx_pending` or `tax_pending`.
+    /// `fx_pending`, `tax_pending` or `totals_mismatch`.
     pub kind: String,
     pub reason: String,
+    /// The figure the channel stated (`totals_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated: Option<Money>,
+    /// The figure its parts add up to (`totals_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<Money>,
+}
+
+/// The hold kind of an order whose stated totals contradict their parts.
+pub const TOTALS_MISMATCH: &str = "totals_mismatch";
+
+impl Hold {
+    /// A hold that carries only a reason (`fx_pending`, `tax_pending`).
+    pub fn new(kind: &str, reason: String) -> Self {
+        Self {
+            kind: kind.to_string(),
+            reason,
+            stated: None,
+            computed: None,
+        }
+    }
 }
 
 /// A canonical order. The first block of fields is set by the gateway; the rest comes from the
@@ -387,7 +408,14 @@ pub struct Order {
 }
 
 /// Fields of an order that the gateway sets; a channel payload may not carry them.
-pub const GATEWAY_ORDER_FIELDS: &[&str] = &["id", "instance", "channel", "channel_kind", "account"];
+pub const GATEWAY_ORDER_FIELDS: &[&str] = &[
+    "id",
+    "instance",
+    "channel",
+    "channel_kind",
+    "account",
+    "holds",
+];
 
 /// A rule an order broke; `path` names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,6 +435,73 @@ impl OrderLine {
 }
 
 impl Order {
+    /// Whether a hold of this kind is on the order.
+    pub fn has_hold(&self, kind: &str) -> bool {
+        self.holds.iter().any(|h| h.kind == kind)
+    }
+
+    /// The `totals_mismatch` holds of an order whose stated numbers contradict each other:
+    /// the grand total against subtotal − discount + shipping (+ tax when prices exclude it),
+    /// and each stated line total against quantity × unit price. `minor_units_per_line` is the
+    /// adapter's tolerance: the grand total may be off by that many minor units per line; a
+    /// line total by as much, or by half a minor unit per unit where the channel's unit price
+    /// is itself a rounded share of the line. `charges` are what the channel adds into its
+    /// grand total beyond these parts (tips, duties). Empty when the numbers agree.
+    pub fn totals_mismatches(&self, minor_units_per_line: u32, charges: Decimal) -> Vec<Hold> {
+        let unit = Decimal::new(1, self.currency.minor_units());
+        let per_line = unit * Decimal::from(minor_units_per_line);
+        let lines = Decimal::from(self.lines.len().max(1) as u64);
+        let t = &self.totals;
+        let tax = if self.taxes_included {
+            Decimal::ZERO
+        } else {
+            t.tax.amount()
+        };
+        let mut out = Vec::new();
+        let expected =
+            t.subtotal.amount() - t.discount.amount() + t.shipping.amount() + tax + charges;
+        if (t.grand_total.amount() - expected).abs() > per_line * lines {
+            let parts = match (self.taxes_included, charges.is_zero()) {
+                (true, true) => "subtotal − discount + shipping (prices include tax)",
+                (true, false) => "subtotal − discount + shipping + charges (prices include tax)",
+                (false, true) => "subtotal − discount + shipping + tax",
+                (false, false) => "subtotal − discount + shipping + tax + charges",
+            };
+            out.push(self.mismatch(
+                "totals.grand_total",
+                parts,
+                t.grand_total.amount(),
+                expected,
+            ));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let Some(total) = &line.line_total else {
+                continue;
+            };
+            let qty = Decimal::from(line.quantity);
+            let expected = line.unit_price.amount() * qty;
+            let allowed = per_line.max(unit * qty / Decimal::TWO);
+            if (total.amount() - expected).abs() > allowed {
+                let field = format!("lines[{i}].line_total");
+                out.push(self.mismatch(&field, "quantity × unit_price", total.amount(), expected));
+            }
+        }
+        out
+    }
+
+    fn mismatch(&self, field: &str, parts: &str, stated: Decimal, computed: Decimal) -> Hold {
+        let money = |d: Decimal| Money::new(d, self.currency).ok();
+        Hold {
+            kind: TOTALS_MISMATCH.to_string(),
+            reason: format!(
+                "{field} is {stated} {c} but {parts} is {computed} {c}; held until a corrected revision arrives",
+                c = self.currency
+            ),
+            stated: money(stated),
+            computed: money(computed),
+        }
+    }
+
     /// Checks the invariants the type system does not: currencies agree, quantities are at least
     /// one, amounts that must be non-negative are, HS codes are 6-10 digits.
     pub fn validate(&self) -> Vec<Violation> {

@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{LifecycleFact, Listing, ListingId, Order, OrderId, Revision, Transition};
 
+/// The earliest instant a record's dates may name (1990-01-01T00:00:00Z).
+pub const EARLIEST_PLAUSIBLE: DateTime<Utc> = DateTime::from_timestamp(631_152_000, 0).unwrap();
+
+/// How far after its receipt a record's date may lie (clock skew, a channel's time zone).
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// A canonical record produced by an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "record", rename_all = "snake_case")]
@@ -57,6 +63,54 @@ impl Record {
             Record::Listing(l) => l.validate(),
             Record::Fact(f) => f.validate(),
         }
+    }
+
+    /// [`Record::validate`], plus every date that cannot be true of a record received at
+    /// `received_at`: before [`EARLIEST_PLAUSIBLE`] (a year-0000 order can never get an exchange
+    /// rate) or more than [`FUTURE_TOLERANCE`] after it.
+    pub fn validate_at(&self, received_at: DateTime<Utc>) -> Vec<super::Violation> {
+        let mut violations = self.validate();
+        for (path, at) in self.dates() {
+            let at = at.with_timezone(&Utc);
+            let problem = if at < EARLIEST_PLAUSIBLE {
+                "is before 1990-01-01; no channel record is that old"
+            } else if at > received_at + FUTURE_TOLERANCE {
+                "is more than a day after the record was received"
+            } else {
+                continue;
+            };
+            violations.push(super::Violation {
+                path,
+                message: problem.into(),
+            });
+        }
+        violations
+    }
+
+    /// The record's dates, by field path.
+    fn dates(&self) -> Vec<(String, DateTime<chrono::FixedOffset>)> {
+        let mut out = Vec::new();
+        match self {
+            Record::Order(o) => {
+                out.push(("placed_at".to_string(), o.placed_at));
+                out.push(("revision.updated_at".to_string(), o.revision.updated_at));
+                for (i, p) in o.payments.iter().enumerate() {
+                    if let Some(at) = p.processed_at {
+                        out.push((format!("payments[{i}].processed_at"), at));
+                    }
+                }
+                for (i, s) in o.shipments.iter().enumerate() {
+                    if let Some(at) = s.shipped_at {
+                        out.push((format!("shipments[{i}].shipped_at"), at));
+                    }
+                }
+            }
+            Record::Listing(l) => {
+                out.push(("revision.updated_at".to_string(), l.revision.updated_at))
+            }
+            Record::Fact(f) => out.push(("at".to_string(), f.at)),
+        }
+        out
     }
 }
 

@@ -192,6 +192,10 @@ pub fn update_of(e: &ChangeEvent) -> Update {
         return Update::None;
     }
     match &e.record {
+        // An order whose numbers contradict each other is not counted until corrected.
+        Record::Order(o) if o.has_hold(crate::model::TOTALS_MISMATCH) => {
+            Update::RemoveOrder(o.id.as_str().to_string())
+        }
         Record::Order(o) => match interaction(o) {
             Some(i) => Update::Order(i),
             None => Update::RemoveOrder(o.id.as_str().to_string()),

@@ -263,9 +263,15 @@ impl TaxJob {
     }
 }
 
+/// The order of an order event (created or updated snapshot), unless its numbers contradict
+/// each other (`totals_mismatch`): such a revision is neither converted nor quoted.
 fn order_of(e: &ChangeEvent) -> Option<&Order> {
     match (&e.kind, &e.record) {
-        (RecordKind::Order, Record::Order(o)) if e.change.wrote() => Some(o),
+        (RecordKind::Order, Record::Order(o))
+            if e.change.wrote() && !o.has_hold(crate::model::TOTALS_MISMATCH) =>
+        {
+            Some(o)
+        }
         _ => None,
     }
 }

@@ -27,6 +27,8 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crossgate::adapter::signature::hmac_sha256;
+
+mod hostile;
 use crossgate::model::OrderId;
 
 const DEFAULT_PAYLOAD: &str = "../shared/fixtures/shopify/rest-2024-04-order-get-450789469.json";
@@ -40,6 +42,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// FX: conversions per second (pure) and FX-log appends per second on Redis.
     Fx(FxArgs),
+    /// Signed deliveries at a fixed rate while hostile clients post unsigned, costly XML bodies.
+    Hostile(hostile::HostileArgs),
 }
 
 #[derive(Args)]
@@ -143,6 +147,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Ingest(args) => ingest(config_path, args).await,
         BenchCommand::Fx(args) => fx_bench(args).await,
+        BenchCommand::Hostile(args) => hostile::run(config_path, args).await,
     }
 }
 
@@ -194,7 +199,7 @@ async fn fx_bench(args: FxArgs) -> Result<()> {
         conversions += drafts.len();
     }
     let took = started.elapsed();
-    println!(
+    crossgate::outln!(
         "conversions: {conversions} in {:.3} s = {:.0}/s ({:.2} µs each)",
         took.as_secs_f64(),
         conversions as f64 / took.as_secs_f64(),
@@ -237,7 +242,7 @@ async fn fx_bench(args: FxArgs) -> Result<()> {
         appended += w.await??;
     }
     let took = started.elapsed();
-    println!(
+    crossgate::outln!(
         "FX-log appends on Redis ({} committer(s)): {appended} entries for {} orders in {:.3} s = {:.0} entries/s, {:.0} orders/s",
         args.concurrency.max(1),
         args.orders,
@@ -247,7 +252,7 @@ async fn fx_bench(args: FxArgs) -> Result<()> {
     );
     let started = Instant::now();
     let v = crossgate::fx::verify_log(&store).await?;
-    println!(
+    crossgate::outln!(
         "verify: {} entries in {:.3} s, {} finding(s)",
         v.entries,
         started.elapsed().as_secs_f64(),
@@ -482,7 +487,7 @@ async fn verify(webhook_url: &str, acked: &[u64]) -> Result<u64> {
 }
 
 pub fn print_reports(reports: &[LoadReport]) {
-    println!(
+    crossgate::outln!(
         "{:<22} {:<26} {:>9} {:>8} {:>7} {:>10} {:>8} {:>8} {:>8} {:>6} {:>8}",
         "target",
         "mode",
@@ -497,7 +502,7 @@ pub fn print_reports(reports: &[LoadReport]) {
         "cpu s"
     );
     for r in reports {
-        println!(
+        crossgate::outln!(
             "{:<22} {:<26} {:>9} {:>8} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>6} {:>8}",
             r.target,
             r.mode,
@@ -722,7 +727,7 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
             Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
         }
     }
-    println!();
+    crossgate::outln!();
     print_reports(&reports);
     let closed = |t: &str| {
         reports
@@ -735,9 +740,9 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
         closed("crossgate redis"),
         closed("crossgate embedded"),
     ) {
-        println!();
-        println!("crossgate redis    / baseline = {:.0} %", 100.0 * r / b);
-        println!("crossgate embedded / baseline = {:.0} %", 100.0 * e / b);
+        crossgate::outln!();
+        crossgate::outln!("crossgate redis    / baseline = {:.0} %", 100.0 * r / b);
+        crossgate::outln!("crossgate embedded / baseline = {:.0} %", 100.0 * e / b);
     }
     if let Some(path) = args.json_out {
         std::fs::write(&path, serde_json::to_string_pretty(&reports)?)?;
