@@ -499,6 +499,29 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_capped_in_skipped_subtrees_too() {
+        let mut spec_text =
+            String::from("name = \"t\"\nchannel_kind = \"web_shop\"\nformat = \"json\"\n");
+        spec_text.push_str("[listing]\nexternal_id = \"^.id\"\nupdated_at = \"^.u\"\ntitle = \"^.t\"\nstatus = \"^.s\"\n");
+        spec_text.push_str("each = \"vs\"\nsku = \"sku\"\n");
+        let spec = crate::adapter::registry::parse_adapter(&spec_text, "t").unwrap();
+        let p = Projection::of(&spec);
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let doc = format!(r#"{{"id":1,"note":{deep},"t":"T"}}"#);
+        let e = parse_json_projected(doc.as_bytes(), &p).unwrap_err();
+        assert!(e.0.contains("recursion limit"), "{e}");
+        // 100 levels in an unread subtree are fine, numbers and strings included.
+        let ok = "[".repeat(100) + "1.50,\"x\",{\"k\":2}" + &"]".repeat(100);
+        let doc = format!(r#"{{"id":1,"note":{ok},"t":"T"}}"#);
+        assert_eq!(
+            parse_json_projected(doc.as_bytes(), &p)
+                .unwrap()
+                .get("note"),
+            Some(&Node::Skipped)
+        );
+    }
+
+    #[test]
     fn to_json_round_trips_numbers() {
         let n = parse_json(br#"{"a":[1,2.50,"x",null,true]}"#).unwrap();
         assert_eq!(n.to_json().to_string(), r#"{"a":[1,2.50,"x",null,true]}"#);

@@ -48,7 +48,7 @@ impl XmlCaps {
 
 /// From this many children on, a frame finds same-named siblings through a hash index: a
 /// linear scan per child would make N distinct siblings cost O(N²).
-const INDEX_FROM: usize = 8;
+const INDEX_FROM: usize = 32;
 
 struct Frame {
     name: String,
@@ -330,6 +330,66 @@ mod tests {
         assert_eq!(s(resp.get("Name")).as_deref(), Some("A & B"));
         assert_eq!(s(resp.get("E")).as_deref(), Some(""));
         assert_eq!(s(resp.get("Esc")).as_deref(), Some("a & b A"));
+    }
+
+    #[test]
+    fn many_distinct_siblings_build_linearly() {
+        // 100,000 distinct siblings: a per-child scan of the siblings made this O(N²) (7-10 s in
+        // a release build, minutes here); with the index it is one pass. Repeated names still
+        // become arrays once the index is in use.
+        let mut doc = String::from("<xml>");
+        for i in 0..100_000 {
+            doc.push_str(&format!("<e{i}/>"));
+        }
+        doc.push_str("<e7>again</e7><e99999>again</e99999></xml>");
+        let tree = parse_xml(doc.as_bytes()).unwrap();
+        let Some(Node::Object(entries)) = tree.get("xml") else {
+            panic!("an object")
+        };
+        assert_eq!(entries.len(), 100_000);
+        for name in ["e7", "e99999"] {
+            let Some(Node::Array(items)) = tree.get("xml").unwrap().get(name) else {
+                panic!("{name} repeated is an array")
+            };
+            assert_eq!(items.len(), 2);
+        }
+    }
+
+    #[test]
+    fn caps_refuse_at_the_first_one_crossed() {
+        let caps = XmlCaps {
+            max_bytes: 1_000,
+            max_elements: 4,
+            max_depth: 2,
+        };
+        assert!(parse_xml_capped(b"<xml><a>1</a><b>2</b><c>3</c></xml>", caps).is_ok());
+        let e = parse_xml_capped(b"<xml><a/><b/><c/><d/></xml>", caps).unwrap_err();
+        assert!(e.0.contains("more than 4 elements"), "{e}");
+        let e = parse_xml_capped(b"<xml><a><b/></a></xml>", caps).unwrap_err();
+        assert!(e.0.contains("deeper than 2"), "{e}");
+        let e = parse_xml_capped(&[b' '; 1_001], caps).unwrap_err();
+        assert!(e.0.contains("over 1000 bytes"), "{e}");
+        // The element cap ends the parse where it is crossed: the malformed rest is never read.
+        let mut hostile = b"<xml><a/><b/><c/><d/><e/>".to_vec();
+        hostile.extend_from_slice(b"<<<not xml");
+        assert!(
+            parse_xml_capped(&hostile, caps)
+                .unwrap_err()
+                .0
+                .contains("elements")
+        );
+    }
+
+    #[test]
+    fn errors_do_not_echo_names_from_the_payload() {
+        for doc in [
+            &b"<zqcanary><b></zqcanary2>"[..],
+            b"<a>&zqcanary;</a>",
+            b"<a><zqcanary>",
+        ] {
+            let e = parse_xml(doc).unwrap_err();
+            assert!(!e.0.contains("zqcanary"), "{e}");
+        }
     }
 
     #[test]

@@ -217,7 +217,11 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
             verify: false,
             id_base: 3_000_000_000,
         },
-        "signed shopify (with hostile senders)",
+        if args.hostile_clients == 0 {
+            "signed shopify (no hostile senders)"
+        } else {
+            "signed shopify (with hostile senders)"
+        },
     )
     .await?;
     let mut seen = Vec::new();

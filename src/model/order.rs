@@ -614,6 +614,98 @@ pub(crate) mod opt_decimal_str {
 mod tests {
     use super::*;
 
+    fn usd(a: &str) -> Money {
+        Money::parse(a, CurrencyCode::parse("USD").unwrap()).unwrap()
+    }
+
+    /// An order of `lines` lines with the given parts and stated grand total.
+    fn order_with(parts: [&str; 5], lines: usize, taxes_included: bool) -> Order {
+        let [subtotal, shipping, discount, tax, grand] = parts;
+        let json = serde_json::json!({
+            "id": "o.t.0000000000000000", "instance": "t", "channel": "t",
+            "channel_kind": "web_shop", "account": "t", "external_id": "1",
+            "revision": {"updated_at": "2024-01-01T00:00:00Z"}, "status": "created",
+            "placed_at": "2024-01-01T00:00:00Z", "currency": "USD",
+            "taxes_included": taxes_included,
+            "lines": (0..lines).map(|i| serde_json::json!({
+                "title": format!("l{i}"), "quantity": 1,
+                "unit_price": {"amount": "1.00", "currency": "USD"},
+                "discount": {"amount": "0.00", "currency": "USD"},
+                "tax": {"amount": "0.00", "currency": "USD"}})).collect::<Vec<_>>(),
+            "totals": {
+                "subtotal": {"amount": subtotal, "currency": "USD"},
+                "shipping": {"amount": shipping, "currency": "USD"},
+                "discount": {"amount": discount, "currency": "USD"},
+                "tax": {"amount": tax, "currency": "USD"},
+                "grand_total": {"amount": grand, "currency": "USD"}}
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn totals_that_add_up_are_not_held() {
+        let o = order_with(["597.00", "0.00", "10.00", "11.94", "598.94"], 3, false);
+        assert!(o.totals_mismatches(0, Decimal::ZERO).is_empty());
+        // Prices including tax: the tax is inside the subtotal.
+        let o = order_with(["100.00", "5.00", "0.00", "15.97", "105.00"], 1, true);
+        assert!(o.totals_mismatches(0, Decimal::ZERO).is_empty());
+        // A tip the canonical totals do not carry, declared as a charge.
+        let o = order_with(["597.00", "0.00", "10.00", "11.94", "603.94"], 3, false);
+        assert!(o.totals_mismatches(0, Decimal::new(500, 2)).is_empty());
+    }
+
+    #[test]
+    fn totals_that_contradict_their_parts_are_held_with_both_figures() {
+        for stated in ["0.00", "598.95", "1000000.00"] {
+            let o = order_with(["597.00", "0.00", "10.00", "11.94", stated], 3, false);
+            let holds = o.totals_mismatches(0, Decimal::ZERO);
+            assert_eq!(holds.len(), 1, "{stated}");
+            assert_eq!(holds[0].kind, TOTALS_MISMATCH);
+            assert_eq!(holds[0].stated, Some(usd(stated)));
+            assert_eq!(holds[0].computed, Some(usd("598.94")));
+        }
+        // The default tolerance: one minor unit per line.
+        let o = order_with(["597.00", "0.00", "10.00", "11.94", "598.97"], 3, false);
+        assert!(o.totals_mismatches(1, Decimal::ZERO).is_empty());
+        let o = order_with(["597.00", "0.00", "10.00", "11.94", "598.98"], 3, false);
+        assert_eq!(o.totals_mismatches(1, Decimal::ZERO).len(), 1);
+    }
+
+    #[test]
+    fn a_line_total_is_checked_against_its_unit_price() {
+        let mut o = order_with(["10.00", "0.00", "0.00", "0.00", "10.00"], 1, false);
+        o.lines[0].quantity = 3;
+        o.lines[0].unit_price = usd("3.33");
+        // 10.00 over 3 units: a unit price of 3.33 is the channel's rounded share.
+        o.lines[0].line_total = Some(usd("10.00"));
+        assert!(o.totals_mismatches(1, Decimal::ZERO).is_empty());
+        o.lines[0].line_total = Some(usd("12.00"));
+        let holds = o.totals_mismatches(1, Decimal::ZERO);
+        assert_eq!(holds.len(), 1);
+        assert!(
+            holds[0].reason.starts_with("lines[0].line_total"),
+            "{}",
+            holds[0].reason
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn held_exactly_when_off_by_more_than_the_tolerance(
+            subtotal in 0i64..10_000_000, shipping in 0i64..100_000, tax in 0i64..1_000_000,
+            discount_share in 0i64..100, lines in 1usize..6, tolerance in 0u32..3, off in -20i64..20,
+        ) {
+            let discount = subtotal * discount_share / 100;
+            let grand = subtotal - discount + shipping + tax + off;
+            let cents = |c: i64| Decimal::new(c, 2).to_string();
+            let o = order_with([&cents(subtotal), &cents(shipping), &cents(discount), &cents(tax),
+                &cents(grand)], lines, false);
+            let held = !o.totals_mismatches(tolerance, Decimal::ZERO).is_empty();
+            let allowed = i64::from(tolerance) * lines as i64;
+            proptest::prop_assert_eq!(held, off.abs() > allowed);
+        }
+    }
+
     #[test]
     fn customer_keys_normalize_email_then_phone() {
         let c = |email: Option<&str>, phone: Option<&str>| Customer {
