@@ -6,6 +6,9 @@ pub mod adapter;
 pub mod channel;
 pub mod config;
 pub mod daemon;
+/// Fuzz-target bodies (see `fuzz/`), shared with the regression replay in `cargo test`.
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod fx;
 pub mod import;
 pub mod ingress;
