@@ -476,14 +476,19 @@ mod tests {
         assert!(parse_json(b"{\"a\":\"\xff\"}").is_err());
     }
 
-    #[test]
-    fn projected_parse_builds_only_what_is_read() {
+    /// A listing adapter that reads `id`, `u`, `t`, `s` and `vs[*].sku`.
+    fn listing_projection() -> Projection {
         let mut spec_text =
             String::from("name = \"t\"\nchannel_kind = \"web_shop\"\nformat = \"json\"\n");
         spec_text.push_str("[listing]\nexternal_id = \"^.id\"\nupdated_at = \"^.u\"\ntitle = \"^.t\"\nstatus = \"^.s\"\n");
         spec_text.push_str("each = \"vs\"\nsku = \"sku\"\n");
         let spec = crate::adapter::registry::parse_adapter(&spec_text, "t").unwrap();
-        let p = Projection::of(&spec);
+        Projection::of(&spec)
+    }
+
+    #[test]
+    fn projected_parse_builds_only_what_is_read() {
+        let p = listing_projection();
         let doc = br#"{"id":1,"big":{"deep":[1,2,{"x":"y"}]},"vs":[{"sku":"A","junk":[1,2]},{"sku":"B"}],"t":"T","u":"2024-01-01T00:00:00Z","s":"active"}"#;
         let n = parse_json_projected(doc, &p).unwrap();
         assert_eq!(n.get("big"), Some(&Node::Skipped));
@@ -500,12 +505,7 @@ mod tests {
 
     #[test]
     fn nesting_is_capped_in_skipped_subtrees_too() {
-        let mut spec_text =
-            String::from("name = \"t\"\nchannel_kind = \"web_shop\"\nformat = \"json\"\n");
-        spec_text.push_str("[listing]\nexternal_id = \"^.id\"\nupdated_at = \"^.u\"\ntitle = \"^.t\"\nstatus = \"^.s\"\n");
-        spec_text.push_str("each = \"vs\"\nsku = \"sku\"\n");
-        let spec = crate::adapter::registry::parse_adapter(&spec_text, "t").unwrap();
-        let p = Projection::of(&spec);
+        let p = listing_projection();
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         let doc = format!(r#"{{"id":1,"note":{deep},"t":"T"}}"#);
         let e = parse_json_projected(doc.as_bytes(), &p).unwrap_err();

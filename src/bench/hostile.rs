@@ -74,44 +74,17 @@ pub fn hostile_body(elements: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-fn config(dir: &Path, adapters: &Path, port: u16, args: &HostileArgs) -> Result<PathBuf> {
-    let prefix = format!("hostile{}", std::process::id());
-    let text = format!(
-        r#"environment = "development"
-adapters_dir = "{adapters}"
-[server]
-listen = "127.0.0.1:{port}"
-max_in_flight = 4096
-[store]
-backend = "{backend}"
-path = "{db}"
-redis_url = "{redis_url}"
-redis_prefix = "{prefix}"
-[log]
-level = "error"
-[jobs]
+/// The second instance: WeChat Pay, whose signature is inside the body. The jobs stay out of
+/// the measurement.
+const WECHAT_INSTANCE: &str = r#"[jobs]
 every_secs = 86400
-[[instance]]
-id = "bench"
-adapter = "shopify"
-account = "bench.myshopify.com"
-secrets = {{ webhook = "${{BENCH_SECRET}}" }}
 [[instance]]
 id = "wechat"
 adapter = "wechatpay"
 account = "1900000109"
-secrets = {{ webhook = "${{BENCH_SECRET}}" }}
-settings = {{ orders_instance = "bench" }}
-"#,
-        adapters = adapters.display(),
-        backend = args.backend,
-        db = dir.join("hostile.redb").display(),
-        redis_url = args.redis_url,
-    );
-    let file = dir.join("gateway-hostile.toml");
-    std::fs::write(&file, text)?;
-    Ok(file)
-}
+secrets = { webhook = "${BENCH_SECRET}" }
+settings = { orders_instance = "bench" }
+"#;
 
 /// One hostile client: posts the body until `deadline`, recording each answer's latency.
 async fn hostile_client(
@@ -178,7 +151,16 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let secret = format!("bench-secret-{}", std::process::id());
-    let cfg = config(dir.path(), &adapters, port, &args)?;
+    let prefix = format!("hostile{}", std::process::id());
+    let cfg = super::gateway_config(
+        dir.path(),
+        &adapters,
+        port,
+        &args.backend,
+        &args.redis_url,
+        &prefix,
+        WECHAT_INSTANCE,
+    )?;
     let mut child = tokio::process::Command::new(&exe)
         .env("BENCH_SECRET", &secret)
         .arg("--config")

@@ -560,6 +560,8 @@ async fn wait_healthy(base: &str) -> Result<()> {
     bail!("{base} did not become healthy")
 }
 
+/// The measured gateway's config: one Shopify instance `bench`, plus `extra` TOML (more
+/// instances, a `[jobs]` table).
 fn gateway_config(
     dir: &Path,
     adapters: &Path,
@@ -567,6 +569,7 @@ fn gateway_config(
     backend: &str,
     redis_url: &str,
     prefix: &str,
+    extra: &str,
 ) -> Result<PathBuf> {
     let text = format!(
         r#"environment = "development"
@@ -586,7 +589,7 @@ id = "bench"
 adapter = "shopify"
 account = "bench.myshopify.com"
 secrets = {{ webhook = "${{BENCH_SECRET}}" }}
-"#,
+{extra}"#,
         adapters = adapters.display(),
         db = dir.join("bench.redb").display(),
     );
@@ -655,6 +658,7 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
                     backend,
                     &args.redis_url,
                     &prefix,
+                    "",
                 )?;
                 (cmd.arg("--config").arg(&cfg).arg("serve").spawn()?, true)
             }
