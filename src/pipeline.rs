@@ -339,21 +339,16 @@ pub async fn on_cpu<T: Send + 'static>(
         .acquire()
         .await
         .expect("the CPU pool is never closed");
-    // The permit moves into the blocking task (forgotten here, released there).
-    permit.forget();
+    // The permit lives in the closure: released when the work ends, or when a task that never
+    // ran is dropped (runtime shutdown).
     let task = tokio::task::spawn_blocking(move || {
-        struct Release;
-        impl Drop for Release {
-            fn drop(&mut self) {
-                cpu_slots().add_permits(1);
-            }
-        }
-        let _release = Release;
+        let _permit = permit;
         work()
     });
     match task.await {
         Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("the runtime shut down while CPU work was queued"),
     }
 }
 
@@ -529,5 +524,36 @@ pub async fn replay_dead_letter<S: Store>(
             let updated = store.update_dead_letter(id, dead_letter_reason(&e)).await?;
             Err(ReplayError::StillFailing(Box::new(updated)))
         }
+    }
+}
+
+#[cfg(test)]
+mod cpu_pool_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_body_does_not_hold_the_async_worker() {
+        // One async thread. The CPU job waits for a signal that only that thread can send: run
+        // inline it would block the thread (and time out); on the pool the thread stays free.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let job = tokio::spawn(on_cpu(INLINE_CPU_MAX_BYTES + 1, move || {
+            rx.recv_timeout(Duration::from_secs(10)).is_ok()
+        }));
+        tokio::task::yield_now().await;
+        tx.send(()).unwrap();
+        assert!(
+            job.await.unwrap(),
+            "the async thread ran while the CPU job waited"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_small_body_is_handled_where_it_arrived() {
+        let here = std::thread::current().id();
+        assert_eq!(
+            on_cpu(1024, move || std::thread::current().id()).await,
+            here
+        );
     }
 }
