@@ -13,13 +13,14 @@ use common::*;
 
 fn crossgate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_crossgate"));
-    c.current_dir(repo());
+    c.current_dir(repo()).envs(test_env());
     c
 }
 
 const SHOPIFY_ORDER: &str = "../shared/fixtures/shopify/rest-2024-04-order-get-450789469.json";
 
-/// A minimal config whose adapters directory holds only `names` (copied from adapters/).
+/// The tests' gateway config (`common::test_config_in`) in `dir`, with an adapters directory
+/// that holds only `names` (copied from adapters/).
 fn config_with_adapters(dir: &Path, names: &[&str]) -> std::path::PathBuf {
     let adapters = dir.join("my-adapters");
     std::fs::create_dir_all(&adapters).unwrap();
@@ -30,34 +31,17 @@ fn config_with_adapters(dir: &Path, names: &[&str]) -> std::path::PathBuf {
         )
         .unwrap();
     }
-    let cfg = dir.join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"environment = "development"
-adapters_dir = "{}"
-[server]
-listen = "127.0.0.1:0"
-[store]
-backend = "embedded"
-path = "{}"
-[log]
-level = "info"
-[tax]
-rules_dir = "{}"
-[[instance]]
-id = "shop"
-adapter = "shopify"
-account = "cli.myshopify.com"
-secrets = {{ webhook = "${{CLI_TEST_SECRET:-DEV-ONLY-cli}}" }}
-"#,
-            adapters.display(),
-            dir.join("gw.redb").display(),
-            repo().join("config/rules").display(),
-        ),
-    )
-    .unwrap();
-    cfg
+    let prefix = unique_prefix("cli");
+    test_config_in(
+        dir,
+        Backend::Embedded,
+        &redis_url(),
+        "",
+        &adapters,
+        &[],
+        &prefix,
+    );
+    dir.join("gateway.toml")
 }
 
 #[test]
@@ -87,8 +71,9 @@ fn a_closed_stdout_ends_the_command_quietly() {
 #[test]
 fn replay_reads_the_configured_adapters_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_adapters(dir.path(), &["shopify"]);
-    // The config's directory has only shopify: woocommerce (in the repo's adapters/) is unknown.
+    let cfg = config_with_adapters(dir.path(), &["shopify", "app"]);
+    // The config's directory has only shopify and app: woocommerce (in the repo's adapters/) is
+    // unknown.
     let out = crossgate()
         .arg("--config")
         .arg(&cfg)
@@ -104,7 +89,7 @@ fn replay_reads_the_configured_adapters_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("no adapter 'woocommerce'"), "{stderr}");
-    assert!(stderr.contains("known: shopify"), "{stderr}");
+    assert!(stderr.contains("known: app, shopify"), "{stderr}");
     // And shopify comes from there.
     let out = crossgate()
         .arg("--config")
@@ -151,14 +136,15 @@ fn replay_without_a_topic_says_which_header_is_missing() {
 #[test]
 fn logs_written_to_a_file_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_adapters(dir.path(), &["shopify"]);
+    let cfg = config_with_adapters(dir.path(), &["shopify", "app"]);
     let log = dir.path().join("serve.log");
     let mut child = crossgate()
         .arg("--config")
         .arg(&cfg)
         .arg("serve")
         .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG")
+        // The test config logs at warn; start-up says what it does at info.
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -571,10 +571,7 @@ impl Eval {
             })
         };
         // A part whose amount this payload does not carry is derived as if omitted.
-        let stated = |spec: &'a Option<MoneySpec>| {
-            spec.as_ref()
-                .filter(|s| matches!(eval(&s.amount, scope), Ok(Some(_)) | Err(_)))
-        };
+        let stated = |spec: &'a Option<MoneySpec>| spec.as_ref().filter(|s| is_stated(s, scope));
         let subtotal = match stated(&m.subtotal) {
             Some(s) => self.money("totals.subtotal", s, scope, Some(currency)),
             None => sum(&|l| l.amount().ok()),
@@ -613,6 +610,12 @@ impl Eval {
             grand_total: grand_total?,
         })
     }
+}
+
+/// Whether the payload carries a money part at all (an unreadable value counts, so that its
+/// error is reported); a part it does not carry is derived or taken as zero.
+fn is_stated(spec: &MoneySpec, scope: Scope<'_>) -> bool {
+    matches!(eval(&spec.amount, scope), Ok(Some(_)) | Err(_))
 }
 
 fn parse_enum<T>(
@@ -891,10 +894,8 @@ fn map_order(
     );
     let mut charges = Decimal::ZERO;
     for (i, spec) in m.totals.charges.iter().enumerate() {
-        let stated = matches!(eval(&spec.amount, scope), Ok(Some(_)) | Err(_));
-        if let Some(c) = stated
-            .then(|| ev.money(&format!("totals.charges[{i}]"), spec, scope, Some(currency)))
-            .flatten()
+        if is_stated(spec, scope)
+            && let Some(c) = ev.money(&format!("totals.charges[{i}]"), spec, scope, Some(currency))
         {
             charges += c.amount();
         }

@@ -143,11 +143,7 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?,
     };
-    let repo = config_path
-        .parent()
-        .map(|p| p.join(".."))
-        .unwrap_or_else(|| PathBuf::from("."));
-    let adapters = std::fs::canonicalize(repo.join("adapters")).context("finding adapters/")?;
+    let adapters = super::repo_adapters(config_path)?;
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let secret = format!("bench-secret-{}", std::process::id());

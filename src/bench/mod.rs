@@ -598,13 +598,18 @@ secrets = {{ webhook = "${{BENCH_SECRET}}" }}
     Ok(file)
 }
 
-async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
-    let exe = std::env::current_exe()?;
+/// The `adapters/` directory of the repository whose config is `config_path`.
+fn repo_adapters(config_path: &Path) -> Result<PathBuf> {
     let repo = config_path
         .parent()
         .map(|p| p.join(".."))
         .unwrap_or_else(|| PathBuf::from("."));
-    let adapters = std::fs::canonicalize(repo.join("adapters")).context("finding adapters/")?;
+    std::fs::canonicalize(repo.join("adapters")).context("finding adapters/")
+}
+
+async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let adapters = repo_adapters(config_path)?;
     let dir = tempfile::tempdir()?;
     let secret = format!("bench-secret-{}", std::process::id());
     let prefix = format!("bench{}", std::process::id());
