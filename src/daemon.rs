@@ -76,6 +76,17 @@ pub async fn run<S: Store + Clone>(
                     Ok(n) => tracing::debug!(facts = n, "lifecycle facts applied from outboxes"),
                     Err(e) => tracing::warn!(error = %e, "lifecycle outbox drain failed"),
                 }
+                // After the drain, so that a provider's payment queued for another instance's
+                // order is already applied when the order is checked.
+                match crate::payments::catch_up(&store).await {
+                    Ok(p) if p.reconciled > 0 => tracing::debug!(
+                        orders = p.orders,
+                        reconciled = p.reconciled,
+                        "payments reconciled with their orders"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "payments pass failed; will retry"),
+                }
             }
         })
     };

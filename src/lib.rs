@@ -13,6 +13,7 @@ pub mod fx;
 pub mod import;
 pub mod ingress;
 pub mod model;
+pub mod payments;
 pub mod pipeline;
 pub mod reco;
 pub mod schemas;

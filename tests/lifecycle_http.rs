@@ -217,7 +217,11 @@ async fn payment_providers_move_orders_through_their_life() {
         assert_eq!(r.body["errors"][0]["field"], "order_external_id");
 
         // WeChat Pay pays the app's order: the answer is WeChat's XML acknowledgement.
-        let app_body = serde_json::to_vec(&app_order("WX-1", "2024-05-01T10:00:00Z")).unwrap();
+        // The app's order is not paid yet (no payment of its own), so WeChat's would pay it.
+        let mut wx_order = app_order("WX-1", "2024-05-01T10:00:00Z");
+        wx_order["status"] = "created".into();
+        wx_order["payments"] = json!([]);
+        let app_body = serde_json::to_vec(&wx_order).unwrap();
         let r = post(
             &c,
             &gw.url("/webhooks/app"),
@@ -250,6 +254,20 @@ async fn payment_providers_move_orders_through_their_life() {
             .find(|p| p["gateway"] == "wechat_pay")
             .unwrap();
         assert_eq!(wx["amount"], json!({ "amount": "0.01", "currency": "CNY" }));
+        // CNY 0.01 does not pay a JPY order: it is held as a payment mismatch, not "paid".
+        assert_eq!(o["status"], "created", "{o}");
+        let hold = o["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["kind"] == "payment_mismatch")
+            .unwrap_or_else(|| panic!("no payment_mismatch hold: {o}"));
+        assert_eq!(
+            hold["stated"],
+            json!({ "amount": "0.01", "currency": "CNY" })
+        );
+        assert_eq!(hold["computed"], o["totals"]["grand_total"]);
+        assert_eq!(o["payment_reconciliation"]["outcome"], "currency_mismatch");
         // A tampered notification (amount changed after signing) is refused, not acknowledged.
         let tampered = String::from_utf8(wechat_notification("WX-1"))
             .unwrap()

@@ -100,8 +100,10 @@ async fn lifecycle<S: Store>(store: &S) {
             .ingest(delivery(source, dedupe, now), Disposition::Apply(records))
             .await
             .unwrap();
-        // Redis queues facts about another instance's order; apply them as the daemon would.
+        // Redis queues facts about another instance's order; apply them as the daemon would,
+        // then reconcile payments with their orders (the daemon's payments job).
         store.drain_lifecycle().await.unwrap();
+        crossgate::payments::catch_up(store).await.unwrap();
         changes(&out)
     };
 
@@ -225,10 +227,123 @@ async fn lifecycle<S: Store>(store: &S) {
     assert_eq!(
         transitions,
         [
-            (None, "paid"),
+            // The order arrives "created"; the provider's payment, reconciled with it, pays it.
+            (None, "created"),
+            (Some("created"), "paid"),
             (Some("paid"), "fulfilled"),
             (Some("fulfilled"), "refunded")
         ]
+    );
+}
+
+fn payment_of(id: &str, amount: &str, currency: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "payment",
+        "payment": { "id": id, "gateway": "wechat_pay", "status": "paid",
+                     "amount": { "amount": amount, "currency": currency } }
+    })
+}
+
+/// Payments that contradict their order (another currency, less than the grand total) hold it
+/// instead of paying it; payments that cover it pay it; an overpayment is recorded.
+async fn payment_mismatch<S: Store>(store: &S) {
+    use crossgate::model::{PAYMENT_MISMATCH, PaymentOutcome};
+    let now = Utc::now();
+    let ingest = |source: &'static str, dedupe: &'static str, records: Vec<Record>| async move {
+        store
+            .ingest(delivery(source, dedupe, now), Disposition::Apply(records))
+            .await
+            .unwrap();
+        store.drain_lifecycle().await.unwrap();
+        crossgate::payments::catch_up(store).await.unwrap();
+    };
+    let view = |ext: &'static str| async move {
+        store
+            .get_order(&OrderId::derive(INST, ext))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    for ext in ["P-1", "P-2", "P-3"] {
+        let dedupe = Box::leak(format!("o-{ext}").into_boxed_str());
+        let o = order_with_status(ext, "2024-05-01T10:00:00Z", "created");
+        ingest(INST, dedupe, vec![o]).await;
+    }
+    // CNY 0.01 for a JPY 10,760 order: held, not paid.
+    ingest(
+        OTHER,
+        "p1-a",
+        vec![fact(OTHER, "p1a", "P-1", payment_of("w1", "0.01", "CNY"))],
+    )
+    .await;
+    let o = view("P-1").await;
+    assert_eq!(o.status.as_str(), "created");
+    assert!(o.has_hold(PAYMENT_MISMATCH), "{:?}", o.holds);
+    let r = o.payment_reconciliation.unwrap();
+    assert_eq!(r.outcome, PaymentOutcome::CurrencyMismatch);
+    assert_eq!(r.justifies, None);
+
+    // 5,000 of 10,760 is short; a second payment of 5,760 completes it.
+    ingest(
+        OTHER,
+        "p2-a",
+        vec![fact(OTHER, "p2a", "P-2", payment_of("w2", "5000", "JPY"))],
+    )
+    .await;
+    let o = view("P-2").await;
+    assert_eq!(o.status.as_str(), "created");
+    let hold = o.holds.iter().find(|h| h.kind == PAYMENT_MISMATCH).unwrap();
+    assert_eq!(hold.stated.unwrap().amount().to_string(), "5000");
+    assert_eq!(hold.computed.unwrap().amount().to_string(), "10760");
+    ingest(
+        OTHER,
+        "p2-b",
+        vec![fact(OTHER, "p2b", "P-2", payment_of("w3", "5760", "JPY"))],
+    )
+    .await;
+    let o = view("P-2").await;
+    assert_eq!(o.status.as_str(), "paid");
+    assert!(!o.has_hold(PAYMENT_MISMATCH), "{:?}", o.holds);
+    assert_eq!(
+        o.payment_reconciliation.unwrap().outcome,
+        PaymentOutcome::Paid
+    );
+
+    // 11,000 for 10,760: paid, and the overpayment is recorded.
+    ingest(
+        OTHER,
+        "p3-a",
+        vec![fact(OTHER, "p3a", "P-3", payment_of("w4", "11000", "JPY"))],
+    )
+    .await;
+    let o = view("P-3").await;
+    assert_eq!(o.status.as_str(), "paid");
+    let r = o.payment_reconciliation.unwrap();
+    assert_eq!(r.outcome, PaymentOutcome::Overpaid);
+    assert_eq!(r.overpaid.unwrap().amount().to_string(), "240");
+
+    // The stream: only the orders whose payments matched rose to paid.
+    let mut paid = Vec::new();
+    loop {
+        let batch = store.read_events("payments-test", "c", 500).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            if let Some(t) = &e.event.transition
+                && t.to.as_str() == "paid"
+            {
+                paid.push(t.order_id.clone());
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+        store.ack_events("payments-test", &ids).await.unwrap();
+    }
+    let want = |ext| OrderId::derive(INST, ext).as_str().to_string();
+    assert!(!paid.contains(&want("P-1")), "{paid:?}");
+    assert!(
+        paid.contains(&want("P-2")) && paid.contains(&want("P-3")),
+        "{paid:?}"
     );
 }
 
@@ -803,6 +918,7 @@ async fn embedded_store_meets_the_contract() {
     .unwrap();
     contract(&store).await;
     lifecycle(&store).await;
+    payment_mismatch(&store).await;
     cursors_and_reconciliation(&store).await;
     reco_results(&store).await;
     let report = store
@@ -893,6 +1009,7 @@ async fn redis_store_meets_the_contract() {
     let store = redis_store(3600).await;
     contract(&store).await;
     lifecycle(&store).await;
+    payment_mismatch(&store).await;
     cursors_and_reconciliation(&store).await;
     reco_results(&store).await;
     store.flush_prefix().await.unwrap();

@@ -1003,6 +1003,7 @@ fn map_order(
         payments,
         shipments,
         holds: Vec::new(),
+        payment_reconciliation: None,
     };
     order.holds = order.totals_mismatches(m.totals.tolerance_minor_units_per_line, charges);
     Ok(order)

@@ -31,6 +31,12 @@ pub enum FactKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Written by the gateway's payments job, never by an adapter: the order's payment facts
+    /// were reconciled with it and justify `status` (see [`super::payment_check`]). Payment
+    /// facts move the order only through this fact (or the view's own reconciliation).
+    PaymentsReconciled {
+        status: OrderStatus,
+    },
 }
 
 /// One lifecycle fact about an order. (No `deny_unknown_fields`: serde cannot combine it with
@@ -95,16 +101,14 @@ pub fn fact_status(kind: &FactKind) -> OrderStatus {
             ShipmentStatus::Delivered => OrderStatus::Delivered,
         },
         FactKind::Cancellation { .. } => OrderStatus::Cancelled,
+        FactKind::PaymentsReconciled { status } => *status,
     }
 }
 
-/// The highest rank among facts (0 when there are none).
+/// The highest rank the facts move an order to on their own (0 when there are none): payment
+/// facts only claim a status, and count once reconciled.
 pub fn facts_rank<'a>(facts: impl IntoIterator<Item = &'a LifecycleFact>) -> u8 {
-    facts
-        .into_iter()
-        .map(|f| rank(fact_status(&f.kind)))
-        .max()
-        .unwrap_or(0)
+    facts.into_iter().map(|f| f.rank()).max().unwrap_or(0)
 }
 
 fn payment_rank(s: PaymentStatus) -> u8 {
@@ -132,7 +136,7 @@ fn shipment_rank(s: ShipmentStatus) -> u8 {
 
 /// Merges a payment into a list: same id → the furthest-along version (ties: the larger refund),
 /// otherwise appended. Order-independent.
-fn merge_payment(list: &mut Vec<Payment>, p: &Payment) {
+pub(super) fn merge_payment(list: &mut Vec<Payment>, p: &Payment) {
     let key = |x: &Payment| (payment_rank(x.status), x.refunded.map(|m| m.amount()));
     match p
         .id
@@ -174,17 +178,20 @@ fn merge_shipment(list: &mut Vec<Shipment>, s: &Shipment) {
 /// The order as the gateway presents it: the channel's latest snapshot with every fact applied.
 /// `floor` is the highest status rank any stored snapshot of the order had (a newer snapshot
 /// that reports an earlier state does not move the order back either). Facts are applied in a
-/// canonical order (by id), so the result does not depend on arrival.
+/// canonical order (by id), so the result does not depend on arrival. Payment facts are
+/// reconciled with the snapshot: they raise the status only when they match it, and otherwise
+/// add a `payment_mismatch` hold.
 pub fn view(mut order: Order, facts: &[LifecycleFact], floor: u8) -> Order {
     let mut sorted: Vec<&LifecycleFact> = facts.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let check = super::payment_check::check(&order, &super::payment_check::fact_payments(&sorted));
     let mut payments = order.payments.clone();
     let mut shipments = order.shipments.clone();
     for f in &sorted {
         match &f.kind {
             FactKind::Payment { payment } => merge_payment(&mut payments, payment),
             FactKind::Shipment { shipment } => merge_shipment(&mut shipments, shipment),
-            FactKind::Cancellation { .. } => {}
+            FactKind::Cancellation { .. } | FactKind::PaymentsReconciled { .. } => {}
         }
     }
     // Sorting keeps the merged lists canonical as well.
@@ -193,8 +200,16 @@ pub fn view(mut order: Order, facts: &[LifecycleFact], floor: u8) -> Order {
         .sort_by(|a, b| (&a.id, shipment_rank(a.status)).cmp(&(&b.id, shipment_rank(b.status))));
     order.payments = payments;
     order.shipments = shipments;
-    let r = rank(order.status).max(floor).max(facts_rank(facts.iter()));
+    let paid_rank = check.as_ref().map_or(0, |c| c.rank());
+    let r = rank(order.status)
+        .max(floor)
+        .max(facts_rank(facts.iter()))
+        .max(paid_rank);
     order.status = from_rank(r);
+    if let Some(c) = check {
+        order.holds.extend(c.hold);
+        order.payment_reconciliation = Some(c.reconciliation);
+    }
     order
 }
 
@@ -259,9 +274,13 @@ impl LifecycleFact {
         v
     }
 
-    /// The rank of the status this fact implies.
+    /// The rank this fact moves its order to on its own: a payment fact's claim counts only
+    /// once reconciled with the order, so it has none.
     pub fn rank(&self) -> u8 {
-        rank(fact_status(&self.kind))
+        match self.kind {
+            FactKind::Payment { .. } => 0,
+            _ => rank(fact_status(&self.kind)),
+        }
     }
 }
 
@@ -272,24 +291,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn order() -> Order {
-        let json = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/app/order-jp.json"),
-        )
-        .unwrap();
-        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let m = v.as_object_mut().unwrap();
-        m.insert(
-            "id".into(),
-            OrderId::derive("app", "APP-2024-000123").as_str().into(),
-        );
-        m.insert("instance".into(), "app".into());
-        m.insert("channel".into(), "app".into());
-        m.insert("channel_kind".into(), "mobile_app".into());
-        m.insert("account".into(), "acme".into());
-        m.insert("status".into(), "created".into());
-        m.insert("payments".into(), serde_json::json!([]));
-        serde_json::from_value(v).unwrap()
+        crate::model::fixture_order("created")
     }
 
     fn at(h: u32) -> DateTime<FixedOffset> {

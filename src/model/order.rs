@@ -330,13 +330,13 @@ pub struct Shipment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hold {
-    /// `fx_pending`, `tax_pending` or `totals_mismatch`.
+    /// `fx_pending`, `tax_pending`, `totals_mismatch` or `payment_mismatch`.
     pub kind: String,
     pub reason: String,
-    /// The figure the channel stated (`totals_mismatch`).
+    /// The figure the channel stated (`totals_mismatch`; `payment_mismatch`: the payments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stated: Option<Money>,
-    /// The figure its parts add up to (`totals_mismatch`).
+    /// The figure its parts add up to (`totals_mismatch`; `payment_mismatch`: the grand total).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub computed: Option<Money>,
 }
@@ -405,6 +405,10 @@ pub struct Order {
     pub shipments: Vec<Shipment>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<Hold>,
+    /// How the payments reported about the order compare with it (set by the gateway's view
+    /// when payment facts are about the order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_reconciliation: Option<super::payment_check::PaymentReconciliation>,
 }
 
 /// Fields of an order that the gateway sets; a channel payload may not carry them.
@@ -415,6 +419,7 @@ pub const GATEWAY_ORDER_FIELDS: &[&str] = &[
     "channel_kind",
     "account",
     "holds",
+    "payment_reconciliation",
 ];
 
 /// A rule an order broke; `path` names the field.

@@ -81,6 +81,8 @@ pub enum DeliverySource {
     Poll,
     /// Submitted through the API or a file import.
     Submitted,
+    /// Written by one of the gateway's own jobs (a reconciled-payments fact).
+    Derived,
 }
 
 impl DeliverySource {
@@ -89,6 +91,7 @@ impl DeliverySource {
             DeliverySource::Webhook => "webhook",
             DeliverySource::Poll => "poll",
             DeliverySource::Submitted => "submitted",
+            DeliverySource::Derived => "derived",
         }
     }
 }
