@@ -827,6 +827,7 @@ fn map_order(
                 hs_code: ev
                     .text(&f("hs_code"), l.hs_code.as_ref(), s)
                     .map(|h| h.replace(['.', ' '], "")),
+                tax_class: ev.text(&f("tax_class"), l.tax_class.as_ref(), s),
                 origin_country: ev.opt(
                     &f("origin_country"),
                     l.origin_country.as_ref(),

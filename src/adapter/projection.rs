@@ -329,6 +329,7 @@ impl Collector {
             &l.product_id,
             &l.hs_code,
             &l.origin_country,
+            &l.tax_class,
         ] {
             self.opt(e, r, &el);
         }

@@ -958,6 +958,10 @@ pub struct LinesMapping {
     pub hs_code: Option<Expr>,
     #[serde(default)]
     pub origin_country: Option<Expr>,
+    /// The line's tax class, when the channel names one (a product's tax category); it
+    /// overrides the class derived from the HS code. Must be a class the rule pack declares.
+    #[serde(default)]
+    pub tax_class: Option<Expr>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

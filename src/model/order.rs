@@ -224,6 +224,10 @@ pub struct OrderLine {
     pub hs_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_country: Option<CountryCode>,
+    /// The line's tax class when the channel or the app names it (`books`, `food`, …: a class
+    /// the tax rule pack declares); otherwise the class comes from the HS code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_class: Option<String>,
 }
 
 /// A discount on the order (code or automatic), positive amount.

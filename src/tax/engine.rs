@@ -586,7 +586,18 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
     let mut goods = Vec::new();
     for (i, l) in order.lines.iter().enumerate() {
         let gross = l.amount().map(|m| m.amount()).unwrap_or_default() - l.discount.amount();
-        let class = pack.goods_class(l.hs_code.as_deref());
+        let class = match pack.line_class(l.hs_code.as_deref(), l.tax_class.as_deref()) {
+            Ok((class, by)) => {
+                let hs = l.hs_code.clone().unwrap_or_default();
+                let inputs = [("line", i.to_string()), ("hs_code", hs), ("by", by)];
+                calc.step("goods_class", &inputs, None, class.clone());
+                class
+            }
+            Err(reason) => {
+                calc.miss(format!("line {i}: {reason}"));
+                super::pack::STANDARD.to_string()
+            }
+        };
         let net = if order.taxes_included {
             let kind = tax_kinds(pack, &dest, date).into_iter().next();
             match kind.and_then(|(j, k)| pack.rate(&j, &k, &class, date).map(|r| r.rate)) {
@@ -1160,11 +1171,7 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
         } else {
             Vec::new()
         },
-        tax_total: m(if status == QuoteStatus::Quoted {
-            tax_total
-        } else {
-            Decimal::ZERO
-        }),
+        tax_total: (status == QuoteStatus::Quoted).then(|| m(tax_total)),
         totals_by_kind: if status == QuoteStatus::Quoted {
             by_kind
         } else {

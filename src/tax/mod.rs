@@ -83,7 +83,10 @@ pub struct Quote {
     pub missing: Vec<String>,
     pub currency: CurrencyCode,
     pub lines: Vec<TaxLine>,
-    pub tax_total: Money,
+    /// Every tax and duty line added up; absent while the quote is held (`missing` says why):
+    /// a held quote has no total, not a zero one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_total: Option<Money>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub totals_by_kind: BTreeMap<String, Money>,
     /// Goods and shipping without tax, plus every tax and duty line.
@@ -184,7 +187,7 @@ fn pending_without_pack(order: &Order) -> Quote {
         missing: vec!["no rule pack is loaded (tax.rules_dir)".into()],
         currency: order.currency,
         lines: Vec::new(),
-        tax_total: Money::zero(order.currency),
+        tax_total: None,
         totals_by_kind: BTreeMap::new(),
         landed_total: None,
         channel_tax: order.totals.tax,
@@ -346,12 +349,18 @@ pub fn render_table(q: &Quote) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "  tax and duty: {} {}",
-        q.tax_total.amount(),
-        q.currency.code()
-    );
+    match &q.tax_total {
+        Some(t) => {
+            let _ = writeln!(s, "  tax and duty: {} {}", t.amount(), q.currency.code());
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  tax and duty: none yet (held: {})",
+                q.missing.join("; ")
+            );
+        }
+    }
     if let Some(l) = &q.landed_total {
         let _ = writeln!(s, "  landed total: {} {}", l.amount(), q.currency.code());
     }

@@ -28,6 +28,8 @@ struct PackFile {
     #[serde(default)]
     rate: Vec<RateRow>,
     #[serde(default)]
+    class: Vec<ClassRow>,
+    #[serde(default)]
     goods_class: Vec<GoodsClassRow>,
     #[serde(default)]
     threshold: Vec<ThresholdRow>,
@@ -48,6 +50,14 @@ struct RateRow {
     #[serde(default)]
     effective_to: Option<toml::value::Datetime>,
     source: String,
+}
+
+/// A goods class the pack knows (`standard` is implicit).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassRow {
+    id: String,
+    description: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,11 +180,17 @@ pub struct Pack {
     pub published: NaiveDate,
     pub description: String,
     pub rates: Vec<Rate>,
+    /// Declared goods classes (id → description); `standard` is implicit.
+    pub classes: BTreeMap<String, String>,
+    /// HS prefix → class.
     pub goods_classes: Vec<(String, String)>,
     pub thresholds: Vec<Threshold>,
     pub duties: Vec<Duty>,
     pub regimes: Vec<Regime>,
 }
+
+/// The class of goods without a more specific rule.
+pub const STANDARD: &str = "standard";
 
 /// The regime kinds the engine implements.
 pub const REGIME_KINDS: &[&str] = &[
@@ -236,6 +252,30 @@ impl Pack {
             p.push("published: must be a date".into());
         }
 
+        let mut classes = BTreeMap::new();
+        for (i, c) in f.class.iter().enumerate() {
+            let ok = !c.id.is_empty()
+                && c.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !ok || c.id == STANDARD {
+                p.push(format!(
+                    "class[{i}] ({}): id must be lowercase letters, digits and _ (and not standard)",
+                    c.id
+                ));
+            }
+            if c.description.trim().is_empty() {
+                p.push(format!("class[{i}] ({}): a description is required", c.id));
+            }
+            if classes
+                .insert(c.id.clone(), c.description.clone())
+                .is_some()
+            {
+                p.push(format!("class[{i}] ({}): declared twice", c.id));
+            }
+        }
+        let known = |c: &str| c == STANDARD || classes.contains_key(c);
+
         let mut rates = Vec::new();
         for (i, r) in f.rate.iter().enumerate() {
             let at = format!("rate[{i}] ({} {} {})", r.jurisdiction, r.kind, r.class);
@@ -249,6 +289,12 @@ impl Pack {
             }
             if r.source.trim().is_empty() {
                 p.push(format!("{at}: a source is required"));
+            }
+            if !known(&r.class) {
+                p.push(format!(
+                    "{at}: class '{}' is not declared (add a [[class]] row)",
+                    r.class
+                ));
             }
             let rate = dec(&at, "rate", &r.rate, &mut p);
             if let Some(v) = rate
@@ -410,18 +456,27 @@ impl Pack {
                 rounding,
             });
         }
-        let goods_classes = f
-            .goods_class
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| {
-                if g.hs_prefix.is_empty() || !g.hs_prefix.bytes().all(|b| b.is_ascii_digit()) {
-                    p.push(format!("goods_class[{i}]: hs_prefix must be digits"));
-                    return None;
-                }
-                Some((g.hs_prefix.clone(), g.class.clone()))
-            })
-            .collect();
+        let mut goods_classes: Vec<(String, String)> = Vec::new();
+        for (i, g) in f.goods_class.iter().enumerate() {
+            let at = format!("goods_class[{i}] ({:?})", g.hs_prefix);
+            if g.hs_prefix.is_empty()
+                || g.hs_prefix.len() > 10
+                || !g.hs_prefix.bytes().all(|b| b.is_ascii_digit())
+            {
+                p.push(format!("{at}: hs_prefix must be 1 to 10 digits"));
+                continue;
+            }
+            if !known(&g.class) || g.class == STANDARD {
+                p.push(format!(
+                    "{at}: class '{}' is not declared (add a [[class]] row)",
+                    g.class
+                ));
+            }
+            if goods_classes.iter().any(|(q, _)| q == &g.hs_prefix) {
+                p.push(format!("{at}: this prefix is mapped twice"));
+            }
+            goods_classes.push((g.hs_prefix.clone(), g.class.clone()));
+        }
         if !p.is_empty() {
             return Err(p);
         }
@@ -430,6 +485,7 @@ impl Pack {
             published: published.expect("checked"),
             description: f.description,
             rates,
+            classes,
             goods_classes,
             thresholds,
             duties,
@@ -439,15 +495,43 @@ impl Pack {
 
     /// The goods class of an HS code (longest prefix; `standard` otherwise).
     pub fn goods_class(&self, hs: Option<&str>) -> String {
-        let Some(hs) = hs else {
-            return "standard".into();
-        };
+        self.hs_class(hs)
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_else(|| STANDARD.into())
+    }
+
+    /// The longest HS prefix rule that matches, and its class.
+    fn hs_class(&self, hs: Option<&str>) -> Option<(&str, &str)> {
+        let hs = hs?;
         self.goods_classes
             .iter()
             .filter(|(p, _)| hs.starts_with(p.as_str()))
             .max_by_key(|(p, _)| p.len())
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(|| "standard".into())
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+    }
+
+    /// The class of an order line and why: the class the line names (it must be declared),
+    /// else the longest HS prefix rule, else `standard`. `Err` says why it cannot be decided.
+    pub fn line_class(
+        &self,
+        hs: Option<&str>,
+        named: Option<&str>,
+    ) -> Result<(String, String), String> {
+        if let Some(c) = named {
+            return if c == STANDARD || self.classes.contains_key(c) {
+                Ok((c.to_string(), "named by the line".into()))
+            } else {
+                Err(format!(
+                    "the line names tax class '{c}', which pack {} does not declare",
+                    self.version
+                ))
+            };
+        }
+        Ok(match self.hs_class(hs) {
+            Some((prefix, class)) => (class.to_string(), format!("HS prefix {prefix}")),
+            None if hs.is_some() => (STANDARD.into(), "no HS prefix rule".into()),
+            None => (STANDARD.into(), "no HS code".into()),
+        })
     }
 
     pub fn rate(&self, jurisdiction: &str, kind: &str, class: &str, d: NaiveDate) -> Option<&Rate> {
@@ -580,13 +664,17 @@ impl Packs {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_shipped_pack_is_valid() {
+    fn shipped() -> Pack {
         let text = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/2026.11.toml"),
         )
         .unwrap();
-        let p = Pack::parse(&text).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        Pack::parse(&text).unwrap_or_else(|e| panic!("{}", e.join("\n")))
+    }
+
+    #[test]
+    fn the_shipped_pack_is_valid() {
+        let p = shipped();
         // Every EU member state has a standard rate today.
         let eu = p.regime_of("DE").unwrap().countries.clone();
         assert_eq!(eu.len(), 27);
@@ -655,5 +743,65 @@ source = "s"
         );
         assert!(e.contains("threshold[0] (T)"), "{e}");
         assert!(e.contains("give exactly one of rate and hold"), "{e}");
+    }
+
+    #[test]
+    fn classes_must_be_declared_and_prefixes_unique() {
+        let text = r#"
+version = "x"
+published = 2026-01-01
+[[class]]
+id = "books"
+description = "printed books"
+[[class]]
+id = "Bad Id"
+description = ""
+[[rate]]
+jurisdiction = "DE"
+kind = "vat"
+class = "magazines"
+rate = "7"
+effective_from = 2021-01-01
+source = "s"
+[[goods_class]]
+hs_prefix = "4901"
+class = "books"
+[[goods_class]]
+hs_prefix = "4901"
+class = "books"
+[[goods_class]]
+hs_prefix = "4902"
+class = "newspapers"
+"#;
+        let e = Pack::parse(text).unwrap_err().join("\n");
+        for want in [
+            "class[1] (Bad Id): id must be lowercase letters, digits and _ (and not standard)",
+            "class[1] (Bad Id): a description is required",
+            "rate[0] (DE vat magazines): class 'magazines' is not declared",
+            "goods_class[1] (\"4901\"): this prefix is mapped twice",
+            "goods_class[2] (\"4902\"): class 'newspapers' is not declared",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_named_class_wins_over_the_hs_code_and_must_exist() {
+        let p = shipped();
+        let named = p.line_class(Some("4901990000"), Some("standard")).unwrap();
+        assert_eq!(
+            named,
+            ("standard".to_string(), "named by the line".to_string())
+        );
+        assert_eq!(p.line_class(Some("4901990000"), None).unwrap().0, "books");
+        assert_eq!(
+            p.line_class(Some("8517130000"), None).unwrap().0,
+            "standard"
+        );
+        assert!(
+            p.line_class(None, Some("nope"))
+                .unwrap_err()
+                .contains("'nope'")
+        );
     }
 }
