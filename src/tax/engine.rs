@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::pack::{DutyRate, Pack, RoundingLevel};
+use super::pack::{DutyLookup, DutyRate, Pack, RoundingLevel};
 use super::{Collector, Quote, QuoteContext, QuoteStatus, ShipMode, Step, TaxLine};
 use crate::fx::book::{RateBook, Rounding};
 use crate::model::{ChannelKind, CurrencyCode, Money, Order};
@@ -21,6 +21,8 @@ use crate::model::{ChannelKind, CurrencyCode, Money, Order};
 struct Goods {
     index: usize,
     hs: Option<String>,
+    /// Country of origin, when the channel says.
+    origin: Option<String>,
     class: String,
     /// Price paid for the line, after line discounts (tax-inclusive when the channel says so).
     gross: Decimal,
@@ -229,28 +231,40 @@ impl<'a> Calc<'a> {
             ));
             return None;
         };
-        match self.pack.duty(destination, hs, self.date).cloned() {
-            Some(d) => match d.rate {
+        let origin = g.origin.as_deref();
+        match self.pack.duty_for(destination, hs, origin, self.date) {
+            DutyLookup::Rule(d) => match d.rate.clone() {
                 DutyRate::Percent(r) => {
-                    self.step(
-                        "duty.rate",
-                        &[
-                            ("line", g.index.to_string()),
-                            ("hs_code", hs.into()),
-                            ("prefix", d.hs_prefix.clone()),
-                            ("source", d.source.clone()),
-                        ],
-                        None,
-                        format!("{r} %"),
-                    );
-                    Some((r, d.source))
+                    let rule = if d.origin.is_empty() {
+                        "any origin".to_string()
+                    } else {
+                        format!("origin {}", d.origin.join(", "))
+                    };
+                    let inputs = [
+                        ("line", g.index.to_string()),
+                        ("hs_code", hs.into()),
+                        ("prefix", d.hs_prefix.clone()),
+                        ("origin", origin.unwrap_or("unknown").into()),
+                        ("rule", rule),
+                        ("source", d.source.clone()),
+                    ];
+                    self.step("duty.rate", &inputs, None, format!("{r} %"));
+                    Some((r, d.source.clone()))
                 }
                 DutyRate::Hold(reason) => {
                     self.miss(format!("line {} (HS {hs}): {reason}", g.index));
                     None
                 }
             },
-            None => {
+            DutyLookup::OriginNeeded => {
+                self.miss(format!(
+                    "line {} (HS {hs}): the {destination} duty depends on the country of origin, \
+                     which the line does not give",
+                    g.index
+                ));
+                None
+            }
+            DutyLookup::NoRule => {
                 self.miss(format!(
                     "line {} (HS {hs}): no {destination} duty rule in pack {}",
                     g.index, self.pack.version
@@ -610,6 +624,7 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
         goods.push(Goods {
             index: i,
             hs: l.hs_code.clone(),
+            origin: l.origin_country.map(|c| c.as_str().to_string()),
             class,
             gross,
             net,

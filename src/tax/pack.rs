@@ -84,6 +84,10 @@ struct ThresholdRow {
 struct DutyRow {
     destination: String,
     hs_prefix: String,
+    /// Only for goods of these origins (preferential rates, additional duties); a row with
+    /// origins wins over one without for the same prefix.
+    #[serde(default)]
+    origin: Vec<String>,
     #[serde(default)]
     rate: Option<String>,
     /// No rule: orders with these goods are held with this reason.
@@ -152,9 +156,20 @@ pub enum DutyRate {
 pub struct Duty {
     pub destination: String,
     pub hs_prefix: String,
+    /// Countries of origin the row is for (empty: any origin).
+    pub origin: Vec<String>,
     pub rate: DutyRate,
     pub valid: Validity,
     pub source: String,
+}
+
+/// What [`Pack::duty_for`] found.
+#[derive(Debug, Clone, Copy)]
+pub enum DutyLookup<'a> {
+    Rule(&'a Duty),
+    /// Rows differ by origin and the goods' origin is not known.
+    OriginNeeded,
+    NoRule,
 }
 
 /// How tax amounts are rounded in a regime.
@@ -379,6 +394,20 @@ impl Pack {
             if !d.hs_prefix.bytes().all(|b| b.is_ascii_digit()) || d.hs_prefix.len() > 10 {
                 p.push(format!("{at}: hs_prefix must be up to 10 digits"));
             }
+            for o in &d.origin {
+                if CountryCode::parse(o).is_err() {
+                    p.push(format!(
+                        "{at}: origin '{o}' is not an ISO 3166-1 country code"
+                    ));
+                }
+            }
+            if d.origin
+                .iter()
+                .enumerate()
+                .any(|(k, o)| d.origin[..k].contains(o))
+            {
+                p.push(format!("{at}: an origin is listed twice"));
+            }
             let rate = match (&d.rate, &d.hold) {
                 (Some(r), None) => {
                     let v = dec(&at, "rate", r, &mut p);
@@ -402,6 +431,7 @@ impl Pack {
                 duties.push(Duty {
                     destination: d.destination.clone(),
                     hs_prefix: d.hs_prefix.clone(),
+                    origin: d.origin.clone(),
                     rate,
                     valid,
                     source: d.source.clone(),
@@ -410,8 +440,13 @@ impl Pack {
         }
         for (i, a) in duties.iter().enumerate() {
             for b in duties.iter().skip(i + 1) {
+                // Rows for the same goods overlap when both are for any origin, or when their
+                // origin lists share a country.
+                let same_origins = (a.origin.is_empty() && b.origin.is_empty())
+                    || a.origin.iter().any(|o| b.origin.contains(o));
                 if a.destination == b.destination
                     && a.hs_prefix == b.hs_prefix
+                    && same_origins
                     && a.valid.overlaps(&b.valid)
                 {
                     p.push(format!(
@@ -557,16 +592,51 @@ impl Pack {
             .find(|t| t.id == id && t.valid.covers(d))
     }
 
-    /// The duty rule for an HS code in a destination (longest prefix, `""` the default).
+    /// The duty rule for an HS code in a destination, for any origin (longest prefix, `""`
+    /// the default).
     pub fn duty(&self, destination: &str, hs: &str, d: NaiveDate) -> Option<&Duty> {
-        self.duties
-            .iter()
-            .filter(|r| {
+        match self.duty_for(destination, hs, None, d) {
+            DutyLookup::Rule(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The duty rule for goods of an origin: the most specific row wins (longest prefix, then
+    /// a row for the origin over one for any origin). Without an origin, no preference can be
+    /// claimed, so a lower rate for some origin does not matter; but when a row for some origin
+    /// is as specific as the rule found and could cost more (a higher rate, or a hold: an
+    /// additional duty), the duty depends on what is not known: [`DutyLookup::OriginNeeded`].
+    pub fn duty_for(
+        &self,
+        destination: &str,
+        hs: &str,
+        origin: Option<&str>,
+        d: NaiveDate,
+    ) -> DutyLookup<'_> {
+        let rows = || {
+            self.duties.iter().filter(move |r| {
                 r.destination == destination
                     && hs.starts_with(r.hs_prefix.as_str())
                     && r.valid.covers(d)
             })
-            .max_by_key(|r| r.hs_prefix.len())
+        };
+        let applies = |r: &&Duty| {
+            r.origin.is_empty() || origin.is_some_and(|o| r.origin.iter().any(|x| x == o))
+        };
+        let best = rows()
+            .filter(applies)
+            .max_by_key(|r| (r.hs_prefix.len(), !r.origin.is_empty()));
+        let floor = best.map_or(0, |r| r.hs_prefix.len());
+        let costs_more = |r: &Duty| match (&r.rate, best.map(|b| &b.rate)) {
+            (DutyRate::Percent(x), Some(DutyRate::Percent(y))) => x > y,
+            _ => true,
+        };
+        if origin.is_none()
+            && rows().any(|r| !r.origin.is_empty() && r.hs_prefix.len() >= floor && costs_more(r))
+        {
+            return DutyLookup::OriginNeeded;
+        }
+        best.map_or(DutyLookup::NoRule, DutyLookup::Rule)
     }
 
     pub fn regime_of(&self, country: &str) -> Option<&Regime> {
@@ -803,5 +873,46 @@ class = "newspapers"
                 .unwrap_err()
                 .contains("'nope'")
         );
+    }
+
+    #[test]
+    fn duty_origins_must_be_countries_and_not_overlap() {
+        let text = r#"
+version = "x"
+published = 2026-01-01
+[[duty]]
+destination = "EU"
+hs_prefix = "6109"
+origin = ["JP", "XX", "JP"]
+rate = "0"
+effective_from = 2024-01-01
+source = "s"
+[[duty]]
+destination = "EU"
+hs_prefix = "6109"
+origin = ["JP"]
+rate = "1"
+effective_from = 2025-01-01
+source = "s"
+[[duty]]
+destination = "EU"
+hs_prefix = "6109"
+origin = ["KR"]
+rate = "2"
+effective_from = 2025-01-01
+source = "s"
+"#;
+        let e = Pack::parse(text).unwrap_err().join("\n");
+        assert!(
+            e.contains("origin 'XX' is not an ISO 3166-1 country code"),
+            "{e}"
+        );
+        assert!(e.contains("an origin is listed twice"), "{e}");
+        assert!(
+            e.contains("duty EU \"6109\": the entries from 2024-01-01 and from 2025-01-01 overlap"),
+            "{e}"
+        );
+        // KR shares the prefix and dates with the JP rows, but not an origin: no overlap.
+        assert_eq!(e.matches("overlap").count(), 1, "{e}");
     }
 }
