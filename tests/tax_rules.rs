@@ -756,6 +756,7 @@ fn an_older_pack_reproduces_its_quotes() {
         seller_country: Some("HK".into()),
         ship_from: None,
         mode: ShipMode::Courier,
+        instances: Default::default(),
     };
     let o = order(
         "EUR",
@@ -1036,4 +1037,41 @@ fn duty_depends_on_origin() {
             .unwrap();
         assert_eq!(step.inputs["rule"], "any origin");
     }
+}
+
+/// Seller country per instance: the same order to China is a CBEC import for the Hong Kong
+/// instance and domestic (not quoted) for the one whose merchant sells from China.
+#[test]
+fn seller_country_is_per_instance() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/2026.11.toml"),
+    )
+    .unwrap();
+    let seller = |c: &str| crossgate::tax::SellerSettings {
+        seller_country: Some(c.into()),
+        ship_from: Some(c.into()),
+        mode: ShipMode::Courier,
+    };
+    let settings = crossgate::tax::TaxSettings {
+        packs: crossgate::tax::Packs::from_packs(vec![Pack::parse(&text).unwrap()]),
+        seller_country: Some("CN".into()),
+        ship_from: Some("CN".into()),
+        mode: ShipMode::Courier,
+        instances: [("hk".to_string(), seller("HK"))].into(),
+    };
+    let mut o = order(
+        "CNY",
+        "CN",
+        None,
+        "2025-05-01T10:00:00+08:00",
+        &[(Some("3304990000"), 1, "1000.00")],
+        "0",
+    );
+    let book = ecb_book();
+    o.instance = "hk".into();
+    let hk = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    assert_eq!(hk.regime.as_deref(), Some("CN_CBEC"));
+    o.instance = "cn".into();
+    let cn = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    assert_eq!(cn.regime.as_deref(), Some("DOMESTIC"));
 }

@@ -422,29 +422,61 @@ pub fn validate(
             crate::tax::Packs::default()
         }
     };
-    for (name, c) in [
-        ("tax.seller_country", &raw.tax.seller_country),
-        ("tax.ship_from", &raw.tax.ship_from),
-    ] {
-        if let Some(c) = c
-            && crate::model::CountryCode::parse(c).is_err()
-        {
-            issue(name, format!("'{c}' is not an ISO 3166-1 alpha-2 country"));
+    let seller = |at: &str,
+                  seller_country: &Option<String>,
+                  ship_from: &Option<String>,
+                  mode: &str,
+                  issue: &mut dyn FnMut(&str, String)| {
+        for (name, c) in [("seller_country", seller_country), ("ship_from", ship_from)] {
+            if let Some(c) = c
+                && crate::model::CountryCode::parse(c).is_err()
+            {
+                let m = format!("'{c}' is not an ISO 3166-1 alpha-2 country");
+                issue(&format!("{at}.{name}"), m);
+            }
         }
-    }
-    let mode = match raw.tax.mode.as_str() {
-        "courier" => crate::tax::ShipMode::Courier,
-        "postal" => crate::tax::ShipMode::Postal,
-        _ => {
-            issue("tax.mode", "must be courier or postal".into());
-            crate::tax::ShipMode::Courier
+        let mode = match mode {
+            "courier" => crate::tax::ShipMode::Courier,
+            "postal" => crate::tax::ShipMode::Postal,
+            _ => {
+                issue(&format!("{at}.mode"), "must be courier or postal".into());
+                crate::tax::ShipMode::Courier
+            }
+        };
+        crate::tax::SellerSettings {
+            seller_country: seller_country.clone(),
+            ship_from: ship_from.clone(),
+            mode,
         }
     };
+    let defaults = seller(
+        "tax",
+        &raw.tax.seller_country,
+        &raw.tax.ship_from,
+        &raw.tax.mode,
+        &mut issue,
+    );
+    let mut instances = BTreeMap::new();
+    for (i, inst) in raw.instances.iter().enumerate() {
+        if let Some(t) = &inst.tax {
+            let pick =
+                |own: &Option<String>, default: &Option<String>| own.clone().or(default.clone());
+            let s = seller(
+                &format!("instance[{i}].tax"),
+                &pick(&t.seller_country, &raw.tax.seller_country),
+                &pick(&t.ship_from, &raw.tax.ship_from),
+                t.mode.as_deref().unwrap_or(&raw.tax.mode),
+                &mut issue,
+            );
+            instances.insert(inst.id.clone(), s);
+        }
+    }
     let tax = crate::tax::TaxSettings {
         packs,
-        seller_country: raw.tax.seller_country.clone(),
-        ship_from: raw.tax.ship_from.clone(),
-        mode,
+        seller_country: defaults.seller_country,
+        ship_from: defaults.ship_from,
+        mode: defaults.mode,
+        instances,
     };
 
     // [jobs]
@@ -741,6 +773,46 @@ mod tests {
         assert_eq!(cfg.store.backend, Backend::Embedded);
         assert!(!cfg.dev_defaults.is_empty(), "dev secrets are flagged");
         assert!(cfg.instances.contains_key("shopify-main"));
+    }
+
+    #[test]
+    fn an_instance_has_its_own_seller_and_ship_from() {
+        let text = r#"
+[store]
+backend = "embedded"
+[tax]
+seller_country = "CN"
+[[instance]]
+id = "hk"
+adapter = "app"
+account = "acme-hk"
+secrets = { webhook = "${APP_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" }
+tax = { seller_country = "HK", mode = "postal" }
+[[instance]]
+id = "cn"
+adapter = "app"
+account = "acme-cn"
+secrets = { webhook = "${APP_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" }
+"#;
+        let cfg = check(text, &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        let hk = cfg.tax.seller_for("hk");
+        assert_eq!(hk.seller_country.as_deref(), Some("HK"));
+        assert_eq!(hk.mode, crate::tax::ShipMode::Postal);
+        assert_eq!(
+            cfg.tax.seller_for("cn").seller_country.as_deref(),
+            Some("CN")
+        );
+        let bad = text.replace("mode = \"postal\"", "mode = \"drone\", ship_from = \"XX\"");
+        let issues = check(&bad, &[]).unwrap_err();
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"instance[0].tax.mode"), "{issues:?}");
+        assert!(paths.contains(&"instance[0].tax.ship_from"), "{issues:?}");
+        let unknown = text.replace("mode = \"postal\"", "warehouse = \"x\"");
+        assert!(
+            check(&unknown, &[]).unwrap_err()[0]
+                .message
+                .contains("warehouse")
+        );
     }
 
     #[test]

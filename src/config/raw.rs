@@ -388,6 +388,25 @@ pub struct RawInstance {
     /// setting and the API secret.
     #[serde(default)]
     pub poll: bool,
+    /// Where this instance's merchant sells and ships from, when it differs from `[tax]` (a
+    /// merchant with an EU and a Hong Kong warehouse runs one instance per warehouse).
+    #[serde(default)]
+    pub tax: Option<RawInstanceTax>,
+}
+
+/// `[instances.tax]`: each key defaults to the one in `[tax]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstanceTax {
+    /// The seller's country for this instance's orders (orders shipped there are domestic).
+    #[serde(default)]
+    pub seller_country: Option<String>,
+    /// Where this instance's parcels ship from.
+    #[serde(default)]
+    pub ship_from: Option<String>,
+    /// `courier` or `postal`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

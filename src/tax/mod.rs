@@ -135,6 +135,30 @@ pub struct TaxSettings {
     pub seller_country: Option<String>,
     pub ship_from: Option<String>,
     pub mode: ShipMode,
+    /// Per instance (`[instances.tax]`), already defaulted from the fields above.
+    pub instances: BTreeMap<String, SellerSettings>,
+}
+
+/// Where an instance's merchant sells and ships from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SellerSettings {
+    pub seller_country: Option<String>,
+    pub ship_from: Option<String>,
+    pub mode: ShipMode,
+}
+
+impl TaxSettings {
+    /// The seller settings for an instance's orders: its own, else `[tax]`'s.
+    pub fn seller_for(&self, instance: &str) -> SellerSettings {
+        self.instances
+            .get(instance)
+            .cloned()
+            .unwrap_or_else(|| SellerSettings {
+                seller_country: self.seller_country.clone(),
+                ship_from: self.ship_from.clone(),
+                mode: self.mode,
+            })
+    }
 }
 
 /// Quotes with the active pack (or a given version).
@@ -155,11 +179,12 @@ pub fn quote_order(
             None => return Ok(pending_without_pack(order)),
         },
     };
+    let seller = settings.seller_for(&order.instance);
     let ctx = QuoteContext {
-        seller_country: settings.seller_country.clone(),
+        seller_country: seller.seller_country,
         annual_cny_before,
-        ship_from: settings.ship_from.clone(),
-        mode: settings.mode,
+        ship_from: seller.ship_from,
+        mode: seller.mode,
     };
     Ok(engine::quote(order, &pack, book, &ctx))
 }
