@@ -1075,3 +1075,43 @@ fn seller_country_is_per_instance() {
     let cn = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
     assert_eq!(cn.regime.as_deref(), Some("DOMESTIC"));
 }
+
+/// A line's warehouse decides where the order ships from: from the destination country it is
+/// a domestic sale (not quoted), from another EU state an intra-EU distance sale (held: OSS is
+/// not modelled), from several places held; from Hong Kong the usual import.
+#[test]
+fn ship_from_per_line() {
+    let with_from = |froms: &[Option<&str>]| {
+        let lines: Vec<Line> = froms
+            .iter()
+            .map(|_| (Some("6109100010"), 1, "20.00"))
+            .collect();
+        let mut o = order("EUR", "DE", None, "2025-03-01T12:00:00+01:00", &lines, "0");
+        for (l, f) in o.lines.iter_mut().zip(froms) {
+            l.ship_from = f.map(|c| crossgate::model::CountryCode::parse(c).unwrap());
+        }
+        q(&o)
+    };
+    assert_eq!(with_from(&[Some("DE")]).regime.as_deref(), Some("DOMESTIC"));
+    let nl = with_from(&[Some("NL")]);
+    assert_eq!(nl.status, QuoteStatus::TaxPending);
+    assert!(nl.missing[0].contains("intra-EU"), "{:?}", nl.missing);
+    let split = with_from(&[Some("HK"), Some("NL")]);
+    assert!(
+        split.missing[0].contains("several places (HK, NL)"),
+        "{:?}",
+        split.missing
+    );
+    let partly = with_from(&[Some("HK"), None]);
+    assert!(
+        partly.missing[0].contains("several places"),
+        "{:?}",
+        partly.missing
+    );
+    // 20.00 × 19 % = 3.80, as without a warehouse (the instance ships from Hong Kong).
+    let hk = with_from(&[Some("HK")]);
+    assert_eq!(
+        (hk.regime.as_deref(), total(&hk).as_str()),
+        (Some("EU_IOSS"), "3.80")
+    );
+}

@@ -828,6 +828,7 @@ fn map_order(
                     .text(&f("hs_code"), l.hs_code.as_ref(), s)
                     .map(|h| h.replace(['.', ' '], "")),
                 tax_class: ev.text(&f("tax_class"), l.tax_class.as_ref(), s),
+                ship_from: ev.opt(&f("ship_from"), l.ship_from.as_ref(), s, val_country),
                 origin_country: ev.opt(
                     &f("origin_country"),
                     l.origin_country.as_ref(),

@@ -330,6 +330,7 @@ impl Collector {
             &l.hs_code,
             &l.origin_country,
             &l.tax_class,
+            &l.ship_from,
         ] {
             self.opt(e, r, &el);
         }

@@ -962,6 +962,9 @@ pub struct LinesMapping {
     /// overrides the class derived from the HS code. Must be a class the rule pack declares.
     #[serde(default)]
     pub tax_class: Option<Expr>,
+    /// The country of the warehouse the line ships from (ISO alpha-2).
+    #[serde(default)]
+    pub ship_from: Option<Expr>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -228,6 +228,10 @@ pub struct OrderLine {
     /// the tax rule pack declares); otherwise the class comes from the HS code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_class: Option<String>,
+    /// The country of the warehouse this line ships from, when the channel says (otherwise
+    /// the instance's `ship_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_from: Option<CountryCode>,
 }
 
 /// A discount on the order (code or automatic), positive amount.

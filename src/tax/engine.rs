@@ -576,7 +576,37 @@ fn china_taxes(
 }
 
 /// Quotes one order.
+/// Where the order ships from: the lines' warehouse when they name one (all the same), else
+/// the instance's. `Err` when the lines ship from several places (one quote per shipment is
+/// not modelled).
+fn order_ship_from(order: &Order, ctx: &QuoteContext) -> Result<Option<String>, String> {
+    let mut named: Vec<&str> = order
+        .lines
+        .iter()
+        .filter_map(|l| l.ship_from.as_ref().map(|c| c.as_str()))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    match named[..] {
+        [] => Ok(ctx.ship_from.clone()),
+        [one] if order.lines.iter().all(|l| l.ship_from.is_some()) => Ok(Some(one.to_string())),
+        _ => Err(format!(
+            "the lines ship from several places ({}); one quote per shipment is not modelled",
+            if named.is_empty() {
+                "unknown".into()
+            } else {
+                named.join(", ")
+            }
+        )),
+    }
+}
+
 pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) -> Quote {
+    let ship_from = order_ship_from(order, ctx);
+    let ctx = &QuoteContext {
+        ship_from: ship_from.clone().unwrap_or_else(|_| ctx.ship_from.clone()),
+        ..ctx.clone()
+    };
     let currency = order.currency;
     let date = order.placed_at.date_naive();
     let mut calc = Calc {
@@ -653,19 +683,39 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
     let mut regime_id: Option<String> = None;
     let mut annual_addition = None;
     let seller_country = ctx.seller_country.as_deref();
+    let from = ctx.ship_from.as_deref();
+    // Shipped from a warehouse in the destination country, the sale is domestic there too.
     let cross_border = destination
         .as_deref()
-        .is_some_and(|d| Some(d) != seller_country);
+        .is_some_and(|d| Some(d) != seller_country && Some(d) != from);
+    let intra_eu = |d: &str| {
+        from.is_some_and(|f| {
+            f != d
+                && pack.regime_of(f).is_some_and(|r| r.kind == "eu")
+                && pack.regime_of(d).is_some_and(|r| r.kind == "eu")
+        })
+    };
+    if let Err(reason) = &ship_from {
+        calc.miss(reason.clone());
+    }
     if destination.is_none() {
         calc.miss("the order has no shipping or billing country".into());
     } else if !cross_border {
         regime_id = Some("DOMESTIC".into());
         calc.step(
             "cross_border",
-            &[("seller_country", seller_country.unwrap_or("").into())],
+            &[
+                ("seller_country", seller_country.unwrap_or("").into()),
+                ("ship_from", from.unwrap_or("").into()),
+            ],
             None,
             "domestic: not quoted".into(),
         );
+    } else if intra_eu(&dest) {
+        calc.miss(format!(
+            "shipped from {} to {dest}: an intra-EU distance sale (OSS), not an import; not modelled",
+            from.unwrap_or("")
+        ));
     } else if let Some(regime) = pack.regime_of(&dest).cloned() {
         calc.step(
             "regime.select",
