@@ -447,6 +447,16 @@ fn switzerland_us_japan_canada() {
         "0",
     ));
     assert_eq!(ch3.status, QuoteStatus::TaxPending);
+    let held = ch3
+        .explanation
+        .iter()
+        .find(|s| s.rule == "duty.rate")
+        .unwrap();
+    assert!(
+        held.outcome.starts_with("held: Swiss duties"),
+        "{}",
+        held.outcome
+    );
     // US: de minimis USD 800 until 2025-08-28; from 2025-08-29 duty on FOB: 16.5 % × 100 =
     // 16.50 (shipping excluded).
     let us_old = q(&order(

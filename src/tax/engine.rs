@@ -252,6 +252,14 @@ impl<'a> Calc<'a> {
                     Some((r, d.source.clone()))
                 }
                 DutyRate::Hold(reason) => {
+                    // The explanation says which rule holds the line, not only `missing`.
+                    let inputs = [
+                        ("line", g.index.to_string()),
+                        ("hs_code", hs.into()),
+                        ("prefix", d.hs_prefix.clone()),
+                        ("source", d.source.clone()),
+                    ];
+                    self.step("duty.rate", &inputs, None, format!("held: {reason}"));
                     self.miss(format!("line {} (HS {hs}): {reason}", g.index));
                     None
                 }
