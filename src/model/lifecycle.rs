@@ -82,17 +82,22 @@ pub fn from_rank(r: u8) -> OrderStatus {
     }
 }
 
+/// The order status a payment in this state claims.
+pub fn payment_order_status(s: PaymentStatus) -> OrderStatus {
+    match s {
+        PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Voided => {
+            OrderStatus::Created
+        }
+        PaymentStatus::Authorized | PaymentStatus::Paid => OrderStatus::Paid,
+        PaymentStatus::PartiallyRefunded => OrderStatus::PartiallyRefunded,
+        PaymentStatus::Refunded => OrderStatus::Refunded,
+    }
+}
+
 /// The order status a fact implies on its own.
 pub fn fact_status(kind: &FactKind) -> OrderStatus {
     match kind {
-        FactKind::Payment { payment } => match payment.status {
-            PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Voided => {
-                OrderStatus::Created
-            }
-            PaymentStatus::Authorized | PaymentStatus::Paid => OrderStatus::Paid,
-            PaymentStatus::PartiallyRefunded => OrderStatus::PartiallyRefunded,
-            PaymentStatus::Refunded => OrderStatus::Refunded,
-        },
+        FactKind::Payment { payment } => payment_order_status(payment.status),
         FactKind::Shipment { shipment } => match shipment.status {
             ShipmentStatus::Pending | ShipmentStatus::Failed | ShipmentStatus::Cancelled => {
                 OrderStatus::Created
@@ -184,14 +189,18 @@ fn merge_shipment(list: &mut Vec<Shipment>, s: &Shipment) {
 pub fn view(mut order: Order, facts: &[LifecycleFact], floor: u8) -> Order {
     let mut sorted: Vec<&LifecycleFact> = facts.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    let check = super::payment_check::check(&order, &super::payment_check::fact_payments(&sorted));
+    // The facts' payments, merged once: reconciled on their own, then merged into the
+    // snapshot's (merging is a join by payment id, so the two steps give the one-step result).
+    let fact_payments = super::payment_check::fact_payments(&sorted);
+    let check = super::payment_check::check(&order, &fact_payments);
     let mut payments = order.payments.clone();
+    for p in &fact_payments {
+        merge_payment(&mut payments, p);
+    }
     let mut shipments = order.shipments.clone();
     for f in &sorted {
-        match &f.kind {
-            FactKind::Payment { payment } => merge_payment(&mut payments, payment),
-            FactKind::Shipment { shipment } => merge_shipment(&mut shipments, shipment),
-            FactKind::Cancellation { .. } | FactKind::PaymentsReconciled { .. } => {}
+        if let FactKind::Shipment { shipment } = &f.kind {
+            merge_shipment(&mut shipments, shipment);
         }
     }
     // Sorting keeps the merged lists canonical as well.

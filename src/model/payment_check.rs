@@ -16,7 +16,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::lifecycle::{FactKind, LifecycleFact, fact_status, rank};
+use super::lifecycle::{FactKind, LifecycleFact, payment_order_status, rank};
 use super::{Hold, Money, Order, OrderStatus, Payment, PaymentStatus};
 
 /// The hold kind of an order whose payments do not match it.
@@ -143,11 +143,7 @@ pub fn check(order: &Order, payments: &[Payment]) -> Option<PaymentCheck> {
     if !counted.is_empty() && covered {
         let claimed = counted
             .iter()
-            .map(|p| {
-                rank(fact_status(&FactKind::Payment {
-                    payment: (*p).clone(),
-                }))
-            })
+            .map(|p| rank(payment_order_status(p.status)))
             .max()
             .unwrap_or(0);
         rec.justifies = (claimed > 0).then(|| super::lifecycle::from_rank(claimed));
@@ -358,7 +354,7 @@ mod tests {
             let c = check(&o, &ps).unwrap();
             let claimed = ps
                 .iter()
-                .map(|p| rank(fact_status(&FactKind::Payment { payment: p.clone() })))
+                .map(|p| rank(payment_order_status(p.status)))
                 .max()
                 .unwrap_or(0);
             prop_assert!(c.rank() <= claimed);
