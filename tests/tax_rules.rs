@@ -763,9 +763,11 @@ fn an_older_pack_reproduces_its_quotes() {
     let old = Pack::parse(&text).unwrap();
     let settings = crossgate::tax::TaxSettings {
         packs: crossgate::tax::Packs::from_packs(vec![old, new]),
-        seller_country: Some("HK".into()),
-        ship_from: None,
-        mode: ShipMode::Courier,
+        seller: crossgate::tax::SellerSettings {
+            seller_country: Some("HK".into()),
+            ship_from: None,
+            mode: ShipMode::Courier,
+        },
         instances: Default::default(),
     };
     let o = order(
@@ -1064,9 +1066,7 @@ fn seller_country_is_per_instance() {
     };
     let settings = crossgate::tax::TaxSettings {
         packs: crossgate::tax::Packs::from_packs(vec![Pack::parse(&text).unwrap()]),
-        seller_country: Some("CN".into()),
-        ship_from: Some("CN".into()),
-        mode: ShipMode::Courier,
+        seller: seller("CN"),
         instances: [("hk".to_string(), seller("HK"))].into(),
     };
     let mut o = order(

@@ -422,60 +422,51 @@ pub fn validate(
             crate::tax::Packs::default()
         }
     };
-    let seller = |at: &str,
-                  seller_country: &Option<String>,
-                  ship_from: &Option<String>,
-                  mode: &str,
-                  issue: &mut dyn FnMut(&str, String)| {
-        for (name, c) in [("seller_country", seller_country), ("ship_from", ship_from)] {
-            if let Some(c) = c
-                && crate::model::CountryCode::parse(c).is_err()
-            {
-                let m = format!("'{c}' is not an ISO 3166-1 alpha-2 country");
-                issue(&format!("{at}.{name}"), m);
-            }
+    // `[tax]` is validated once; an instance's own keys are validated where they are written.
+    let country = |at: String, c: &Option<String>, issue: &mut dyn FnMut(&str, String)| {
+        if let Some(c) = c
+            && crate::model::CountryCode::parse(c).is_err()
+        {
+            issue(&at, format!("'{c}' is not an ISO 3166-1 alpha-2 country"));
         }
-        let mode = match mode {
-            "courier" => crate::tax::ShipMode::Courier,
-            "postal" => crate::tax::ShipMode::Postal,
-            _ => {
-                issue(&format!("{at}.mode"), "must be courier or postal".into());
-                crate::tax::ShipMode::Courier
-            }
-        };
-        crate::tax::SellerSettings {
-            seller_country: seller_country.clone(),
-            ship_from: ship_from.clone(),
-            mode,
+        c.clone()
+    };
+    let mode = |at: String, m: &str, issue: &mut dyn FnMut(&str, String)| match m {
+        "courier" => crate::tax::ShipMode::Courier,
+        "postal" => crate::tax::ShipMode::Postal,
+        _ => {
+            issue(&at, "must be courier or postal".into());
+            crate::tax::ShipMode::Courier
         }
     };
-    let defaults = seller(
-        "tax",
-        &raw.tax.seller_country,
-        &raw.tax.ship_from,
-        &raw.tax.mode,
-        &mut issue,
-    );
+    let defaults = crate::tax::SellerSettings {
+        seller_country: country(
+            "tax.seller_country".into(),
+            &raw.tax.seller_country,
+            &mut issue,
+        ),
+        ship_from: country("tax.ship_from".into(), &raw.tax.ship_from, &mut issue),
+        mode: mode("tax.mode".into(), &raw.tax.mode, &mut issue),
+    };
     let mut instances = BTreeMap::new();
     for (i, inst) in raw.instances.iter().enumerate() {
-        if let Some(t) = &inst.tax {
-            let pick =
-                |own: &Option<String>, default: &Option<String>| own.clone().or(default.clone());
-            let s = seller(
-                &format!("instance[{i}].tax"),
-                &pick(&t.seller_country, &raw.tax.seller_country),
-                &pick(&t.ship_from, &raw.tax.ship_from),
-                t.mode.as_deref().unwrap_or(&raw.tax.mode),
-                &mut issue,
-            );
-            instances.insert(inst.id.clone(), s);
-        }
+        let Some(t) = &inst.tax else { continue };
+        let at = |key: &str| format!("instance[{i}].tax.{key}");
+        let own = crate::tax::SellerSettings {
+            seller_country: country(at("seller_country"), &t.seller_country, &mut issue)
+                .or_else(|| defaults.seller_country.clone()),
+            ship_from: country(at("ship_from"), &t.ship_from, &mut issue)
+                .or_else(|| defaults.ship_from.clone()),
+            mode: t
+                .mode
+                .as_deref()
+                .map_or(defaults.mode, |m| mode(at("mode"), m, &mut issue)),
+        };
+        instances.insert(inst.id.clone(), own);
     }
     let tax = crate::tax::TaxSettings {
         packs,
-        seller_country: defaults.seller_country,
-        ship_from: defaults.ship_from,
-        mode: defaults.mode,
+        seller: defaults,
         instances,
     };
 

@@ -131,17 +131,16 @@ pub struct QuoteContext {
 #[derive(Debug, Clone)]
 pub struct TaxSettings {
     pub packs: Packs,
-    /// The merchant's country: orders shipped there are domestic.
-    pub seller_country: Option<String>,
-    pub ship_from: Option<String>,
-    pub mode: ShipMode,
-    /// Per instance (`[instances.tax]`), already defaulted from the fields above.
+    /// `[tax]`: where the merchant sells and ships from, for instances without their own.
+    pub seller: SellerSettings,
+    /// Per instance (`tax = {...}` on an `[[instance]]`), already defaulted from `seller`.
     pub instances: BTreeMap<String, SellerSettings>,
 }
 
-/// Where an instance's merchant sells and ships from.
+/// Where a merchant sells and ships from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SellerSettings {
+    /// The merchant's country: orders shipped there are domestic.
     pub seller_country: Option<String>,
     pub ship_from: Option<String>,
     pub mode: ShipMode,
@@ -149,15 +148,8 @@ pub struct SellerSettings {
 
 impl TaxSettings {
     /// The seller settings for an instance's orders: its own, else `[tax]`'s.
-    pub fn seller_for(&self, instance: &str) -> SellerSettings {
-        self.instances
-            .get(instance)
-            .cloned()
-            .unwrap_or_else(|| SellerSettings {
-                seller_country: self.seller_country.clone(),
-                ship_from: self.ship_from.clone(),
-                mode: self.mode,
-            })
+    pub fn seller_for(&self, instance: &str) -> &SellerSettings {
+        self.instances.get(instance).unwrap_or(&self.seller)
     }
 }
 
@@ -181,9 +173,9 @@ pub fn quote_order(
     };
     let seller = settings.seller_for(&order.instance);
     let ctx = QuoteContext {
-        seller_country: seller.seller_country,
+        seller_country: seller.seller_country.clone(),
         annual_cny_before,
-        ship_from: seller.ship_from,
+        ship_from: seller.ship_from.clone(),
         mode: seller.mode,
     };
     Ok(engine::quote(order, &pack, book, &ctx))
