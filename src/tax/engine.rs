@@ -233,37 +233,33 @@ impl<'a> Calc<'a> {
         };
         let origin = g.origin.as_deref();
         match self.pack.duty_for(destination, hs, origin, self.date) {
-            DutyLookup::Rule(d) => match d.rate.clone() {
-                DutyRate::Percent(r) => {
-                    let rule = if d.origin.is_empty() {
-                        "any origin".to_string()
-                    } else {
-                        format!("origin {}", d.origin.join(", "))
-                    };
-                    let inputs = [
-                        ("line", g.index.to_string()),
-                        ("hs_code", hs.into()),
-                        ("prefix", d.hs_prefix.clone()),
-                        ("origin", origin.unwrap_or("unknown").into()),
-                        ("rule", rule),
-                        ("source", d.source.clone()),
-                    ];
-                    self.step("duty.rate", &inputs, None, format!("{r} %"));
-                    Some((r, d.source.clone()))
+            DutyLookup::Rule(d) => {
+                let mut inputs = vec![
+                    ("line", g.index.to_string()),
+                    ("hs_code", hs.to_string()),
+                    ("prefix", d.hs_prefix.clone()),
+                    ("source", d.source.clone()),
+                ];
+                match d.rate.clone() {
+                    DutyRate::Percent(r) => {
+                        let rule = if d.origin.is_empty() {
+                            "any origin".to_string()
+                        } else {
+                            format!("origin {}", d.origin.join(", "))
+                        };
+                        inputs.push(("origin", origin.unwrap_or("unknown").into()));
+                        inputs.push(("rule", rule));
+                        self.step("duty.rate", &inputs, None, format!("{r} %"));
+                        Some((r, d.source.clone()))
+                    }
+                    DutyRate::Hold(reason) => {
+                        // The explanation says which rule holds the line, not only `missing`.
+                        self.step("duty.rate", &inputs, None, format!("held: {reason}"));
+                        self.miss(format!("line {} (HS {hs}): {reason}", g.index));
+                        None
+                    }
                 }
-                DutyRate::Hold(reason) => {
-                    // The explanation says which rule holds the line, not only `missing`.
-                    let inputs = [
-                        ("line", g.index.to_string()),
-                        ("hs_code", hs.into()),
-                        ("prefix", d.hs_prefix.clone()),
-                        ("source", d.source.clone()),
-                    ];
-                    self.step("duty.rate", &inputs, None, format!("held: {reason}"));
-                    self.miss(format!("line {} (HS {hs}): {reason}", g.index));
-                    None
-                }
-            },
+            }
             DutyLookup::OriginNeeded => {
                 self.miss(format!(
                     "line {} (HS {hs}): the {destination} duty depends on the country of origin, \
