@@ -94,6 +94,11 @@ fn order(
     serde_json::from_value(v).unwrap()
 }
 
+/// An optional ISO country code (a line's origin or warehouse).
+fn country(c: Option<&str>) -> Option<crossgate::model::CountryCode> {
+    c.map(|c| crossgate::model::CountryCode::parse(c).unwrap())
+}
+
 fn ctx() -> QuoteContext {
     // A seller in Hong Kong, shipping from there: every destination below is cross-border.
     QuoteContext {
@@ -494,8 +499,7 @@ fn switzerland_us_japan_canada() {
             &[(Some("6109100010"), 1, "1000.00")],
             "0",
         );
-        o.lines[0].origin_country =
-            origin.map(|c| crossgate::model::CountryCode::parse(c).unwrap());
+        o.lines[0].origin_country = country(origin);
         q(&o)
     };
     assert_eq!(total(&us_formal(Some("VN"))), "165.00");
@@ -932,7 +936,7 @@ fn a_line_naming_an_undeclared_class_is_held_with_the_class_named() {
         got.missing
     );
     // The explanation says how each line's class was decided.
-    let mut o = order(
+    let o = order(
         "EUR",
         "DE",
         None,
@@ -940,7 +944,6 @@ fn a_line_naming_an_undeclared_class_is_held_with_the_class_named() {
         &[(Some("4901990000"), 1, "20.00")],
         "0",
     );
-    o.lines[0].tax_class = None;
     let step = q(&o)
         .explanation
         .into_iter()
@@ -1016,8 +1019,7 @@ fn duty_depends_on_origin() {
             &[(Some("6109100010"), 1, "200.00")],
             "0",
         );
-        o.lines[0].origin_country =
-            origin.map(|c| crossgate::model::CountryCode::parse(c).unwrap());
+        o.lines[0].origin_country = country(origin);
         q(&o)
     };
     // Japan (EU-Japan EPA): duty 0; VAT 19 % × 200.00 = 38.00.
@@ -1098,7 +1100,7 @@ fn ship_from_per_line() {
             .collect();
         let mut o = order("EUR", "DE", None, "2025-03-01T12:00:00+01:00", &lines, "0");
         for (l, f) in o.lines.iter_mut().zip(froms) {
-            l.ship_from = f.map(|c| crossgate::model::CountryCode::parse(c).unwrap());
+            l.ship_from = country(*f);
         }
         q(&o)
     };
