@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
+use crate::backend::Stores;
 use crate::channel::client::{ChannelClient, RetryPolicy};
 use crate::channel::fetch::Fetcher;
 use crate::channel::poll::{Mode, PollError, Poller};
@@ -41,7 +42,7 @@ pub async fn record_reconciliation<S: Store>(store: &S, instance: &str) {
 }
 
 /// Serves until `shutdown` resolves.
-pub async fn run<S: Store + Clone>(
+pub async fn run<S: Stores>(
     store: S,
     config: Arc<Config>,
     listener: TcpListener,
@@ -206,7 +207,11 @@ pub async fn run<S: Store + Clone>(
 }
 
 /// Loads the manual rate table and (when configured) the ECB rates into the store.
-pub async fn sync_rates<S: Store>(store: &S, fx: &crate::fx::FxSettings, ecb: bool) -> Vec<String> {
+pub async fn sync_rates<S: crate::fx::store::FxStore>(
+    store: &S,
+    fx: &crate::fx::FxSettings,
+    ecb: bool,
+) -> Vec<String> {
     use crate::fx::rates::RateSource;
     let mut problems = Vec::new();
     let now = Utc::now();
@@ -242,7 +247,7 @@ const FX_EVERY: Duration = Duration::from_secs(1);
 
 /// The FX job: converts orders from the event stream, refreshes rates daily after the ECB's
 /// publication, and converts waiting orders once their rates arrive.
-async fn fx_task<S: Store + Clone>(store: S, config: Arc<Config>) {
+async fn fx_task<S: Stores>(store: S, config: Arc<Config>) {
     let settings = config.fx.clone();
     sync_rates(&store, &settings, false).await;
     let mut job = loop {

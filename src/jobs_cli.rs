@@ -7,8 +7,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
 use crossgate::reco::job::{self, JobSettings, Progress, Which};
+use crossgate::reco::store::{RecoPart, RecoStore};
 use crossgate::reco::{eval, models};
-use crossgate::store::{RecoPart, Store};
 use crossgate::with_store;
 
 #[derive(Subcommand)]
@@ -154,7 +154,7 @@ fn settings_with(config: &crossgate::config::Config, strategies: &[String]) -> R
 
 pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
     let config = crate::load_config(config_path)?;
-    let (store, _) = crossgate::store::open(&config)
+    let (store, _) = crossgate::backend::open(&config.store)
         .await
         .context("opening the store (the embedded store is locked while the daemon runs)")?;
     match cmd {
@@ -300,7 +300,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
                     format!("--instance: no instance '{}' in the config", args.instance)
                 })?
                 .clone();
-            let (store, _) = crossgate::store::open(&config)
+            let (store, _) = crossgate::backend::open(&config.store)
                 .await
                 .context("opening the store")?;
             eprintln!("reading {}", args.path.display());
@@ -362,7 +362,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
 
 /// Imports the dataset through the gateway's submission path (the same as
 /// `POST /v1/instances/{id}/orders` and `…/listings`), 64 at a time; idempotent by record.
-async fn import_cj<S: Store + Clone>(
+async fn import_cj<S: crossgate::backend::Stores>(
     store: &S,
     inst: &std::sync::Arc<crossgate::config::Instance>,
     cj: &eval::CompleteJourney,

@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the bird's-eye view, the code map and the invariants.
 
 pub mod adapter;
+pub mod backend;
 pub mod channel;
 pub mod config;
 pub mod daemon;
@@ -13,10 +14,12 @@ pub mod fx;
 pub mod import;
 pub mod ingress;
 pub mod model;
+pub mod outbound;
 pub mod payments;
 pub mod pipeline;
 pub mod reco;
 pub mod schemas;
+pub mod secret;
 pub mod stdout;
 pub mod store;
 pub mod tax;

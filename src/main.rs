@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crossgate::adapter::{Headers, RecordContext, Registry, Routed};
 use crossgate::config::Config;
+use crossgate::fx::store::FxStore;
 use crossgate::{daemon, store, telemetry, with_store};
 
 #[derive(Parser)]
@@ -306,7 +307,7 @@ async fn serve(config_path: &Path) -> Result<()> {
             "DEV-ONLY default secret in use; set the environment variable before going live"
         );
     }
-    let (store, persistence) = store::open(&config)
+    let (store, persistence) = crossgate::backend::open(&config.store)
         .await
         .with_context(|| format!("opening the {:?} store", config.store.backend))?;
     if let Some(p) = persistence {
@@ -566,7 +567,6 @@ fn replay(config_path: &Path, args: ReplayArgs) -> Result<std::process::ExitCode
 }
 
 async fn quote(config_path: &Path, args: QuoteArgs) -> Result<std::process::ExitCode> {
-    use crossgate::store::Store;
     let config = load_config(config_path)?;
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
@@ -630,7 +630,7 @@ fn exit_for(q: &crossgate::tax::Quote) -> std::process::ExitCode {
 /// The daemon's API when it answers, else the store itself.
 enum Access {
     Api(ApiClient),
-    Store(store::AnyStore),
+    Store(crossgate::backend::AnyStore),
 }
 
 async fn access(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Access> {
@@ -653,7 +653,6 @@ async fn access(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Ac
 
 async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode> {
     use crossgate::fx::rates::RateSource;
-    use crossgate::store::Store;
     let config = load_config(config_path)?;
     match cmd {
         FxCommand::Sync { ecb, manual, api } => {
@@ -932,14 +931,16 @@ fn parse_when(flag: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
         .with_context(|| format!("{flag} '{s}' is not an RFC 3339 time or YYYY-MM-DD"))
 }
 
-async fn open_store_for_cli(config: &Config) -> Result<store::AnyStore> {
-    let (s, _) = store::open(config).await.with_context(|| {
-        format!(
-            "opening the {:?} store (the embedded store can be open in one process only: stop \
+async fn open_store_for_cli(config: &Config) -> Result<crossgate::backend::AnyStore> {
+    let (s, _) = crossgate::backend::open(&config.store)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the {:?} store (the embedded store can be open in one process only: stop \
              the daemon first, or use Redis)",
-            config.store.backend
-        )
-    })?;
+                config.store.backend
+            )
+        })?;
     Ok(s)
 }
 
@@ -1046,7 +1047,7 @@ async fn reconcile(config_path: &Path, args: ReconcileArgs) -> Result<std::proce
 /// Where imported chunks go.
 enum ImportSink {
     Api(ApiClient),
-    Store(store::AnyStore),
+    Store(crossgate::backend::AnyStore),
 }
 
 async fn import(config_path: &Path, args: ImportArgs) -> Result<std::process::ExitCode> {
@@ -1116,7 +1117,7 @@ async fn import(config_path: &Path, args: ImportArgs) -> Result<std::process::Ex
             "no daemon answers; writing to the {:?} store directly",
             config.store.backend
         );
-        let (s, _) = store::open(&config)
+        let (s, _) = crossgate::backend::open(&config.store)
             .await
             .context("opening the store (is a daemon running on another address? use --url)")?;
         ImportSink::Store(s)

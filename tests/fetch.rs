@@ -160,7 +160,7 @@ async fn thin_webhooks_are_stored_then_fetched() {
         let base = serve(api.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = Arc::new(config(dir.path(), backend, &base));
-        let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+        let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
         let gw = Gateway::start_with(cfg, store, Some(dir)).await;
         let c = http();
         let headers = vec![

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
+use crossgate::backend::redis::{RedisOptions, RedisStore};
+use crossgate::fx::store::FxStore;
 use crossgate::fx::{FxJob, FxSettings};
 use crossgate::model::{Order, OrderId};
-use crossgate::store::Store;
-use crossgate::store::redis::{RedisOptions, RedisStore};
 
 fn order(external_id: &str) -> Order {
     let mut v = app_order(external_id, "2017-02-15T11:00:00+01:00");

@@ -89,8 +89,8 @@ async fn import_into_the_store_reports_bad_rows_and_is_idempotent() {
     );
 
     // What was stored is what the file says.
-    let (store, _) = crossgate::store::open(&tc.config).await.unwrap();
-    let crossgate::store::AnyStore::Embedded(s) = store else {
+    let (store, _) = crossgate::backend::open(&tc.config.store).await.unwrap();
+    let crossgate::backend::AnyStore::Embedded(s) = store else {
         unreachable!()
     };
     use crossgate::store::Store;

@@ -346,7 +346,7 @@ async fn backfill_with_faults(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), backend, &base, &unique_prefix("poll"));
     let inst = cfg.instances["amz"].clone();
-    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
     let client = crossgate::channel::client::ChannelClient::new(
         &inst,
         crossgate::channel::client::RetryPolicy {
@@ -435,7 +435,7 @@ async fn backfill_with_faults(backend: Backend) {
     assert_eq!(state2.orders, state.orders);
     let again = crossgate::with_store!(&store, s => order_events(s).await);
     assert!(again.is_empty(), "{again:?}");
-    if let crossgate::store::AnyStore::Redis(r) = store {
+    if let crossgate::backend::AnyStore::Redis(r) = store {
         r.flush_prefix().await.unwrap();
     }
 }
@@ -516,7 +516,7 @@ async fn kill_9_during_backfill_then_resume_leaves_no_gap_and_no_duplicate() {
         first_after.2
     );
 
-    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
     let events = crossgate::with_store!(&store, s => order_events(s).await);
     assert_exactly_once(&events);
 }
@@ -599,7 +599,7 @@ settings = {{ api_base = "{base}", currency = "EUR", timezone = "Europe/Paris" }
         .collect();
     let cfg = Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"));
     let inst = cfg.instances["ps"].clone();
-    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
     let client = crossgate::channel::client::ChannelClient::new(&inst, Default::default()).unwrap();
     let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
     let state = crossgate::with_store!(&store, s => poller.run(s, &crossgate::channel::poll::Mode::Live, |_| {}).await).unwrap();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crossgate::pipeline::{self, Submission};
+use crossgate::reco::store::{RecoKind, RecoStore};
 use crossgate::reco::{job, models};
-use crossgate::store::{RecoKind, Store};
 use serde_json::json;
 
 const ORDERS: usize = 1500;
@@ -75,9 +75,9 @@ fn orders() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn load(tc: &TestConfig) -> crossgate::store::redis::RedisStore {
-    let (store, _) = crossgate::store::open(&tc.config).await.unwrap();
-    let crossgate::store::AnyStore::Redis(store) = store else {
+async fn load(tc: &TestConfig) -> crossgate::backend::redis::RedisStore {
+    let (store, _) = crossgate::backend::open(&tc.config.store).await.unwrap();
+    let crossgate::backend::AnyStore::Redis(store) = store else {
         panic!("a Redis config")
     };
     let inst = tc.config.instances.get("app").unwrap().clone();
@@ -113,7 +113,7 @@ fn jobs_run(dir: &std::path::Path, rebuild: bool) -> std::process::Child {
 }
 
 /// Every published result: lists per strategy and customer, and the rankings.
-async fn results(store: &impl Store, customers: &[String]) -> Vec<(String, Option<String>)> {
+async fn results(store: &impl RecoStore, customers: &[String]) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     for s in models::STRATEGIES {
         for c in customers {
@@ -181,7 +181,7 @@ async fn a_killed_run_resumes_to_the_same_results() {
     );
     assert!(
         crashed
-            .reco_meta(crossgate::store::RecoPart::Recommendations)
+            .reco_meta(crossgate::reco::store::RecoPart::Recommendations)
             .await
             .unwrap()
             .is_none(),

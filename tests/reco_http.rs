@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
+use crossgate::fx::store::FxStore;
 use crossgate::reco::job::{self, Quiet, Which};
 use crossgate::reco::rank;
-use crossgate::store::Store;
 use serde_json::{Value, json};
 
 /// (order id, buyer's email, [(sku, unit price in JPY)]).

@@ -100,7 +100,7 @@ settings = {{ api_base = "{base}" }}
     let cfg = Arc::new(Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}")));
 
     // Orders 8001 and 8002 are pushed before the gateway polls.
-    let (store, _) = crossgate::store::open(&cfg).await.unwrap();
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
     let gw = Gateway::start_with(cfg, store, Some(dir)).await;
     let c = http();
     for id in [8001u64, 8002] {

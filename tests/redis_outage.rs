@@ -168,7 +168,7 @@ async fn without_aof_a_redis_crash_loses_acknowledged_data() {
     }
     assert_eq!(status, 404, "without AOF the acknowledged order is gone");
     let (_, persistence) =
-        crossgate::store::redis::RedisStore::connect(crossgate::store::redis::RedisOptions {
+        crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
             url: redis.url(),
             prefix: "x".into(),
             timeout: Duration::from_secs(1),
@@ -181,7 +181,7 @@ async fn without_aof_a_redis_crash_loses_acknowledged_data() {
         .unwrap();
     assert!(!persistence.fsyncs_every_write());
     let refused =
-        crossgate::store::redis::RedisStore::connect(crossgate::store::redis::RedisOptions {
+        crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
             url: redis.url(),
             prefix: "x".into(),
             timeout: Duration::from_secs(1),

@@ -5,9 +5,9 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{app_order, redis_url, unique_prefix};
+use crossgate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
+use crossgate::backend::redis::{RedisOptions, RedisStore};
 use crossgate::model::{Change, Order, OrderId, Record, RecordKind};
-use crossgate::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use crossgate::store::redis::{RedisOptions, RedisStore};
 use crossgate::store::{
     CursorWrite, DeadLetterQuery, DeadLetterReason, DeliverySource, Disposition, IngestOutcome,
     OrderQuery, RawDelivery, Store, StoreError,
@@ -92,7 +92,7 @@ fn order_with_status(external_id: &str, updated_at: &str, status: &str) -> Recor
 
 /// Lifecycle facts: applied whatever the order of arrival, never moving an order backwards, and
 /// every rise of an order's status is a transition on the event stream.
-async fn lifecycle<S: Store>(store: &S) {
+async fn lifecycle<S: crossgate::backend::Stores>(store: &S) {
     let now = Utc::now();
     let id = OrderId::derive(INST, "L-1");
     let ingest = |source: &'static str, dedupe: &'static str, records: Vec<Record>| async move {
@@ -246,7 +246,7 @@ fn payment_of(id: &str, amount: &str, currency: &str) -> serde_json::Value {
 
 /// Payments that contradict their order (another currency, less than the grand total) hold it
 /// instead of paying it; payments that cover it pay it; an overpayment is recorded.
-async fn payment_mismatch<S: Store>(store: &S) {
+async fn payment_mismatch<S: crossgate::backend::Stores>(store: &S) {
     use crossgate::model::{PAYMENT_MISMATCH, PaymentOutcome};
     let now = Utc::now();
     let ingest = |source: &'static str, dedupe: &'static str, records: Vec<Record>| async move {
@@ -348,7 +348,7 @@ async fn payment_mismatch<S: Store>(store: &S) {
 }
 
 /// A poller's cursor is written with its page; reconciliation compares polled and pushed orders.
-async fn cursors_and_reconciliation<S: Store>(store: &S) {
+async fn cursors_and_reconciliation<S: crossgate::backend::Stores>(store: &S) {
     let now = Utc::now();
     assert_eq!(store.get_cursor(INST, "poll").await.unwrap(), None);
     let mut page = delivery(INST, "poll-page-1", now);
@@ -397,8 +397,8 @@ async fn cursors_and_reconciliation<S: Store>(store: &S) {
 }
 
 /// The jobs' data and published results.
-async fn reco_results<S: Store>(store: &S) {
-    use crossgate::store::{RecoKind, RecoPart, RecoResults, RecoWrite};
+async fn reco_results<S: crossgate::backend::Stores>(store: &S) {
+    use crossgate::reco::store::{RecoKind, RecoPart, RecoResults, RecoWrite};
     let put = |kind, key: &str, json: Option<&str>| RecoWrite {
         kind,
         key: key.into(),
@@ -500,7 +500,7 @@ fn reason() -> DeadLetterReason {
     }
 }
 
-async fn contract<S: Store>(store: &S) {
+async fn contract<S: crossgate::backend::Stores>(store: &S) {
     let now = Utc::now();
     let t = |s: &str| s.to_string();
 
@@ -879,7 +879,7 @@ async fn contract<S: Store>(store: &S) {
 }
 
 /// Dedupe ids are forgotten after their TTL (Redis expires them; the embedded store sweeps).
-async fn expiry<S: Store>(store: &S, ttl: Duration) {
+async fn expiry<S: crossgate::backend::Stores>(store: &S, ttl: Duration) {
     let long_ago = Utc::now() - ttl - Duration::seconds(5);
     let first = store
         .ingest(

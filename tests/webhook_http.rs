@@ -514,7 +514,7 @@ async fn dead_letter_replay_after_adapter_fix(backend: Backend) {
     );
     let gw = loop {
         // The embedded store's file is released once the previous writer thread exits.
-        match crossgate::store::open(&tc.config).await {
+        match crossgate::backend::open(&tc.config.store).await {
             Ok((store, _)) => break Gateway::start_with(tc.config.clone(), store, None).await,
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }

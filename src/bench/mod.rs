@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crossgate::adapter::signature::hmac_sha256;
+use crossgate::fx::store::FxStore;
 
 mod hostile;
 use crossgate::model::OrderId;
@@ -154,7 +155,6 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
 async fn fx_bench(args: FxArgs) -> Result<()> {
     use crossgate::fx::{FxJob, FxSettings, book::RateBook, convert_order, revision_key};
     use crossgate::model::{CurrencyCode, Order, OrderId};
-    use crossgate::store::Store;
     let bytes =
         std::fs::read(&args.ecb).with_context(|| format!("reading {}", args.ecb.display()))?;
     let doc = crossgate::fx::document(
@@ -209,7 +209,7 @@ async fn fx_bench(args: FxArgs) -> Result<()> {
     // 2. Appends on Redis: convert and commit each order (chain, index, view) atomically.
     let prefix = format!("fxbench{}", std::process::id());
     let (store, _) =
-        crossgate::store::redis::RedisStore::connect(crossgate::store::redis::RedisOptions {
+        crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
             url: args.redis_url.clone(),
             prefix,
             timeout: Duration::from_secs(5),
@@ -717,8 +717,8 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
     }
     // Leave the shared Redis as we found it.
     if wanted("redis") {
-        let cleanup =
-            crossgate::store::redis::RedisStore::connect(crossgate::store::redis::RedisOptions {
+        let cleanup = crossgate::backend::redis::RedisStore::connect(
+            crossgate::backend::redis::RedisOptions {
                 url: args.redis_url.clone(),
                 prefix: prefix.clone(),
                 timeout: Duration::from_secs(30),
@@ -726,8 +726,9 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
                 dedupe_ttl: Duration::from_secs(3600),
                 raw_retention: Duration::from_secs(3600),
                 instances: vec![],
-            })
-            .await;
+            },
+        )
+        .await;
         match cleanup {
             Ok((store, _)) => match store.flush_prefix().await {
                 Ok(n) => eprintln!("removed {n} benchmark keys from Redis"),

@@ -6,18 +6,17 @@
 //!    environment map (so tests can pass their own) and loads the adapter registry.
 
 pub mod raw;
-pub mod secret;
-
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::secret::Secret;
+pub use crate::store::{Backend, StoreSettings};
+pub use raw::Environment;
 use raw::RawConfig;
-pub use raw::{Backend, Environment};
-pub use secret::Secret;
 
 use crate::adapter::spec::SignatureSpec;
 use crate::adapter::{Adapter, Registry};
@@ -50,7 +49,7 @@ pub struct Config {
     pub file: PathBuf,
     pub environment: Environment,
     pub server: ServerConfig,
-    pub store: StoreConfig,
+    pub store: StoreSettings,
     pub log: LogConfig,
     pub registry: Registry,
     pub instances: BTreeMap<String, Arc<Instance>>,
@@ -69,19 +68,6 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub max_in_flight: usize,
     pub api_token: Option<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub backend: Backend,
-    pub path: PathBuf,
-    pub cache_bytes: usize,
-    pub redis_url: Secret,
-    pub redis_prefix: String,
-    pub redis_timeout: Duration,
-    pub redis_require_fsync: bool,
-    pub dedupe_ttl: Duration,
-    pub raw_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -190,14 +176,14 @@ pub fn validate(
                       text: &str,
                       issue: &mut dyn FnMut(&str, String)|
      -> Option<Secret> {
-        let r = match secret::parse_env_ref(text) {
+        let r = match crate::secret::parse_env_ref(text) {
             Ok(r) => r,
             Err(e) => {
                 issue(path, e);
                 return None;
             }
         };
-        match secret::resolve(&r, env) {
+        match crate::secret::resolve(&r, env) {
             Ok(s) if s.from_default && production => {
                 issue(
                     path,
@@ -671,7 +657,7 @@ pub fn validate(
                     ),
                 ),
                 Some(u) => {
-                    if let Err(p) = crate::channel::client::check_base_url(u) {
+                    if let Err(p) = crate::outbound::check_base_url(u) {
                         issue(&at(&format!("settings.{}", api.base_url_setting)), p);
                     }
                 }
@@ -716,7 +702,7 @@ pub fn validate(
             max_in_flight: raw.server.max_in_flight,
             api_token,
         },
-        store: StoreConfig {
+        store: StoreSettings {
             backend: raw.store.backend,
             path: resolve_path(base, &raw.store.path),
             cache_bytes: (raw.store.cache_mb as usize) * 1024 * 1024,
@@ -726,6 +712,7 @@ pub fn validate(
             redis_require_fsync: raw.store.redis_require_fsync.unwrap_or(production),
             dedupe_ttl: Duration::from_secs(raw.store.dedupe_ttl_secs),
             raw_retention: Duration::from_secs(raw.store.raw_retention_secs),
+            instances: instances.keys().cloned().collect(),
         },
         log: LogConfig {
             json: json_logs,

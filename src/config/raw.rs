@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::store::Backend;
+
 /// `config/gateway.toml`. Relative paths are relative to the directory of the config file.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,15 +100,6 @@ impl Default for RawServer {
             api_token: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// redb file on local disk; no other service needed.
-    Embedded,
-    /// A Redis server (configure it with AOF `appendfsync always` for durability).
-    Redis,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -9,6 +9,7 @@
 pub mod book;
 pub mod log;
 pub mod rates;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use book::{Converted, RateBook, Rounding};
 use log::{FxEntry, conversion_key, fingerprint};
 use rates::{RateDoc, RateSource};
 
+use crate::fx::store::FxStore;
 use crate::model::{ChangeEvent, CurrencyCode, Money, Order, Record, RecordKind};
 use crate::store::{Store, StoreError};
 
@@ -247,6 +249,8 @@ pub async fn read_document(
 pub async fn read_document_bytes(location: &str) -> Result<Vec<u8>, FxError> {
     Ok(
         if location.starts_with("https://") || location.starts_with("http://") {
+            crate::outbound::check_base_url(location)
+                .map_err(|p| FxError::Document(format!("{location}: {p}")))?;
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::limited(3))
@@ -326,7 +330,10 @@ pub struct FxJob {
 }
 
 impl FxJob {
-    pub async fn new<S: Store>(store: &S, settings: Arc<FxSettings>) -> Result<Self, StoreError> {
+    pub async fn new<S: Store + FxStore>(
+        store: &S,
+        settings: Arc<FxSettings>,
+    ) -> Result<Self, StoreError> {
         let docs = store.fx_docs().await?;
         let n = docs.len();
         Ok(Self {
@@ -341,7 +348,10 @@ impl FxJob {
     }
 
     /// Reloads the rate book when documents were added; returns whether it changed.
-    pub async fn refresh_book<S: Store>(&mut self, store: &S) -> Result<bool, StoreError> {
+    pub async fn refresh_book<S: Store + FxStore>(
+        &mut self,
+        store: &S,
+    ) -> Result<bool, StoreError> {
         let docs = store.fx_docs().await?;
         if docs.len() == self.docs_seen {
             return Ok(false);
@@ -352,7 +362,7 @@ impl FxJob {
     }
 
     /// Converts one order revision and commits it.
-    pub async fn convert<S: Store>(
+    pub async fn convert<S: Store + FxStore>(
         &self,
         store: &S,
         order: &Order,
@@ -364,7 +374,11 @@ impl FxJob {
     }
 
     /// Reads order events (at least once; commits are idempotent) and converts each order.
-    pub async fn pass<S: Store>(&self, store: &S, max: usize) -> Result<FxPass, StoreError> {
+    pub async fn pass<S: Store + FxStore>(
+        &self,
+        store: &S,
+        max: usize,
+    ) -> Result<FxPass, StoreError> {
         let mut out = FxPass::default();
         let batch = store.read_events(FX_GROUP, "fx-job", max).await?;
         let mut ids = Vec::with_capacity(batch.len());
@@ -387,7 +401,7 @@ impl FxJob {
     }
 
     /// Tries every pending order again (after new rates).
-    pub async fn retry_pending<S: Store>(&self, store: &S) -> Result<FxPass, StoreError> {
+    pub async fn retry_pending<S: Store + FxStore>(&self, store: &S) -> Result<FxPass, StoreError> {
         let mut out = FxPass::default();
         for id in store.fx_pending().await? {
             let Ok(oid) = crate::model::OrderId::parse(&id) else {
@@ -509,7 +523,7 @@ impl LogFilter {
 
 /// Reads the whole log, parsed (an unparsable entry is an error here; `verify_log` reports
 /// it instead).
-pub async fn read_log<S: Store>(store: &S) -> Result<Vec<FxEntry>, StoreError> {
+pub async fn read_log<S: Store + FxStore>(store: &S) -> Result<Vec<FxEntry>, StoreError> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -528,7 +542,7 @@ pub async fn read_log<S: Store>(store: &S) -> Result<Vec<FxEntry>, StoreError> {
 
 /// A page of an export: matching entries after the cursor, each with the entry that
 /// superseded it (if any).
-pub async fn export_page<S: Store>(
+pub async fn export_page<S: Store + FxStore>(
     store: &S,
     filter: &LogFilter,
     after: u64,
@@ -561,7 +575,7 @@ pub struct Verification {
 }
 
 /// Recomputes every entry from the stored rate documents and checks the chain and the head.
-pub async fn verify_log<S: Store>(store: &S) -> Result<Verification, StoreError> {
+pub async fn verify_log<S: Store + FxStore>(store: &S) -> Result<Verification, StoreError> {
     let book = RateBook::new(store.fx_docs().await?, 31);
     let head = store.fx_head().await?;
     let mut entries = Vec::new();
@@ -607,7 +621,7 @@ pub async fn verify_log<S: Store>(store: &S) -> Result<Verification, StoreError>
 }
 
 /// The daily report (see [`log::report`]).
-pub async fn report<S: Store>(
+pub async fn report<S: Store + FxStore>(
     store: &S,
     date: NaiveDate,
     max_age_days: i64,

@@ -19,12 +19,11 @@ use tokio::sync::Semaphore;
 
 use super::problem::Problem;
 use crate::adapter::Headers;
+use crate::backend::Stores;
 use crate::config::Config;
 use crate::model::{ListingId, OrderId, validate_instance_id};
 use crate::pipeline::{self, IngestError, IngestReport, Ingested, ReplayError};
-use crate::store::{
-    Cursor, DeadLetterQuery, IngestOutcome, OrderQuery, RecordResult, Store, StoreError,
-};
+use crate::store::{Cursor, DeadLetterQuery, IngestOutcome, OrderQuery, RecordResult, StoreError};
 use crate::telemetry::{self, names};
 
 /// Shared state of the HTTP handlers.
@@ -44,7 +43,7 @@ impl<S: Clone> Clone for App<S> {
     }
 }
 
-impl<S: Store + Clone> App<S> {
+impl<S: Stores> App<S> {
     pub fn new(store: S, config: Arc<Config>) -> Self {
         // Install the recorder before the first delivery is counted.
         let _ = telemetry::metrics();
@@ -58,7 +57,7 @@ impl<S: Store + Clone> App<S> {
 }
 
 /// Builds the router.
-pub fn router<S: Store + Clone>(app: App<S>) -> Router {
+pub fn router<S: Stores>(app: App<S>) -> Router {
     let body_limit = app.config.server.body_limit;
     let api = Router::new()
         .route("/v1/orders", get(list_orders::<S>))
@@ -118,11 +117,7 @@ pub fn router<S: Store + Clone>(app: App<S>) -> Router {
 /// Sheds load beyond `max_in_flight` and bounds each request's time; both answer 503 with
 /// Retry-After so senders retry later. A request that timed out may still have been stored;
 /// the retry is then recognised as a duplicate.
-async fn admission<S: Store + Clone>(
-    State(app): State<App<S>>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Next) -> Response {
     if let Some(refusal) =
         super::transport::refuse_from_head(req.headers(), app.config.server.body_limit)
     {
@@ -149,7 +144,7 @@ async fn admission<S: Store + Clone>(
 }
 
 /// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured.
-async fn require_token<S: Store + Clone>(
+async fn require_token<S: Stores>(
     State(app): State<App<S>>,
     headers: HeaderMap,
     req: Request,
@@ -189,7 +184,7 @@ fn records_json(records: &[RecordResult]) -> Value {
     json!(records)
 }
 
-async fn webhook<S: Store + Clone>(
+async fn webhook<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     headers: HeaderMap,
@@ -227,7 +222,7 @@ async fn webhook<S: Store + Clone>(
     }
 }
 
-async fn webhook_inner<S: Store + Clone>(
+async fn webhook_inner<S: Stores>(
     app: &App<S>,
     instance: &str,
     known: bool,
@@ -438,10 +433,7 @@ fn store_err(e: StoreError) -> Response {
     store_problem(&e).into_response()
 }
 
-async fn get_order<S: Store + Clone>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_order<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     let Ok(id) = OrderId::parse(&id) else {
         return Problem::not_found("order").into_response();
     };
@@ -468,10 +460,7 @@ async fn get_order<S: Store + Clone>(
     }
 }
 
-async fn get_listing<S: Store + Clone>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_listing<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     let Ok(id) = ListingId::parse(&id) else {
         return Problem::not_found("listing").into_response();
     };
@@ -483,7 +472,7 @@ async fn get_listing<S: Store + Clone>(
 }
 
 /// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.
-async fn order_fx<S: Store + Clone>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
+async fn order_fx<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     if OrderId::parse(&id).is_err() {
         return Problem::not_found("order").into_response();
     }
@@ -526,7 +515,7 @@ fn fx_filter(p: &FxLogParams) -> Result<crate::fx::LogFilter, Problem> {
 }
 
 /// `GET /v1/fx/log`: the FX log for finance (JSON pages, or the whole selection as CSV).
-async fn fx_log<S: Store + Clone>(
+async fn fx_log<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<FxLogParams>, QueryRejection>,
 ) -> Response {
@@ -592,7 +581,7 @@ async fn fx_log<S: Store + Clone>(
 }
 
 /// `GET /v1/fx/verify`: recomputes the log and checks its chain.
-async fn fx_verify<S: Store + Clone>(State(app): State<App<S>>) -> Response {
+async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Response {
     match crate::fx::verify_log(&app.store).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => store_err(e),
@@ -605,7 +594,7 @@ struct DateParam {
 }
 
 /// `GET /v1/fx/report?date=`: per currency pair, the day's conversions.
-async fn fx_report<S: Store + Clone>(
+async fn fx_report<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<DateParam>, QueryRejection>,
 ) -> Response {
@@ -630,7 +619,7 @@ struct QuoteParams {
 }
 
 /// `POST /v1/quote`: landed cost and explanation for an order JSON (nothing is stored).
-async fn quote<S: Store + Clone>(
+async fn quote<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<QuoteParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -668,10 +657,7 @@ async fn quote<S: Store + Clone>(
 }
 
 /// `GET /v1/orders/{id}/tax`: the stored quote of an order.
-async fn order_tax<S: Store + Clone>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn order_tax<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     match app.store.tax_quote(&id).await {
         Ok(Some(q)) => axum::Json(q).into_response(),
         Ok(None) => Problem::not_found("tax quote of this order").into_response(),
@@ -681,7 +667,7 @@ async fn order_tax<S: Store + Clone>(
 
 /// `POST /v1/orders/{id}/quote`: quotes a stored order again with the active pack (after a
 /// pack fix or new rates) and stores the result.
-async fn requote<S: Store + Clone>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
+async fn requote<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     let Ok(oid) = OrderId::parse(&id) else {
         return Problem::not_found("order").into_response();
     };
@@ -712,7 +698,7 @@ struct RatesParams {
 
 /// `POST /v1/fx/rates?source=ecb|manual`: stores a rate document (what `crossgate fx sync`
 /// sends); waiting orders are converted on the FX job's next look.
-async fn fx_rates<S: Store + Clone>(
+async fn fx_rates<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<RatesParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -751,7 +737,7 @@ struct SinceParam {
 
 /// `GET /v1/instances/{instance}/reconciliation?since=`: orders seen by polling but never
 /// pushed, and the reverse.
-async fn reconciliation<S: Store + Clone>(
+async fn reconciliation<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     params: Result<Query<SinceParam>, QueryRejection>,
@@ -783,7 +769,7 @@ async fn reconciliation<S: Store + Clone>(
 
 /// `POST /v1/instances/{instance}/orders`: a call-centre tool (or any trusted internal system)
 /// submits one canonical order JSON for a phone instance.
-async fn submit_canonical<S: Store + Clone>(
+async fn submit_canonical<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     headers: HeaderMap,
@@ -811,7 +797,7 @@ struct RecoParams {
 /// `GET /v1/recommendations/{customer_key}?k=10&strategy=blended&country=DE`: the customer's
 /// list from the last job run. A customer the jobs do not know yet gets the most bought items
 /// in `country` (when given and known), else overall (`fallback` says which).
-async fn recommendations<S: Store + Clone>(
+async fn recommendations<S: Stores>(
     State(app): State<App<S>>,
     Path(customer): Path<String>,
     params: Result<Query<RecoParams>, QueryRejection>,
@@ -839,7 +825,7 @@ async fn recommendations<S: Store + Clone>(
         ))
         .into_response();
     }
-    let meta = match job::meta(&app.store, crate::store::RecoPart::Recommendations).await {
+    let meta = match job::meta(&app.store, crate::reco::store::RecoPart::Recommendations).await {
         Ok(Some(m)) => m,
         Ok(None) => {
             return Problem::unavailable(
@@ -901,7 +887,7 @@ struct RankParams {
 }
 
 /// `GET /v1/rankings?by=sales|revenue|price|rating|rating_wilson&country=DE&channel=shopify&k=10`
-async fn rankings<S: Store + Clone>(
+async fn rankings<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<RankParams>, QueryRejection>,
 ) -> Response {
@@ -931,7 +917,7 @@ async fn rankings<S: Store + Clone>(
         .map(|c| c.to_uppercase())
         .unwrap_or_else(|| "*".into());
     let channel = p.channel.unwrap_or_else(|| "*".into());
-    let meta = match job::meta(&app.store, crate::store::RecoPart::Rankings).await {
+    let meta = match job::meta(&app.store, crate::reco::store::RecoPart::Rankings).await {
         Ok(Some(m)) => m,
         Ok(None) => {
             return Problem::unavailable(
@@ -980,7 +966,7 @@ async fn rankings<S: Store + Clone>(
 
 /// `POST /v1/instances/{instance}/listings`: a catalogue tool submits one canonical listing
 /// JSON (without the gateway's fields).
-async fn submit_listing<S: Store + Clone>(
+async fn submit_listing<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     headers: HeaderMap,
@@ -998,7 +984,7 @@ async fn submit_listing<S: Store + Clone>(
 
 /// `POST /v1/instances/{instance}/imports`: a file in the instance adapter's format (a CSV of
 /// phone orders); used by `crossgate import` against a running daemon.
-async fn submit_import<S: Store + Clone>(
+async fn submit_import<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     headers: HeaderMap,
@@ -1014,7 +1000,7 @@ async fn submit_import<S: Store + Clone>(
     .await
 }
 
-async fn submit_common<S: Store + Clone>(
+async fn submit_common<S: Stores>(
     app: App<S>,
     instance: String,
     headers: HeaderMap,
@@ -1176,7 +1162,7 @@ fn parse_page(
     Ok((p.channel.clone(), limit, cursor))
 }
 
-async fn list_orders<S: Store + Clone>(
+async fn list_orders<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
@@ -1216,7 +1202,7 @@ async fn list_orders<S: Store + Clone>(
     }
 }
 
-async fn list_dead_letters<S: Store + Clone>(
+async fn list_dead_letters<S: Stores>(
     State(app): State<App<S>>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
@@ -1245,10 +1231,7 @@ async fn list_dead_letters<S: Store + Clone>(
     }
 }
 
-async fn get_dead_letter<S: Store + Clone>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_dead_letter<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Response {
     let dl = match app.store.get_dead_letter(&id).await {
         Ok(Some(dl)) => dl,
         Ok(None) => return Problem::not_found("dead letter").into_response(),
@@ -1278,7 +1261,7 @@ async fn get_dead_letter<S: Store + Clone>(
     .into_response()
 }
 
-async fn replay_dead_letter<S: Store + Clone>(
+async fn replay_dead_letter<S: Stores>(
     State(app): State<App<S>>,
     Path(id): Path<String>,
 ) -> Response {
@@ -1325,7 +1308,7 @@ async fn replay_dead_letter<S: Store + Clone>(
     }
 }
 
-async fn readyz<S: Store + Clone>(State(app): State<App<S>>) -> Response {
+async fn readyz<S: Stores>(State(app): State<App<S>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => axum::Json(json!({"status": "ready"})).into_response(),
         Ok(Err(e)) => Problem::unavailable(format!("store: {e}")).into_response(),

@@ -14,12 +14,12 @@ use tokio::net::TcpListener;
 
 pub use http::{App, router};
 
-use crate::store::Store;
+use crate::backend::Stores;
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then lets open requests finish
 /// (up to 10 s). Header reads are bounded by `header_read_timeout` (slowloris guard: hyper only
 /// enforces it when a timer is set, which this does).
-pub async fn serve<S: Store + Clone>(
+pub async fn serve<S: Stores>(
     listener: TcpListener,
     app: App<S>,
     header_read_timeout: Duration,

@@ -27,8 +27,10 @@ use super::rank;
 use crate::fx::FxSettings;
 use crate::fx::book::RateBook;
 use crate::fx::book::Rounding;
+use crate::fx::store::FxStore;
 use crate::model::{CurrencyCode, Money};
-use crate::store::{RecoKind, RecoPart, RecoResults, RecoWrite, Store, StoreError};
+use crate::reco::store::{RecoKind, RecoPart, RecoResults, RecoStore, RecoWrite};
+use crate::store::{Store, StoreError};
 
 /// The consumer group of the jobs.
 pub const RECO_GROUP: &str = "reco";
@@ -129,7 +131,7 @@ fn write_of(u: Update) -> Option<RecoWrite> {
 }
 
 /// Reads the stream until it is drained; returns the number of events read.
-pub async fn ingest<S: Store>(
+pub async fn ingest<S: Store + RecoStore>(
     store: &S,
     batch: usize,
     progress: &dyn Progress,
@@ -163,7 +165,7 @@ pub struct Snapshot {
 }
 
 /// Reads the jobs' data from the store.
-pub async fn load<S: Store>(store: &S) -> Result<Snapshot, JobError> {
+pub async fn load<S: Store + RecoStore>(store: &S) -> Result<Snapshot, JobError> {
     fn parse<T: serde::de::DeserializeOwned>(
         rows: Vec<String>,
         kind: &'static str,
@@ -683,7 +685,7 @@ pub struct RunReport {
 }
 
 /// One run: ingest new events, compute, publish.
-pub async fn run<S: Store>(
+pub async fn run<S: Store + FxStore + RecoStore>(
     store: &S,
     settings: &JobSettings,
     fx: &FxSettings,
@@ -794,7 +796,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// The current results' metadata of a part, parsed.
-pub async fn meta<S: Store>(
+pub async fn meta<S: Store + RecoStore>(
     store: &S,
     part: RecoPart,
 ) -> Result<Option<serde_json::Value>, StoreError> {

@@ -7,3 +7,4 @@ pub mod eval;
 pub mod job;
 pub mod models;
 pub mod rank;
+pub mod store;

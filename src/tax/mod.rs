@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod pack;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::fx::book::RateBook;
+use crate::fx::store::FxStore;
 use crate::model::{ChangeEvent, CurrencyCode, Money, Order, Record, RecordKind};
 use crate::store::{Store, StoreError};
+use crate::tax::store::TaxStore;
 pub use pack::{Pack, Packs};
 
 /// Who collects a tax line.
@@ -239,7 +242,7 @@ impl TaxJob {
     }
 
     /// Quotes one order with the active pack and stores the result.
-    pub async fn quote<S: Store>(
+    pub async fn quote<S: Store + TaxStore>(
         &self,
         store: &S,
         order: &Order,
@@ -263,7 +266,11 @@ impl TaxJob {
     }
 
     /// One pass over new order events.
-    pub async fn pass<S: Store>(&self, store: &S, max: usize) -> Result<(u64, u64), StoreError> {
+    pub async fn pass<S: Store + FxStore + TaxStore>(
+        &self,
+        store: &S,
+        max: usize,
+    ) -> Result<(u64, u64), StoreError> {
         let batch = store.read_events(TAX_GROUP, "tax-job", max).await?;
         if batch.is_empty() {
             return Ok((0, 0));

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crossgate::adapter::signature::{self, hmac_sha256};
 use crossgate::adapter::spec::{Encoding, SignatureSpec};
+use crossgate::backend::{self, AnyStore};
 use crossgate::config::Config;
-use crossgate::store::{self, AnyStore};
 use serde_json::Value;
 
 pub const SHOPIFY_SECRET: &str = "test-shopify-secret";
@@ -204,7 +204,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(tc: TestConfig) -> Gateway {
-        let (store, _) = store::open(&tc.config).await.unwrap();
+        let (store, _) = backend::open(&tc.config.store).await.unwrap();
         Self::start_with(tc.config.clone(), store, tc.dir).await
     }
 

@@ -1,0 +1,328 @@
+//! The core store contract on redb: reads on MVCC snapshots, writes through the writer.
+
+use super::records::{RecordEntry, order_view, read_record, record_in};
+use super::tables::*;
+use super::{EmbeddedStore, unavailable, unframe};
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record};
+use crate::store::{
+    Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
+    Disposition, Housekeeping, IngestOutcome, OrderQuery, Page, RawDelivery, Reconciliation,
+    RecordResult, Store, StoreError, StoreResult, StreamEntry,
+};
+
+impl Store for EmbeddedStore {
+    async fn ingest_with_cursor(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+        cursor: Option<CursorWrite>,
+    ) -> StoreResult<IngestOutcome> {
+        self.write(move |tx| tx.ingest(delivery, disposition, cursor))
+            .await
+    }
+
+    async fn get_cursor(&self, instance: &str, name: &str) -> StoreResult<Option<String>> {
+        let (instance, name) = (instance.to_string(), name.to_string());
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(CURSORS).map_err(unavailable)?;
+            Ok(t.get((instance.as_str(), name.as_str()))
+                .map_err(unavailable)?
+                .map(|v| v.value().to_string()))
+        })
+        .await
+    }
+
+    async fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Reconciliation> {
+        let instance = instance.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let seen = r.open_table(SEEN).map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let ids = |source: &str| -> StoreResult<std::collections::BTreeSet<String>> {
+                let mut out = std::collections::BTreeSet::new();
+                let lo = (instance.as_str(), source, "");
+                let hi = (instance.as_str(), source, "\u{10FFFF}");
+                for item in seen.range(lo..=hi).map_err(unavailable)? {
+                    let (k, _) = item.map_err(unavailable)?;
+                    out.insert(k.value().2.to_string());
+                }
+                Ok(out)
+            };
+            let recent = |id: &String| -> bool {
+                let Some(since) = since else { return true };
+                records
+                    .get(id.as_str())
+                    .ok()
+                    .flatten()
+                    .and_then(|v| RecordEntry::decode(v.value()).ok())
+                    .is_some_and(|e| e.updated_ms >= since.timestamp_millis())
+            };
+            let polled = ids(DeliverySource::Poll.as_str())?;
+            let pushed = ids(DeliverySource::Webhook.as_str())?;
+            Ok(Reconciliation {
+                polled_not_pushed: polled
+                    .difference(&pushed)
+                    .filter(|i| recent(i))
+                    .cloned()
+                    .collect(),
+                pushed_not_polled: pushed
+                    .difference(&polled)
+                    .filter(|i| recent(i))
+                    .cloned()
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        let id = id.as_str().to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let life = r.open_table(LIFE).map_err(unavailable)?;
+            let facts = r.open_table(FACTS).map_err(unavailable)?;
+            match record_in(&records, &events, &id)? {
+                Some(Record::Order(o)) => order_view(&life, &facts, *o).map(Some),
+                Some(_) => Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
+        let id = id.as_str().to_string();
+        self.read(move |db| match read_record(db, &id)? {
+            Some(Record::Listing(l)) => Ok(Some(*l)),
+            Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
+        self.read(move |db| {
+            let since_ms = q.since.map(|s| s.timestamp_millis()).unwrap_or(i64::MIN);
+            let (start_ms, after_id) = match &q.after {
+                Some(c) if c.millis >= since_ms => (c.millis, Some(c.id.clone())),
+                _ => (since_ms, None),
+            };
+            let slot = q.instance.clone().unwrap_or_else(|| ALL.to_string());
+            let r = db.begin_read().map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let index = r.open_table(ORDER_INDEX).map_err(unavailable)?;
+            let life = r.open_table(LIFE).map_err(unavailable)?;
+            let facts = r.open_table(FACTS).map_err(unavailable)?;
+            let lower = match &after_id {
+                Some(a) => Bound::Excluded((slot.as_str(), start_ms, a.as_str())),
+                None => Bound::Included((slot.as_str(), start_ms, "")),
+            };
+            let upper = Bound::Included((slot.as_str(), i64::MAX, "\u{10FFFF}"));
+            let mut ids: Vec<(i64, String)> = Vec::with_capacity(q.limit + 1);
+            for item in index
+                .range::<(&str, i64, &str)>((lower, upper))
+                .map_err(unavailable)?
+            {
+                let (k, _) = item.map_err(unavailable)?;
+                let (_, ms, id) = k.value();
+                ids.push((ms, id.to_string()));
+                if ids.len() > q.limit {
+                    break;
+                }
+            }
+            let more = ids.len() > q.limit;
+            ids.truncate(q.limit);
+            let mut items = Vec::with_capacity(ids.len());
+            for (_, id) in &ids {
+                match record_in(&records, &events, id)? {
+                    Some(Record::Order(o)) => items.push(order_view(&life, &facts, *o)?),
+                    Some(_) => return Err(StoreError::Corrupt(format!("{id} is not an order"))),
+                    None => {
+                        return Err(StoreError::Corrupt(format!("index points at missing {id}")));
+                    }
+                }
+            }
+            let next = more.then(|| {
+                let (ms, id) = ids.last().expect("more implies items");
+                Cursor {
+                    millis: *ms,
+                    id: id.clone(),
+                }
+            });
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
+        let id = delivery_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(DELIVERIES).map_err(unavailable)?;
+            let Some(v) = t.get(id.as_str()).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let parts = unframe(v.value())?;
+            let (meta, body) = match parts.as_slice() {
+                [m, b] => (*m, *b),
+                _ => return Err(StoreError::Corrupt(format!("delivery {id}"))),
+            };
+            let mut d: RawDelivery =
+                serde_json::from_slice(meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            d.body = body.to_vec();
+            Ok(Some(d))
+        })
+        .await
+    }
+
+    async fn list_dead_letters(&self, q: DeadLetterQuery) -> StoreResult<Page<DeadLetter>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let idx = r.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+            let dls = r.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            let lower = match &q.after {
+                Some(c) => Bound::Excluded((c.millis, c.id.as_str())),
+                None => Bound::Unbounded,
+            };
+            let mut items = Vec::new();
+            let mut more = false;
+            for item in idx
+                .range::<(i64, &str)>((lower, Bound::Unbounded))
+                .map_err(unavailable)?
+            {
+                let (k, _) = item.map_err(unavailable)?;
+                let (_, id) = k.value();
+                let Some(v) = dls.get(id).map_err(unavailable)? else {
+                    continue;
+                };
+                let dl: DeadLetter = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if q.instance.as_ref().is_some_and(|i| *i != dl.instance) {
+                    continue;
+                }
+                if items.len() == q.limit {
+                    more = true;
+                    break;
+                }
+                items.push(dl);
+            }
+            let next = more.then(|| {
+                let last: &DeadLetter = items.last().expect("more implies items");
+                Cursor {
+                    millis: last.dead_lettered_at.timestamp_millis(),
+                    id: last.id.clone(),
+                }
+            });
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
+        let id = id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            let v = t.get(id.as_str()).map_err(unavailable)?;
+            v.map(|v| {
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        id: &str,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        let id = id.to_string();
+        self.write(move |tx| tx.resolve(&id, &records, now)).await
+    }
+
+    async fn update_dead_letter(
+        &self,
+        id: &str,
+        reason: DeadLetterReason,
+    ) -> StoreResult<DeadLetter> {
+        let id = id.to_string();
+        self.run(move |txn| super::write::update_dead_letter(txn, &id, reason))
+            .await
+    }
+
+    async fn read_events(
+        &self,
+        group: &str,
+        _consumer: &str,
+        max: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        let group = group.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let groups = r.open_table(GROUPS).map_err(unavailable)?;
+            let offset = groups
+                .get(group.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let mut out = Vec::with_capacity(max.min(4096));
+            for item in events.range(offset + 1..).map_err(unavailable)?.take(max) {
+                let (k, v) = item.map_err(unavailable)?;
+                let event: ChangeEvent = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push(StreamEntry {
+                    id: k.value().to_string(),
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack_events(&self, group: &str, ids: &[String]) -> StoreResult<()> {
+        let group = group.to_string();
+        let ids = ids.to_vec();
+        self.run(move |txn| super::write::ack(txn, &group, &ids))
+            .await
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(EVENTS).map_err(unavailable)?;
+            t.len().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn housekeeping(&self, now: DateTime<Utc>) -> StoreResult<Housekeeping> {
+        self.run(move |txn| super::write::housekeeping(txn, now))
+            .await
+    }
+
+    async fn drain_lifecycle(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|db| db.begin_read().map(drop).map_err(unavailable))
+            .await
+    }
+}

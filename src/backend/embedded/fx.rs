@@ -1,0 +1,147 @@
+use super::tables::*;
+use super::{EmbeddedStore, unavailable};
+use crate::fx::log::FxEntry;
+use crate::fx::rates::RateDoc;
+use crate::fx::store::FxStore;
+use crate::fx::{FxDraft, FxView, Head};
+use crate::store::{StoreError, StoreResult};
+use chrono::Utc;
+use redb::{ReadableDatabase, ReadableTable};
+
+impl FxStore for EmbeddedStore {
+    async fn fx_put_doc(&self, doc: RateDoc) -> StoreResult<bool> {
+        let json = serde_json::to_vec(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut t = txn.open_table(FX_DOCS).map_err(unavailable)?;
+            if t.get(doc.hash.as_str()).map_err(unavailable)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(doc.hash.as_str(), json.as_slice())
+                .map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fx_docs(&self) -> StoreResult<Vec<RateDoc>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_DOCS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (_, v) = item.map_err(unavailable)?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("rate document: {e}")))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
+        let view_json =
+            serde_json::to_vec(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
+            let head = idx
+                .get(FX_HEAD_KEY)
+                .map_err(unavailable)?
+                .and_then(|v| Head::decode(v.value()))
+                .unwrap_or_else(Head::genesis);
+            let latest = |k: &str| idx.get(k).ok().flatten().map(|v| v.value().to_string());
+            let (entries, updates, head) = crate::fx::chain(&drafts, &head, latest, Utc::now());
+            let mut log = txn.open_table(FX_LOG).map_err(unavailable)?;
+            for e in &entries {
+                let json = serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                log.insert(e.seq, json.as_slice()).map_err(unavailable)?;
+            }
+            for (k, v) in &updates {
+                idx.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+            }
+            if !entries.is_empty() {
+                idx.insert(FX_HEAD_KEY, head.encode().as_str())
+                    .map_err(unavailable)?;
+            }
+            let mut views = txn.open_table(FX_VIEWS).map_err(unavailable)?;
+            views
+                .insert(view.order_id.as_str(), view_json.as_slice())
+                .map_err(unavailable)?;
+            let mut pending = txn.open_table(FX_PENDING).map_err(unavailable)?;
+            if view.status == crate::fx::FxStatus::FxPending {
+                pending
+                    .insert(view.order_id.as_str(), ())
+                    .map_err(unavailable)?;
+            } else {
+                pending
+                    .remove(view.order_id.as_str())
+                    .map_err(unavailable)?;
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
+        let id = order_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_VIEWS).map_err(unavailable)?;
+            t.get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| {
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("fx view: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn fx_pending(&self) -> StoreResult<Vec<String>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_PENDING).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (k, _) = item.map_err(unavailable)?;
+                out.push(k.value().to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_head(&self) -> StoreResult<Head> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_IDX).map_err(unavailable)?;
+            Ok(t.get(FX_HEAD_KEY)
+                .map_err(unavailable)?
+                .and_then(|v| Head::decode(v.value()))
+                .unwrap_or_else(Head::genesis))
+        })
+        .await
+    }
+
+    async fn fx_log(&self, after_seq: u64, limit: usize) -> StoreResult<Vec<(u64, String)>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_LOG).map_err(unavailable)?;
+            let mut out = Vec::with_capacity(limit.min(4096));
+            for item in t
+                .range(after_seq.saturating_add(1)..)
+                .map_err(unavailable)?
+            {
+                let (k, v) = item.map_err(unavailable)?;
+                out.push((k.value(), String::from_utf8_lossy(v.value()).into_owned()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

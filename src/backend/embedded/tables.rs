@@ -1,0 +1,98 @@
+//! The redb tables of the embedded store. Every table is created when the store opens, so
+//! readers never meet a missing one.
+
+use redb::{Database, TableDefinition};
+
+use super::unavailable;
+use crate::store::StoreResult;
+
+/// instance \0 dedupe id → delivery id \0 expires (ms)
+pub(super) const DEDUPE: TableDefinition<&str, &str> = TableDefinition::new("dedupe");
+/// (expires ms, "d" + dedupe key | "r" + delivery id): what housekeeping removes when.
+pub(super) const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry");
+/// delivery id → frame(meta JSON, body)
+pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// record id → frame(revision key, updated ms, sequence of the event holding its document).
+/// The document is stored once, in the event log.
+pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// (instance, updated ms, order id), plus ("", updated ms, order id) for all instances.
+pub(super) const ORDER_INDEX: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("order_index");
+/// The instance slot of the all-instances order index (never a valid instance id).
+pub(super) const ALL: &str = "";
+/// sequence → ChangeEvent JSON (with the record document)
+pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// consumer group → last acknowledged sequence
+pub(super) const GROUPS: TableDefinition<&str, u64> = TableDefinition::new("groups");
+/// id → DeadLetter JSON
+pub(super) const DEAD_LETTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+/// (dead-lettered ms, id)
+pub(super) const DEAD_LETTERS_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("dead_letters_by_time");
+
+/// order id → (status rank of the highest stored snapshot or -1, highest fact rank or -1).
+pub(super) const LIFE: TableDefinition<&str, (i16, i16)> = TableDefinition::new("life");
+/// (order id, fact id) → LifecycleFact JSON
+pub(super) const FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("facts");
+
+/// (instance, cursor name) → the poller's state (JSON)
+pub(super) const CURSORS: TableDefinition<(&str, &str), &str> = TableDefinition::new("cursors");
+/// (instance, delivery source, order id): which paths have seen an order (reconciliation)
+pub(super) const SEEN: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("seen");
+
+/// FX: rate documents by hash (JSON).
+pub(super) const FX_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_docs");
+/// FX log: sequence → entry JSON.
+pub(super) const FX_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("fx_log");
+/// FX: conversion key → `entry id|fingerprint` of its latest entry; `~head` → `seq|hash`.
+pub(super) const FX_IDX: TableDefinition<&str, &str> = TableDefinition::new("fx_idx");
+/// FX: order id → FxView JSON.
+pub(super) const FX_VIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_views");
+/// FX: orders waiting for a rate.
+pub(super) const FX_PENDING: TableDefinition<&str, ()> = TableDefinition::new("fx_pending");
+pub(super) const FX_HEAD_KEY: &str = "~head";
+/// Tax: order id → Quote JSON.
+pub(super) const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
+/// Tax: `customer key|year|order id` → CNY amount (the CBEC annual total's parts).
+pub(super) const TAX_ANNUAL: TableDefinition<&str, &str> = TableDefinition::new("tax_annual");
+
+/// Jobs: (kind, key) → interaction or item info JSON.
+pub(super) const RECO_DATA: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("reco_data");
+/// Jobs: (strategy, customer key) → list JSON.
+pub(super) const RECO_LISTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("reco_lists");
+/// Jobs: (ranking key, position) → `[item, score, detail]` JSON.
+pub(super) const RECO_RANK: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("reco_rank");
+/// Jobs: part → metadata JSON of the current results.
+pub(super) const RECO_META: TableDefinition<&str, &[u8]> = TableDefinition::new("reco_meta");
+
+/// Creates every table (idempotent).
+pub(super) fn create_all(db: &Database) -> StoreResult<()> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    txn.open_table(DEDUPE).map_err(unavailable)?;
+    txn.open_table(EXPIRY).map_err(unavailable)?;
+    txn.open_table(DELIVERIES).map_err(unavailable)?;
+    txn.open_table(RECORDS).map_err(unavailable)?;
+    txn.open_table(ORDER_INDEX).map_err(unavailable)?;
+    txn.open_table(EVENTS).map_err(unavailable)?;
+    txn.open_table(GROUPS).map_err(unavailable)?;
+    txn.open_table(DEAD_LETTERS).map_err(unavailable)?;
+    txn.open_table(DEAD_LETTERS_BY_TIME).map_err(unavailable)?;
+    txn.open_table(LIFE).map_err(unavailable)?;
+    txn.open_table(FACTS).map_err(unavailable)?;
+    txn.open_table(CURSORS).map_err(unavailable)?;
+    txn.open_table(SEEN).map_err(unavailable)?;
+    txn.open_table(FX_DOCS).map_err(unavailable)?;
+    txn.open_table(FX_LOG).map_err(unavailable)?;
+    txn.open_table(FX_IDX).map_err(unavailable)?;
+    txn.open_table(FX_VIEWS).map_err(unavailable)?;
+    txn.open_table(FX_PENDING).map_err(unavailable)?;
+    txn.open_table(TAX_QUOTES).map_err(unavailable)?;
+    txn.open_table(RECO_DATA).map_err(unavailable)?;
+    txn.open_table(RECO_LISTS).map_err(unavailable)?;
+    txn.open_table(RECO_RANK).map_err(unavailable)?;
+    txn.open_table(RECO_META).map_err(unavailable)?;
+    txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+    txn.commit().map_err(unavailable)
+}

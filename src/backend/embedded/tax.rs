@@ -1,0 +1,77 @@
+use super::tables::*;
+use super::{EmbeddedStore, unavailable};
+use crate::store::{StoreError, StoreResult};
+use crate::tax::store::TaxStore;
+use crate::tax::{AnnualEntry, Quote};
+use redb::ReadableDatabase;
+
+impl TaxStore for EmbeddedStore {
+    async fn tax_commit(&self, quote: Quote, annual: Option<AnnualEntry>) -> StoreResult<()> {
+        let json = serde_json::to_vec(&quote).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut q = txn.open_table(TAX_QUOTES).map_err(unavailable)?;
+            q.insert(quote.order_id.as_str(), json.as_slice())
+                .map_err(unavailable)?;
+            if let Some(a) = annual {
+                let key = format!("{}|{}|{}", a.customer_key, a.year, quote.order_id);
+                let mut t = txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+                match a.amount {
+                    Some(v) => {
+                        t.insert(key.as_str(), v.to_string().as_str())
+                            .map_err(unavailable)?;
+                    }
+                    None => {
+                        t.remove(key.as_str()).map_err(unavailable)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tax_quote(&self, order_id: &str) -> StoreResult<Option<Quote>> {
+        let id = order_id.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(TAX_QUOTES).map_err(unavailable)?;
+            t.get(id.as_str())
+                .map_err(unavailable)?
+                .map(|v| {
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("tax quote: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn tax_annual(
+        &self,
+        customer_key: &str,
+        year: i32,
+        excluding_order: &str,
+    ) -> StoreResult<rust_decimal::Decimal> {
+        let prefix = format!("{customer_key}|{year}|");
+        let skip = format!("{prefix}{excluding_order}");
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(TAX_ANNUAL).map_err(unavailable)?;
+            let mut sum = rust_decimal::Decimal::ZERO;
+            for item in t.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                if k.value() != skip {
+                    sum += v
+                        .value()
+                        .parse::<rust_decimal::Decimal>()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                }
+            }
+            Ok(sum)
+        })
+        .await
+    }
+}

@@ -1,0 +1,175 @@
+use super::*;
+use crate::fx::log::FxEntry;
+use crate::fx::rates::RateDoc;
+use crate::fx::store::FxStore;
+use crate::fx::{FxDraft, FxView, Head};
+
+impl FxStore for RedisStore {
+    async fn fx_put_doc(&self, doc: RateDoc) -> StoreResult<bool> {
+        let json = serde_json::to_string(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn();
+        let added: i64 = redis::cmd("HSETNX")
+            .arg(self.fx_key("docs"))
+            .arg(&doc.hash)
+            .arg(json)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn fx_docs(&self) -> StoreResult<Vec<RateDoc>> {
+        let mut conn = self.conn();
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.fx_key("docs"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        all.into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("rate document: {e}")))
+            })
+            .collect()
+    }
+
+    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
+        let view_json =
+            serde_json::to_string(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let keys: Vec<String> = drafts.iter().map(|d| d.key.clone()).collect();
+        let mut conn = self.conn();
+        // Optimistic: read the head and the index, chain in Rust (SHA-256 is not available in
+        // Lua), then commit only if the head has not moved.
+        for _ in 0..50 {
+            let head_text: Option<String> = redis::cmd("GET")
+                .arg(self.fx_key("head"))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let head = head_text
+                .as_deref()
+                .and_then(Head::decode)
+                .unwrap_or_else(Head::genesis);
+            let latest: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(self.fx_key("idx"))
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?
+            };
+            let index: std::collections::HashMap<&str, &str> = keys
+                .iter()
+                .zip(&latest)
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .collect();
+            let (entries, updates, new_head) = crate::fx::chain(
+                &drafts,
+                &head,
+                |k| index.get(k).map(|v| v.to_string()),
+                Utc::now(),
+            );
+            let mut inv = self.fx_commit_script.prepare_invoke();
+            inv.key(self.fx_key("head"))
+                .key(self.fx_key("log"))
+                .key(self.fx_key("idx"))
+                .key(self.fx_key(&format!("view:{}", view.order_id)))
+                .key(self.fx_key("pending"));
+            inv.arg(head_text.unwrap_or_default())
+                .arg(new_head.encode())
+                .arg(entries.len());
+            for e in &entries {
+                let json =
+                    serde_json::to_string(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                inv.arg(format!("{:020}", e.seq)).arg(json);
+            }
+            inv.arg(updates.len());
+            for (k, v) in &updates {
+                inv.arg(k).arg(v);
+            }
+            inv.arg(&view_json).arg(&view.order_id).arg(
+                if view.status == crate::fx::FxStatus::FxPending {
+                    "1"
+                } else {
+                    "0"
+                },
+            );
+            let reply: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if reply == "ok" {
+                return Ok(entries);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the FX log head kept moving; retry".into(),
+        ))
+    }
+
+    async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
+        let mut conn = self.conn();
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.fx_key(&format!("view:{order_id}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| {
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("fx view: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn fx_pending(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn();
+        redis::cmd("SMEMBERS")
+            .arg(self.fx_key("pending"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fx_head(&self) -> StoreResult<Head> {
+        let mut conn = self.conn();
+        let head: Option<String> = redis::cmd("GET")
+            .arg(self.fx_key("head"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(head
+            .as_deref()
+            .and_then(Head::decode)
+            .unwrap_or_else(Head::genesis))
+    }
+
+    async fn fx_log(&self, after_seq: u64, limit: usize) -> StoreResult<Vec<(u64, String)>> {
+        // Entries are a hash of zero-padded sequence numbers; read by sequence up to the head
+        // (and past it, so entries written beyond a damaged head are still seen).
+        let mut conn = self.conn();
+        let total: u64 = redis::cmd("HLEN")
+            .arg(self.fx_key("log"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let head = self.fx_head().await?.seq;
+        let last = head.max(total) + 16;
+        let mut out = Vec::new();
+        let mut next = after_seq + 1;
+        while out.len() < limit && next <= last {
+            let to = (next + (limit - out.len()) as u64 - 1).min(last);
+            let fields: Vec<String> = (next..=to).map(|s| format!("{s:020}")).collect();
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.fx_key("log"))
+                .arg(&fields)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for (seq, v) in (next..=to).zip(values) {
+                if let Some(v) = v {
+                    out.push((seq, v));
+                }
+            }
+            next = to + 1;
+        }
+        Ok(out)
+    }
+}

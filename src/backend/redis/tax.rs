@@ -1,0 +1,63 @@
+use super::*;
+use crate::tax::store::TaxStore;
+use crate::tax::{AnnualEntry, Quote};
+
+impl TaxStore for RedisStore {
+    async fn tax_commit(&self, quote: Quote, annual: Option<AnnualEntry>) -> StoreResult<()> {
+        let json = serde_json::to_string(&quote).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.tax_key(&format!("quote:{}", quote.order_id)))
+            .arg(json)
+            .ignore();
+        if let Some(a) = annual {
+            let key = self.tax_key(&format!("annual:{}:{}", a.customer_key, a.year));
+            match a.amount {
+                Some(v) => pipe
+                    .cmd("HSET")
+                    .arg(key)
+                    .arg(&quote.order_id)
+                    .arg(v.to_string())
+                    .ignore(),
+                None => pipe.cmd("HDEL").arg(key).arg(&quote.order_id).ignore(),
+            };
+        }
+        let mut conn = self.conn();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn tax_quote(&self, order_id: &str) -> StoreResult<Option<Quote>> {
+        let mut conn = self.conn();
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.tax_key(&format!("quote:{order_id}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        v.map(|v| {
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("tax quote: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn tax_annual(
+        &self,
+        customer_key: &str,
+        year: i32,
+        excluding_order: &str,
+    ) -> StoreResult<rust_decimal::Decimal> {
+        let mut conn = self.conn();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.tax_key(&format!("annual:{customer_key}:{year}")))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        all.into_iter()
+            .filter(|(o, _)| o != excluding_order)
+            .map(|(_, v)| {
+                v.parse::<rust_decimal::Decimal>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .sum()
+    }
+}

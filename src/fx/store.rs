@@ -1,0 +1,43 @@
+//! What FX needs from a store: rate documents, the chained FX log and each order's conversion
+//! view. Every backend in `crate::backend` implements it; the contract suite checks both.
+
+use std::future::Future;
+
+use super::log::FxEntry;
+use super::rates::RateDoc;
+use super::{FxDraft, FxView, Head};
+use crate::store::StoreResult;
+
+pub trait FxStore: Send + Sync + 'static {
+    /// Stores a rate document (idempotent by its hash); `true` when it is new.
+    fn fx_put_doc(&self, doc: RateDoc) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every stored rate document.
+    fn fx_docs(&self) -> impl Future<Output = StoreResult<Vec<RateDoc>>> + Send;
+
+    /// Atomically: appends the new conversions to the FX log (chained; see
+    /// [`crate::fx::chain`]), updates the conversion index, stores the order's FX view and
+    /// its place in the pending set. Returns the entries appended.
+    fn fx_commit(
+        &self,
+        drafts: Vec<FxDraft>,
+        view: FxView,
+    ) -> impl Future<Output = StoreResult<Vec<FxEntry>>> + Send;
+
+    fn fx_view(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<FxView>>> + Send;
+
+    /// Orders waiting for a rate.
+    fn fx_pending(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// The FX log head as last committed (sequence and hash of the newest entry): `fx verify`
+    /// checks the stored entries end there (a deleted tail is noticed).
+    fn fx_head(&self) -> impl Future<Output = StoreResult<Head>> + Send;
+
+    /// Raw FX log entries (sequence, JSON) after `after_seq`, in sequence order, as stored
+    /// (`fx verify` reads them raw so that a damaged entry is reported, not skipped).
+    fn fx_log(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<(u64, String)>>> + Send;
+}

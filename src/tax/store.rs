@@ -1,0 +1,28 @@
+//! What the tax job and the tax routes need from a store: quotes and the CBEC annual totals.
+//! Every backend in `crate::backend` implements it; the contract suite checks both.
+
+use std::future::Future;
+
+use rust_decimal::Decimal;
+
+use super::{AnnualEntry, Quote};
+use crate::store::StoreResult;
+
+pub trait TaxStore: Send + Sync + 'static {
+    /// Stores an order's tax quote and, atomically, its share of the buyer's CBEC annual total.
+    fn tax_commit(
+        &self,
+        quote: Quote,
+        annual: Option<AnnualEntry>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn tax_quote(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<Quote>>> + Send;
+
+    /// A buyer's CBEC purchases in a year (CNY), without the given order's own share.
+    fn tax_annual(
+        &self,
+        customer_key: &str,
+        year: i32,
+        excluding_order: &str,
+    ) -> impl Future<Output = StoreResult<Decimal>> + Send;
+}
