@@ -603,6 +603,38 @@ impl RedisStore {
         }
     }
 
+    /// One page of an index across the instances (one, or all): (ms, id, instance) in (ms, id)
+    /// order, and the cursor of the next page when there is one.
+    async fn merged_page(
+        &self,
+        only: Option<&String>,
+        index: &str,
+        since_ms: i64,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<(Vec<(i64, String, String)>, Option<Cursor>)> {
+        let mut merged: Vec<(i64, String, String)> = Vec::new();
+        for inst in self.instances_for(only) {
+            for (ms, id) in self
+                .index_page(&inst, index, since_ms, after, limit + 1)
+                .await?
+            {
+                merged.push((ms, id, inst.clone()));
+            }
+        }
+        merged.sort();
+        let more = merged.len() > limit;
+        merged.truncate(limit);
+        let next = more.then(|| {
+            let (ms, id, _) = merged.last().expect("more implies items");
+            Cursor {
+                millis: *ms,
+                id: id.clone(),
+            }
+        });
+        Ok((merged, next))
+    }
+
     fn instances_for(&self, only: Option<&String>) -> Vec<String> {
         match only {
             Some(i) => vec![i.clone()],
@@ -935,18 +967,15 @@ impl Store for RedisStore {
             .since
             .map(|s| s.timestamp_millis())
             .unwrap_or(i64::MIN / 2);
-        let mut merged: Vec<(i64, String, String)> = Vec::new();
-        for inst in self.instances_for(q.instance.as_ref()) {
-            for (ms, id) in self
-                .index_page(&inst, "orders", since_ms, q.after.as_ref(), q.limit + 1)
-                .await?
-            {
-                merged.push((ms, id, inst.clone()));
-            }
-        }
-        merged.sort();
-        let more = merged.len() > q.limit;
-        merged.truncate(q.limit);
+        let (merged, next) = self
+            .merged_page(
+                q.instance.as_ref(),
+                "orders",
+                since_ms,
+                q.after.as_ref(),
+                q.limit,
+            )
+            .await?;
         let ids: Vec<(String, String)> = merged
             .iter()
             .map(|(_, id, inst)| (inst.clone(), id.clone()))
@@ -958,13 +987,6 @@ impl Store for RedisStore {
                     .ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))?,
             );
         }
-        let next = more.then(|| {
-            let (ms, id, _) = merged.last().expect("more implies items");
-            Cursor {
-                millis: *ms,
-                id: id.clone(),
-            }
-        });
         Ok(Page { items, next })
     }
 
@@ -988,18 +1010,15 @@ impl Store for RedisStore {
     }
 
     async fn list_dead_letters(&self, q: DeadLetterQuery) -> StoreResult<Page<DeadLetter>> {
-        let mut merged: Vec<(i64, String, String)> = Vec::new();
-        for inst in self.instances_for(q.instance.as_ref()) {
-            for (ms, id) in self
-                .index_page(&inst, "dls", i64::MIN / 2, q.after.as_ref(), q.limit + 1)
-                .await?
-            {
-                merged.push((ms, id, inst.clone()));
-            }
-        }
-        merged.sort();
-        let more = merged.len() > q.limit;
-        merged.truncate(q.limit);
+        let (merged, next) = self
+            .merged_page(
+                q.instance.as_ref(),
+                "dls",
+                i64::MIN / 2,
+                q.after.as_ref(),
+                q.limit,
+            )
+            .await?;
         let mut items = Vec::with_capacity(merged.len());
         let mut conn = self.conn();
         for (_, id, inst) in &merged {
@@ -1015,13 +1034,6 @@ impl Store for RedisStore {
                 );
             }
         }
-        let next = more.then(|| {
-            let (ms, id, _) = merged.last().expect("more implies items");
-            Cursor {
-                millis: *ms,
-                id: id.clone(),
-            }
-        });
         Ok(Page { items, next })
     }
 
