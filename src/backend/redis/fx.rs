@@ -9,7 +9,7 @@ impl FxStore for RedisStore {
         let json = serde_json::to_string(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut conn = self.conn();
         let added: i64 = redis::cmd("HSETNX")
-            .arg(self.fx_key("docs"))
+            .arg(self.keys.fx("docs"))
             .arg(&doc.hash)
             .arg(json)
             .query_async(&mut conn)
@@ -21,7 +21,7 @@ impl FxStore for RedisStore {
     async fn fx_docs(&self) -> StoreResult<Vec<RateDoc>> {
         let mut conn = self.conn();
         let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.fx_key("docs"))
+            .arg(self.keys.fx("docs"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -42,7 +42,7 @@ impl FxStore for RedisStore {
         // Lua), then commit only if the head has not moved.
         for _ in 0..50 {
             let head_text: Option<String> = redis::cmd("GET")
-                .arg(self.fx_key("head"))
+                .arg(self.keys.fx("head"))
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
@@ -54,7 +54,7 @@ impl FxStore for RedisStore {
                 Vec::new()
             } else {
                 redis::cmd("HMGET")
-                    .arg(self.fx_key("idx"))
+                    .arg(self.keys.fx("idx"))
                     .arg(&keys)
                     .query_async(&mut conn)
                     .await
@@ -71,12 +71,12 @@ impl FxStore for RedisStore {
                 |k| index.get(k).map(|v| v.to_string()),
                 Utc::now(),
             );
-            let mut inv = self.fx_commit_script.prepare_invoke();
-            inv.key(self.fx_key("head"))
-                .key(self.fx_key("log"))
-                .key(self.fx_key("idx"))
-                .key(self.fx_key(&format!("view:{}", view.order_id)))
-                .key(self.fx_key("pending"));
+            let mut inv = self.scripts.fx_commit.prepare_invoke();
+            inv.key(self.keys.fx("head"))
+                .key(self.keys.fx("log"))
+                .key(self.keys.fx("idx"))
+                .key(self.keys.fx_view(&view.order_id))
+                .key(self.keys.fx("pending"));
             inv.arg(head_text.unwrap_or_default())
                 .arg(new_head.encode())
                 .arg(entries.len());
@@ -107,22 +107,13 @@ impl FxStore for RedisStore {
     }
 
     async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
-        let mut conn = self.conn();
-        let v: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.fx_key(&format!("view:{order_id}")))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        v.map(|v| {
-            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("fx view: {e}")))
-        })
-        .transpose()
+        self.get_json(self.keys.fx_view(order_id), "fx view").await
     }
 
     async fn fx_pending(&self) -> StoreResult<Vec<String>> {
         let mut conn = self.conn();
         redis::cmd("SMEMBERS")
-            .arg(self.fx_key("pending"))
+            .arg(self.keys.fx("pending"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)
@@ -131,7 +122,7 @@ impl FxStore for RedisStore {
     async fn fx_head(&self) -> StoreResult<Head> {
         let mut conn = self.conn();
         let head: Option<String> = redis::cmd("GET")
-            .arg(self.fx_key("head"))
+            .arg(self.keys.fx("head"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -146,7 +137,7 @@ impl FxStore for RedisStore {
         // (and past it, so entries written beyond a damaged head are still seen).
         let mut conn = self.conn();
         let total: u64 = redis::cmd("HLEN")
-            .arg(self.fx_key("log"))
+            .arg(self.keys.fx("log"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -158,7 +149,7 @@ impl FxStore for RedisStore {
             let to = (next + (limit - out.len()) as u64 - 1).min(last);
             let fields: Vec<String> = (next..=to).map(|s| format!("{s:020}")).collect();
             let values: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.fx_key("log"))
+                .arg(self.keys.fx("log"))
                 .arg(&fields)
                 .query_async(&mut conn)
                 .await

@@ -6,7 +6,7 @@ impl RecoStore for RedisStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for w in &writes {
-            let key = self.reco_key(w.kind.as_str());
+            let key = self.keys.reco(w.kind.as_str());
             match &w.json {
                 Some(j) => pipe.cmd("HSET").arg(key).arg(&w.key).arg(j).ignore(),
                 None => pipe.cmd("HDEL").arg(key).arg(&w.key).ignore(),
@@ -18,7 +18,7 @@ impl RecoStore for RedisStore {
 
     async fn reco_load(&self, kind: RecoKind) -> StoreResult<Vec<String>> {
         let mut conn = self.conn();
-        let key = self.reco_key(kind.as_str());
+        let key = self.keys.reco(kind.as_str());
         let mut cursor: u64 = 0;
         let mut all: Vec<(String, String)> = Vec::new();
         loop {
@@ -46,13 +46,13 @@ impl RecoStore for RedisStore {
         let mut conn = self.conn();
         for kind in [RecoKind::Order, RecoKind::Item] {
             let _: u64 = redis::cmd("DEL")
-                .arg(self.reco_key(kind.as_str()))
+                .arg(self.keys.reco(kind.as_str()))
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
         }
         for inst in self.opts.instances.clone() {
-            let stream = self.key(&inst, "events");
+            let stream = self.keys.of(&inst).events();
             let _: redis::RedisResult<u64> = redis::cmd("XGROUP")
                 .arg("DESTROY")
                 .arg(&stream)
@@ -74,12 +74,12 @@ impl RecoStore for RedisStore {
         };
         let mut conn = self.conn();
         let generation: u64 = redis::cmd("INCR")
-            .arg(self.reco_key("seq"))
+            .arg(self.keys.reco("seq"))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let gens_key = self.reco_key(&format!("gens:{}", part.as_str()));
-        let keys_key = |g: u64| self.reco_key(&format!("keys:{}:{g}", part.as_str()));
+        let gens_key = self.keys.reco_generations(part.as_str());
+        let keys_key = |g: u64| self.keys.reco_generation_keys(part.as_str(), g);
         // Register the generation before writing it, so a crash mid-write leaves keys the
         // next publish finds and removes.
         let _: () = redis::cmd("SADD")
@@ -96,7 +96,7 @@ impl RecoStore for RedisStore {
                     by_strategy.entry(st).or_default().push((c, j));
                 }
                 for (st, entries) in by_strategy {
-                    let key = self.reco_key(&format!("g{generation}:recs:{st}"));
+                    let key = self.keys.reco_recs(generation, st);
                     for chunk in entries.chunks(1000) {
                         let mut cmd = redis::cmd("HSET");
                         cmd.arg(&key);
@@ -112,7 +112,7 @@ impl RecoStore for RedisStore {
             RecoResults::Rankings { meta, sets } => {
                 // A list in the order the job ranked them: the store applies no rule of its own.
                 for (set, entries) in &sets {
-                    let key = self.reco_key(&format!("g{generation}:ranking:{set}"));
+                    let key = self.keys.reco_ranking(generation, set);
                     for chunk in entries.chunks(1000) {
                         let mut push = redis::cmd("RPUSH");
                         push.arg(&key);
@@ -140,11 +140,11 @@ impl RecoStore for RedisStore {
         let mut flip = redis::pipe();
         flip.atomic()
             .cmd("SET")
-            .arg(self.reco_key(&format!("current:{}", part.as_str())))
+            .arg(self.keys.reco_current(part.as_str()))
             .arg(generation)
             .ignore()
             .cmd("SET")
-            .arg(self.reco_key(&format!("meta:{}", part.as_str())))
+            .arg(self.keys.reco_meta(part.as_str()))
             .arg(&meta)
             .ignore();
         flip.query_async::<()>(&mut conn)
@@ -182,7 +182,7 @@ impl RecoStore for RedisStore {
         }
         let mut conn = self.conn();
         redis::cmd("HGET")
-            .arg(self.reco_key(&format!("g{g}:recs:{strategy}")))
+            .arg(self.keys.reco_recs(g, strategy))
             .arg(customer)
             .query_async(&mut conn)
             .await
@@ -196,7 +196,7 @@ impl RecoStore for RedisStore {
         }
         let mut conn = self.conn();
         let entries: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.reco_key(&format!("g{g}:ranking:{key}")))
+            .arg(self.keys.reco_ranking(g, key))
             .arg(0)
             .arg(k as i64 - 1)
             .query_async(&mut conn)
@@ -218,7 +218,7 @@ impl RecoStore for RedisStore {
     async fn reco_meta(&self, part: RecoPart) -> StoreResult<Option<String>> {
         let mut conn = self.conn();
         redis::cmd("GET")
-            .arg(self.reco_key(&format!("meta:{}", part.as_str())))
+            .arg(self.keys.reco_meta(part.as_str()))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)
@@ -230,7 +230,7 @@ impl RedisStore {
     async fn reco_generation(&self, part: RecoPart) -> StoreResult<u64> {
         let mut conn = self.conn();
         let g: Option<u64> = redis::cmd("GET")
-            .arg(self.reco_key(&format!("current:{}", part.as_str())))
+            .arg(self.keys.reco_current(part.as_str()))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;

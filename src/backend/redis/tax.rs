@@ -8,11 +8,11 @@ impl TaxStore for RedisStore {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
-            .arg(self.tax_key(&format!("quote:{}", quote.order_id)))
+            .arg(self.keys.tax_quote(&quote.order_id))
             .arg(json)
             .ignore();
         if let Some(a) = annual {
-            let key = self.tax_key(&format!("annual:{}:{}", a.customer_key, a.year));
+            let key = self.keys.tax_annual(&a.customer_key, a.year);
             match a.amount {
                 Some(v) => pipe
                     .cmd("HSET")
@@ -28,16 +28,8 @@ impl TaxStore for RedisStore {
     }
 
     async fn tax_quote(&self, order_id: &str) -> StoreResult<Option<Quote>> {
-        let mut conn = self.conn();
-        let v: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.tax_key(&format!("quote:{order_id}")))
-            .query_async(&mut conn)
+        self.get_json(self.keys.tax_quote(order_id), "tax quote")
             .await
-            .map_err(unavailable)?;
-        v.map(|v| {
-            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("tax quote: {e}")))
-        })
-        .transpose()
     }
 
     async fn tax_annual(
@@ -48,7 +40,7 @@ impl TaxStore for RedisStore {
     ) -> StoreResult<rust_decimal::Decimal> {
         let mut conn = self.conn();
         let all: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.tax_key(&format!("annual:{customer_key}:{year}")))
+            .arg(self.keys.tax_annual(customer_key, year))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;

@@ -1,0 +1,114 @@
+//! The core store contract on Redis; each method delegates to the file of its concern.
+
+use super::*;
+use crate::store::Store;
+
+impl Store for RedisStore {
+    async fn ingest_with_cursor(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+        cursor: Option<CursorWrite>,
+    ) -> StoreResult<IngestOutcome> {
+        self.ingest(delivery, disposition, cursor).await
+    }
+
+    async fn get_cursor(&self, instance: &str, name: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conn();
+        redis::cmd("GET")
+            .arg(self.keys.of(instance).cursor(name))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Reconciliation> {
+        self.reconciliation(instance, since).await
+    }
+
+    async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
+        self.order(id).await
+    }
+
+    async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
+        self.listing(id).await
+    }
+
+    async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
+        self.orders_page(q).await
+    }
+
+    async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
+        self.delivery(delivery_id).await
+    }
+
+    async fn list_dead_letters(&self, q: DeadLetterQuery) -> StoreResult<Page<DeadLetter>> {
+        self.dead_letters_page(q).await
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> StoreResult<Option<DeadLetter>> {
+        self.dead_letter(id).await
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        id: &str,
+        records: Vec<Record>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RecordResult>> {
+        self.resolve(id, records, now).await
+    }
+
+    async fn update_dead_letter(
+        &self,
+        id: &str,
+        reason: DeadLetterReason,
+    ) -> StoreResult<DeadLetter> {
+        self.record_failed_replay(id, reason).await
+    }
+
+    async fn read_events(
+        &self,
+        group: &str,
+        consumer: &str,
+        max: usize,
+    ) -> StoreResult<Vec<StreamEntry>> {
+        self.read_stream(group, consumer, max).await
+    }
+
+    async fn ack_events(&self, group: &str, ids: &[String]) -> StoreResult<()> {
+        self.ack_stream(group, ids).await
+    }
+
+    async fn event_count(&self) -> StoreResult<u64> {
+        self.stream_len().await
+    }
+
+    async fn housekeeping(&self, _now: DateTime<Utc>) -> StoreResult<Housekeeping> {
+        // Dedupe keys and processed raw bodies carry TTLs; Redis expires them itself.
+        Ok(Housekeeping::default())
+    }
+
+    async fn drain_lifecycle(&self) -> StoreResult<u64> {
+        self.drain_outboxes(256).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unexpected PING reply {pong}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,30 @@
+-- Runs inside MULTI/EXEC right after the raw delivery was written (HSET + EXPIRE), so the
+-- large body never passes through Lua (Redis hashes every byte of every Lua string).
+-- KEYS: 1 dedupe, 2 raw, 3 events, 4 dead-letter index, 5 orders, 6 dead letters of this
+-- delivery (set), 7 the orders this delivery's source has seen (set), 8 the poller's cursor,
+-- 9.. records (2n), then dead letters (m).
+-- ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7 cursor ('' = none),
+-- 8 record the seen orders ('1'/'0'), 9.. records (7 each), then dead letters (id, json).
+if ARGV[7] ~= '' then redis.call('SET', KEYS[8], ARGV[7]) end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return {'duplicate', redis.call('GET', KEYS[1]) or ''}
+end
+local n = tonumber(ARGV[5])
+local m = tonumber(ARGV[6])
+local changes = apply(3, 5, 9, 9, n, ARGV[1], ARGV[4])
+if ARGV[8] == '1' then
+  for i = 1, n do
+    local b = 9 + (i - 1) * 7
+    if ARGV[b + 1] == 'order' then redis.call('SADD', KEYS[7], ARGV[b]) end
+  end
+end
+for j = 1, m do
+  local b = 9 + n * 7 + (j - 1) * 2
+  redis.call('SET', KEYS[8 + 2 * n + j], ARGV[b + 1])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[b])
+  redis.call('SADD', KEYS[6], ARGV[b])
+end
+if m > 0 then redis.call('PERSIST', KEYS[2]) end
+table.insert(changes, 1, 'stored')
+return changes

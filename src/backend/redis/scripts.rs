@@ -1,0 +1,38 @@
+//! The Lua scripts, kept as `.lua` files next to this one so they read and diff as Lua.
+//!
+//! `apply.lua` defines the functions `fact` and `apply`; the ingest, resolve and fact scripts
+//! are appended to it, so each runs as one script (and so in one slot, atomically).
+
+use std::sync::Arc;
+
+use redis::Script;
+
+const APPLY: &str = include_str!("lua/apply.lua");
+const FACT: &str = include_str!("lua/fact.lua");
+const FX_COMMIT: &str = include_str!("lua/fx_commit.lua");
+const INGEST: &str = include_str!("lua/ingest.lua");
+const RESOLVE: &str = include_str!("lua/resolve.lua");
+
+/// The scripts of one store, built once at connect.
+pub(super) struct Scripts {
+    /// The ingest script's text and SHA-1: it runs as EVALSHA inside MULTI/EXEC, and is loaded
+    /// by text when the server has lost its script cache.
+    pub(super) ingest: Arc<str>,
+    pub(super) ingest_sha: Arc<str>,
+    pub(super) resolve: Script,
+    pub(super) fact: Script,
+    pub(super) fx_commit: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        let ingest = format!("{APPLY}\n{INGEST}");
+        Self {
+            ingest_sha: Script::new(&ingest).get_hash().into(),
+            ingest: ingest.into(),
+            resolve: Script::new(&format!("{APPLY}\n{RESOLVE}")),
+            fact: Script::new(&format!("{APPLY}\n{FACT}")),
+            fx_commit: Script::new(FX_COMMIT),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Writes: the ingest transaction and the record arguments the Lua `apply` function reads.
+
+use super::keys::Index;
+use super::*;
+
+impl RedisStore {
+    /// The two keys and the kind argument of each record (see `APPLY_LUA`).
+    pub(super) fn record_keys(&self, instance: &str, p: &Prepared) -> ([String; 2], &'static str) {
+        match p.kind {
+            RecordKind::Order => (
+                [
+                    self.keys.of(instance).record(&p.id),
+                    self.keys.of(instance).lifecycle(&p.id),
+                ],
+                "order",
+            ),
+            RecordKind::Listing => {
+                let k = self.keys.of(instance).record(&p.id);
+                ([k.clone(), k], "listing")
+            }
+            RecordKind::Fact if p.order_instance == instance => (
+                [
+                    self.keys.of(instance).lifecycle(&p.order_id),
+                    self.keys.of(instance).record(&p.order_id),
+                ],
+                "fact",
+            ),
+            RecordKind::Fact => {
+                let k = self.keys.of(instance).outbox();
+                ([k.clone(), k], "fact_out")
+            }
+        }
+    }
+
+    pub(super) fn push_records(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        instance: &str,
+        prepared: &[Prepared],
+    ) {
+        let mut kinds = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let ([k1, k2], kind) = self.record_keys(instance, p);
+            inv.key(k1).key(k2);
+            kinds.push(kind);
+        }
+        for (p, kind) in prepared.iter().zip(kinds) {
+            inv.arg(&p.id)
+                .arg(kind)
+                .arg(record_rev(p))
+                .arg(p.updated_millis)
+                .arg(&p.json)
+                .arg(p.rank)
+                .arg(&p.order_id);
+        }
+    }
+
+    pub(super) async fn ingest(
+        &self,
+        delivery: RawDelivery,
+        disposition: Disposition,
+        cursor: Option<CursorWrite>,
+    ) -> StoreResult<IngestOutcome> {
+        let inst = delivery.instance.as_str();
+        let (records, dead_letters) = disposition.parts(&delivery);
+        let prepared = records
+            .iter()
+            .map(prepare)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if prepared.iter().any(|p| p.instance != inst) {
+            return Err(StoreError::Invalid(
+                "records must belong to the delivery's instance".into(),
+            ));
+        }
+        let dead_letters = dead_letters
+            .into_iter()
+            .map(|dl| serde_json::to_string(&dl).map(|json| (dl.id, json)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let meta =
+            serde_json::to_string(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let at = delivery
+            .received_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let ik = self.keys.of(inst);
+        let raw_key = ik.raw(&delivery.delivery_id);
+        let mut keys = vec![
+            ik.dedupe(&delivery.dedupe_id),
+            raw_key.clone(),
+            ik.events(),
+            ik.index(Index::DeadLetters),
+            ik.index(Index::Orders),
+            ik.dead_letters_of(&delivery.delivery_id),
+            ik.seen(delivery.source.as_str()),
+            // Always passed (the script sets it only with a value), so the key count is fixed.
+            ik.cursor(cursor.as_ref().map(|c| c.name.as_str()).unwrap_or("-")),
+        ];
+        let mut kinds = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let ([k1, k2], kind) = self.record_keys(inst, p);
+            keys.push(k1);
+            keys.push(k2);
+            kinds.push(kind);
+        }
+        keys.extend(
+            dead_letters
+                .iter()
+                .map(|(id, _)| self.keys.of(inst).dead_letter(id)),
+        );
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(&*self.scripts.ingest_sha)
+            .arg(keys.len())
+            .arg(&keys);
+        eval.arg(&delivery.delivery_id)
+            .arg(self.opts.dedupe_ttl.as_secs())
+            .arg(delivery.received_at.timestamp_millis())
+            .arg(&at)
+            .arg(prepared.len())
+            .arg(dead_letters.len())
+            .arg(cursor.as_ref().map(|c| c.value.as_str()).unwrap_or(""))
+            .arg(
+                if matches!(
+                    delivery.source,
+                    DeliverySource::Webhook | DeliverySource::Poll
+                ) {
+                    "1"
+                } else {
+                    "0"
+                },
+            );
+        for (p, kind) in prepared.iter().zip(kinds) {
+            eval.arg(&p.id)
+                .arg(kind)
+                .arg(record_rev(p))
+                .arg(p.updated_millis)
+                .arg(&p.json)
+                .arg(p.rank)
+                .arg(&p.order_id);
+        }
+        for (id, json) in &dead_letters {
+            eval.arg(id).arg(json);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(&raw_key)
+            .arg("meta")
+            .arg(&meta)
+            .arg("body")
+            .arg(&delivery.body)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&raw_key)
+            .arg(self.opts.raw_retention.as_secs())
+            .ignore()
+            .add_command(eval);
+        let mut conn = self.conn();
+        let reply: Vec<Value> = match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
+            Ok((reply,)) => reply,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted and lost its script cache. Nothing but the raw key (with its
+                // TTL) was written; load the script and run the same transaction again.
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(&*self.scripts.ingest)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                let (reply,): (Vec<Value>,) =
+                    pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                reply
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let head = reply.first().and_then(bulk_str).unwrap_or_default();
+        match head.as_str() {
+            "duplicate" => Ok(IngestOutcome::Duplicate {
+                original_delivery_id: reply.get(1).and_then(bulk_str).unwrap_or_default(),
+            }),
+            "stored" => Ok(IngestOutcome::Stored {
+                records: results(&prepared, parse_changes(&reply[1..])?)?,
+                delivery_id: delivery.delivery_id,
+                dead_letters: dead_letters.into_iter().map(|(id, _)| id).collect(),
+                ignored: matches!(disposition, Disposition::Ignore),
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected ingest reply '{other}'"
+            ))),
+        }
+    }
+}
+
+/// The `rev` argument: the revision key, or for a fact the instance of its order.
+fn record_rev(p: &Prepared) -> &str {
+    match p.kind {
+        RecordKind::Fact => &p.order_instance,
+        _ => &p.rev_key,
+    }
+}
+
+pub(super) fn parse_changes(values: &[Value]) -> StoreResult<Vec<Change>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::BulkString(b) => match b.as_slice() {
+                b"created" => Ok(Change::Created),
+                b"updated" => Ok(Change::Updated),
+                b"unchanged" => Ok(Change::Unchanged),
+                b"stale" => Ok(Change::Stale),
+                b"queued" => Ok(Change::Queued),
+                other => Err(StoreError::Corrupt(format!(
+                    "unexpected script reply {}",
+                    String::from_utf8_lossy(other)
+                ))),
+            },
+            other => Err(StoreError::Corrupt(format!(
+                "unexpected script reply {other:?}"
+            ))),
+        })
+        .collect()
+}
+
+pub(super) fn results(
+    prepared: &[Prepared],
+    changes: Vec<Change>,
+) -> StoreResult<Vec<RecordResult>> {
+    if changes.len() != prepared.len() {
+        return Err(StoreError::Corrupt(
+            "script returned the wrong number of results".into(),
+        ));
+    }
+    Ok(prepared
+        .iter()
+        .zip(changes)
+        .map(|(p, change)| RecordResult {
+            kind: p.kind,
+            id: p.id.clone(),
+            change,
+        })
+        .collect())
+}
