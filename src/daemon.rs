@@ -14,7 +14,6 @@ use crate::channel::poll::{Mode, PollError, Poller};
 use crate::config::Config;
 use crate::ingress::{self, App};
 use crate::store::Store;
-use crate::telemetry::names;
 
 /// How often expired dedupe keys and raw bodies are removed (embedded store).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -25,23 +24,20 @@ const LIFECYCLE_EVERY: Duration = Duration::from_secs(1);
 /// How often parked thin webhooks are looked at (each has its own backoff).
 const FETCH_EVERY: Duration = Duration::from_secs(2);
 
-/// The reconciliation gauges of an instance.
-pub fn set_reconciliation_gauges(instance: &str, r: &crate::store::Reconciliation) {
-    metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "poll")
-        .set(r.polled_not_pushed.len() as f64);
-    metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => "webhook")
-        .set(r.pushed_not_polled.len() as f64);
-}
-
 /// Sets the reconciliation gauges of an instance that both pushes and is polled.
 pub async fn record_reconciliation<S: Store>(store: &S, instance: &str) {
     match store.reconcile(instance, None).await {
-        Ok(r) => set_reconciliation_gauges(instance, &r),
+        Ok(r) => crate::telemetry::set_reconciliation_gauges(
+            instance,
+            r.polled_not_pushed.len(),
+            r.pushed_not_polled.len(),
+        ),
         Err(e) => tracing::warn!(instance, error = %e, "reconciliation failed"),
     }
 }
 
 /// Serves until `shutdown` resolves.
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 pub async fn run<S: Stores>(
     store: S,
     config: Arc<Config>,

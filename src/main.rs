@@ -651,6 +651,7 @@ async fn access(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Ac
     Ok(Access::Store(open_store_for_cli(config).await?))
 }
 
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 async fn fx(config_path: &Path, cmd: FxCommand) -> Result<std::process::ExitCode> {
     use crossgate::fx::rates::RateSource;
     let config = load_config(config_path)?;
@@ -1050,6 +1051,7 @@ enum ImportSink {
     Store(crossgate::backend::AnyStore),
 }
 
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 async fn import(config_path: &Path, args: ImportArgs) -> Result<std::process::ExitCode> {
     use crossgate::import::{self, ImportReport, RowError};
     use crossgate::model::Change;

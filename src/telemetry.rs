@@ -68,6 +68,13 @@ pub fn metrics() -> PrometheusHandle {
 }
 
 /// Metric names, in one place.
+/// The reconciliation gauges of an instance: orders seen only by polling, only by webhook.
+pub fn set_reconciliation_gauges(instance: &str, polled_only: usize, pushed_only: usize) {
+    let gauge = |only: &'static str| metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => only);
+    gauge("poll").set(polled_only as f64);
+    gauge("webhook").set(pushed_only as f64);
+}
+
 pub mod names {
     pub const DELIVERIES: &str = "crossgate_deliveries_total";
     pub const INGEST_DURATION: &str = "crossgate_ingest_duration_seconds";

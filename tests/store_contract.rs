@@ -500,6 +500,7 @@ fn reason() -> DeadLetterReason {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 async fn contract<S: crossgate::backend::Stores>(store: &S) {
     let now = Utc::now();
     let t = |s: &str| s.to_string();

@@ -720,6 +720,7 @@ pub fn map_orders<'a>(
 }
 
 /// Maps one order whose root is `scope.record`.
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 fn map_order(
     m: &OrderMapping,
     scope: Scope<'_>,

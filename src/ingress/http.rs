@@ -222,6 +222,7 @@ async fn webhook<S: Stores>(
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 async fn webhook_inner<S: Stores>(
     app: &App<S>,
     instance: &str,
@@ -759,7 +760,11 @@ async fn reconciliation<S: Stores>(
     match app.store.reconcile(&instance, since).await {
         Ok(r) => {
             if since.is_none() {
-                crate::daemon::set_reconciliation_gauges(&instance, &r);
+                crate::telemetry::set_reconciliation_gauges(
+                    &instance,
+                    r.polled_not_pushed.len(),
+                    r.pushed_not_polled.len(),
+                );
             }
             axum::Json(json!({"instance": instance, "result": r})).into_response()
         }

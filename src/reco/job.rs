@@ -441,6 +441,7 @@ fn to_reporting(
 }
 
 /// Builds every ranking for every (country, channel) segment, `*` meaning all.
+#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 pub fn rankings(
     snap: &Snapshot,
     book: &RateBook,
