@@ -1,0 +1,178 @@
+//! The adapter registry and the `[[instance]]` list: ids, secrets, and what each instance's
+//! adapter needs from it (webhook secrets, an API base URL and credential).
+
+use super::raw::RawConfig;
+use super::validate::Check;
+use super::*;
+
+/// Loads `adapters_dir`; every adapter file's problems are issues.
+pub(super) fn registry(c: &mut Check, raw: &RawConfig, base: &Path) -> Registry {
+    let adapters_dir = resolve_path(base, &raw.adapters_dir);
+    match Registry::load_dir(&adapters_dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors {
+                let file = e
+                    .file
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                c.issue(&format!("adapters_dir/{file}"), e.message);
+            }
+            Registry::default()
+        }
+    }
+}
+
+/// `[[instance]]`.
+pub(super) fn instances(
+    c: &mut Check,
+    raw: &RawConfig,
+    registry: &Registry,
+    customer_key_salt: &Option<Secret>,
+) -> BTreeMap<String, Arc<Instance>> {
+    let mut instances = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (i, inst) in raw.instances.iter().enumerate() {
+        let at = |f: &str| format!("instance[{i}].{f}");
+        if validate_instance_id(&inst.id).is_err() {
+            c.issue(
+                &at("id"),
+                "use 1-63 lower-case letters, digits and '-', starting with a letter".into(),
+            );
+        } else if !seen.insert(inst.id.clone()) {
+            c.issue(
+                &at("id"),
+                format!("'{}' is used by another instance", inst.id),
+            );
+        }
+        if inst.account.trim().is_empty() {
+            c.issue(&at("account"), "must not be empty".into());
+        }
+        let mut secrets = BTreeMap::new();
+        for (name, values) in &inst.secrets {
+            let items = values.items();
+            if items.is_empty() {
+                c.issue(
+                    &at(&format!("secrets.{name}")),
+                    "list at least one secret".into(),
+                );
+            }
+            let resolved: Vec<Secret> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(j, text)| {
+                    let p = if items.len() > 1 {
+                        at(&format!("secrets.{name}[{j}]"))
+                    } else {
+                        at(&format!("secrets.{name}"))
+                    };
+                    c.secret(&p, text)
+                })
+                .collect();
+            secrets.insert(name.clone(), resolved);
+        }
+        let Some(adapter) = registry.get(&inst.adapter).cloned() else {
+            if !registry.names().any(|_| true) {
+                continue; // the adapter directory itself failed; already reported
+            }
+            let known: Vec<&str> = registry.names().collect();
+            c.issue(
+                &at("adapter"),
+                format!(
+                    "unknown adapter '{}' (known: {})",
+                    inst.adapter,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        if let Some(w) = &adapter.spec().webhook {
+            for extra in w.signature.secret_names().into_iter().skip(1) {
+                if !inst.secrets.contains_key(extra) {
+                    c.issue(
+                        &at(&format!("secrets.{extra}")),
+                        format!(
+                            "adapter '{}' needs the '{extra}' secret as \"${{ENV_VAR}}\"",
+                            inst.adapter
+                        ),
+                    );
+                }
+            }
+            let name = w.signature.secret_name();
+            match secrets.get(name) {
+                None if !inst.secrets.contains_key(name) => c.issue(
+                    &at(&format!("secrets.{name}")),
+                    format!(
+                        "adapter '{}' signs webhooks; give its secret as \"${{ENV_VAR}}\"",
+                        inst.adapter
+                    ),
+                ),
+                Some(values) if matches!(w.signature, SignatureSpec::StandardWebhooks { .. }) => {
+                    for v in values {
+                        if crate::adapter::signature::standard_webhooks_key(v.expose()).is_none() {
+                            c.issue(
+                                &at(&format!("secrets.{name}")),
+                                format!(
+                                    "${{{}}} must be a Standard Webhooks secret: whsec_ followed by base64",
+                                    v.var
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Instances that call the channel's API: polling, or thin webhooks that are fetched.
+        let spec = adapter.spec();
+        if inst.poll && spec.poll.is_none() {
+            c.issue(
+                &at("poll"),
+                format!("adapter '{}' has no [poll] section", inst.adapter),
+            );
+        }
+        if let Some(api) = &spec.api
+            && (inst.poll || spec.fetch.is_some())
+        {
+            match inst.settings.get(&api.base_url_setting) {
+                None => c.issue(
+                    &at(&format!("settings.{}", api.base_url_setting)),
+                    format!(
+                        "adapter '{}' calls the channel API: give its base URL here",
+                        inst.adapter
+                    ),
+                ),
+                Some(u) => {
+                    if let Err(p) = crate::outbound::check_base_url(u) {
+                        c.issue(&at(&format!("settings.{}", api.base_url_setting)), p);
+                    }
+                }
+            }
+            if let Some(auth) = &api.auth
+                && !inst.secrets.contains_key(auth.secret_name())
+            {
+                c.issue(
+                    &at(&format!("secrets.{}", auth.secret_name())),
+                    format!(
+                        "adapter '{}' calls the channel API: give its credential as \"${{ENV_VAR}}\"",
+                        inst.adapter
+                    ),
+                );
+            }
+        }
+        instances.insert(
+            inst.id.clone(),
+            Arc::new(Instance {
+                id: inst.id.clone(),
+                adapter,
+                account: inst.account.clone(),
+                secrets,
+                settings: inst.settings.clone(),
+                poll: inst.poll,
+                customer_key_salt: customer_key_salt.clone(),
+            }),
+        );
+    }
+    instances
+}

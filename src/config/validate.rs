@@ -1,0 +1,261 @@
+//! Phase two of config loading: every section checked, every issue collected with its path.
+
+use super::raw::{Environment, RawConfig};
+use super::*;
+
+/// Collects the issues of one validation, and resolves secret references against the
+/// environment (development defaults are refused in production and listed otherwise).
+pub(super) struct Check<'e> {
+    pub(super) issues: Vec<Issue>,
+    pub(super) dev_defaults: Vec<String>,
+    pub(super) production: bool,
+    env: &'e HashMap<String, String>,
+}
+
+impl Check<'_> {
+    pub(super) fn issue(&mut self, path: &str, message: String) {
+        self.issues.push(Issue {
+            path: path.to_string(),
+            message,
+        });
+    }
+
+    /// Resolves a `${VAR}` reference; `None` (with an issue) when it cannot be used.
+    pub(super) fn secret(&mut self, path: &str, text: &str) -> Option<Secret> {
+        let r = match crate::secret::parse_env_ref(text) {
+            Ok(r) => r,
+            Err(e) => {
+                self.issue(path, e);
+                return None;
+            }
+        };
+        match crate::secret::resolve(&r, self.env) {
+            Ok(s) if s.from_default && self.production => {
+                self.issue(
+                    path,
+                    format!(
+                        "development default used in production; set the environment variable {}",
+                        s.var
+                    ),
+                );
+                None
+            }
+            Ok(s) => {
+                if s.from_default {
+                    self.dev_defaults.push(s.var.clone());
+                }
+                Some(s)
+            }
+            Err(e) => {
+                self.issue(path, e);
+                None
+            }
+        }
+    }
+}
+
+/// Phase two: validate everything, collecting every issue.
+pub fn validate(
+    raw: RawConfig,
+    base: &Path,
+    file: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Config, Vec<Issue>> {
+    let production = raw.environment == Environment::Production;
+    let c = &mut Check {
+        issues: Vec::new(),
+        dev_defaults: Vec::new(),
+        production,
+        env,
+    };
+    let (listen, api_token) = server(c, &raw);
+    let redis_url = store(c, &raw);
+    let customer_key_salt = customers(c, &raw);
+    let fx = super::sections::fx(c, &raw, base);
+    let tax = super::sections::tax(c, &raw, base);
+    let jobs = super::sections::jobs(c, &raw);
+    let json_logs = log(c, &raw);
+    let registry = super::instances::registry(c, &raw, base);
+    let instances = super::instances::instances(c, &raw, &registry, &customer_key_salt);
+    if !c.issues.is_empty() {
+        return Err(std::mem::take(&mut c.issues));
+    }
+    let dev_defaults = std::mem::take(&mut c.dev_defaults);
+    Ok(Config {
+        file: file.to_path_buf(),
+        environment: raw.environment,
+        server: ServerConfig {
+            listen: listen.expect("no issue means it parsed"),
+            body_limit: raw.server.body_limit_bytes as usize,
+            request_timeout: Duration::from_secs(raw.server.request_timeout_secs),
+            header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
+            max_in_flight: raw.server.max_in_flight,
+            api_token,
+        },
+        store: StoreSettings {
+            backend: raw.store.backend,
+            path: resolve_path(base, &raw.store.path),
+            cache_bytes: (raw.store.cache_mb as usize) * 1024 * 1024,
+            redis_url: redis_url.expect("no issue means it resolved"),
+            redis_prefix: raw.store.redis_prefix,
+            redis_timeout: Duration::from_millis(raw.store.redis_timeout_ms),
+            redis_require_fsync: raw.store.redis_require_fsync.unwrap_or(production),
+            dedupe_ttl: Duration::from_secs(raw.store.dedupe_ttl_secs),
+            raw_retention: Duration::from_secs(raw.store.raw_retention_secs),
+            instances: instances.keys().cloned().collect(),
+        },
+        log: LogConfig {
+            json: json_logs,
+            level: raw.log.level,
+        },
+        registry,
+        instances,
+        fx: Arc::new(fx),
+        tax: Arc::new(tax),
+        jobs: Arc::new(jobs),
+        dev_defaults,
+    })
+}
+
+/// `[server]`: the listen address and the API token.
+fn server(c: &mut Check, raw: &RawConfig) -> (Option<SocketAddr>, Option<Secret>) {
+    let listen = raw
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| "must be an address and port such as 127.0.0.1:8080".to_string());
+    let listen = match listen {
+        Ok(a) => Some(a),
+        Err(m) => {
+            c.issue("server.listen", m);
+            None
+        }
+    };
+    if !(1024..=64 * 1024 * 1024).contains(&raw.server.body_limit_bytes) {
+        c.issue(
+            "server.body_limit_bytes",
+            "must be between 1024 and 67108864 (64 MiB)".into(),
+        );
+    }
+    for (name, v) in [
+        (
+            "server.request_timeout_secs",
+            raw.server.request_timeout_secs,
+        ),
+        (
+            "server.header_read_timeout_secs",
+            raw.server.header_read_timeout_secs,
+        ),
+    ] {
+        if !(1..=300).contains(&v) {
+            c.issue(name, "must be between 1 and 300 seconds".into());
+        }
+    }
+    if raw.server.max_in_flight == 0 {
+        c.issue("server.max_in_flight", "must be at least 1".into());
+    }
+    let api_token = raw
+        .server
+        .api_token
+        .as_deref()
+        .and_then(|t| c.secret("server.api_token", t));
+    if c.production && raw.server.api_token.is_none() {
+        c.issue(
+            "server.api_token",
+            "is required in c.production (the /v1 API returns personal data)".into(),
+        );
+    }
+    (listen, api_token)
+}
+
+/// `[store]`: the settings are used as written; the Redis URL may be a secret reference.
+fn store(c: &mut Check, raw: &RawConfig) -> Option<Secret> {
+    let redis_url = if raw.store.redis_url.starts_with("${") {
+        c.secret("store.redis_url", &raw.store.redis_url)
+    } else {
+        Some(Secret::literal("(config)", &raw.store.redis_url))
+    };
+    if raw.store.backend == Backend::Redis
+        && let Some(url) = &redis_url
+        && redis::Client::open(url.expose()).is_err()
+    {
+        c.issue(
+            "store.redis_url",
+            "is not a valid redis:// or rediss:// URL".into(),
+        );
+    }
+    if raw.store.redis_prefix.is_empty()
+        || !raw
+            .store
+            .redis_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        c.issue(
+            "store.redis_prefix",
+            "use letters, digits, '-' and '_' (no ':' or braces)".into(),
+        );
+    }
+    if !(100..=60_000).contains(&raw.store.redis_timeout_ms) {
+        c.issue(
+            "store.redis_timeout_ms",
+            "must be between 100 and 60000".into(),
+        );
+    }
+    if raw.store.dedupe_ttl_secs < 3600 {
+        c.issue(
+            "store.dedupe_ttl_secs",
+            "must be at least 3600; channels retry for hours to days".into(),
+        );
+    }
+    if !(8..=65_536).contains(&raw.store.cache_mb) {
+        c.issue("store.cache_mb", "must be between 8 and 65536".into());
+    }
+    if raw.store.raw_retention_secs < 3600 {
+        c.issue("store.raw_retention_secs", "must be at least 3600".into());
+    }
+    redis_url
+}
+
+/// `[customers]`: the salt of customer keys.
+fn customers(c: &mut Check, raw: &RawConfig) -> Option<Secret> {
+    let customer_key_salt = raw
+        .customers
+        .key_salt
+        .as_deref()
+        .and_then(|t| c.secret("customers.key_salt", t));
+    if c.production && raw.customers.key_salt.is_none() {
+        c.issue(
+            "customers.key_salt",
+            "is required in c.production (customer keys join buyers across channels)".into(),
+        );
+    }
+    if let Some(s) = &customer_key_salt
+        && s.expose().len() < 16
+    {
+        c.issue(
+            "customers.key_salt",
+            format!("${{{}}} must be at least 16 characters", s.var),
+        );
+    }
+    customer_key_salt
+}
+
+/// `[log]`: whether logs are JSON; the level must be a tracing filter.
+fn log(c: &mut Check, raw: &RawConfig) -> bool {
+    let json_logs = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        _ => {
+            c.issue("log.format", "must be \"text\" or \"json\"".into());
+            false
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        c.issue(
+            "log.level",
+            "is not a tracing filter (e.g. \"info\" or \"crossgate=debug,info\")".into(),
+        );
+    }
+    json_logs
+}
