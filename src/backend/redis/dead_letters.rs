@@ -1,7 +1,7 @@
 //! Dead letters: pages, reads, resolution by replay, and recording a failed replay.
 
 use super::keys::Index;
-use super::write::{parse_changes, results};
+use super::write::{parse_changes, prepare_in, results};
 use super::*;
 
 impl RedisStore {
@@ -44,23 +44,16 @@ impl RedisStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<RecordResult>> {
         let inst = Self::instance_of(id)?;
-        let prepared = records
-            .iter()
-            .map(prepare)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if prepared.iter().any(|p| p.instance != inst) {
-            return Err(StoreError::Invalid(
-                "records must belong to the delivery's instance".into(),
-            ));
-        }
+        let prepared = prepare_in(inst, &records)?;
         let dl = self.dead_letter(id).await?.ok_or(StoreError::NotFound)?;
         let mut inv = self.scripts.resolve.prepare_invoke();
-        inv.key(self.keys.of(inst).dead_letter(id))
-            .key(self.keys.of(inst).index(Index::DeadLetters))
-            .key(self.keys.of(inst).raw(&dl.delivery_id))
-            .key(self.keys.of(inst).events())
-            .key(self.keys.of(inst).index(Index::Orders))
-            .key(self.keys.of(inst).dead_letters_of(&dl.delivery_id));
+        let ik = self.keys.of(inst);
+        inv.key(ik.dead_letter(id))
+            .key(ik.index(Index::DeadLetters))
+            .key(ik.raw(&dl.delivery_id))
+            .key(ik.events())
+            .key(ik.index(Index::Orders))
+            .key(ik.dead_letters_of(&dl.delivery_id));
         inv.arg(id)
             .arg(self.opts.raw_retention.as_secs())
             .arg(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))

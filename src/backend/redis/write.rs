@@ -63,15 +63,7 @@ impl RedisStore {
     ) -> StoreResult<IngestOutcome> {
         let inst = delivery.instance.as_str();
         let (records, dead_letters) = disposition.parts(&delivery);
-        let prepared = records
-            .iter()
-            .map(prepare)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if prepared.iter().any(|p| p.instance != inst) {
-            return Err(StoreError::Invalid(
-                "records must belong to the delivery's instance".into(),
-            ));
-        }
+        let prepared = prepare_in(inst, records)?;
         let dead_letters = dead_letters
             .into_iter()
             .map(|dl| serde_json::to_string(&dl).map(|json| (dl.id, json)))
@@ -188,6 +180,21 @@ impl RedisStore {
             ))),
         }
     }
+}
+
+/// Prepares records for one script. Each script runs in the instance's slot, so every record
+/// must belong to that instance.
+pub(super) fn prepare_in(instance: &str, records: &[Record]) -> StoreResult<Vec<Prepared>> {
+    let prepared = records
+        .iter()
+        .map(prepare)
+        .collect::<StoreResult<Vec<_>>>()?;
+    if prepared.iter().any(|p| p.instance != instance) {
+        return Err(StoreError::Invalid(
+            "records must belong to the delivery's instance".into(),
+        ));
+    }
+    Ok(prepared)
 }
 
 /// The `rev` argument: the revision key, or for a fact the instance of its order.

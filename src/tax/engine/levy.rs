@@ -88,24 +88,13 @@ pub(super) fn import_taxes(
     valuation: Valuation,
     with_sales_tax: bool,
 ) -> Decimal {
-    let total: Decimal = goods.iter().map(|g| g.net).sum();
     let kinds = if with_sales_tax {
         sales_kinds(calc, tax_jurisdiction)
     } else {
         Vec::new()
     };
     let mut duty_total = Decimal::ZERO;
-    let mut allocated = Decimal::ZERO;
-    for (n, g) in goods.iter().enumerate() {
-        // Transport allocated by value; the last line takes the remainder (exact sum).
-        let share = if n + 1 == goods.len() {
-            shipping - allocated
-        } else if total.is_zero() {
-            Decimal::ZERO
-        } else {
-            shipping * g.net / total
-        };
-        allocated += share;
+    for (g, share) in goods.iter().zip(transport_shares(goods, shipping)) {
         let customs_value = match valuation {
             Valuation::Cif => g.net + share,
             Valuation::Fob => g.net,
@@ -154,17 +143,7 @@ pub(super) fn china_taxes(
     with_duty: bool,
     collector: Collector,
 ) {
-    let total: Decimal = goods.iter().map(|g| g.net).sum();
-    let mut allocated = Decimal::ZERO;
-    for (n, g) in goods.iter().enumerate() {
-        let share = if n + 1 == goods.len() {
-            shipping - allocated
-        } else if total.is_zero() {
-            Decimal::ZERO
-        } else {
-            shipping * g.net / total
-        };
-        allocated += share;
+    for (g, share) in goods.iter().zip(transport_shares(goods, shipping)) {
         let price = g.net + share;
         let mut duty = Decimal::ZERO;
         if with_duty {
@@ -233,4 +212,24 @@ pub(super) fn china_taxes(
             ),
         );
     }
+}
+
+/// The transport charge allocated to the lines by value; the last line takes the remainder, so
+/// the shares add up to the charge exactly.
+fn transport_shares(goods: &[Goods], shipping: Decimal) -> Vec<Decimal> {
+    let total: Decimal = goods.iter().map(|g| g.net).sum();
+    let mut allocated = Decimal::ZERO;
+    let mut shares = Vec::with_capacity(goods.len());
+    for (n, g) in goods.iter().enumerate() {
+        let share = if n + 1 == goods.len() {
+            shipping - allocated
+        } else if total.is_zero() {
+            Decimal::ZERO
+        } else {
+            shipping * g.net / total
+        };
+        allocated += share;
+        shares.push(share);
+    }
+    shares
 }
