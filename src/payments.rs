@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 
 use crate::model::{FactKind, LifecycleFact, Order, OrderId, Record, RecordKind};
-use crate::store::{DeliverySource, Disposition, RawDelivery, Store, StoreError};
+use crate::pipeline::Arrival;
+use crate::store::{DeliverySource, Disposition, Store, StoreError};
 
 /// The consumer group of the payments job.
 pub const PAYMENTS_GROUP: &str = "payments";
@@ -57,16 +58,12 @@ pub fn reconciled_fact(view: &Order) -> Option<LifecycleFact> {
 async fn write_fact<S: Store>(store: &S, fact: LifecycleFact) -> Result<bool, StoreError> {
     let body = serde_json::to_vec(&fact)
         .map_err(|e| StoreError::Invalid(format!("derived fact cannot be serialized: {e}")))?;
-    let delivery = RawDelivery {
-        delivery_id: crate::pipeline::new_delivery_id(&fact.source_instance),
-        instance: fact.source_instance.clone(),
-        dedupe_id: format!("{}|{}", fact.order_id.as_str(), fact.id),
-        received_at: Utc::now(),
-        topic: Some("payments/reconciled".into()),
-        headers: Vec::new(),
-        source: DeliverySource::Derived,
-        body,
-    };
+    let delivery = Arrival::new(
+        DeliverySource::Derived,
+        format!("{}|{}", fact.order_id.as_str(), fact.id),
+        Some("payments/reconciled".into()),
+    )
+    .delivery(&fact.source_instance, body, Utc::now());
     let outcome = store
         .ingest(
             delivery,

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::{repo, shared_fixtures};
-use crossgate::adapter::{Headers, RecordContext, Registry, Routed, Target};
+use crossgate::adapter::{Headers, RecordContext, Registry, Target};
+use crossgate::pipeline::{self, Sorted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -183,26 +184,23 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
                 .and_then(|doc| adapter.map(&doc, target, &ctx))
         }
     };
-    match routed {
-        Ok(Routed::Items(items)) => {
-            let mut records = Vec::new();
-            let mut failures = Vec::new();
-            for item in items {
-                match item.result {
-                    Ok(r) => records.extend(r),
-                    Err(e) => failures.push(
-                        json!({ "item": item.index, "kind": e.kind(), "errors": e.fields() }),
-                    ),
-                }
-            }
+    // The gateway's own sorting of an adapter's answer (the one disposal path).
+    match pipeline::sort(routed) {
+        Sorted::Items {
+            records, failures, ..
+        } => {
+            let failures: Vec<Value> = failures
+                .iter()
+                .map(|(item, e)| json!({ "item": item, "kind": e.kind(), "errors": e.fields() }))
+                .collect();
             if failures.is_empty() {
                 json!({ "records": records })
             } else {
                 json!({ "records": records, "failures": failures })
             }
         }
-        Ok(Routed::Ignored) => json!({ "ignored": true }),
-        Err(e) => json!({ "error": { "kind": e.kind(), "errors": e.fields() } }),
+        Sorted::Ignored => json!({ "ignored": true }),
+        Sorted::Refused(e) => json!({ "error": { "kind": e.kind(), "errors": e.fields() } }),
     }
 }
 

@@ -127,11 +127,9 @@ impl Fetcher {
                             store
                                 .update_dead_letter(
                                     &dl.id,
-                                    DeadLetterReason {
-                                        kind: FETCH_PENDING.into(),
-                                        message: format!("fetch failed, will retry: {e}"),
-                                        errors: Vec::new(),
-                                    },
+                                    pipeline::fetch_pending(&format!(
+                                        "fetch failed, will retry: {e}"
+                                    )),
                                 )
                                 .await?;
                         }
@@ -214,23 +212,12 @@ async fn fetch_one<S: Store>(
         .parse(&body)
         .and_then(|d| inst.adapter.map(&d, Target::Order, &ctx))
         .and_then(Routed::into_records);
-    match mapped {
-        Ok(mut records) => {
-            pipeline::set_customer_keys(inst, &mut records);
-            store
-                .resolve_dead_letter(dl_id, records, chrono::Utc::now())
-                .await?;
-            let _ = store.drain_lifecycle().await;
-            Ok(true)
-        }
-        Err(e) => {
-            tracing::warn!(instance = %inst.id, dead_letter_id = %dl_id, kind = e.kind(), fields = %e.field_paths().join(","), "fetched record cannot be mapped");
-            store
-                .update_dead_letter(dl_id, pipeline::dead_letter_reason(&e))
-                .await?;
-            Ok(false)
-        }
+    if let Err(e) = &mapped {
+        tracing::warn!(instance = %inst.id, dead_letter_id = %dl_id, kind = e.kind(), fields = %e.field_paths().join(","), "fetched record cannot be mapped");
     }
+    let settled =
+        pipeline::settle_dead_letter(store, inst, dl_id, mapped, chrono::Utc::now()).await?;
+    Ok(settled.is_ok())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,15 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::{ApiError, ChannelClient, Limiter, limiter};
+use crate::adapter::Target;
 use crate::adapter::path::{Path, Segment};
 use crate::adapter::spec::{DetailSpec, Format, NextTokenSpec, PollSpec};
-use crate::adapter::{Routed, Target};
 use crate::config::Instance;
 use crate::model::Record;
 use crate::pipeline;
-use crate::store::{
-    CursorWrite, DeliverySource, Disposition, IngestOutcome, RawDelivery, Store, StoreError,
-};
+use crate::store::{CursorWrite, DeliverySource, Disposition, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
@@ -164,7 +162,6 @@ impl Poller {
     }
 
     /// One page: fetch, attach details, normalize and store it with the new cursor.
-    #[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
     pub async fn step<S: Store>(
         &self,
         store: &S,
@@ -213,7 +210,7 @@ impl Poller {
         }
 
         // Normalize it (pure) as orders.
-        let (mut routed, next_token, total) = {
+        let (routed, next_token, total) = {
             let doc = self
                 .inst
                 .adapter
@@ -243,44 +240,16 @@ impl Poller {
                     .map(&doc, Target::Order, &pipeline::record_context(&self.inst));
             (routed, token, total)
         };
-        let mut items = 0;
-        let mut failed = 0;
-        let mut max_seen = window.max_seen;
-        let disposition = match &mut routed {
-            Ok(Routed::Items(list)) => {
-                items = list.len();
-                let mut records = Vec::new();
-                let mut failures = Vec::new();
-                for item in list.drain(..) {
-                    match item.result {
-                        Ok(mut r) => {
-                            pipeline::set_customer_keys(&self.inst, &mut r);
-                            for rec in &r {
-                                if let Record::Order(o) = rec {
-                                    let t = o.revision.updated_at.to_utc();
-                                    max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
-                                }
-                            }
-                            records.extend(r);
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            failures.push((item.index, pipeline::dead_letter_reason(&e)));
-                        }
-                    }
-                }
-                if failures.is_empty() {
-                    Disposition::Apply(records)
-                } else {
-                    Disposition::Partial { records, failures }
-                }
-            }
-            Ok(Routed::Ignored) => Disposition::Ignore,
-            Err(e) => {
-                failed = 1;
-                Disposition::DeadLetter(pipeline::dead_letter_reason(e))
-            }
+        let sorted = pipeline::sort(routed);
+        let (items, failed) = match &sorted {
+            pipeline::Sorted::Items {
+                count, failures, ..
+            } => (*count, failures.len()),
+            pipeline::Sorted::Refused(_) => (0, 1),
+            pipeline::Sorted::Ignored => (0, 0),
         };
+        let (disposition, _) = sorted.disposition(&self.inst, pipeline::Scope::Page);
+        let max_seen = latest_update(&disposition).max(window.max_seen);
 
         // Where the next page is.
         let next = if let Some(t) = next_token {
@@ -319,27 +288,19 @@ impl Poller {
             name: mode.cursor_name().to_string(),
             value: serde_json::to_string(&state).expect("state serializes"),
         };
-        let delivery = RawDelivery {
-            delivery_id: pipeline::new_delivery_id(&self.inst.id),
-            instance: self.inst.id.clone(),
-            // Every fetched page is its own delivery; upserts make repeats harmless.
-            dedupe_id: format!("poll:{}", uuid::Uuid::now_v7().simple()),
-            received_at: now,
-            topic: Some("crossgate/poll-page".into()),
-            headers: Vec::new(),
-            source: DeliverySource::Poll,
-            body,
-        };
-        let outcome = store
-            .ingest_with_cursor(delivery, disposition, Some(cursor))
-            .await?;
-        if let IngestOutcome::Stored { records, .. } = &outcome
-            && records
-                .iter()
-                .any(|r| r.change == crate::model::Change::Queued)
-        {
-            let _ = store.drain_lifecycle().await;
-        }
+        // Every fetched page is its own delivery; upserts make repeats harmless.
+        let arrival = pipeline::Arrival::new(
+            DeliverySource::Poll,
+            format!("poll:{}", uuid::Uuid::now_v7().simple()),
+            Some("crossgate/poll-page".into()),
+        );
+        pipeline::store_delivery(
+            store,
+            arrival.delivery(&self.inst.id, body, now),
+            disposition,
+            Some(cursor),
+        )
+        .await?;
         metrics::counter!(crate::telemetry::names::POLL_PAGES, "instance" => self.inst.id.clone())
             .increment(1);
         // Caught up: the last window ended less than one poll interval ago.
@@ -748,6 +709,21 @@ fn deep_merge(a: &mut Value, b: Value) {
 /// A path from an adapter file, for `select` (anchors are ignored: paths are relative).
 pub fn segments(p: &Path) -> &[Segment] {
     p.segments()
+}
+
+/// The latest update time of the orders a page stores (the watermark moves up to it).
+fn latest_update(disposition: &Disposition) -> Option<DateTime<Utc>> {
+    let records = match disposition {
+        Disposition::Apply(records) | Disposition::Partial { records, .. } => records.as_slice(),
+        Disposition::DeadLetter(_) | Disposition::Ignore => &[],
+    };
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Order(o) => Some(o.revision.updated_at.to_utc()),
+            _ => None,
+        })
+        .max()
 }
 
 #[cfg(test)]

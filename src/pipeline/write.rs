@@ -1,0 +1,104 @@
+//! The store operations a disposal ends in: a new delivery ([`store_delivery`]) or a parked
+//! one settled ([`settle_dead_letter`]). Both apply lifecycle facts about other instances'
+//! orders right after the write (the daemon's lifecycle loop retries what this leaves).
+
+use chrono::{DateTime, Utc};
+
+use super::dispose::{dead_letter_reason, set_customer_keys};
+use crate::adapter::NormalizeError;
+use crate::config::Instance;
+use crate::model::{Change, Record};
+use crate::store::{
+    CursorWrite, DeadLetter, DeliverySource, Disposition, IngestOutcome, RawDelivery, RecordResult,
+    Store, StoreError,
+};
+
+/// A new gateway delivery id: `d.<instance>.<time-ordered uuid>`.
+pub fn new_delivery_id(instance: &str) -> String {
+    format!("d.{instance}.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// How a delivery reached the gateway: what the raw delivery record keeps beside its body.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub source: DeliverySource,
+    /// The sender's idempotency id, or one the gateway derives.
+    pub dedupe_id: String,
+    pub topic: Option<String>,
+    /// Headers needed to read the body again (never signatures).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Arrival {
+    pub fn new(source: DeliverySource, dedupe_id: String, topic: Option<String>) -> Self {
+        Self {
+            source,
+            dedupe_id,
+            topic,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The raw delivery record, under a new delivery id.
+    pub fn delivery(self, instance: &str, body: Vec<u8>, now: DateTime<Utc>) -> RawDelivery {
+        RawDelivery {
+            delivery_id: new_delivery_id(instance),
+            instance: instance.to_string(),
+            dedupe_id: self.dedupe_id,
+            received_at: now,
+            topic: self.topic,
+            headers: self.headers,
+            source: self.source,
+            body,
+        }
+    }
+}
+
+/// Stores a new delivery with its disposition (and a poller's cursor, in the same atomic
+/// write). Durable when `Ok`.
+pub async fn store_delivery<S: Store>(
+    store: &S,
+    delivery: RawDelivery,
+    disposition: Disposition,
+    cursor: Option<CursorWrite>,
+) -> Result<IngestOutcome, StoreError> {
+    let outcome = store
+        .ingest_with_cursor(delivery, disposition, cursor)
+        .await?;
+    if let IngestOutcome::Stored { records, .. } = &outcome {
+        drain_if_queued(store, records).await;
+    }
+    Ok(outcome)
+}
+
+/// Settles a dead letter read again (a replay, a fetched thin webhook): its records are stored
+/// and the dead letter removed in one write, or it is kept with the new reason
+/// (`Ok(Err(dead letter))`).
+pub async fn settle_dead_letter<S: Store>(
+    store: &S,
+    inst: &Instance,
+    id: &str,
+    result: Result<Vec<Record>, NormalizeError>,
+    now: DateTime<Utc>,
+) -> Result<Result<Vec<RecordResult>, DeadLetter>, StoreError> {
+    match result {
+        Ok(mut records) => {
+            set_customer_keys(inst, &mut records);
+            let results = store.resolve_dead_letter(id, records, now).await?;
+            drain_if_queued(store, &results).await;
+            Ok(Ok(results))
+        }
+        Err(e) => Ok(Err(store
+            .update_dead_letter(id, dead_letter_reason(&e))
+            .await?)),
+    }
+}
+
+/// Applies facts about other instances' orders now, when the write queued one.
+async fn drain_if_queued<S: Store>(store: &S, records: &[RecordResult]) {
+    if records.iter().any(|r| r.change == Change::Queued)
+        && let Err(e) = store.drain_lifecycle().await
+    {
+        tracing::warn!(error = %e, "lifecycle outbox not drained; will retry");
+    }
+}
