@@ -1341,7 +1341,7 @@ async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<()> 
             let client = ApiClient::new(config_path, &api)?;
             let mut path = format!("/v1/dead-letters?limit={limit}");
             if let Some(i) = &instance {
-                path.push_str(&format!("&channel={i}"));
+                path.push_str(&format!("&instance={i}"));
             }
             let (status, body) = client.get(&path).await?;
             if status != 200 {

@@ -206,7 +206,7 @@ async fn thin_webhooks_are_stored_then_fetched() {
             "the 500 was retried: {calls:?}"
         );
         // Nothing is left parked.
-        let dls = get(&c, &gw.url("/v1/dead-letters?channel=bc")).await;
+        let dls = get(&c, &gw.url("/v1/dead-letters?instance=bc")).await;
         assert_eq!(
             dls.body["items"].as_array().unwrap().len(),
             0,
@@ -219,7 +219,7 @@ async fn thin_webhooks_are_stored_then_fetched() {
         assert_eq!(r.status, 200);
         let mut kind = Value::Null;
         for _ in 0..100 {
-            let dls = get(&c, &gw.url("/v1/dead-letters?channel=bc")).await;
+            let dls = get(&c, &gw.url("/v1/dead-letters?instance=bc")).await;
             if let Some(d) = dls.body["items"].as_array().unwrap().first()
                 && d["reason"]["kind"] == "fetch_refused"
             {

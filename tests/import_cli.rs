@@ -117,7 +117,7 @@ async fn import_through_a_running_daemon_and_the_json_endpoint() {
         assert_eq!(code, 2, "{report}");
         assert_eq!(report["stored"], 3, "{backend:?}: {report}");
         let c = http();
-        let r = get(&c, &gw.url("/v1/orders?channel=phone")).await;
+        let r = get(&c, &gw.url("/v1/orders?instance=phone")).await;
         let ids: Vec<&str> = r.body["items"]
             .as_array()
             .unwrap()
@@ -129,7 +129,7 @@ async fn import_through_a_running_daemon_and_the_json_endpoint() {
             assert!(ids.contains(&id), "{id} missing: {ids:?}");
         }
         // Nothing of the refused orders was stored, not even as a dead letter.
-        let dl = get(&c, &gw.url("/v1/dead-letters?channel=phone")).await;
+        let dl = get(&c, &gw.url("/v1/dead-letters?instance=phone")).await;
         assert_eq!(dl.body["items"].as_array().unwrap().len(), 0);
 
         // Call-centre JSON: one canonical order, retried with the same Idempotency-Key.
@@ -184,7 +184,7 @@ async fn import_through_a_running_daemon_and_the_json_endpoint() {
         assert_eq!(r.status, 422, "{}", r.text);
         assert_eq!(r.body["errors"][0]["field"], "$", "{}", r.text);
         assert_eq!(r.body["reason"], "parse");
-        let dl = get(&c, &gw.url("/v1/dead-letters?channel=phone")).await;
+        let dl = get(&c, &gw.url("/v1/dead-letters?instance=phone")).await;
         assert_eq!(
             dl.body["items"].as_array().unwrap().len(),
             0,

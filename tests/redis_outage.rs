@@ -116,13 +116,13 @@ async fn deliveries_survive_a_redis_crash_and_outage_gets_503() {
             "acknowledged order {i} is missing after the Redis restart"
         );
     }
-    let listed = get(&c, &gw.url("/v1/orders?channel=shop&limit=500")).await;
+    let listed = get(&c, &gw.url("/v1/orders?instance=shop&limit=500")).await;
     let mut count = listed.body["items"].as_array().unwrap().len();
     let mut cursor = listed.body["next_cursor"].as_str().map(str::to_string);
     while let Some(cur) = cursor {
         let page = get(
             &c,
-            &gw.url(&format!("/v1/orders?channel=shop&limit=500&cursor={cur}")),
+            &gw.url(&format!("/v1/orders?instance=shop&limit=500&cursor={cur}")),
         )
         .await;
         count += page.body["items"].as_array().unwrap().len();

@@ -314,7 +314,7 @@ async fn hostile_transport_is_answered_from_the_headers() {
         assert!(!answer.contains("100 Continue"), "{name}: {answer}");
     }
     // Nothing was stored, and the server still serves.
-    let orders = get(&http(), &gw.url("/v1/orders?channel=shop")).await;
+    let orders = get(&http(), &gw.url("/v1/orders?instance=shop")).await;
     assert_eq!(orders.body["items"].as_array().unwrap().len(), 0);
     gw.stop().await;
 }

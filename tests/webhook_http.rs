@@ -596,7 +596,7 @@ async fn api_pagination_errors_health_and_metrics() {
     }
     // Cursor pagination returns every order once, in (updated_at, id) order.
     let mut seen = Vec::new();
-    let mut next = Some(gw.url("/v1/orders?channel=shop&limit=3"));
+    let mut next = Some(gw.url("/v1/orders?instance=shop&limit=3"));
     while let Some(u) = next {
         let page = get(&c, &u).await;
         assert_eq!(page.status, 200, "{}", page.text);
@@ -608,7 +608,7 @@ async fn api_pagination_errors_health_and_metrics() {
         }
         next = page.body["next_cursor"]
             .as_str()
-            .map(|cur| gw.url(&format!("/v1/orders?channel=shop&limit=3&cursor={cur}")));
+            .map(|cur| gw.url(&format!("/v1/orders?instance=shop&limit=3&cursor={cur}")));
     }
     assert_eq!(seen.len(), 7);
     assert_eq!(
@@ -627,7 +627,10 @@ async fn api_pagination_errors_health_and_metrics() {
         ("/v1/orders?limit=100000", 400),
         ("/v1/orders?since=yesterday", 400),
         ("/v1/orders?cursor=%%%", 400),
-        ("/v1/orders?channel=nope", 400),
+        ("/v1/orders?instance=nope", 400),
+        // `channel` names a channel, never an instance id: refused with a pointer to `instance`.
+        ("/v1/orders?channel=shop", 400),
+        ("/v1/dead-letters?channel=shop", 400),
         ("/v1/orders/o.shop.0000000000000000", 404),
         ("/v1/orders/not-an-id", 404),
         ("/v1/listings/l.shop.0000000000000000", 404),

@@ -128,7 +128,7 @@ pub fn conversion_key(order_id: &str, part: &str, to: &str) -> String {
 }
 
 /// A problem `fx verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The entry (`fx.<seq>`) or the position where the chain breaks.
     pub entry: String,
@@ -321,7 +321,7 @@ pub fn csv_row(e: &FxEntry, superseded_by: Option<&str>) -> String {
 }
 
 /// One line of the daily report: a currency pair on one day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairReport {
     pub from: String,
     pub to: String,

@@ -567,7 +567,7 @@ pub async fn export_page<S: Store + FxStore>(
 }
 
 /// What `fx verify` found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {
     pub entries: u64,
     pub head_seq: u64,

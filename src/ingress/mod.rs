@@ -1,5 +1,6 @@
 //! Ingress: the HTTP server (webhooks and API). Later: pollers and file imports.
 
+pub mod answers;
 pub mod http;
 pub mod problem;
 mod transport;

@@ -685,6 +685,16 @@ pub struct RunReport {
     pub total_seconds: f64,
 }
 
+/// Held while a run or a reset is in progress (see [`run`]).
+static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Forgets the jobs' data and rewinds their consumer group (`jobs run --rebuild`); waits for a
+/// run in progress.
+pub async fn reset<S: RecoStore>(store: &S) -> Result<(), StoreError> {
+    let _running = RUNNING.lock().await;
+    store.reco_reset(RECO_GROUP).await
+}
+
 /// One run: ingest new events, compute, publish.
 pub async fn run<S: Store + FxStore + RecoStore>(
     store: &S,
@@ -693,6 +703,9 @@ pub async fn run<S: Store + FxStore + RecoStore>(
     which: Which,
     progress: &dyn Progress,
 ) -> Result<RunReport, JobError> {
+    // One run at a time in this process: the daemon's schedule and on-demand runs
+    // (`POST /v1/jobs/run`) read the same consumer group and publish the same results.
+    let _running = RUNNING.lock().await;
     let started = Instant::now();
     let events_read = ingest(store, settings.batch.max(1), progress).await?;
     let ingest_seconds = started.elapsed().as_secs_f64();

@@ -7,4 +7,6 @@ pub mod eval;
 pub mod job;
 pub mod models;
 pub mod rank;
+pub mod read;
+pub mod runs;
 pub mod store;

@@ -1,0 +1,235 @@
+//! The bodies of the API's successful answers, as types: the handlers return them, the CLI
+//! reads the daemon's answers into them, and a schema can be derived from them. Errors are
+//! [`super::problem::Problem`] (RFC 9457).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::adapter::{FieldError, NormalizeError};
+use crate::fx::log::{FxEntry, PairReport};
+use crate::store::{DeadLetter, Reconciliation, RecordResult};
+
+/// What happened to a delivery (a webhook, a submission, an import chunk).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAnswer {
+    pub status: DeliveryStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// `pending`: a thin webhook, stored; its record is being fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<RecordResult>>,
+    /// One per item that did not map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<Vec<DeadLetterAnswer>>,
+    /// A webhook delivery that did not map as a whole: its dead letter, inline.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterAnswer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Stored,
+    Duplicate,
+    Ignored,
+    DeadLettered,
+    PartiallyDeadLettered,
+    /// An unsigned activation ping (WooCommerce): nothing stored.
+    Ping,
+}
+
+/// Why a delivery, or one of its items, was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterAnswer {
+    pub dead_letter_id: String,
+    /// The item's index in the delivery (absent for the whole delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// The error kind (`fields`, `parse`, ...).
+    pub reason: String,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl DeadLetterAnswer {
+    pub fn new(dead_letter_id: &str, item: Option<usize>, e: &NormalizeError) -> Self {
+        Self {
+            dead_letter_id: dead_letter_id.to_string(),
+            item,
+            reason: e.kind().to_string(),
+            detail: e.to_string(),
+            errors: e.fields().to_vec(),
+        }
+    }
+}
+
+impl DeliveryAnswer {
+    pub fn status(status: DeliveryStatus, delivery_id: Option<String>) -> Self {
+        Self {
+            status,
+            delivery_id,
+            fetch: None,
+            records: None,
+            dead_letters: None,
+            dead_letter: None,
+        }
+    }
+}
+
+/// A page of a listing, items in order; `next_cursor` is absent on the last page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/dead-letters/{id}`: the dead letter and the delivery it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetterDetail {
+    pub dead_letter: DeadLetter,
+    pub delivery: Option<DeliveryView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub topic: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub dedupe_id: String,
+    pub body: BodyView,
+}
+
+/// A raw body: text when it is UTF-8, else base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BodyView {
+    /// `utf-8` or `base64`.
+    pub encoding: String,
+    pub data: String,
+}
+
+impl BodyView {
+    pub fn of(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self {
+                encoding: "utf-8".into(),
+                data: text.to_string(),
+            },
+            Err(_) => {
+                use base64::Engine;
+                Self {
+                    encoding: "base64".into(),
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                }
+            }
+        }
+    }
+}
+
+/// `POST /v1/dead-letters/{id}/replay`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayAnswer {
+    /// `resolved`, or `fetch_queued` for a thin webhook (202).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<RecordResult>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `GET /v1/instances/{instance}/reconciliation`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconciliationAnswer {
+    pub instance: String,
+    pub result: Reconciliation,
+}
+
+/// One FX log entry with the entry that superseded it, if any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FxLogItem {
+    #[serde(flatten)]
+    pub entry: FxEntry,
+    pub superseded_by: Option<String>,
+}
+
+/// `GET /v1/fx/log` (JSON): a page; `next_cursor` is null on the last one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FxLogPage {
+    pub items: Vec<FxLogItem>,
+    pub next_cursor: Option<u64>,
+}
+
+/// `GET /v1/fx/report?date=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FxReportAnswer {
+    pub date: NaiveDate,
+    pub pairs: Vec<PairReport>,
+}
+
+/// `POST /v1/fx/rates`: the rate document as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RatesStored {
+    /// False when the same document was stored before.
+    pub stored: bool,
+    pub hash: String,
+    pub days: usize,
+    pub first_day: Option<NaiveDate>,
+    pub last_day: Option<NaiveDate>,
+}
+
+/// `GET /v1/recommendations/{customer_key}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecommendationsAnswer {
+    pub customer_key: String,
+    pub strategy: String,
+    /// `country` or `popular` when the customer is not known to the jobs yet.
+    pub fallback: Option<String>,
+    pub generated_at: Option<Value>,
+    pub items: Vec<ScoredItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoredItem {
+    pub item: String,
+    pub score: f32,
+}
+
+/// `GET /v1/rankings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankingAnswer {
+    pub by: String,
+    pub country: String,
+    pub channel: String,
+    pub currency: Option<Value>,
+    pub as_of: Option<Value>,
+    pub generated_at: Option<Value>,
+    pub items: Vec<RankedItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankedItem {
+    pub rank: usize,
+    pub item: String,
+    pub score: f64,
+    /// What the score is made of (units, revenue, rating counts, ...).
+    #[serde(flatten)]
+    pub detail: BTreeMap<String, Value>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub status: String,
+}
+
+impl Status {
+    pub fn new(status: &str) -> Self {
+        Self {
+            status: status.into(),
+        }
+    }
+}

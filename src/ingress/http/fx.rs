@@ -1,0 +1,186 @@
+//! FX for finance: an order's conversion, the log (JSON pages or CSV), its verification, the
+//! daily report, and rate documents in.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::records::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::{Answer, App, Body, Q};
+use crate::backend::Stores;
+use crate::fx::{FxView, LogFilter, Verification};
+use crate::ingress::answers::{FxLogItem, FxLogPage, FxReportAnswer, RatesStored};
+use crate::ingress::problem::Problem;
+use crate::model::OrderId;
+
+pub(super) fn routes<S: Stores>() -> Router<App<S>> {
+    Router::new()
+        .route("/v1/orders/{id}/fx", get(order_fx::<S>))
+        .route("/v1/fx/log", get(fx_log::<S>))
+        .route("/v1/fx/verify", get(fx_verify::<S>))
+        .route("/v1/fx/report", get(fx_report::<S>))
+        .route("/v1/fx/rates", post(fx_rates::<S>))
+}
+
+/// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.
+async fn order_fx<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<FxView> {
+    OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
+    app.store
+        .fx_view(&id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found("FX state of this order (not converted yet)"))
+}
+
+#[derive(Debug, Deserialize)]
+struct FxLogParams {
+    from: Option<String>,
+    to: Option<String>,
+    currency: Option<String>,
+    order: Option<String>,
+    /// `json` (default, paginated) or `csv` (every matching entry, streamed).
+    format: Option<String>,
+    cursor: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn date_param(s: Option<&str>, name: &str) -> Result<Option<NaiveDate>, Problem> {
+    s.map(|d| {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| Problem::bad_request(format!("{name} must be YYYY-MM-DD")))
+    })
+    .transpose()
+}
+
+fn fx_filter(p: &FxLogParams) -> Result<LogFilter, Problem> {
+    Ok(LogFilter {
+        from: date_param(p.from.as_deref(), "from")?,
+        to: date_param(p.to.as_deref(), "to")?,
+        currency: p.currency.clone(),
+        order: p.order.clone(),
+    })
+}
+
+/// `GET /v1/fx/log`: the FX log for finance (JSON pages, or the whole selection as CSV).
+async fn fx_log<S: Stores>(
+    State(app): State<App<S>>,
+    Q(p): Q<FxLogParams>,
+) -> Result<Response, Problem> {
+    let filter = fx_filter(&p)?;
+    if p.format.as_deref() == Some("csv") {
+        return fx_log_csv(&app, &filter).await;
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let (items, next_cursor) =
+        crate::fx::export_page(&app.store, &filter, p.cursor.unwrap_or(0), limit).await?;
+    let items = items
+        .into_iter()
+        .map(|(entry, superseded_by)| FxLogItem {
+            entry,
+            superseded_by,
+        })
+        .collect();
+    Ok(axum::Json(FxLogPage { items, next_cursor }).into_response())
+}
+
+/// One consistent snapshot of the log (so `superseded_by` agrees with the rows), sent in
+/// chunks of 1,000 rows as they are rendered.
+async fn fx_log_csv<S: Stores>(app: &App<S>, filter: &LogFilter) -> Result<Response, Problem> {
+    use crate::fx::log::{CSV_HEADER, csv_row, superseded_by};
+    let entries = crate::fx::read_log(&app.store).await?;
+    let superseded = superseded_by(&entries);
+    let mut chunks: Vec<Result<String, std::io::Error>> = Vec::new();
+    let mut chunk = format!("{CSV_HEADER}\n");
+    for (i, e) in entries.iter().filter(|e| filter.matches(e)).enumerate() {
+        chunk.push_str(&csv_row(e, superseded.get(&e.id).map(String::as_str)));
+        chunk.push('\n');
+        if i % 1000 == 999 {
+            chunks.push(Ok(std::mem::take(&mut chunk)));
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(Ok(chunk));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"fx-log.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response())
+}
+
+/// `GET /v1/fx/verify`: recomputes the log and checks its chain.
+async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Answer<Verification> {
+    Ok(axum::Json(crate::fx::verify_log(&app.store).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct DateParam {
+    date: String,
+}
+
+/// `GET /v1/fx/report?date=`: per currency pair, the day's conversions.
+async fn fx_report<S: Stores>(
+    State(app): State<App<S>>,
+    p: Result<Q<DateParam>, Problem>,
+) -> Answer<FxReportAnswer> {
+    let date = p
+        .ok()
+        .and_then(|Q(p)| NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok())
+        .ok_or_else(|| Problem::bad_request("date must be YYYY-MM-DD"))?;
+    let pairs = crate::fx::report(&app.store, date, app.config.fx.max_age_days).await?;
+    Ok(axum::Json(FxReportAnswer { date, pairs }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RatesParams {
+    /// `ecb` (eurofxref XML) or `manual` (the TOML table).
+    source: String,
+    /// Where the document came from, for people.
+    origin: Option<String>,
+}
+
+/// `POST /v1/fx/rates?source=ecb|manual`: stores a rate document (what `crossgate fx sync`
+/// sends); waiting orders are converted on the FX job's next look.
+async fn fx_rates<S: Stores>(
+    State(app): State<App<S>>,
+    p: Result<Q<RatesParams>, Problem>,
+    body: Result<Body, Problem>,
+) -> Answer<RatesStored> {
+    let Ok(Q(p)) = p else {
+        return Err(Problem::bad_request(
+            "source=ecb or source=manual is required",
+        ));
+    };
+    let source = match p.source.as_str() {
+        "ecb" => crate::fx::rates::RateSource::Ecb,
+        "manual" => crate::fx::rates::RateSource::Manual,
+        _ => return Err(Problem::bad_request("source must be ecb or manual")),
+    };
+    let Body(body) = body?;
+    let origin = p.origin.unwrap_or_else(|| "api".into());
+    let doc = crate::fx::document(source, &origin, &body, Utc::now())
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let (days, hash) = (doc.days.len(), doc.hash.clone());
+    let (first_day, last_day) = (
+        doc.days.first().map(|d| d.date),
+        doc.days.last().map(|d| d.date),
+    );
+    let stored = app.store.fx_put_doc(doc).await?;
+    Ok(axum::Json(RatesStored {
+        stored,
+        hash,
+        days,
+        first_day,
+        last_day,
+    }))
+}

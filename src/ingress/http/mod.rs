@@ -1,0 +1,211 @@
+//! The HTTP surface: webhooks in, the `/v1` API, health and metrics.
+//!
+//! Every handler returns a typed answer: [`Answer<T>`] (a body from [`super::answers`], or a
+//! [`Problem`]). Query strings and bodies are read by [`Q`] and [`Body`], so a bad query or an
+//! oversized body is answered the same way on every route.
+
+mod deliveries;
+mod fx;
+mod health;
+mod jobs;
+mod reco;
+mod records;
+mod tax;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::problem::Problem;
+use crate::backend::Stores;
+use crate::config::Config;
+use crate::store::StoreError;
+use crate::telemetry;
+
+/// A route's answer: its typed body, or a problem.
+pub type Answer<T> = Result<axum::Json<T>, Problem>;
+
+/// Shared state of the HTTP handlers.
+pub struct App<S> {
+    pub store: S,
+    pub config: Arc<Config>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<S: Clone> Clone for App<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+impl<S: Stores> App<S> {
+    pub fn new(store: S, config: Arc<Config>) -> Self {
+        // Install the recorder before the first delivery is counted.
+        let _ = telemetry::metrics();
+        let permits = config.server.max_in_flight;
+        Self {
+            store,
+            config,
+            in_flight: Arc::new(Semaphore::new(permits)),
+        }
+    }
+}
+
+/// Builds the router.
+pub fn router<S: Stores>(app: App<S>) -> Router {
+    let body_limit = app.config.server.body_limit;
+    let api = Router::new()
+        .merge(records::routes())
+        .merge(deliveries::submission_routes())
+        .merge(reco::routes())
+        .merge(fx::routes())
+        .merge(tax::routes())
+        .merge(jobs::routes())
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            require_token::<S>,
+        ));
+    Router::new()
+        .route("/webhooks/{instance}", post(deliveries::webhook::<S>))
+        .merge(api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz::<S>))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { Problem::not_found("route") })
+        .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+/// Sheds load beyond `max_in_flight` and bounds each request's time; both answer 503 with
+/// Retry-After so senders retry later. A request that timed out may still have been stored;
+/// the retry is then recognised as a duplicate.
+async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Next) -> Response {
+    if let Some(refusal) =
+        super::transport::refuse_from_head(req.headers(), app.config.server.body_limit)
+    {
+        tracing::info!(
+            status = refusal.status.as_u16(),
+            slug = refusal.slug,
+            "request refused from its headers"
+        );
+        return refusal.into_response();
+    }
+    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Too many requests in flight; retry",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    match tokio::time::timeout(app.config.server.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => Problem::unavailable("the request took too long").into_response(),
+    }
+}
+
+/// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured.
+async fn require_token<S: Stores>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &app.config.server.api_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok = given.len() == token.expose().len()
+            && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
+        if !ok {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "API token required",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The problem a store error is answered with (nothing about the store's internals).
+fn store_problem(e: &StoreError) -> Problem {
+    match e {
+        StoreError::NotFound => Problem::not_found("record"),
+        StoreError::Invalid(m) => Problem::bad_request(m.clone()),
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            Problem::unavailable("the store did not confirm the operation")
+        }
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        if !matches!(e, StoreError::NotFound | StoreError::Invalid(_)) {
+            tracing::error!(error = %e, "store operation failed");
+        }
+        store_problem(&e)
+    }
+}
+
+/// A query string read into `T`; a bad one is a 400 naming the parameter.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(Problem::bad_request(format!(
+                "query parameters: {}",
+                e.body_text()
+                    .trim_start_matches("Failed to deserialize query string: ")
+            ))),
+        }
+    }
+}
+
+/// A request body within the server's limit: 413 over it, 400 when it cannot be read.
+pub struct Body(pub Bytes);
+
+impl<S: Stores> FromRequest<App<S>> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, app: &App<S>) -> Result<Self, Problem> {
+        match Bytes::from_request(req, app).await {
+            Ok(b) => Ok(Body(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Problem::too_large(app.config.server.body_limit))
+            }
+            Err(_) => Err(Problem::bad_request("the request body could not be read")),
+        }
+    }
+}
+
+/// The instance `id` names, or 404.
+fn instance<'a, S>(app: &'a App<S>, id: &str) -> Result<&'a Arc<crate::config::Instance>, Problem> {
+    app.config
+        .instances
+        .get(id)
+        .ok_or_else(|| Problem::not_found("channel instance"))
+}

@@ -1,0 +1,291 @@
+//! Stored records: orders, listings, dead letters (read and replay), reconciliation.
+//!
+//! Query vocabulary, on every route: `instance` is a channel instance id (`shop-eu`),
+//! `channel` a channel name (`shopify`).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Answer, App, Q, instance};
+use crate::backend::Stores;
+use crate::ingress::answers::{
+    BodyView, DeadLetterDetail, DeliveryView, Page, ReconciliationAnswer, ReplayAnswer,
+};
+use crate::ingress::problem::Problem;
+use crate::model::{Listing, ListingId, Order, OrderId};
+use crate::pipeline::{self, ReplayError};
+use crate::store::{Cursor, DeadLetter, DeadLetterQuery, OrderQuery, StoreError};
+use crate::telemetry::names;
+
+pub(super) fn routes<S: Stores>() -> Router<App<S>> {
+    Router::new()
+        .route("/v1/orders", get(list_orders::<S>))
+        .route("/v1/orders/{id}", get(get_order::<S>))
+        .route("/v1/listings/{id}", get(get_listing::<S>))
+        .route("/v1/dead-letters", get(list_dead_letters::<S>))
+        .route("/v1/dead-letters/{id}", get(get_dead_letter::<S>))
+        .route(
+            "/v1/dead-letters/{id}/replay",
+            post(replay_dead_letter::<S>),
+        )
+        .route(
+            "/v1/instances/{instance}/reconciliation",
+            get(reconciliation::<S>),
+        )
+}
+
+/// `GET /v1/orders/{id}`: the order, with the holds of the FX and tax jobs (an order waiting
+/// for an exchange rate, or whose taxes cannot be computed, says so).
+async fn get_order<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<Order> {
+    let id = OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
+    let mut o = app
+        .store
+        .get_order(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("order"))?;
+    if let Ok(Some(v)) = app.store.fx_view(id.as_str()).await
+        && v.status == crate::fx::FxStatus::FxPending
+    {
+        o.holds
+            .push(crate::model::Hold::new("fx_pending", v.missing.join("; ")));
+    }
+    if let Ok(Some(q)) = app.store.tax_quote(id.as_str()).await
+        && q.status == crate::tax::QuoteStatus::TaxPending
+    {
+        o.holds
+            .push(crate::model::Hold::new("tax_pending", q.missing.join("; ")));
+    }
+    Ok(axum::Json(o))
+}
+
+async fn get_listing<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Answer<Listing> {
+    let id = ListingId::parse(&id).map_err(|_| Problem::not_found("listing"))?;
+    let l = app.store.get_listing(&id).await?;
+    l.map(axum::Json)
+        .ok_or_else(|| Problem::not_found("listing"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    /// Channel instance id.
+    instance: Option<String>,
+    /// Refused with a pointer to `instance` (it named an instance id here before).
+    channel: Option<String>,
+    /// RFC 3339 instant or a date (YYYY-MM-DD, midnight UTC).
+    since: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(super) const DEFAULT_LIMIT: usize = 50;
+pub(super) const MAX_LIMIT: usize = 500;
+
+pub(super) fn parse_since(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.to_utc())
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        })
+}
+
+fn since_param(since: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
+    since
+        .map(|s| {
+            parse_since(s)
+                .ok_or_else(|| Problem::bad_request("since must be an RFC 3339 time or YYYY-MM-DD"))
+        })
+        .transpose()
+}
+
+/// The instance filter, page size and cursor of a listing.
+fn parse_page<S>(
+    p: &ListParams,
+    app: &App<S>,
+) -> Result<(Option<String>, usize, Option<Cursor>), Problem> {
+    if p.channel.is_some() {
+        return Err(Problem::bad_request(
+            "channel names a channel (e.g. shopify); filter by instance id with instance=",
+        ));
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Problem::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let cursor = match &p.cursor {
+        Some(c) => {
+            Some(Cursor::decode(c).ok_or_else(|| Problem::bad_request("cursor is not valid"))?)
+        }
+        None => None,
+    };
+    if let Some(i) = &p.instance
+        && !app.config.instances.contains_key(i)
+    {
+        return Err(Problem::bad_request(
+            "instance is not a configured instance id",
+        ));
+    }
+    Ok((p.instance.clone(), limit, cursor))
+}
+
+/// `GET /v1/orders?instance=&since=&limit=&cursor=`
+async fn list_orders<S: Stores>(
+    State(app): State<App<S>>,
+    Q(p): Q<ListParams>,
+) -> Answer<Page<Order>> {
+    let (instance, limit, after) = parse_page(&p, &app)?;
+    let since = since_param(p.since.as_deref())?;
+    let query = OrderQuery {
+        instance,
+        since,
+        after,
+        limit,
+    };
+    let page = app.store.list_orders(query).await?;
+    Ok(axum::Json(Page {
+        items: page.items,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// `GET /v1/dead-letters?instance=&limit=&cursor=`
+async fn list_dead_letters<S: Stores>(
+    State(app): State<App<S>>,
+    Q(p): Q<ListParams>,
+) -> Answer<Page<DeadLetter>> {
+    let (instance, limit, after) = parse_page(&p, &app)?;
+    let query = DeadLetterQuery {
+        instance,
+        after,
+        limit,
+    };
+    let page = app.store.list_dead_letters(query).await?;
+    Ok(axum::Json(Page {
+        items: page.items,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// `GET /v1/dead-letters/{id}`: the dead letter and its raw delivery.
+async fn get_dead_letter<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Answer<DeadLetterDetail> {
+    let dead_letter = match app.store.get_dead_letter(&id).await {
+        Ok(Some(dl)) => dl,
+        Ok(None) | Err(StoreError::Invalid(_)) => return Err(Problem::not_found("dead letter")),
+        Err(e) => return Err(e.into()),
+    };
+    let raw = app.store.get_delivery(&id).await?;
+    let delivery = raw.map(|r| DeliveryView {
+        body: BodyView::of(&r.body),
+        topic: r.topic,
+        headers: r.headers,
+        dedupe_id: r.dedupe_id,
+    });
+    Ok(axum::Json(DeadLetterDetail {
+        dead_letter,
+        delivery,
+    }))
+}
+
+/// `POST /v1/dead-letters/{id}/replay`: normalizes the delivery again with the current
+/// adapter; 202 when it is a thin webhook queued for another fetch.
+async fn replay_dead_letter<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<ReplayAnswer>), Problem> {
+    match pipeline::replay_dead_letter(&app.store, &app.config, &id, Utc::now()).await {
+        Ok(records) => {
+            metrics::counter!(names::DEAD_LETTERS_REPLAYED, "result" => "resolved").increment(1);
+            tracing::info!(dead_letter_id = %id, records = records.len(), "dead letter replayed");
+            let answer = ReplayAnswer {
+                status: "resolved".into(),
+                records: Some(records),
+                detail: None,
+            };
+            Ok((StatusCode::OK, axum::Json(answer)))
+        }
+        Err(e @ ReplayError::FetchQueued(_)) => {
+            let answer = ReplayAnswer {
+                status: "fetch_queued".into(),
+                records: None,
+                detail: Some(e.to_string()),
+            };
+            Ok((StatusCode::ACCEPTED, axum::Json(answer)))
+        }
+        Err(e) => Err(replay_problem(e)),
+    }
+}
+
+fn replay_problem(e: ReplayError) -> Problem {
+    match e {
+        ReplayError::NotFound(_)
+        | ReplayError::Store(StoreError::NotFound | StoreError::Invalid(_)) => {
+            Problem::not_found("dead letter")
+        }
+        ReplayError::StillFailing(dl) => {
+            metrics::counter!(names::DEAD_LETTERS_REPLAYED, "result" => "failed").increment(1);
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "still-failing",
+                "The delivery still cannot be normalized",
+            )
+            .detail(dl.reason.message.clone())
+            .with("errors", json!(dl.reason.errors))
+            .with("failed_replays", json!(dl.failed_replays))
+        }
+        e @ (ReplayError::RawMissing(_)
+        | ReplayError::UnknownInstance { .. }
+        | ReplayError::FetchQueued(_)) => Problem::new(
+            StatusCode::CONFLICT,
+            "cannot-replay",
+            "The dead letter cannot be replayed",
+        )
+        .detail(e.to_string()),
+        ReplayError::Store(e) => e.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceParam {
+    since: Option<String>,
+}
+
+/// `GET /v1/instances/{instance}/reconciliation?since=`: orders seen by polling but never
+/// pushed, and the reverse.
+async fn reconciliation<S: Stores>(
+    State(app): State<App<S>>,
+    Path(instance_id): Path<String>,
+    p: Result<Q<SinceParam>, Problem>,
+) -> Answer<ReconciliationAnswer> {
+    instance(&app, &instance_id)?;
+    let Q(p) = p?;
+    let since = since_param(p.since.as_deref())?;
+    let result = app.store.reconcile(&instance_id, since).await?;
+    if since.is_none() {
+        crate::telemetry::set_reconciliation_gauges(
+            &instance_id,
+            result.polled_not_pushed.len(),
+            result.pushed_not_polled.len(),
+        );
+    }
+    Ok(axum::Json(ReconciliationAnswer {
+        instance: instance_id,
+        result,
+    }))
+}

@@ -1,0 +1,77 @@
+//! Tax: a quote for an order JSON (nothing stored), an order's stored quote, a requote.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::{Answer, App, Body, Q};
+use crate::backend::Stores;
+use crate::fx::book::RateBook;
+use crate::ingress::problem::Problem;
+use crate::model::OrderId;
+use crate::tax::Quote;
+
+pub(super) fn routes<S: Stores>() -> Router<App<S>> {
+    Router::new()
+        .route("/v1/quote", post(quote::<S>))
+        .route("/v1/orders/{id}/tax", get(order_tax::<S>))
+        .route("/v1/orders/{id}/quote", post(requote::<S>))
+}
+
+#[derive(Debug, Deserialize)]
+struct QuoteParams {
+    /// A rule pack version (default: the active one).
+    pack: Option<String>,
+    /// The buyer's China CBEC purchases this year so far (CNY).
+    annual_cny: Option<String>,
+}
+
+/// The rate book the active FX settings read.
+async fn rate_book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
+    let docs = app.store.fx_docs().await?;
+    Ok(RateBook::new(docs, app.config.fx.max_age_days))
+}
+
+/// `POST /v1/quote`: landed cost and explanation for an order JSON (nothing is stored).
+async fn quote<S: Stores>(
+    State(app): State<App<S>>,
+    Q(p): Q<QuoteParams>,
+    body: Result<Body, Problem>,
+) -> Answer<Quote> {
+    let Body(body) = body?;
+    let order = crate::tax::order_from_json(&body).map_err(Problem::bad_request)?;
+    let annual = match p.annual_cny.as_deref().map(str::parse::<Decimal>) {
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return Err(Problem::bad_request("annual_cny must be a decimal")),
+        None => Decimal::ZERO,
+    };
+    let book = rate_book(&app).await?;
+    crate::tax::quote_order(&order, &app.config.tax, p.pack.as_deref(), &book, annual)
+        .map(axum::Json)
+        .map_err(Problem::bad_request)
+}
+
+/// `GET /v1/orders/{id}/tax`: the stored quote of an order.
+async fn order_tax<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<Quote> {
+    app.store
+        .tax_quote(&id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found("tax quote of this order"))
+}
+
+/// `POST /v1/orders/{id}/quote`: quotes a stored order again with the active pack (after a
+/// pack fix or new rates) and stores the result.
+async fn requote<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<Quote> {
+    let oid = OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
+    let order = app
+        .store
+        .get_order(&oid)
+        .await?
+        .ok_or_else(|| Problem::not_found("order"))?;
+    let book = rate_book(&app).await?;
+    let job = crate::tax::TaxJob::new(app.config.tax.clone(), app.config.fx.max_age_days);
+    Ok(axum::Json(job.quote(&app.store, &order, &book).await?))
+}

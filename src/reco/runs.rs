@@ -1,0 +1,104 @@
+//! Runs on demand (`crossgate jobs run`, `POST /v1/jobs/run`) and the jobs' status. A run asked
+//! of a running daemon is done there, so the CLI works beside a daemon that holds the embedded
+//! store; one run at a time per process (see [`super::job::run`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::job::{self, JobError, JobSettings, Progress, RunReport, Which};
+use super::models;
+use super::store::{RecoPart, RecoStore};
+use crate::fx::FxSettings;
+use crate::fx::store::FxStore;
+use crate::store::Store;
+
+/// A run asked for: which jobs, which strategies, from scratch or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsRun {
+    #[serde(default = "yes")]
+    pub recommend: bool,
+    #[serde(default = "yes")]
+    pub rank: bool,
+    /// Only these strategies (default: the config's `jobs.strategies`).
+    #[serde(default)]
+    pub strategies: Vec<String>,
+    /// Forget the jobs' data and read the whole event stream again.
+    #[serde(default)]
+    pub rebuild: bool,
+    /// Events read (then acknowledged) per pass (default: the config's).
+    #[serde(default)]
+    pub batch: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a requested run was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("strategies: unknown '{0}'; one of {list}", list = models::STRATEGIES.join(", "))]
+    UnknownStrategy(String),
+    #[error("nothing to run: recommend and rank are both false")]
+    Nothing,
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+impl JobsRun {
+    /// The settings of this run: the configured ones with its strategies and batch.
+    pub fn settings(&self, configured: &JobSettings) -> Result<JobSettings, RunError> {
+        if let Some(s) = self
+            .strategies
+            .iter()
+            .find(|s| !models::STRATEGIES.contains(&s.as_str()))
+        {
+            return Err(RunError::UnknownStrategy(s.clone()));
+        }
+        if !self.recommend && !self.rank {
+            return Err(RunError::Nothing);
+        }
+        let mut settings = configured.clone();
+        if !self.strategies.is_empty() {
+            settings.strategies = self.strategies.clone();
+        }
+        if let Some(b) = self.batch {
+            settings.batch = b.max(1);
+        }
+        Ok(settings)
+    }
+}
+
+/// Runs what `run` asks for (after a reset when it rebuilds).
+pub async fn run_requested<S: Store + FxStore + RecoStore>(
+    store: &S,
+    configured: &JobSettings,
+    fx: &FxSettings,
+    run: &JobsRun,
+    progress: &dyn Progress,
+) -> Result<RunReport, RunError> {
+    let settings = run.settings(configured)?;
+    if run.rebuild {
+        job::reset(store).await.map_err(JobError::from)?;
+    }
+    let which = Which {
+        recommend: run.recommend,
+        rank: run.rank,
+    };
+    Ok(job::run(store, &settings, fx, which, progress).await?)
+}
+
+/// When the current results were computed, and from what (`None`: never run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobsStatus {
+    pub recommendations: Option<Value>,
+    pub rankings: Option<Value>,
+}
+
+pub async fn status<S: Store + RecoStore>(store: &S) -> Result<JobsStatus, JobError> {
+    Ok(JobsStatus {
+        recommendations: job::meta(store, RecoPart::Recommendations).await?,
+        rankings: job::meta(store, RecoPart::Rankings).await?,
+    })
+}
