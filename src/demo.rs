@@ -11,7 +11,8 @@ use crossgate::adapter::signature;
 use crossgate::adapter::spec::Source;
 use crossgate::config::{Config, Instance};
 
-use crate::{ApiArgs, ApiClient};
+use crate::cli::ApiArgs;
+use crate::cli::reach::ApiClient;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -139,8 +140,11 @@ pub async fn run(config_path: &Path, args: DemoArgs) -> Result<()> {
             );
             for r in reply["records"].as_array().into_iter().flatten() {
                 let id = r["id"].as_str().unwrap_or_default();
-                let (s, order) = client.get(&format!("/v1/orders/{id}")).await?;
-                if s == 200 {
+                let path = format!("/v1/orders/{id}");
+                let answer = client
+                    .answer::<serde_json::Value>(client.request(reqwest::Method::GET, &path))
+                    .await?;
+                if let Ok(order) = answer {
                     crossgate::outln!(
                         "    {id} [{}] external {} {} {} {} total, {} line(s), placed {}",
                         r["change"].as_str().unwrap_or(""),

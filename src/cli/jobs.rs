@@ -6,10 +6,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
-use crossgate::reco::job::{self, JobSettings, Progress, Which};
-use crossgate::reco::store::{RecoPart, RecoStore};
+use crossgate::reco::job::{self, Progress};
+use crossgate::reco::runs::JobsRun;
+use crossgate::reco::store::RecoPart;
 use crossgate::reco::{eval, models};
 use crossgate::with_store;
+
+use super::ApiArgs;
+use super::reach::Reach;
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -143,24 +147,17 @@ fn check_strategies(strategies: &[String]) -> Result<()> {
     }
 }
 
-fn settings_with(config: &crossgate::config::Config, strategies: &[String]) -> Result<JobSettings> {
-    let mut s = (*config.jobs).clone();
-    check_strategies(strategies)?;
-    if !strategies.is_empty() {
-        s.strategies = strategies.to_vec();
-    }
-    Ok(s)
-}
-
 pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
-    let config = crate::load_config(config_path)?;
-    let (store, _) = crossgate::backend::open(&config.store)
-        .await
-        .context("opening the store (the embedded store is locked while the daemon runs)")?;
+    let config = super::load_config(config_path)?;
+    // Through the daemon when one runs (it holds the embedded store), else the store.
+    let reach = Reach::connect(config_path, &config, &ApiArgs { url: None }).await?;
     match cmd {
         JobsCommand::Status => {
-            for part in [RecoPart::Recommendations, RecoPart::Rankings] {
-                let meta = with_store!(&store, s => job::meta(s, part).await)?;
+            let status = reach.jobs_status().await?;
+            for (part, meta) in [
+                (RecoPart::Recommendations, status.recommendations),
+                (RecoPart::Rankings, status.rankings),
+            ] {
                 crossgate::outln!(
                     "{}: {}",
                     part.as_str(),
@@ -170,29 +167,18 @@ pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
             }
         }
         JobsCommand::Run(args) => {
-            let mut settings = settings_with(&config, &args.strategies)?;
-            settings.batch = args.batch.max(1);
-            let which = match args.job {
-                None => Which {
-                    recommend: true,
-                    rank: true,
-                },
-                Some(JobName::Recommend) => Which {
-                    recommend: true,
-                    rank: false,
-                },
-                Some(JobName::Rank) => Which {
-                    recommend: false,
-                    rank: true,
-                },
+            check_strategies(&args.strategies)?;
+            let run = JobsRun {
+                recommend: !matches!(args.job, Some(JobName::Rank)),
+                rank: !matches!(args.job, Some(JobName::Recommend)),
+                strategies: args.strategies,
+                rebuild: args.rebuild,
+                batch: Some(args.batch.max(1)),
             };
-            if args.rebuild {
-                with_store!(&store, s => s.reco_reset(job::RECO_GROUP).await)?;
-            }
             let bars = Bars::new();
-            let report =
-                with_store!(&store, s => job::run(s, &settings, &config.fx, which, &bars).await)?;
+            let report = reach.run_jobs(&config, &run, &bars).await;
             bars.finish();
+            let report = report?;
             if args.json {
                 crossgate::outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -292,7 +278,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
             }
         }
         DatasetName::CompleteJourney => {
-            let config = crate::load_config(config_path)?;
+            let config = super::load_config(config_path)?;
             let inst = config
                 .instances
                 .get(&args.instance)

@@ -1,0 +1,428 @@
+//! The one way a command reaches the gateway's data: the running daemon's API when one answers
+//! (it holds the embedded store's lock, and on Redis it is the process that runs the jobs),
+//! else the store itself. Every operation is typed on both paths, so a command is written once.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crossgate::backend::AnyStore;
+use crossgate::config::Config;
+use crossgate::fx::LogFilter;
+use crossgate::fx::log::{FxEntry, PairReport};
+use crossgate::fx::rates::RateDoc;
+use crossgate::fx::store::FxStore;
+use crossgate::fx::{Verification, book::RateBook};
+use crossgate::ingress::answers::{DeliveryAnswer, DeliveryStatus, Page, ReplayAnswer};
+use crossgate::model::Change;
+use crossgate::pipeline::{self, ReplayError, Submission};
+use crossgate::reco::runs::{JobsRun, JobsStatus};
+use crossgate::store::{DeadLetter, DeadLetterQuery, Reconciliation, Store};
+use crossgate::tax::Quote;
+use crossgate::with_store;
+
+use super::ApiArgs;
+
+/// The running daemon's API, or the store.
+pub enum Reach {
+    Api(ApiClient),
+    Store(AnyStore),
+}
+
+impl Reach {
+    /// The daemon at `--url` (which must answer), else the one at the config's listen address
+    /// when it answers, else the config's store.
+    pub async fn connect(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Self> {
+        let client = ApiClient::new(config_path, api)?;
+        if client.is_up().await {
+            return Ok(Reach::Api(client));
+        }
+        if api.url.is_some() {
+            bail!("the daemon at {} does not answer", client.base());
+        }
+        Ok(Reach::Store(open_store(config).await?))
+    }
+
+    /// Where the command's reads and writes go, for people.
+    pub fn describe(&self, config: &Config) -> String {
+        match self {
+            Reach::Api(c) => format!("the daemon at {}", c.base()),
+            Reach::Store(_) => format!("the {:?} store directly", config.store.backend),
+        }
+    }
+
+    /// Stores a rate document; `Ok(false)` when it was stored before. The daemon is sent the
+    /// document's own bytes (it parses and hashes them itself).
+    pub async fn put_rates(&self, doc: RateDoc, bytes: Vec<u8>) -> Result<bool> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => st.fx_put_doc(doc).await)?),
+            Reach::Api(c) => {
+                let query = [("source", doc.source.as_str()), ("origin", &doc.origin)];
+                let req = c.request(reqwest::Method::POST, "/v1/fx/rates");
+                let stored: crossgate::ingress::answers::RatesStored =
+                    c.send(req.query(&query).body(bytes)).await?;
+                Ok(stored.stored)
+            }
+        }
+    }
+
+    /// One page of the FX log after entry `after`, with the entry that superseded each.
+    pub async fn fx_log_page(
+        &self,
+        filter: &LogFilter,
+        after: u64,
+    ) -> Result<(Vec<(FxEntry, Option<String>)>, Option<u64>)> {
+        match self {
+            Reach::Store(s) => {
+                Ok(with_store!(s, st => crossgate::fx::export_page(st, filter, after, 1000).await)?)
+            }
+            Reach::Api(c) => {
+                let mut q: Vec<(&str, String)> = vec![
+                    ("format", "json".into()),
+                    ("limit", "500".into()),
+                    ("cursor", after.to_string()),
+                ];
+                q.extend(filter.from.map(|f| ("from", f.to_string())));
+                q.extend(filter.to.map(|t| ("to", t.to_string())));
+                q.extend(filter.currency.clone().map(|c| ("currency", c)));
+                q.extend(filter.order.clone().map(|o| ("order", o)));
+                let page: LogPage = c
+                    .send(c.request(reqwest::Method::GET, "/v1/fx/log").query(&q))
+                    .await?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(entry_of)
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("unexpected FX log entry from the daemon")?;
+                Ok((items, page.next_cursor))
+            }
+        }
+    }
+
+    pub async fn fx_verify(&self) -> Result<Verification> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => crossgate::fx::verify_log(st).await)?),
+            Reach::Api(c) => c.get("/v1/fx/verify").await,
+        }
+    }
+
+    pub async fn fx_report(&self, day: NaiveDate, max_age_days: i64) -> Result<Vec<PairReport>> {
+        match self {
+            Reach::Store(s) => {
+                Ok(with_store!(s, st => crossgate::fx::report(st, day, max_age_days).await)?)
+            }
+            Reach::Api(c) => {
+                let answer: crossgate::ingress::answers::FxReportAnswer =
+                    c.get(&format!("/v1/fx/report?date={day}")).await?;
+                Ok(answer.pairs)
+            }
+        }
+    }
+
+    /// Quotes an order JSON (nothing stored), with the store's rates.
+    pub async fn quote(
+        &self,
+        config: &Config,
+        order_json: &[u8],
+        pack: Option<&str>,
+        annual_cny: rust_decimal::Decimal,
+    ) -> Result<Quote> {
+        match self {
+            Reach::Store(s) => {
+                let order = crossgate::tax::order_from_json(order_json)
+                    .map_err(|e| anyhow::anyhow!("the order: {e}"))?;
+                let docs = with_store!(s, st => st.fx_docs().await)?;
+                let book = RateBook::new(docs, config.fx.max_age_days);
+                crossgate::tax::quote_order(&order, &config.tax, pack, &book, annual_cny)
+                    .map_err(|e| anyhow::anyhow!(e))
+            }
+            Reach::Api(c) => {
+                let mut q = vec![("annual_cny", annual_cny.to_string())];
+                q.extend(pack.map(|p| ("pack", p.to_string())));
+                let req = c.request(reqwest::Method::POST, "/v1/quote");
+                c.send(req.query(&q).body(order_json.to_vec())).await
+            }
+        }
+    }
+
+    /// Orders of an instance seen by only one of polling and webhooks.
+    pub async fn reconcile(
+        &self,
+        instance: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Reconciliation> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => st.reconcile(instance, since).await)?),
+            Reach::Api(c) => {
+                let mut path = format!("/v1/instances/{instance}/reconciliation");
+                if let Some(s) = since {
+                    let s = s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    path.push_str(&format!("?since={s}"));
+                }
+                let answer: crossgate::ingress::answers::ReconciliationAnswer =
+                    c.get(&path).await?;
+                Ok(answer.result)
+            }
+        }
+    }
+
+    /// A page of dead letters, oldest first.
+    pub async fn dead_letters(
+        &self,
+        instance: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DeadLetter>> {
+        match self {
+            Reach::Store(s) => {
+                let query = DeadLetterQuery {
+                    instance: instance.map(str::to_string),
+                    after: match cursor {
+                        Some(c) => Some(
+                            crossgate::store::Cursor::decode(c).context("cursor is not valid")?,
+                        ),
+                        None => None,
+                    },
+                    limit,
+                };
+                let page = with_store!(s, st => st.list_dead_letters(query).await)?;
+                Ok(Page {
+                    items: page.items,
+                    next_cursor: page.next.map(|c| c.encode()),
+                })
+            }
+            Reach::Api(c) => {
+                let mut q = vec![("limit", limit.to_string())];
+                q.extend(instance.map(|i| ("instance", i.to_string())));
+                q.extend(cursor.map(|c| ("cursor", c.to_string())));
+                let req = c.request(reqwest::Method::GET, "/v1/dead-letters");
+                c.send(req.query(&q)).await
+            }
+        }
+    }
+
+    /// Normalizes a dead letter again with the current adapter.
+    pub async fn replay(&self, config: &Config, id: &str) -> Result<Replayed> {
+        match self {
+            Reach::Store(s) => {
+                let r = with_store!(s, st => pipeline::replay_dead_letter(st, config, id, Utc::now()).await);
+                Ok(match r {
+                    Ok(records) => Replayed::Resolved(serde_json::to_value(records)?),
+                    Err(e @ ReplayError::FetchQueued(_)) => Replayed::FetchQueued(e.to_string()),
+                    Err(ReplayError::Store(e)) => return Err(e.into()),
+                    Err(e) => Replayed::Failed(e.to_string()),
+                })
+            }
+            Reach::Api(c) => {
+                let path = format!("/v1/dead-letters/{id}/replay");
+                match c
+                    .answer::<ReplayAnswer>(c.request(reqwest::Method::POST, &path))
+                    .await?
+                {
+                    Ok(a) if a.status == "resolved" => Ok(Replayed::Resolved(
+                        serde_json::to_value(a.records.unwrap_or_default())?,
+                    )),
+                    Ok(a) => Ok(Replayed::FetchQueued(a.detail.unwrap_or_default())),
+                    Err(problem) => Ok(Replayed::Failed(problem)),
+                }
+            }
+        }
+    }
+
+    /// Stores one import chunk (a file in the adapter's format) under an idempotency key: the
+    /// change of each record, or `None` when the chunk was imported before.
+    pub async fn import_chunk(
+        &self,
+        inst: &std::sync::Arc<crossgate::config::Instance>,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<Option<Vec<Change>>> {
+        match self {
+            Reach::Store(s) => {
+                let how = Submission::AdapterFormat;
+                let r = with_store!(s, st => pipeline::submit(st, inst, how, Some(key), body, Utc::now()).await)?;
+                Ok(match r.outcome {
+                    crossgate::store::IngestOutcome::Duplicate { .. } => None,
+                    crossgate::store::IngestOutcome::Stored { records, .. } => {
+                        Some(records.iter().map(|r| r.change).collect())
+                    }
+                })
+            }
+            Reach::Api(c) => {
+                let path = format!("/v1/instances/{}/imports", inst.id);
+                let req = c
+                    .request(reqwest::Method::POST, &path)
+                    .header("Content-Type", "text/csv")
+                    .header("Idempotency-Key", key)
+                    .body(body);
+                let answer: DeliveryAnswer = c.send(req).await.context("sending a chunk")?;
+                Ok((answer.status != DeliveryStatus::Duplicate).then(|| {
+                    let records = answer.records.unwrap_or_default();
+                    records.iter().map(|r| r.change).collect()
+                }))
+            }
+        }
+    }
+
+    /// Runs the recommendation and ranking jobs (in the daemon when it runs, one run at a time).
+    pub async fn run_jobs(
+        &self,
+        config: &Config,
+        run: &JobsRun,
+        progress: &dyn crossgate::reco::job::Progress,
+    ) -> Result<crossgate::reco::job::RunReport> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => crossgate::reco::runs::run_requested(
+                st, &config.jobs, &config.fx, run, progress
+            ).await)?),
+            Reach::Api(c) => {
+                progress.stage("running in the daemon", None);
+                let req = c.request(reqwest::Method::POST, "/v1/jobs/run").json(run);
+                c.send(req).await
+            }
+        }
+    }
+
+    pub async fn jobs_status(&self) -> Result<JobsStatus> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => crossgate::reco::runs::status(st).await)?),
+            Reach::Api(c) => c.get("/v1/jobs").await,
+        }
+    }
+}
+
+/// What a replay did.
+pub enum Replayed {
+    /// The records stored (as JSON, for people).
+    Resolved(Value),
+    /// A thin webhook, queued for another fetch.
+    FetchQueued(String),
+    /// Still failing, or not replayable: why.
+    Failed(String),
+}
+
+/// An FX log page as the daemon sends it: entries with `superseded_by` beside their fields.
+#[derive(serde::Deserialize)]
+struct LogPage {
+    items: Vec<Value>,
+    next_cursor: Option<u64>,
+}
+
+/// An entry of a daemon's FX log page. (Read field by field rather than with a flattened
+/// struct: serde_json's exact numbers do not pass through `#[serde(flatten)]`.)
+fn entry_of(mut v: Value) -> Result<(FxEntry, Option<String>), serde_json::Error> {
+    let by = v
+        .as_object_mut()
+        .and_then(|o| o.remove("superseded_by"))
+        .and_then(|b| b.as_str().map(str::to_string));
+    Ok((serde_json::from_value(v)?, by))
+}
+
+/// Opens the config's store for a command (the embedded store only when no daemon holds it).
+pub async fn open_store(config: &Config) -> Result<AnyStore> {
+    let (s, _) = crossgate::backend::open(&config.store)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the {:?} store (the embedded store can be open in one process only: \
+                 stop the daemon first, or use Redis)",
+                config.store.backend
+            )
+        })?;
+    Ok(s)
+}
+
+/// A small client for the daemon's API.
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(config_path: &Path, api: &ApiArgs) -> Result<Self> {
+        let cfg = Config::load(config_path).ok();
+        let base = match (&api.url, &cfg) {
+            (Some(u), _) => u.trim_end_matches('/').to_string(),
+            (None, Some(c)) => format!("http://{}", c.server.listen),
+            (None, None) => bail!("give --url, or a valid --config to find the daemon"),
+        };
+        let token = cfg
+            .as_ref()
+            .and_then(|c| c.server.api_token.as_ref())
+            .map(|t| t.expose().to_string());
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { base, token, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Whether the daemon answers its liveness probe within 2 s.
+    pub async fn is_up(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    /// A request to `path` with the API token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Sends a request and reads the typed answer, or the problem the daemon answered with.
+    pub async fn answer<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Result<T, String>> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling the daemon at {}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the daemon's answer")?;
+        if status.is_success() {
+            let answer = serde_json::from_slice(&bytes)
+                .with_context(|| format!("unexpected answer from the daemon ({status})"))?;
+            return Ok(Ok(answer));
+        }
+        let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = |k: &str| problem[k].as_str().map(str::to_string);
+        let why = match (text("title"), text("detail")) {
+            (Some(t), Some(d)) => format!("{t}: {d}"),
+            (Some(t), None) => t,
+            _ => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        Ok(Err(format!("{} {why}", status.as_u16())))
+    }
+
+    /// [`ApiClient::answer`], with a problem as an error.
+    pub async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        self.answer(req)
+            .await?
+            .map_err(|why| anyhow::anyhow!("the daemon answered {why}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+}
