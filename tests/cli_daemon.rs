@@ -1,0 +1,182 @@
+//! The CLI beside a running daemon on the embedded store (issue 11, item 5): every command that
+//! reads or writes the gateway's data goes through the daemon's API when it answers (the daemon
+//! holds the store's lock), else through the store. On the real binary, both ways.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn crossgate(cfg: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_crossgate"));
+    c.current_dir(repo())
+        .envs(test_env())
+        .arg("--config")
+        .arg(cfg);
+    c
+}
+
+fn run(cfg: &Path, args: &[&str]) -> Output {
+    crossgate(cfg).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The tests' embedded config in `dir`, served on a fixed loopback port (so the CLI finds the
+/// daemon at the config's listen address).
+fn config(dir: &Path, port: u16) -> PathBuf {
+    test_config_in(
+        dir,
+        Backend::Embedded,
+        &redis_url(),
+        "",
+        &repo().join("adapters"),
+        &[],
+        &unique_prefix("clid"),
+    );
+    let file = dir.join("gateway.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    let toml = toml.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(cfg: &Path, port: u16) -> Daemon {
+        let daemon = Daemon(
+            crossgate(cfg)
+                .arg("serve")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        while Instant::now() < deadline {
+            if answers(&url) {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the daemon did not answer on {url}");
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: a graceful stop releases the store's lock.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a GET answers 2xx.
+fn answers(url: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        http()
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+}
+
+fn post_deliveries(port: u16) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = http();
+        let base = format!("http://127.0.0.1:{port}");
+        // A canonical app order (through the submission API) and an authentic Shopify
+        // delivery that is no order: one record for the jobs, one dead letter.
+        let order = serde_json::to_vec(&app_order("A-1001", "2026-01-05T10:00:00Z")).unwrap();
+        let r = post(&c, &format!("{base}/v1/instances/app/orders"), &order, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let bad = br#"{"foo":"bar"}"#;
+        let h = shopify_headers(bad, "w-bad-1", "orders/create");
+        let r = post(&c, &format!("{base}/webhooks/shop"), bad, &h).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+    });
+}
+
+#[test]
+fn commands_work_beside_a_running_embedded_daemon_and_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+
+    // No daemon: the store itself.
+    let out = run(&cfg, &["jobs", "status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("never run"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let daemon = Daemon::start(&cfg, port);
+    post_deliveries(port);
+
+    // Beside the daemon (it holds the embedded store): through its API.
+    let out = run(&cfg, &["jobs", "run", "--json"]);
+    assert!(out.status.success(), "jobs run: {}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["events_read"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["orders"], 1, "{report}");
+    let out = run(&cfg, &["jobs", "status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("generated_at"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&cfg, &["dead-letters", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = page["items"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{page}");
+    let dead_letter = listed[0]["id"].as_str().unwrap().to_string();
+    let out = run(&cfg, &["fx", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("the log is intact"));
+    daemon.stop();
+
+    // Without it: the same commands on the store, with the same answers.
+    let out = run(&cfg, &["jobs", "status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("generated_at"));
+    let out = run(&cfg, &["dead-letters", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&dead_letter));
+    let out = run(&cfg, &["dead-letters", "replay", &dead_letter]);
+    assert!(!out.status.success(), "the order still has no lines");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&dead_letter) && stdout.contains("still not normalizable"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 resolved, 1 still failing"), "{stdout}");
+}
