@@ -36,170 +36,178 @@ pub async fn record_reconciliation<S: Store>(store: &S, instance: &str) {
     }
 }
 
-/// Serves until `shutdown` resolves.
-#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
+/// Serves until `shutdown` resolves; the background tasks run beside the server and stop
+/// with it.
 pub async fn run<S: Stores>(
     store: S,
     config: Arc<Config>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let housekeeping = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
-            loop {
-                tick.tick().await;
-                match store.housekeeping(Utc::now()).await {
-                    Ok(r) if r.dedupe_keys_expired + r.raw_bodies_expired > 0 => tracing::info!(
-                        dedupe_keys = r.dedupe_keys_expired,
-                        raw_bodies = r.raw_bodies_expired,
-                        "housekeeping removed expired entries"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
-                }
-            }
-        })
-    };
-    let lifecycle = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(LIFECYCLE_EVERY);
-            loop {
-                tick.tick().await;
-                match store.drain_lifecycle().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(facts = n, "lifecycle facts applied from outboxes"),
-                    Err(e) => tracing::warn!(error = %e, "lifecycle outbox drain failed"),
-                }
-                // After the drain, so that a provider's payment queued for another instance's
-                // order is already applied when the order is checked.
-                match crate::payments::catch_up(&store).await {
-                    Ok(p) if p.reconciled > 0 => tracing::debug!(
-                        orders = p.orders,
-                        reconciled = p.reconciled,
-                        "payments reconciled with their orders"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "payments pass failed; will retry"),
-                }
-            }
-        })
-    };
-    let mut channel_tasks = Vec::new();
+    let mut tasks = vec![
+        tokio::spawn(housekeeping_task(store.clone())),
+        tokio::spawn(lifecycle_task(store.clone())),
+        tokio::spawn(fx_task(store.clone(), config.clone())),
+        tokio::spawn(tax_task(store.clone(), config.clone())),
+    ];
     for inst in config.instances.values().filter(|i| i.poll) {
-        let poller = ChannelClient::new(inst, RetryPolicy::default())
+        match ChannelClient::new(inst, RetryPolicy::default())
             .map_err(PollError::from)
-            .and_then(|c| Poller::new(inst.clone(), c));
-        let poller = match poller {
-            Ok(p) => p,
+            .and_then(|c| Poller::new(inst.clone(), c))
+        {
+            Ok(poller) => tasks.push(tokio::spawn(poll_task(store.clone(), inst.clone(), poller))),
             Err(e) => {
                 tracing::error!(instance = %inst.id, error = %e, "polling disabled for this instance");
-                continue;
             }
-        };
-        let (store, inst) = (store.clone(), inst.clone());
-        channel_tasks.push(tokio::spawn(async move {
-            loop {
-                let wait = match poller.run(&store, &Mode::Live, |_| {}).await {
-                    Ok(state) => {
-                        tracing::debug!(instance = %inst.id, pages = state.pages, orders = state.orders, "poll caught up");
-                        if inst.adapter.spec().webhook.is_some() {
-                            record_reconciliation(&store, &inst.id).await;
-                        }
-                        poller.interval()
-                    }
-                    Err(e) => {
-                        tracing::warn!(instance = %inst.id, error = %e, "poll failed; will retry");
-                        poller.interval().min(Duration::from_secs(30))
-                    }
-                };
-                tokio::time::sleep(wait).await;
-            }
-        }));
+        }
     }
-    let mut fetcher = Fetcher::new(&config, RetryPolicy::default());
+    let fetcher = Fetcher::new(&config, RetryPolicy::default());
     if !fetcher.is_empty() {
-        let (store, config) = (store.clone(), config.clone());
-        channel_tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FETCH_EVERY);
-            loop {
-                tick.tick().await;
-                match fetcher.pass(&store, &config).await {
-                    Ok(p) if p.resolved + p.failed + p.unmappable > 0 => tracing::info!(
-                        resolved = p.resolved,
-                        failed = p.failed,
-                        unmappable = p.unmappable,
-                        "thin webhooks fetched"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "fetch pass failed"),
-                }
-            }
-        }));
-    }
-    {
-        let (store, config) = (store.clone(), config.clone());
-        channel_tasks.push(tokio::spawn(async move { fx_task(store, config).await }));
-    }
-    {
-        let store = store.clone();
-        let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
-        channel_tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FX_EVERY);
-            loop {
-                tick.tick().await;
-                loop {
-                    match job.pass(&store, 200).await {
-                        Ok((0, _)) => break,
-                        Ok((_, quoted)) => tracing::debug!(quoted, "orders quoted for tax"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "tax pass failed; will retry");
-                            break;
-                        }
-                    }
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(fetch_task(
+            store.clone(),
+            config.clone(),
+            fetcher,
+        )));
     }
     if let Some(every) = config.jobs.every {
-        let (store, config) = (store.clone(), config.clone());
-        channel_tasks.push(tokio::spawn(async move {
-            // The first run waits for start-up to settle (rates, pollers), then every `every`.
-            let first = tokio::time::Instant::now() + every.min(Duration::from_secs(10));
-            let mut tick = tokio::time::interval_at(first, every);
-            loop {
-                tick.tick().await;
-                let which = crate::reco::job::Which {
-                    recommend: true,
-                    rank: true,
-                };
-                let quiet = crate::reco::job::Quiet;
-                match crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await {
-                    Ok(r) => tracing::info!(
-                        events = r.events_read,
-                        orders = r.orders,
-                        customers = r.customers,
-                        items = r.items,
-                        rankings = r.rankings,
-                        seconds = r.total_seconds,
-                        "recommendations and rankings published"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "recommendation jobs failed; will retry"),
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(reco_task(
+            store.clone(),
+            config.clone(),
+            every,
+        )));
     }
     let header_timeout = config.server.header_read_timeout;
     let app = App::new(store, config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
-    housekeeping.abort();
-    lifecycle.abort();
-    for t in channel_tasks {
+    for t in tasks {
         t.abort();
     }
     result
+}
+
+/// Expires dedupe keys and raw bodies past their retention.
+async fn housekeeping_task<S: Stores>(store: S) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tick.tick().await;
+        match store.housekeeping(Utc::now()).await {
+            Ok(r) if r.dedupe_keys_expired + r.raw_bodies_expired > 0 => tracing::info!(
+                dedupe_keys = r.dedupe_keys_expired,
+                raw_bodies = r.raw_bodies_expired,
+                "housekeeping removed expired entries"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}
+
+/// Applies lifecycle facts queued for other instances' orders, then reconciles payments.
+async fn lifecycle_task<S: Stores>(store: S) {
+    let mut tick = tokio::time::interval(LIFECYCLE_EVERY);
+    loop {
+        tick.tick().await;
+        match store.drain_lifecycle().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(facts = n, "lifecycle facts applied from outboxes"),
+            Err(e) => tracing::warn!(error = %e, "lifecycle outbox drain failed"),
+        }
+        // After the drain, so that a provider's payment queued for another instance's
+        // order is already applied when the order is checked.
+        match crate::payments::catch_up(&store).await {
+            Ok(p) if p.reconciled > 0 => tracing::debug!(
+                orders = p.orders,
+                reconciled = p.reconciled,
+                "payments reconciled with their orders"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "payments pass failed; will retry"),
+        }
+    }
+}
+
+/// Polls one instance: caught up, it waits one interval; after a failure at most 30 s.
+async fn poll_task<S: Stores>(store: S, inst: Arc<crate::config::Instance>, poller: Poller) {
+    loop {
+        let wait = match poller.run(&store, &Mode::Live, |_| {}).await {
+            Ok(state) => {
+                tracing::debug!(instance = %inst.id, pages = state.pages, orders = state.orders, "poll caught up");
+                if inst.adapter.spec().webhook.is_some() {
+                    record_reconciliation(&store, &inst.id).await;
+                }
+                poller.interval()
+            }
+            Err(e) => {
+                tracing::warn!(instance = %inst.id, error = %e, "poll failed; will retry");
+                poller.interval().min(Duration::from_secs(30))
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Fetches the records that thin webhooks name.
+async fn fetch_task<S: Stores>(store: S, config: Arc<Config>, mut fetcher: Fetcher) {
+    let mut tick = tokio::time::interval(FETCH_EVERY);
+    loop {
+        tick.tick().await;
+        match fetcher.pass(&store, &config).await {
+            Ok(p) if p.resolved + p.failed + p.unmappable > 0 => tracing::info!(
+                resolved = p.resolved,
+                failed = p.failed,
+                unmappable = p.unmappable,
+                "thin webhooks fetched"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "fetch pass failed"),
+        }
+    }
+}
+
+/// Quotes new orders for tax, as their events arrive.
+async fn tax_task<S: Stores>(store: S, config: Arc<Config>) {
+    let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
+    let mut tick = tokio::time::interval(FX_EVERY);
+    loop {
+        tick.tick().await;
+        loop {
+            match job.pass(&store, 200).await {
+                Ok((0, _)) => break,
+                Ok((_, quoted)) => tracing::debug!(quoted, "orders quoted for tax"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "tax pass failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the recommendation and ranking jobs every `every`; the first run waits for start-up
+/// to settle (rates, pollers).
+async fn reco_task<S: Stores>(store: S, config: Arc<Config>, every: Duration) {
+    let first = tokio::time::Instant::now() + every.min(Duration::from_secs(10));
+    let mut tick = tokio::time::interval_at(first, every);
+    loop {
+        tick.tick().await;
+        let which = crate::reco::job::Which {
+            recommend: true,
+            rank: true,
+        };
+        let quiet = crate::reco::job::Quiet;
+        match crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await {
+            Ok(r) => tracing::info!(
+                events = r.events_read,
+                orders = r.orders,
+                customers = r.customers,
+                items = r.items,
+                rankings = r.rankings,
+                seconds = r.total_seconds,
+                "recommendations and rankings published"
+            ),
+            Err(e) => tracing::warn!(error = %e, "recommendation jobs failed; will retry"),
+        }
+    }
 }
 
 /// Loads the manual rate table and (when configured) the ECB rates into the store.
