@@ -189,11 +189,7 @@ impl Reach {
                     },
                     limit,
                 };
-                let page = with_store!(s, st => st.list_dead_letters(query).await)?;
-                Ok(Page {
-                    items: page.items,
-                    next_cursor: page.next.map(|c| c.encode()),
-                })
+                Ok(with_store!(s, st => st.list_dead_letters(query).await)?.into())
             }
             Reach::Api(c) => {
                 let mut q = vec![("limit", limit.to_string())];

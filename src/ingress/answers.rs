@@ -89,6 +89,15 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> From<crate::store::Page<T>> for Page<T> {
+    fn from(p: crate::store::Page<T>) -> Self {
+        Self {
+            items: p.items,
+            next_cursor: p.next.map(|c| c.encode()),
+        }
+    }
+}
+
 /// `GET /v1/dead-letters/{id}`: the dead letter and the delivery it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetterDetail {

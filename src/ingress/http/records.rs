@@ -156,10 +156,7 @@ async fn list_orders<S: Stores>(
         limit,
     };
     let page = app.store.list_orders(query).await?;
-    Ok(axum::Json(Page {
-        items: page.items,
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// `GET /v1/dead-letters?instance=&limit=&cursor=`
@@ -174,10 +171,7 @@ async fn list_dead_letters<S: Stores>(
         limit,
     };
     let page = app.store.list_dead_letters(query).await?;
-    Ok(axum::Json(Page {
-        items: page.items,
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+    Ok(axum::Json(page.into()))
 }
 
 /// `GET /v1/dead-letters/{id}`: the dead letter and its raw delivery.

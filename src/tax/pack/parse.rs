@@ -270,20 +270,13 @@ fn rates(rows: &[RateRow], known: &dyn Fn(&str) -> bool, c: &mut Check) -> Vec<R
             });
         }
     }
-    for (i, a) in rates.iter().enumerate() {
-        for b in rates.iter().skip(i + 1) {
-            if a.jurisdiction == b.jurisdiction
-                && a.kind == b.kind
-                && a.class == b.class
-                && a.valid.overlaps(&b.valid)
-            {
-                c.push(format!(
-                    "rate {} {} {}: the entries from {} and from {} overlap",
-                    a.jurisdiction, a.kind, a.class, a.valid.from, b.valid.from
-                ));
-            }
-        }
-    }
+    overlaps(
+        &rates,
+        |r| r.valid,
+        |a, b| a.jurisdiction == b.jurisdiction && a.kind == b.kind && a.class == b.class,
+        |r| format!("rate {} {} {}", r.jurisdiction, r.kind, r.class),
+        c,
+    );
     rates
 }
 
@@ -315,16 +308,13 @@ fn thresholds(rows: &[ThresholdRow], c: &mut Check) -> Vec<Threshold> {
             });
         }
     }
-    for (i, a) in thresholds.iter().enumerate() {
-        for b in thresholds.iter().skip(i + 1) {
-            if a.id == b.id && a.valid.overlaps(&b.valid) {
-                c.push(format!(
-                    "threshold {}: the entries from {} and from {} overlap",
-                    a.id, a.valid.from, b.valid.from
-                ));
-            }
-        }
-    }
+    overlaps(
+        &thresholds,
+        |t| t.valid,
+        |a, b| a.id == b.id,
+        |t| format!("threshold {}", t.id),
+        c,
+    );
     thresholds
 }
 
@@ -366,25 +356,42 @@ fn duties(rows: &[DutyRow], c: &mut Check) -> Vec<Duty> {
             });
         }
     }
-    for (i, a) in duties.iter().enumerate() {
-        for b in duties.iter().skip(i + 1) {
+    overlaps(
+        &duties,
+        |d| d.valid,
+        |a, b| {
             // Rows for the same goods overlap when both are for any origin, or when their
             // origin lists share a country.
             let same_origins = (a.origin.is_empty() && b.origin.is_empty())
                 || a.origin.iter().any(|o| b.origin.contains(o));
-            if a.destination == b.destination
-                && a.hs_prefix == b.hs_prefix
-                && same_origins
-                && a.valid.overlaps(&b.valid)
-            {
+            a.destination == b.destination && a.hs_prefix == b.hs_prefix && same_origins
+        },
+        |d| format!("duty {} {:?}", d.destination, d.hs_prefix),
+        c,
+    );
+    duties
+}
+
+/// Reports every two entries for the same thing (`same`) whose validity windows overlap.
+fn overlaps<T>(
+    entries: &[T],
+    valid: impl Fn(&T) -> Validity,
+    same: impl Fn(&T, &T) -> bool,
+    name: impl Fn(&T) -> String,
+    c: &mut Check,
+) {
+    for (i, a) in entries.iter().enumerate() {
+        for b in entries.iter().skip(i + 1) {
+            if same(a, b) && valid(a).overlaps(&valid(b)) {
                 c.push(format!(
-                    "duty {} {:?}: the entries from {} and from {} overlap",
-                    a.destination, a.hs_prefix, a.valid.from, b.valid.from
+                    "{}: the entries from {} and from {} overlap",
+                    name(a),
+                    valid(a).from,
+                    valid(b).from
                 ));
             }
         }
     }
-    duties
 }
 
 /// A duty row's rate, or the hold it names: exactly one of the two.
