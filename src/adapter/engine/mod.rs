@@ -4,20 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
-
 use super::error::FieldError;
 use super::path::Scope;
 use super::spec::{Expr, OrderMapping};
 use super::tree::Node;
-use crate::model::{
-    ChannelKind, ChannelTaxLine, Customer, Discount, Money, Order, OrderId, OrderLine, OrderStatus,
-    Revision, SettlementView, Totals,
-};
+use crate::model::{ChannelKind, Order, OrderId, OrderStatus, Revision};
 
 mod collect;
 mod fact;
 mod listing;
+mod order;
 mod value;
 
 use collect::*;
@@ -99,8 +95,8 @@ pub fn map_orders<'a>(
         .collect()
 }
 
-/// Maps one order whose root is `scope.record`.
-#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
+/// Maps one order whose root is `scope.record`: its own fields, then each part
+/// ([`order`]), then the order with its totals checked.
 fn map_order(
     m: &OrderMapping,
     scope: Scope<'_>,
@@ -134,22 +130,10 @@ fn map_order(
         .opt("taxes_included", m.taxes_included.as_ref(), scope, val_bool)
         .unwrap_or(false);
 
-    let customer = m.customer.as_ref().and_then(|c| {
-        let customer = Customer {
-            external_id: ev.text("customer.external_id", c.external_id.as_ref(), scope),
-            email: ev.text("customer.email", c.email.as_ref(), scope),
-            phone: ev.text("customer.phone", c.phone.as_ref(), scope),
-            name: ev.text("customer.name", c.name.as_ref(), scope),
-            key: None,
-            age_band: ev.text("customer.age_band", c.age_band.as_ref(), scope),
-            gender: ev.text("customer.gender", c.gender.as_ref(), scope),
-        };
-        let any = customer.external_id.is_some()
-            || customer.email.is_some()
-            || customer.phone.is_some()
-            || customer.name.is_some();
-        any.then_some(customer)
-    });
+    let customer = m
+        .customer
+        .as_ref()
+        .and_then(|c| order::customer(&mut ev, c, scope));
     let billing_address = ev.address("billing_address", m.billing_address.as_ref(), scope);
     let shipping_address = ev.address("shipping_address", m.shipping_address.as_ref(), scope);
 
@@ -158,114 +142,15 @@ fn map_order(
         return Err(ev.errors);
     };
 
-    let mut lines = Vec::new();
-    let line_nodes = m.lines.each.0.elements(scope);
-    if line_nodes.is_empty() {
-        ev.fail(
-            "lines",
-            None,
-            format!("no lines found at '{}'", m.lines.each.0),
-        );
-    }
-    for (i, node) in line_nodes.into_iter().enumerate() {
-        let s = scope.with_current(node);
-        let l = &m.lines;
-        if let Some(skip) = &l.skip_when
-            && matches!(eval(skip, s), Ok(Some(_)))
-        {
-            continue;
-        }
-        let f = |name: &str| format!("lines[{i}].{name}");
-        let line = (|| {
-            let title = ev.req(&f("title"), &l.title, s, val_text);
-            let quantity = ev.req(&f("quantity"), &l.quantity, s, val_quantity);
-            let line_total = l
-                .line_total
-                .as_ref()
-                .and_then(|spec| ev.money(&f("line_total"), spec, s, Some(currency)));
-            let unit_price = match &l.unit_price {
-                Some(spec) => ev.money(&f("unit_price"), spec, s, Some(currency)),
-                // Only a line amount: the unit price is that amount over the quantity, rounded
-                // half-up to the minor unit when it does not divide evenly.
-                None => match (line_total, quantity) {
-                    (Some(t), Some(q)) => {
-                        let unit = (t.amount() / Decimal::from(q)).round_dp_with_strategy(
-                            currency.minor_units(),
-                            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-                        );
-                        Money::new(unit, currency).ok()
-                    }
-                    _ => None,
-                },
-            };
-            let discount = ev.money_or_zero(&f("discount"), l.discount.as_ref(), s, currency);
-            let tax = ev.money_or_zero(&f("tax"), l.tax.as_ref(), s, currency);
-            let line = OrderLine {
-                line_id: ev.text(&f("line_id"), l.line_id.as_ref(), s),
-                sku: ev.text(&f("sku"), l.sku.as_ref(), s),
-                product_id: ev.text(&f("product_id"), l.product_id.as_ref(), s),
-                // Tariff codes are often written with dots or spaces ("0902.10").
-                hs_code: ev
-                    .text(&f("hs_code"), l.hs_code.as_ref(), s)
-                    .map(|h| h.replace(['.', ' '], "")),
-                tax_class: ev.text(&f("tax_class"), l.tax_class.as_ref(), s),
-                ship_from: ev.opt(&f("ship_from"), l.ship_from.as_ref(), s, val_country),
-                origin_country: ev.opt(
-                    &f("origin_country"),
-                    l.origin_country.as_ref(),
-                    s,
-                    val_country,
-                ),
-                title: title?,
-                quantity: quantity?,
-                unit_price: unit_price?,
-                line_total,
-                discount: discount?,
-                tax: tax?,
-            };
-            Some(line)
-        })();
-        if let Some(line) = line {
-            lines.push(line);
-        }
-    }
-
-    let mut discounts = Vec::new();
-    if let Some(d) = &m.discounts {
-        for (i, node) in d.each.0.elements(scope).into_iter().enumerate() {
-            let s = scope.with_current(node);
-            let code = ev.text(&format!("discounts[{i}].code"), d.code.as_ref(), s);
-            if let Some(amount) = ev.money(
-                &format!("discounts[{i}].amount"),
-                &d.amount,
-                s,
-                Some(currency),
-            ) {
-                discounts.push(Discount { code, amount });
-            }
-        }
-    }
-
-    let mut tax_lines = Vec::new();
-    if let Some(t) = &m.tax_lines {
-        for (i, node) in t.each.0.elements(scope).into_iter().enumerate() {
-            let s = scope.with_current(node);
-            let f = |name: &str| format!("tax_lines[{i}].{name}");
-            let title = ev.req(&f("title"), &t.title, s, val_text);
-            let rate = ev.opt(&f("rate"), t.rate.as_ref(), s, val_decimal);
-            let amount = ev.money(&f("amount"), &t.amount, s, Some(currency));
-            let channel_liable =
-                ev.opt(&f("channel_liable"), t.channel_liable.as_ref(), s, val_bool);
-            if let (Some(title), Some(amount)) = (title, amount) {
-                tax_lines.push(ChannelTaxLine {
-                    title,
-                    rate,
-                    amount,
-                    channel_liable,
-                });
-            }
-        }
-    }
+    let lines = order::lines(&mut ev, &m.lines, scope, currency);
+    let discounts = m
+        .discounts
+        .as_ref()
+        .map_or_else(Vec::new, |d| order::discounts(&mut ev, d, scope, currency));
+    let tax_lines = m
+        .tax_lines
+        .as_ref()
+        .map_or_else(Vec::new, |t| order::tax_lines(&mut ev, t, scope, currency));
 
     let totals = ev.totals(
         &m.totals,
@@ -275,76 +160,19 @@ fn map_order(
         &discounts,
         taxes_included,
     );
-    let mut charges = Decimal::ZERO;
-    for (i, spec) in m.totals.charges.iter().enumerate() {
-        if is_stated(spec, scope)
-            && let Some(c) = ev.money(&format!("totals.charges[{i}]"), spec, scope, Some(currency))
-        {
-            charges += c.amount();
-        }
-    }
-
-    // A settlement view exists only when the payload carries its currency (older payload shapes
-    // have a single currency).
-    let settlement = m.settlement.as_ref().and_then(|st| {
-        let cur = ev.opt(
-            "settlement.currency",
-            Some(&st.currency),
-            scope,
-            val_currency,
-        )?;
-        let f = |n: &str| format!("settlement.totals.{n}");
-        let subtotal = ev.money(&f("subtotal"), &st.subtotal, scope, Some(cur));
-        let shipping = ev.money(&f("shipping"), &st.shipping, scope, Some(cur));
-        let discount = ev.money(&f("discount"), &st.discount, scope, Some(cur));
-        let tax = ev.money(&f("tax"), &st.tax, scope, Some(cur));
-        let grand_total = ev.money(&f("grand_total"), &st.grand_total, scope, Some(cur));
-        Some(SettlementView {
-            currency: cur,
-            totals: Totals {
-                subtotal: subtotal?,
-                shipping: shipping?,
-                discount: discount?,
-                tax: tax?,
-                grand_total: grand_total?,
-            },
-        })
-    });
-
-    let mut payments = Vec::new();
-    if let Some(p) = &m.payments {
-        for (i, node) in p.each.0.elements(scope).into_iter().enumerate() {
-            let parts = PaymentParts {
-                id: p.id.as_ref(),
-                gateway: p.gateway.as_ref(),
-                status: &p.status,
-                amount: &p.amount,
-                refunded: None,
-                processed_at: p.processed_at.as_ref(),
-            };
-            let s = scope.with_current(node);
-            if let Some(payment) = ev.payment(&format!("payments[{i}]"), parts, s, Some(currency)) {
-                payments.push(payment);
-            }
-        }
-    }
-
-    let mut shipments = Vec::new();
-    if let Some(sh) = &m.shipments {
-        for (i, node) in sh.each.0.elements(scope).into_iter().enumerate() {
-            let parts = ShipmentParts {
-                id: sh.id.as_ref(),
-                carrier: sh.carrier.as_ref(),
-                tracking_numbers: sh.tracking_numbers.as_ref(),
-                status: &sh.status,
-                shipped_at: sh.shipped_at.as_ref(),
-            };
-            let s = scope.with_current(node);
-            if let Some(shipment) = ev.shipment(&format!("shipments[{i}]"), parts, s) {
-                shipments.push(shipment);
-            }
-        }
-    }
+    let charges = order::charges(&mut ev, &m.totals, scope, currency);
+    let settlement = m
+        .settlement
+        .as_ref()
+        .and_then(|st| order::settlement(&mut ev, st, scope));
+    let payments = m
+        .payments
+        .as_ref()
+        .map_or_else(Vec::new, |p| order::payments(&mut ev, p, scope, currency));
+    let shipments = m
+        .shipments
+        .as_ref()
+        .map_or_else(Vec::new, |sh| order::shipments(&mut ev, sh, scope));
 
     if !ev.errors.is_empty() {
         return Err(ev.errors);
