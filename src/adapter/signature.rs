@@ -117,8 +117,7 @@ pub fn wechat_v2_params(body: &[u8]) -> Result<Vec<(String, String)>, SignatureE
 
 /// Verifies a delivery. `secrets` returns the configured values of a named instance secret
 /// (several during a key rotation). `now` is the current unix time in seconds (passed in, so
-/// tests can pin the clock).
-#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
+/// tests can pin the clock). Every scheme compares in constant time and tries every secret.
 pub fn verify<'s>(
     spec: &SignatureSpec,
     headers: &Headers,
@@ -130,172 +129,192 @@ pub fn verify<'s>(
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
-    match spec {
+    let matched = match spec {
         SignatureSpec::HmacSha256 {
             header: name,
             encoding,
             prefix,
             ..
-        } => {
-            let value = header(headers, name)?.trim();
-            let value = match prefix {
-                Some(p) => value
-                    .strip_prefix(p.as_str())
-                    .ok_or(SignatureError::Malformed)?,
-                None => value,
-            };
-            let candidate = match encoding {
-                Encoding::Base64 => BASE64.decode(value),
-                Encoding::Hex => {
-                    hex::decode(value).map_err(|_| base64::DecodeError::InvalidLength(0))
-                }
-            }
-            .map_err(|_| SignatureError::Malformed)?;
-            let expected: Vec<[u8; 32]> = secrets
-                .iter()
-                .map(|s| hmac_sha256(s.as_bytes(), &[body]))
-                .collect();
-            if any_matches(&expected, &candidate) {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
-        }
+        } => hmac_header(headers, name, encoding, prefix.as_deref(), body, &secrets)?,
         SignatureSpec::StandardWebhooks { tolerance_secs, .. } => {
-            let id = header(headers, "webhook-id")?;
-            let ts = header(headers, "webhook-timestamp")?;
-            let sigs = header(headers, "webhook-signature")?;
-            check_timestamp(ts, now, *tolerance_secs)?;
-            let keys: Vec<Vec<u8>> = secrets
-                .iter()
-                .filter_map(|s| standard_webhooks_key(s))
-                .collect();
-            if keys.is_empty() {
-                return Err(SignatureError::NoSecret);
-            }
-            let expected: Vec<[u8; 32]> = keys
-                .iter()
-                .map(|k| hmac_sha256(k, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
-                .collect();
-            let mut matched = false;
-            for entry in sigs.split(' ').filter(|s| !s.is_empty()) {
-                let Some((version, sig)) = entry.split_once(',') else {
-                    continue;
-                };
-                if version != "v1" {
-                    continue;
-                }
-                if let Ok(bytes) = BASE64.decode(sig) {
-                    matched |= any_matches(&expected, &bytes);
-                }
-            }
-            if matched {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
+            standard_webhooks(headers, body, &secrets, now, *tolerance_secs)?
         }
         SignatureSpec::Stripe { tolerance_secs, .. } => {
-            let value = header(headers, "stripe-signature")?;
-            let mut timestamp = None;
-            let mut v1 = Vec::new();
-            for item in value.split(',') {
-                let (k, v) = item
-                    .trim()
-                    .split_once('=')
-                    .ok_or(SignatureError::Malformed)?;
-                match k {
-                    "t" if timestamp.is_some() => return Err(SignatureError::Malformed),
-                    "t" => timestamp = Some(v),
-                    "v1" => v1.push(v),
-                    _ => {}
-                }
-            }
-            let t = timestamp.ok_or(SignatureError::Malformed)?;
-            if v1.is_empty() {
-                return Err(SignatureError::Malformed);
-            }
-            check_timestamp(t, now, *tolerance_secs)?;
-            let expected: Vec<[u8; 32]> = secrets
-                .iter()
-                .map(|s| hmac_sha256(s.as_bytes(), &[t.as_bytes(), b".", body]))
-                .collect();
-            let matched = v1
-                .iter()
-                .filter_map(|sig| hex::decode(sig).ok())
-                .fold(false, |acc, bytes| acc | any_matches(&expected, &bytes));
-            if matched {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
+            stripe(headers, body, &secrets, now, *tolerance_secs)?
         }
         SignatureSpec::TiktokShop {
             header: name,
             app_key,
             ..
-        } => {
-            let value = header(headers, name)?.trim();
-            let candidate = hex::decode(value).map_err(|_| SignatureError::Malformed)?;
-            let app_keys = lookup(app_key);
-            if app_keys.is_empty() {
-                return Err(SignatureError::NoSecret);
-            }
-            let expected: Vec<[u8; 32]> = secrets
-                .iter()
-                .flat_map(|s| {
-                    app_keys
-                        .iter()
-                        .map(move |k| hmac_sha256(s.as_bytes(), &[k.as_bytes(), body]))
-                })
-                .collect();
-            if any_matches(&expected, &candidate) {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
-        }
+        } => tiktok_shop(headers, name, body, &secrets, &lookup(app_key))?,
         SignatureSpec::SharedSecretHeader { header: name, .. } => {
             let given = header(headers, name)?.trim().as_bytes();
-            let matched = secrets.iter().fold(false, |acc, s| {
+            secrets.iter().fold(false, |acc, s| {
                 acc | (s.len() == given.len() && bool::from(s.as_bytes().ct_eq(given)))
-            });
-            if matched {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
+            })
         }
-        SignatureSpec::WechatPayV2 { .. } => {
-            let params = wechat_v2_params(body)?;
-            let given = params
-                .iter()
-                .find(|(k, _)| k == "sign")
-                .map(|(_, v)| v.as_str())
-                .ok_or(SignatureError::MissingHeader)?;
-            let given = hex::decode(given).map_err(|_| SignatureError::Malformed)?;
-            let hmac = params
-                .iter()
-                .any(|(k, v)| k == "sign_type" && v.eq_ignore_ascii_case("HMAC-SHA256"));
-            let mut matched = false;
-            for key in &secrets {
-                let text = wechat_v2_string(&params, key);
-                let expected: Vec<u8> = if hmac {
-                    hmac_sha256(key.as_bytes(), &[text.as_bytes()]).to_vec()
-                } else {
-                    use md5::Digest as _;
-                    md5::Md5::digest(text.as_bytes()).to_vec()
-                };
-                matched |=
-                    expected.len() == given.len() && bool::from(expected.as_slice().ct_eq(&given));
-            }
-            if matched {
-                Ok(())
-            } else {
-                Err(SignatureError::Mismatch)
-            }
+        SignatureSpec::WechatPayV2 { .. } => wechat_pay_v2(body, &secrets)?,
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// An HMAC-SHA256 of the body in a header (Shopify, WooCommerce, ...), base64 or hex, after
+/// an optional prefix (`sha256=`).
+fn hmac_header(
+    headers: &Headers,
+    name: &str,
+    encoding: &Encoding,
+    prefix: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<bool, SignatureError> {
+    let value = header(headers, name)?.trim();
+    let value = match prefix {
+        Some(p) => value.strip_prefix(p).ok_or(SignatureError::Malformed)?,
+        None => value,
+    };
+    let candidate = match encoding {
+        Encoding::Base64 => BASE64.decode(value),
+        Encoding::Hex => hex::decode(value).map_err(|_| base64::DecodeError::InvalidLength(0)),
+    }
+    .map_err(|_| SignatureError::Malformed)?;
+    let expected: Vec<[u8; 32]> = secrets
+        .iter()
+        .map(|s| hmac_sha256(s.as_bytes(), &[body]))
+        .collect();
+    Ok(any_matches(&expected, &candidate))
+}
+
+/// Standard Webhooks: `webhook-id`, `webhook-timestamp` (within the tolerance) and any `v1,`
+/// signature in `webhook-signature`.
+fn standard_webhooks(
+    headers: &Headers,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<bool, SignatureError> {
+    let id = header(headers, "webhook-id")?;
+    let ts = header(headers, "webhook-timestamp")?;
+    let sigs = header(headers, "webhook-signature")?;
+    check_timestamp(ts, now, tolerance_secs)?;
+    let keys: Vec<Vec<u8>> = secrets
+        .iter()
+        .filter_map(|s| standard_webhooks_key(s))
+        .collect();
+    if keys.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
+    let expected: Vec<[u8; 32]> = keys
+        .iter()
+        .map(|k| hmac_sha256(k, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+        .collect();
+    let mut matched = false;
+    for entry in sigs.split(' ').filter(|s| !s.is_empty()) {
+        let Some((version, sig)) = entry.split_once(',') else {
+            continue;
+        };
+        if version != "v1" {
+            continue;
+        }
+        if let Ok(bytes) = BASE64.decode(sig) {
+            matched |= any_matches(&expected, &bytes);
         }
     }
+    Ok(matched)
+}
+
+/// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]`, the timestamp within the tolerance.
+fn stripe(
+    headers: &Headers,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<bool, SignatureError> {
+    let value = header(headers, "stripe-signature")?;
+    let mut timestamp = None;
+    let mut v1 = Vec::new();
+    for item in value.split(',') {
+        let (k, v) = item
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
+        match k {
+            "t" if timestamp.is_some() => return Err(SignatureError::Malformed),
+            "t" => timestamp = Some(v),
+            "v1" => v1.push(v),
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or(SignatureError::Malformed)?;
+    if v1.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    check_timestamp(t, now, tolerance_secs)?;
+    let expected: Vec<[u8; 32]> = secrets
+        .iter()
+        .map(|s| hmac_sha256(s.as_bytes(), &[t.as_bytes(), b".", body]))
+        .collect();
+    Ok(v1
+        .iter()
+        .filter_map(|sig| hex::decode(sig).ok())
+        .fold(false, |acc, bytes| acc | any_matches(&expected, &bytes)))
+}
+
+/// TikTok Shop: HMAC-SHA256 over the app key and the body, hex in a header.
+fn tiktok_shop(
+    headers: &Headers,
+    name: &str,
+    body: &[u8],
+    secrets: &[&str],
+    app_keys: &[&str],
+) -> Result<bool, SignatureError> {
+    let value = header(headers, name)?.trim();
+    let candidate = hex::decode(value).map_err(|_| SignatureError::Malformed)?;
+    if app_keys.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
+    let expected: Vec<[u8; 32]> = secrets
+        .iter()
+        .flat_map(|s| {
+            app_keys
+                .iter()
+                .map(move |k| hmac_sha256(s.as_bytes(), &[k.as_bytes(), body]))
+        })
+        .collect();
+    Ok(any_matches(&expected, &candidate))
+}
+
+/// WeChat Pay v2: the `sign` field of the XML body over its other fields and the key, MD5 or
+/// HMAC-SHA256 by `sign_type`.
+fn wechat_pay_v2(body: &[u8], secrets: &[&str]) -> Result<bool, SignatureError> {
+    let params = wechat_v2_params(body)?;
+    let given = params
+        .iter()
+        .find(|(k, _)| k == "sign")
+        .map(|(_, v)| v.as_str())
+        .ok_or(SignatureError::MissingHeader)?;
+    let given = hex::decode(given).map_err(|_| SignatureError::Malformed)?;
+    let hmac = params
+        .iter()
+        .any(|(k, v)| k == "sign_type" && v.eq_ignore_ascii_case("HMAC-SHA256"));
+    let mut matched = false;
+    for key in secrets {
+        let text = wechat_v2_string(&params, key);
+        let expected: Vec<u8> = if hmac {
+            hmac_sha256(key.as_bytes(), &[text.as_bytes()]).to_vec()
+        } else {
+            use md5::Digest as _;
+            md5::Md5::digest(text.as_bytes()).to_vec()
+        };
+        matched |= expected.len() == given.len() && bool::from(expected.as_slice().ct_eq(&given));
+    }
+    Ok(matched)
 }
 
 /// Signs a body the way a channel would (used by `demo`, the load tool and tests).
