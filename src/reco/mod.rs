@@ -7,6 +7,7 @@ pub mod eval;
 pub mod job;
 pub mod models;
 pub mod rank;
+pub mod ranking;
 pub mod read;
 pub mod runs;
 pub mod store;
