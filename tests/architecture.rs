@@ -1,6 +1,6 @@
 //! The code map in ARCHITECTURE.md is a checked contract: every `crate::` path in `src/`
 //! (comments ignored) must name a module the map says its module may depend on, and the
-//! top-level modules must not import each other in a cycle.
+//! top-level modules must not import each other in a cycle; no source file is over 900 lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -275,4 +275,26 @@ fn a_cycle_is_reported_once_from_its_smallest_module() {
         graph.entry(from.into()).or_default().insert(to.into());
     }
     assert_eq!(cycles(&graph), vec!["fx → store → fx".to_string()]);
+}
+
+/// No source file grows past 900 lines (issue 11): a file that large holds more than one
+/// concern, and is split by concern instead.
+#[test]
+fn no_source_file_is_over_900_lines() {
+    const MAX_LINES: usize = 900;
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("src"), &mut files);
+    let over: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).expect("source").lines().count();
+            (lines > MAX_LINES).then(|| format!("{} ({lines} lines)", f.display()))
+        })
+        .collect();
+    assert!(files.len() > 50, "the source tree is read");
+    assert!(
+        over.is_empty(),
+        "over {MAX_LINES} lines; split by concern:\n{}",
+        over.join("\n")
+    );
 }
