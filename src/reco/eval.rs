@@ -235,26 +235,48 @@ fn cj_col(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize,
 /// demographics) into canonical records: households are customers (known by their loyalty id,
 /// with their age band), baskets are orders shipped to US, products are listings (department,
 /// category, brand). Times carry no zone in the data and are read as UTC.
-#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 pub fn complete_journey(dir: &Path) -> Result<CompleteJourney, String> {
-    use rust_decimal::Decimal;
-    use serde_json::json;
-    // Demographics: household → age band.
-    let path = dir.join("demographics.csv");
-    let mut r = cj_csv(&path)?;
+    let age_of = cj_ages(&dir.join("demographics.csv"))?;
+    let (listings, title_of) = cj_products(&dir.join("products.csv"))?;
+    let t = cj_transactions(&dir.join("transactions.csv"))?;
+    let orders = t
+        .baskets
+        .into_iter()
+        .filter(|(_, b)| !b.lines.is_empty())
+        .map(|(id, b)| {
+            let order = cj_order(&id, &b, &title_of, &age_of);
+            (id, order)
+        })
+        .collect();
+    Ok(CompleteJourney {
+        orders,
+        listings,
+        week_of: t.week_of,
+        rows_without_units: t.without_units,
+        rows: t.rows,
+    })
+}
+
+/// Demographics: household → age band.
+fn cj_ages(path: &Path) -> Result<HashMap<String, String>, String> {
+    let mut r = cj_csv(path)?;
     let h = r.headers().map_err(|e| e.to_string())?.clone();
-    let (hh, age) = (
-        cj_col(&h, "household_id", &path)?,
-        cj_col(&h, "age", &path)?,
-    );
-    let mut age_of: HashMap<String, String> = HashMap::new();
+    let (hh, age) = (cj_col(&h, "household_id", path)?, cj_col(&h, "age", path)?);
+    let mut age_of = HashMap::new();
     for row in r.records() {
         let row = row.map_err(|e| format!("{}: {e}", path.display()))?;
         age_of.insert(row[hh].to_string(), row[age].to_string());
     }
-    // Products → listings.
-    let path = dir.join("products.csv");
-    let mut r = cj_csv(&path)?;
+    Ok(age_of)
+}
+
+/// Canonical listings (product id, JSON), products → listings; and each product's title.
+type Products = (Vec<(String, Vec<u8>)>, HashMap<String, String>);
+
+/// Products → listings, with each product's title (for order lines).
+fn cj_products(path: &Path) -> Result<Products, String> {
+    use serde_json::json;
+    let mut r = cj_csv(path)?;
     let h = r.headers().map_err(|e| e.to_string())?.clone();
     let cols = [
         "product_id",
@@ -265,7 +287,7 @@ pub fn complete_journey(dir: &Path) -> Result<CompleteJourney, String> {
         "package_size",
     ]
     .iter()
-    .map(|c| cj_col(&h, c, &path))
+    .map(|c| cj_col(&h, c, path))
     .collect::<Result<Vec<_>, _>>()?;
     let mut listings = Vec::new();
     let mut title_of: HashMap<String, String> = HashMap::new();
@@ -303,9 +325,30 @@ pub fn complete_journey(dir: &Path) -> Result<CompleteJourney, String> {
         title_of.insert(id.clone(), title);
         listings.push((id, serde_json::to_vec(&l).expect("json")));
     }
-    // Transactions → baskets.
-    let path = dir.join("transactions.csv");
-    let mut r = cj_csv(&path)?;
+    Ok((listings, title_of))
+}
+
+/// One basket: its household, its earliest transaction time and its lines (product, units,
+/// value).
+struct Basket {
+    household: String,
+    at: String,
+    lines: Vec<(String, u32, rust_decimal::Decimal)>,
+}
+
+/// What the transactions file holds, by basket.
+struct Transactions {
+    baskets: BTreeMap<String, Basket>,
+    week_of: HashMap<String, u32>,
+    rows: u64,
+    without_units: u64,
+}
+
+/// Transactions → baskets; rows without units (coupons, price adjustments) are counted and
+/// left out.
+fn cj_transactions(path: &Path) -> Result<Transactions, String> {
+    use rust_decimal::Decimal;
+    let mut r = cj_csv(path)?;
     let h = r.headers().map_err(|e| e.to_string())?.clone();
     let [hh, basket, product, qty, value, week, ts] = [
         "household_id",
@@ -316,39 +359,35 @@ pub fn complete_journey(dir: &Path) -> Result<CompleteJourney, String> {
         "week",
         "transaction_timestamp",
     ]
-    .map(|c| cj_col(&h, c, &path));
+    .map(|c| cj_col(&h, c, path));
     let (hh, basket, product, qty, value, week, ts) =
         (hh?, basket?, product?, qty?, value?, week?, ts?);
-    struct Basket {
-        household: String,
-        at: String,
-        lines: Vec<(String, u32, Decimal)>,
-    }
-    let mut baskets: BTreeMap<String, Basket> = BTreeMap::new();
-    let mut week_of = HashMap::new();
-    let (mut rows, mut without_units) = (0u64, 0u64);
+    let mut t = Transactions {
+        baskets: BTreeMap::new(),
+        week_of: HashMap::new(),
+        rows: 0,
+        without_units: 0,
+    };
     for (n, row) in r.records().enumerate() {
         let row = row.map_err(|e| format!("{}: {e}", path.display()))?;
-        rows += 1;
-        let line = n + 2;
-        let q: u32 = row[qty].parse().map_err(|_| {
+        t.rows += 1;
+        let bad = |column: &str, what: &str| {
             format!(
-                "{}: line {line}, column quantity: not a count",
-                path.display()
+                "{}: line {}, column {column}: {what}",
+                path.display(),
+                n + 2
             )
-        })?;
-        let v: Decimal = row[value].parse().map_err(|_| {
-            format!(
-                "{}: line {line}, column sales_value: not a decimal",
-                path.display()
-            )
-        })?;
-        let w: u32 = row[week]
+        };
+        let q: u32 = row[qty]
             .parse()
-            .map_err(|_| format!("{}: line {line}, column week: not a number", path.display()))?;
+            .map_err(|_| bad("quantity", "not a count"))?;
+        let v: Decimal = row[value]
+            .parse()
+            .map_err(|_| bad("sales_value", "not a decimal"))?;
+        let w: u32 = row[week].parse().map_err(|_| bad("week", "not a number"))?;
         let b = row[basket].to_string();
-        week_of.insert(b.clone(), w);
-        let entry = baskets.entry(b).or_insert_with(|| Basket {
+        t.week_of.insert(b.clone(), w);
+        let entry = t.baskets.entry(b).or_insert_with(|| Basket {
             household: row[hh].to_string(),
             at: row[ts].to_string(),
             lines: Vec::new(),
@@ -357,71 +396,70 @@ pub fn complete_journey(dir: &Path) -> Result<CompleteJourney, String> {
             entry.at = row[ts].to_string();
         }
         if q == 0 {
-            without_units += 1;
+            t.without_units += 1;
             continue;
         }
         entry
             .lines
             .push((row[product].to_string(), q, v.round_dp(2)));
     }
+    Ok(t)
+}
+
+/// A basket as a canonical order JSON (paid, shipped to US, in USD).
+fn cj_order(
+    id: &str,
+    b: &Basket,
+    title_of: &HashMap<String, String>,
+    age_of: &HashMap<String, String>,
+) -> Vec<u8> {
+    use rust_decimal::Decimal;
+    use serde_json::json;
     let usd = |d: Decimal| json!({"amount": d.to_string(), "currency": "USD"});
-    let mut orders = Vec::with_capacity(baskets.len());
-    for (id, b) in baskets {
-        if b.lines.is_empty() {
-            continue;
-        }
-        // "2017-01-01 11:53:26.000000000" (no zone) → RFC 3339, read as UTC.
-        let at = format!("{}Z", b.at.get(..19).unwrap_or(&b.at).replacen(' ', "T", 1));
-        let mut subtotal = Decimal::ZERO;
-        let lines: Vec<serde_json::Value> = b
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(i, (p, q, v))| {
-                subtotal += *v;
-                json!({
-                    "line_id": (i + 1).to_string(),
-                    "sku": p,
-                    "title": title_of.get(p).cloned().unwrap_or_else(|| format!("product {p}")),
-                    "quantity": q,
-                    "unit_price": usd((*v / Decimal::from(*q)).round_dp(2)),
-                    "line_total": usd(*v),
-                    "discount": usd(Decimal::ZERO),
-                    "tax": usd(Decimal::ZERO),
-                })
-            })
-            .collect();
-        let mut customer = json!({"external_id": b.household});
-        if let Some(a) = age_of.get(&b.household) {
-            customer["age_band"] = a.clone().into();
-        }
-        let order = json!({
-            "external_id": id,
-            "revision": {"updated_at": at},
-            "status": "paid",
-            "placed_at": at,
-            "currency": "USD",
-            "taxes_included": false,
-            "customer": customer,
-            "shipping_address": {"country": "US"},
-            "lines": lines,
-            "totals": {
-                "subtotal": usd(subtotal),
-                "shipping": usd(Decimal::ZERO),
+    // "2017-01-01 11:53:26.000000000" (no zone) → RFC 3339, read as UTC.
+    let at = format!("{}Z", b.at.get(..19).unwrap_or(&b.at).replacen(' ', "T", 1));
+    let mut subtotal = Decimal::ZERO;
+    let lines: Vec<serde_json::Value> = b
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, (p, q, v))| {
+            subtotal += *v;
+            json!({
+                "line_id": (i + 1).to_string(),
+                "sku": p,
+                "title": title_of.get(p).cloned().unwrap_or_else(|| format!("product {p}")),
+                "quantity": q,
+                "unit_price": usd((*v / Decimal::from(*q)).round_dp(2)),
+                "line_total": usd(*v),
                 "discount": usd(Decimal::ZERO),
                 "tax": usd(Decimal::ZERO),
-                "grand_total": usd(subtotal),
-            },
-        });
-        orders.push((id, serde_json::to_vec(&order).expect("json")));
+            })
+        })
+        .collect();
+    let mut customer = json!({"external_id": b.household});
+    if let Some(a) = age_of.get(&b.household) {
+        customer["age_band"] = a.clone().into();
     }
-    Ok(CompleteJourney {
-        orders,
-        listings,
-        week_of,
-        rows_without_units: without_units,
-        rows,
-    })
+    let order = json!({
+        "external_id": id,
+        "revision": {"updated_at": at},
+        "status": "paid",
+        "placed_at": at,
+        "currency": "USD",
+        "taxes_included": false,
+        "customer": customer,
+        "shipping_address": {"country": "US"},
+        "lines": lines,
+        "totals": {
+            "subtotal": usd(subtotal),
+            "shipping": usd(Decimal::ZERO),
+            "discount": usd(Decimal::ZERO),
+            "tax": usd(Decimal::ZERO),
+            "grand_total": usd(subtotal),
+        },
+    });
+    serde_json::to_vec(&order).expect("json")
 }
 
 /// The Complete Journey's split, from the jobs' data (what went through the import path and
