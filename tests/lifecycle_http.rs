@@ -76,209 +76,217 @@ async fn order(c: &reqwest::Client, gw: &Gateway, id: &OrderId) -> Value {
     panic!("order {id} not found");
 }
 
-#[expect(clippy::too_many_lines, reason = "split owed, issue 11")]
 #[tokio::test]
 async fn payment_providers_move_orders_through_their_life() {
     for backend in Backend::all() {
         let gw = Gateway::start(test_config(backend, &redis_url(), "")).await;
         let c = http();
-
-        // A Shopify order that is not paid yet.
-        let body = String::from_utf8(shopify_order(7001, "2024-05-01T10:00:00Z"))
-            .unwrap()
-            .replace(
-                "\"financial_status\": \"partially_refunded\"",
-                "\"financial_status\": \"pending\"",
-            )
-            .into_bytes();
-        let r = post(
-            &c,
-            &gw.url("/webhooks/shop"),
-            &body,
-            &shopify_headers(&body, "w-7001", "orders/create"),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let id = OrderId::derive("shop", "7001");
-        let o = order(&c, &gw, &id).await;
-        assert_eq!(o["status"], "created", "{backend:?}");
-
-        // Stripe: the payment succeeded (598.94 USD in cents).
-        let paid = stripe_event(
-            "evt_paid_7001",
-            "payment_intent.succeeded",
-            "stripe/fixtures3-payment_intent.json",
-            "7001",
-            json!({ "amount": 59894, "amount_received": 59894, "status": "succeeded" }),
-        );
-        let r = post(
-            &c,
-            &gw.url("/webhooks/stripe"),
-            &paid,
-            &stripe_headers(&paid),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let o = order(&c, &gw, &id).await;
-        assert_eq!(o["status"], "paid", "{backend:?}: {o}");
-        let stripe_payment = o["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["gateway"] == "stripe")
-            .unwrap();
-        assert_eq!(
-            stripe_payment["amount"],
-            json!({ "amount": "598.94", "currency": "USD" })
-        );
-
-        // The same event again is a duplicate; a forged one is refused.
-        let r = post(
-            &c,
-            &gw.url("/webhooks/stripe"),
-            &paid,
-            &stripe_headers(&paid),
-        )
-        .await;
-        assert_eq!(r.body["status"], "duplicate");
-        let mut forged = stripe_headers(&paid);
-        forged[0].1 = forged[0].1.replace("v1=", "v1=00");
-        let r = post(&c, &gw.url("/webhooks/stripe"), &paid, &forged).await;
-        assert_eq!(r.status, 401);
-
-        // A late Shopify update that still says "pending" does not move it back.
-        let later = String::from_utf8(shopify_order(7001, "2024-05-02T10:00:00Z"))
-            .unwrap()
-            .replace(
-                "\"financial_status\": \"partially_refunded\"",
-                "\"financial_status\": \"pending\"",
-            )
-            .into_bytes();
-        let r = post(
-            &c,
-            &gw.url("/webhooks/shop"),
-            &later,
-            &shopify_headers(&later, "w-7001-2", "orders/updated"),
-        )
-        .await;
-        assert_eq!(r.status, 200);
-        assert_eq!(order(&c, &gw, &id).await["status"], "paid");
-
-        // Stripe: the charge of that payment intent fully refunded.
-        let refunded = stripe_event(
-            "evt_refund_7001",
-            "charge.refunded",
-            "stripe/fixtures3-charge.json",
-            "7001",
-            json!({ "payment_intent": "pi_1PgafyB7WZ01zgkWSjxsAJo3", "amount": 59894, "amount_refunded": 59894, "refunded": true }),
-        );
-        let r = post(
-            &c,
-            &gw.url("/webhooks/stripe"),
-            &refunded,
-            &stripe_headers(&refunded),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let o = order(&c, &gw, &id).await;
-        assert_eq!(o["status"], "refunded", "{backend:?}: {o}");
-        let stripe_payments: Vec<&Value> = o["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["gateway"] == "stripe")
-            .collect();
-        assert_eq!(
-            stripe_payments.len(),
-            1,
-            "the refund updates the same payment: {o}"
-        );
-        assert_eq!(stripe_payments[0]["status"], "refunded");
-        assert_eq!(stripe_payments[0]["refunded"]["amount"], "598.94");
-
-        // A Stripe payment for an order whose id is missing: stored, dead-lettered, field named.
-        let orphan = stripe_event(
-            "evt_orphan",
-            "payment_intent.succeeded",
-            "stripe/fixtures3-payment_intent.json",
-            "x",
-            json!({}),
-        );
-        let mut v: Value = serde_json::from_slice(&orphan).unwrap();
-        v["data"]["object"]["metadata"] = json!({});
-        let orphan = serde_json::to_vec(&v).unwrap();
-        let r = post(
-            &c,
-            &gw.url("/webhooks/stripe"),
-            &orphan,
-            &stripe_headers(&orphan),
-        )
-        .await;
-        assert_eq!(r.status, 202, "{}", r.text);
-        assert_eq!(r.body["errors"][0]["field"], "order_external_id");
-
-        // WeChat Pay pays the app's order: the answer is WeChat's XML acknowledgement.
-        // The app's order is not paid yet (no payment of its own), so WeChat's would pay it.
-        let mut wx_order = app_order("WX-1", "2024-05-01T10:00:00Z");
-        wx_order["status"] = "created".into();
-        wx_order["payments"] = json!([]);
-        let app_body = serde_json::to_vec(&wx_order).unwrap();
-        let r = post(
-            &c,
-            &gw.url("/webhooks/app"),
-            &app_body,
-            &app_headers(&app_body, "msg-wx-1"),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let notify = wechat_notification("WX-1");
-        let r = post(
-            &c,
-            &gw.url("/webhooks/wechat"),
-            &notify,
-            &[("Content-Type".into(), "text/xml".into())],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert!(r.content_type.starts_with("text/xml"), "{}", r.content_type);
-        assert!(
-            r.text
-                .contains("<return_code><![CDATA[SUCCESS]]></return_code>"),
-            "{}",
-            r.text
-        );
-        let o = order(&c, &gw, &OrderId::derive("app", "WX-1")).await;
-        let wx = o["payments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["gateway"] == "wechat_pay")
-            .unwrap();
-        assert_eq!(wx["amount"], json!({ "amount": "0.01", "currency": "CNY" }));
-        // CNY 0.01 does not pay a JPY order: it is held as a payment mismatch, not "paid".
-        assert_eq!(o["status"], "created", "{o}");
-        let hold = o["holds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["kind"] == "payment_mismatch")
-            .unwrap_or_else(|| panic!("no payment_mismatch hold: {o}"));
-        assert_eq!(
-            hold["stated"],
-            json!({ "amount": "0.01", "currency": "CNY" })
-        );
-        assert_eq!(hold["computed"], o["totals"]["grand_total"]);
-        assert_eq!(o["payment_reconciliation"]["outcome"], "currency_mismatch");
-        // A tampered notification (amount changed after signing) is refused, not acknowledged.
-        let tampered = String::from_utf8(wechat_notification("WX-1"))
-            .unwrap()
-            .replace("<total_fee>1</total_fee>", "<total_fee>100</total_fee>");
-        let r = post(&c, &gw.url("/webhooks/wechat"), tampered.as_bytes(), &[]).await;
-        assert_eq!(r.status, 401);
-        assert!(!r.text.contains("SUCCESS"));
-
+        stripe_moves_a_shopify_order(&c, &gw, backend).await;
+        wechat_pay_pays_the_app_order(&c, &gw).await;
         gw.stop().await;
     }
+}
+
+/// A Shopify order created unpaid, paid and then refunded by Stripe; duplicates, forgeries and
+/// a late stale update change nothing; a payment naming no order is dead-lettered.
+async fn stripe_moves_a_shopify_order(c: &reqwest::Client, gw: &Gateway, backend: Backend) {
+    // A Shopify order that is not paid yet.
+    let body = String::from_utf8(shopify_order(7001, "2024-05-01T10:00:00Z"))
+        .unwrap()
+        .replace(
+            "\"financial_status\": \"partially_refunded\"",
+            "\"financial_status\": \"pending\"",
+        )
+        .into_bytes();
+    let r = post(
+        c,
+        &gw.url("/webhooks/shop"),
+        &body,
+        &shopify_headers(&body, "w-7001", "orders/create"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = OrderId::derive("shop", "7001");
+    let o = order(c, gw, &id).await;
+    assert_eq!(o["status"], "created", "{backend:?}");
+
+    // Stripe: the payment succeeded (598.94 USD in cents).
+    let paid = stripe_event(
+        "evt_paid_7001",
+        "payment_intent.succeeded",
+        "stripe/fixtures3-payment_intent.json",
+        "7001",
+        json!({ "amount": 59894, "amount_received": 59894, "status": "succeeded" }),
+    );
+    let r = post(
+        c,
+        &gw.url("/webhooks/stripe"),
+        &paid,
+        &stripe_headers(&paid),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let o = order(c, gw, &id).await;
+    assert_eq!(o["status"], "paid", "{backend:?}: {o}");
+    let stripe_payment = o["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["gateway"] == "stripe")
+        .unwrap();
+    assert_eq!(
+        stripe_payment["amount"],
+        json!({ "amount": "598.94", "currency": "USD" })
+    );
+
+    // The same event again is a duplicate; a forged one is refused.
+    let r = post(
+        c,
+        &gw.url("/webhooks/stripe"),
+        &paid,
+        &stripe_headers(&paid),
+    )
+    .await;
+    assert_eq!(r.body["status"], "duplicate");
+    let mut forged = stripe_headers(&paid);
+    forged[0].1 = forged[0].1.replace("v1=", "v1=00");
+    let r = post(c, &gw.url("/webhooks/stripe"), &paid, &forged).await;
+    assert_eq!(r.status, 401);
+
+    // A late Shopify update that still says "pending" does not move it back.
+    let later = String::from_utf8(shopify_order(7001, "2024-05-02T10:00:00Z"))
+        .unwrap()
+        .replace(
+            "\"financial_status\": \"partially_refunded\"",
+            "\"financial_status\": \"pending\"",
+        )
+        .into_bytes();
+    let r = post(
+        c,
+        &gw.url("/webhooks/shop"),
+        &later,
+        &shopify_headers(&later, "w-7001-2", "orders/updated"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(order(c, gw, &id).await["status"], "paid");
+
+    // Stripe: the charge of that payment intent fully refunded.
+    let refunded = stripe_event(
+        "evt_refund_7001",
+        "charge.refunded",
+        "stripe/fixtures3-charge.json",
+        "7001",
+        json!({ "payment_intent": "pi_1PgafyB7WZ01zgkWSjxsAJo3", "amount": 59894, "amount_refunded": 59894, "refunded": true }),
+    );
+    let r = post(
+        c,
+        &gw.url("/webhooks/stripe"),
+        &refunded,
+        &stripe_headers(&refunded),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let o = order(c, gw, &id).await;
+    assert_eq!(o["status"], "refunded", "{backend:?}: {o}");
+    let stripe_payments: Vec<&Value> = o["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["gateway"] == "stripe")
+        .collect();
+    assert_eq!(
+        stripe_payments.len(),
+        1,
+        "the refund updates the same payment: {o}"
+    );
+    assert_eq!(stripe_payments[0]["status"], "refunded");
+    assert_eq!(stripe_payments[0]["refunded"]["amount"], "598.94");
+
+    // A Stripe payment for an order whose id is missing: stored, dead-lettered, field named.
+    let orphan = stripe_event(
+        "evt_orphan",
+        "payment_intent.succeeded",
+        "stripe/fixtures3-payment_intent.json",
+        "x",
+        json!({}),
+    );
+    let mut v: Value = serde_json::from_slice(&orphan).unwrap();
+    v["data"]["object"]["metadata"] = json!({});
+    let orphan = serde_json::to_vec(&v).unwrap();
+    let r = post(
+        c,
+        &gw.url("/webhooks/stripe"),
+        &orphan,
+        &stripe_headers(&orphan),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "order_external_id");
+}
+
+/// WeChat Pay's notification for the app's order: acknowledged in WeChat's XML; CNY 0.01 for a
+/// JPY order is held as a payment mismatch; a tampered notification is refused.
+async fn wechat_pay_pays_the_app_order(c: &reqwest::Client, gw: &Gateway) {
+    // WeChat Pay pays the app's order: the answer is WeChat's XML acknowledgement.
+    // The app's order is not paid yet (no payment of its own), so WeChat's would pay it.
+    let mut wx_order = app_order("WX-1", "2024-05-01T10:00:00Z");
+    wx_order["status"] = "created".into();
+    wx_order["payments"] = json!([]);
+    let app_body = serde_json::to_vec(&wx_order).unwrap();
+    let r = post(
+        c,
+        &gw.url("/webhooks/app"),
+        &app_body,
+        &app_headers(&app_body, "msg-wx-1"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let notify = wechat_notification("WX-1");
+    let r = post(
+        c,
+        &gw.url("/webhooks/wechat"),
+        &notify,
+        &[("Content-Type".into(), "text/xml".into())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.content_type.starts_with("text/xml"), "{}", r.content_type);
+    assert!(
+        r.text
+            .contains("<return_code><![CDATA[SUCCESS]]></return_code>"),
+        "{}",
+        r.text
+    );
+    let o = order(c, gw, &OrderId::derive("app", "WX-1")).await;
+    let wx = o["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["gateway"] == "wechat_pay")
+        .unwrap();
+    assert_eq!(wx["amount"], json!({ "amount": "0.01", "currency": "CNY" }));
+    // CNY 0.01 does not pay a JPY order: it is held as a payment mismatch, not "paid".
+    assert_eq!(o["status"], "created", "{o}");
+    let hold = o["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["kind"] == "payment_mismatch")
+        .unwrap_or_else(|| panic!("no payment_mismatch hold: {o}"));
+    assert_eq!(
+        hold["stated"],
+        json!({ "amount": "0.01", "currency": "CNY" })
+    );
+    assert_eq!(hold["computed"], o["totals"]["grand_total"]);
+    assert_eq!(o["payment_reconciliation"]["outcome"], "currency_mismatch");
+    // A tampered notification (amount changed after signing) is refused, not acknowledged.
+    let tampered = String::from_utf8(wechat_notification("WX-1"))
+        .unwrap()
+        .replace("<total_fee>1</total_fee>", "<total_fee>100</total_fee>");
+    let r = post(c, &gw.url("/webhooks/wechat"), tampered.as_bytes(), &[]).await;
+    assert_eq!(r.status, 401);
+    assert!(!r.text.contains("SUCCESS"));
 }
 
 #[tokio::test]
