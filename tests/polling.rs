@@ -521,6 +521,88 @@ async fn kill_9_during_backfill_then_resume_leaves_no_gap_and_no_duplicate() {
     assert_exactly_once(&events);
 }
 
+/// The real binary with the test's token, on `file`.
+fn crossgate(file: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"));
+    c.env("TEST_AMZ_TOKEN", TOKEN).arg("--config").arg(file);
+    c
+}
+
+/// `crossgate backfill` beside a running daemon on the embedded store (which holds the store's
+/// lock): the daemon runs the backfill and the command follows it; every order once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_beside_a_running_embedded_daemon_runs_in_the_daemon() {
+    let m = mock(10, Duration::ZERO, vec![]);
+    let base = serve(m.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Backend::Embedded, &base, "unused");
+    // A fixed port (the command finds the daemon at the config's listen address); no live poll.
+    let port = free_port();
+    let text = std::fs::read_to_string(&cfg.file)
+        .unwrap()
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("poll = true", "poll = false");
+    std::fs::write(&cfg.file, text).unwrap();
+    let mut daemon = crossgate(&cfg.file)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http()
+        .get(&health)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!("the daemon did not answer");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let backfill = |file: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            crossgate(&file)
+                .args(["backfill", "--instance", "amz", "--since", "2024-03-01"])
+                .args(["--until", "2024-03-02"])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = backfill(cfg.file.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("backfill of amz") && stdout.contains("25 orders this run"),
+        "{stdout}"
+    );
+    // Again: the cursor says it is done; nothing is taken twice.
+    let again = backfill(cfg.file.clone()).await.unwrap();
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 orders this run"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    // SIGTERM: a graceful stop releases the store.
+    let _ = std::process::Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status();
+    let _ = daemon.wait();
+
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+    let events = crossgate::with_store!(&store, s => order_events(s).await);
+    assert_exactly_once(&events);
+}
+
 /// An XML channel polled with offset paging and HTTP Basic auth: PrestaShop's webservice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prestashop_xml_polling_with_offset_pages() {

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crossgate::{telemetry, with_store};
+use crossgate::telemetry;
 
-use super::reach::{Reach, open_store};
+use super::reach::Reach;
 use super::{ApiArgs, load_config, parse_when};
 
 #[derive(Args)]
@@ -37,8 +37,6 @@ pub struct ReconcileArgs {
 }
 
 pub async fn backfill(config_path: &Path, args: BackfillArgs) -> Result<()> {
-    use crossgate::channel::client::{ChannelClient, RetryPolicy};
-    use crossgate::channel::poll::{Mode, Poller};
     let config = load_config(config_path)?;
     telemetry::init_logging(&config.log.level, config.log.json);
     let inst = config
@@ -52,37 +50,44 @@ pub async fn backfill(config_path: &Path, args: BackfillArgs) -> Result<()> {
         .as_deref()
         .map(|u| parse_when("--until", u))
         .transpose()?;
-    let client = ChannelClient::new(&inst, RetryPolicy::default())?;
-    let poller = Poller::new(inst.clone(), client)?;
-    let s = open_store(&config).await?;
+    // In the daemon when one runs (it holds the embedded store), else here.
+    let reach = Reach::connect(config_path, &config, &ApiArgs { url: None }).await?;
     let bar = indicatif::ProgressBar::new_spinner().with_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
             .expect("valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let (mut pages, mut orders, mut failed) = (0u64, 0u64, 0u64);
-    let mode = Mode::Backfill { since, until };
-    let state = with_store!(&s, st => poller.run(st, &mode, |p| {
-        pages += 1;
-        orders += p.orders as u64;
-        failed += p.failed as u64;
-        if let (Some(a), Some(b)) = (p.window_since, p.window_until) {
-            bar.set_message(format!(
-                "{pages} pages, {orders} orders, {failed} dead-lettered; window {} .. {}",
-                a.format("%Y-%m-%d %H:%M"),
-                b.format("%Y-%m-%d %H:%M")
-            ));
-        }
-    }).await)?;
+    bar.set_message(format!(
+        "backfill of {} through {}",
+        inst.id,
+        reach.describe(&config)
+    ));
+    let done = reach
+        .backfill(&inst, since, until, |s| {
+            if let (Some(a), Some(b)) = (s.window_since, s.window_until) {
+                bar.set_message(format!(
+                    "{} pages, {} orders, {} dead-lettered; window {} .. {}",
+                    s.pages,
+                    s.orders,
+                    s.failed,
+                    a.format("%Y-%m-%d %H:%M"),
+                    b.format("%Y-%m-%d %H:%M")
+                ));
+            }
+        })
+        .await;
     bar.finish_and_clear();
+    let s = done?;
     crossgate::outln!(
-        "backfill of {} from {}: {pages} pages and {orders} orders this run ({} pages, {} orders in total), {failed} dead-lettered; taken in up to {}",
+        "backfill of {} from {}: {} pages and {} orders this run ({} pages, {} orders in total), {} dead-lettered; taken in up to {}",
         inst.id,
         since.to_rfc3339(),
-        state.pages,
-        state.orders,
-        state
-            .watermark
+        s.pages,
+        s.orders,
+        s.total_pages,
+        s.total_orders,
+        s.failed,
+        s.watermark
             .map(|w| w.to_rfc3339())
             .unwrap_or_else(|| "-".into())
     );

@@ -16,7 +16,9 @@ use crossgate::fx::log::{FxEntry, PairReport};
 use crossgate::fx::rates::RateDoc;
 use crossgate::fx::store::FxStore;
 use crossgate::fx::{Verification, book::RateBook};
-use crossgate::ingress::answers::{DeliveryAnswer, DeliveryStatus, Page, ReplayAnswer};
+use crossgate::ingress::answers::{
+    BackfillStatus, DeliveryAnswer, DeliveryStatus, Page, ReplayAnswer,
+};
 use crossgate::model::Change;
 use crossgate::pipeline::{self, ReplayError, Submission};
 use crossgate::reco::runs::{JobsRun, JobsStatus};
@@ -279,6 +281,67 @@ impl Reach {
                 progress.stage("running in the daemon", None);
                 let req = c.request(reqwest::Method::POST, "/v1/jobs/run").json(run);
                 c.send(req).await
+            }
+        }
+    }
+
+    /// Takes in an instance's orders updated from `since` to `until` (default: now) by polling
+    /// its API, resumable from the stored cursor; `progress` sees the status after each page
+    /// (here) or each look at the daemon's run.
+    pub async fn backfill(
+        &self,
+        inst: &std::sync::Arc<crossgate::config::Instance>,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        mut progress: impl FnMut(&BackfillStatus),
+    ) -> Result<BackfillStatus> {
+        match self {
+            Reach::Store(s) => {
+                use crossgate::channel::client::{ChannelClient, RetryPolicy};
+                use crossgate::channel::poll::{Mode, Poller};
+                let poller = Poller::new(
+                    inst.clone(),
+                    ChannelClient::new(inst, RetryPolicy::default())?,
+                )?;
+                let mut status = BackfillStatus {
+                    instance: inst.id.clone(),
+                    since: Some(since),
+                    until,
+                    running: true,
+                    ..BackfillStatus::default()
+                };
+                let mode = Mode::Backfill { since, until };
+                let state = with_store!(s, st => poller.run(st, &mode, |p| {
+                    status.pages += 1;
+                    status.orders += p.orders as u64;
+                    status.failed += p.failed as u64;
+                    status.window_since = p.window_since.or(status.window_since);
+                    status.window_until = p.window_until.or(status.window_until);
+                    progress(&status);
+                }).await)?;
+                status.running = false;
+                status.watermark = state.watermark;
+                status.total_pages = state.pages;
+                status.total_orders = state.orders;
+                Ok(status)
+            }
+            Reach::Api(c) => {
+                let path = format!("/v1/instances/{}/backfill", inst.id);
+                let body = serde_json::json!({
+                    "since": since.to_rfc3339(),
+                    "until": until.map(|u| u.to_rfc3339()),
+                });
+                let req = c.request(reqwest::Method::POST, &path).json(&body);
+                let mut status: BackfillStatus = c.send(req).await?;
+                while status.running {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    status = c.get(&path).await?;
+                    progress(&status);
+                }
+                match status.error {
+                    Some(e) => bail!("the daemon's backfill of {} stopped: {e}", inst.id),
+                    None => Ok(status),
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -227,6 +227,29 @@ pub struct RankedItem {
     /// What the score is made of (units, revenue, rating counts, ...).
     #[serde(flatten)]
     pub detail: BTreeMap<String, Value>,
+}
+
+/// `POST|GET /v1/instances/{instance}/backfill`: a backfill run by the daemon, and how far it
+/// has got. A run resumes from its cursor, so starting it again after a stop continues.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillStatus {
+    pub instance: String,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub running: bool,
+    /// Pages, orders and dead-lettered items taken in by this run.
+    pub pages: u64,
+    pub orders: u64,
+    pub failed: u64,
+    /// The window being polled.
+    pub window_since: Option<DateTime<Utc>>,
+    pub window_until: Option<DateTime<Utc>>,
+    /// When done: orders updated before this are taken in; and the totals over every run.
+    pub watermark: Option<DateTime<Utc>>,
+    pub total_pages: u64,
+    pub total_orders: u64,
+    /// Why the run stopped, when it failed.
+    pub error: Option<String>,
 }
 
 /// `GET /healthz`, `GET /readyz`.

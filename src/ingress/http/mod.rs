@@ -4,6 +4,7 @@
 //! [`Problem`]). Query strings and bodies are read by [`Q`] and [`Body`], so a bad query or an
 //! oversized body is answered the same way on every route.
 
+mod backfill;
 mod deliveries;
 mod fx;
 mod health;
@@ -40,6 +41,7 @@ pub struct App<S> {
     pub store: S,
     pub config: Arc<Config>,
     in_flight: Arc<Semaphore>,
+    backfills: backfill::Backfills,
 }
 
 impl<S: Clone> Clone for App<S> {
@@ -48,6 +50,7 @@ impl<S: Clone> Clone for App<S> {
             store: self.store.clone(),
             config: self.config.clone(),
             in_flight: self.in_flight.clone(),
+            backfills: self.backfills.clone(),
         }
     }
 }
@@ -61,6 +64,7 @@ impl<S: Stores> App<S> {
             store,
             config,
             in_flight: Arc::new(Semaphore::new(permits)),
+            backfills: backfill::Backfills::default(),
         }
     }
 }
@@ -75,6 +79,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
         .merge(fx::routes())
         .merge(tax::routes())
         .merge(jobs::routes())
+        .merge(backfill::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,

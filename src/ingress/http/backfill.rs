@@ -1,0 +1,143 @@
+//! Backfills run by the daemon (`crossgate backfill` beside a daemon that holds the embedded
+//! store): one run per instance at a time, in the background; its progress is read back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::records::parse_since;
+use super::{App, Body, instance};
+use crate::backend::Stores;
+use crate::channel::client::{ChannelClient, RetryPolicy};
+use crate::channel::poll::{Mode, PollError, Poller};
+use crate::ingress::answers::BackfillStatus;
+use crate::ingress::problem::Problem;
+
+/// The backfills this daemon runs or ran, by instance.
+pub type Backfills = Arc<Mutex<HashMap<String, BackfillStatus>>>;
+
+pub(super) fn routes<S: Stores>() -> Router<App<S>> {
+    Router::new().route(
+        "/v1/instances/{instance}/backfill",
+        post(start::<S>).get(status::<S>),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillRequest {
+    /// RFC 3339 time or YYYY-MM-DD (midnight UTC).
+    since: String,
+    /// The end (default: now).
+    until: Option<String>,
+}
+
+/// `POST /v1/instances/{instance}/backfill` with `{"since": ..., "until": ...}`: starts taking
+/// in the instance's orders updated in that period (202); 409 while one runs.
+async fn start<S: Stores>(
+    State(app): State<App<S>>,
+    Path(instance_id): Path<String>,
+    body: Result<Body, Problem>,
+) -> Result<(StatusCode, axum::Json<BackfillStatus>), Problem> {
+    let inst = instance(&app, &instance_id)?.clone();
+    let Body(body) = body?;
+    let req: BackfillRequest = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the backfill request: {e}")))?;
+    let time = |field: &str, s: &str| {
+        parse_since(s).ok_or_else(|| {
+            Problem::bad_request(format!("{field} must be an RFC 3339 time or YYYY-MM-DD"))
+        })
+    };
+    let since = time("since", &req.since)?;
+    let until = req.until.as_deref().map(|u| time("until", u)).transpose()?;
+    let poller = ChannelClient::new(&inst, RetryPolicy::default())
+        .map_err(PollError::from)
+        .and_then(|c| Poller::new(inst.clone(), c))
+        .map_err(|e| Problem::bad_request(format!("cannot backfill: {e}")))?;
+    let status = BackfillStatus {
+        instance: instance_id.clone(),
+        since: Some(since),
+        until,
+        running: true,
+        ..BackfillStatus::default()
+    };
+    {
+        let mut runs = app.backfills.lock().expect("backfills lock");
+        if runs.get(&instance_id).is_some_and(|s| s.running) {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "backfill-running",
+                "A backfill of this instance is running",
+            ));
+        }
+        runs.insert(instance_id.clone(), status.clone());
+    }
+    tracing::info!(instance = %instance_id, since = %since, "backfill started");
+    tokio::spawn(run(
+        app,
+        instance_id,
+        poller,
+        Mode::Backfill { since, until },
+    ));
+    Ok((StatusCode::ACCEPTED, axum::Json(status)))
+}
+
+/// Runs the backfill to its end, recording progress after each page.
+async fn run<S: Stores>(app: App<S>, instance: String, poller: Poller, mode: Mode) {
+    let update = |f: &dyn Fn(&mut BackfillStatus)| {
+        if let Some(s) = app
+            .backfills
+            .lock()
+            .expect("backfills lock")
+            .get_mut(&instance)
+        {
+            f(s);
+        }
+    };
+    let result = poller
+        .run(&app.store, &mode, |p| {
+            update(&|s: &mut BackfillStatus| {
+                s.pages += 1;
+                s.orders += p.orders as u64;
+                s.failed += p.failed as u64;
+                s.window_since = p.window_since.or(s.window_since);
+                s.window_until = p.window_until.or(s.window_until);
+            });
+        })
+        .await;
+    match &result {
+        Ok(state) => {
+            tracing::info!(instance = %instance, pages = state.pages, orders = state.orders, "backfill done")
+        }
+        Err(e) => tracing::warn!(instance = %instance, error = %e, "backfill stopped"),
+    }
+    update(&|s: &mut BackfillStatus| {
+        s.running = false;
+        match &result {
+            Ok(state) => {
+                s.watermark = state.watermark;
+                s.total_pages = state.pages;
+                s.total_orders = state.orders;
+            }
+            Err(e) => s.error = Some(e.to_string()),
+        }
+    });
+}
+
+/// `GET /v1/instances/{instance}/backfill`: the last backfill this daemon ran, or runs.
+async fn status<S: Stores>(
+    State(app): State<App<S>>,
+    Path(instance_id): Path<String>,
+) -> Result<axum::Json<BackfillStatus>, Problem> {
+    instance(&app, &instance_id)?;
+    let runs = app.backfills.lock().expect("backfills lock");
+    runs.get(&instance_id)
+        .cloned()
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found("backfill of this instance since the daemon started"))
+}
