@@ -286,9 +286,12 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
                     format!("--instance: no instance '{}' in the config", args.instance)
                 })?
                 .clone();
-            let (store, _) = crossgate::backend::open(&config.store)
-                .await
-                .context("opening the store")?;
+            // The dataset is imported into the config's store (through the gateway's import
+            // path) and evaluated there: a store of its own, never a live daemon's.
+            let (store, _) = crossgate::backend::open(&config.store).await.context(
+                "opening the store to import the dataset into (eval needs a store of its \
+                     own: give it a --config whose store no daemon uses)",
+            )?;
             eprintln!("reading {}", args.path.display());
             let cj = eval::complete_journey(&args.path).map_err(anyhow::Error::msg)?;
             eprintln!(
