@@ -4,7 +4,8 @@
 //!
 //! Pass: every delivery answered 2xx is stored afterwards; while Redis is down the gateway
 //! answers 503 (never 2xx); after the restart the gateway recovers by itself and every delivery
-//! (retried by the sender as channels do) is stored exactly once.
+//! (retried by the sender as channels do) is stored exactly once. `/readyz` tells the truth when
+//! Redis answers PING but refuses writes.
 
 mod common;
 
@@ -195,5 +196,42 @@ async fn without_aof_a_redis_crash_loses_acknowledged_data() {
         refused.is_err(),
         "redis_require_fsync refuses a server without AOF"
     );
+    gw.stop().await;
+}
+
+/// A Redis that answers PING but refuses writes (here `min-replicas-to-write 1` with no replica:
+/// NOREPLICAS; a full disk under `stop-writes-on-bgsave-error`, or a replica, refuse the same way)
+/// is not ready: `/readyz` answers 503 while deliveries would fail, and 200 again once writes
+/// are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_redis_answers_ping_but_refuses_writes() {
+    let redis = RedisServer::start(false);
+    let gw = Gateway::start(test_config(Backend::Redis, &redis.url(), "")).await;
+    let c = http();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(get(&c, &gw.url("/readyz")).await.status, 200);
+
+    assert_eq!(cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]), "OK");
+    assert_eq!(cli(&["PING"]), "PONG", "Redis still answers PING");
+    let r = get(&c, &gw.url("/readyz")).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    // And indeed a delivery cannot be stored: 503, never 2xx.
+    let body = shopify_order(9101, "2024-04-02T09:00:00-05:00");
+    let h = shopify_headers(&body, "w-9101", "orders/create");
+    let d = post(&c, &gw.url("/webhooks/shop"), &body, &h).await;
+    assert_eq!(d.status, 503, "{}", d.text);
+
+    assert_eq!(cli(&["CONFIG", "SET", "min-replicas-to-write", "0"]), "OK");
+    assert_eq!(get(&c, &gw.url("/readyz")).await.status, 200);
+    let d = post(&c, &gw.url("/webhooks/shop"), &body, &h).await;
+    assert_eq!(d.status, 200, "{}", d.text);
     gw.stop().await;
 }

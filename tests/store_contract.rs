@@ -512,6 +512,10 @@ async fn contract<S: crossgate::backend::Stores>(store: &S) {
 
 /// Dedupe, instances, and reads of exactly what was stored.
 async fn contract_ingest_and_reads<S: crossgate::backend::Stores>(store: &S, now: DateTime<Utc>) {
+    // Ready: a probe write goes through (what /readyz asks), repeatedly.
+    store.ready(now).await.unwrap();
+    store.ready(now).await.unwrap();
+
     // Created, then the same dedupe id again is a duplicate and writes nothing.
     let o1 = order(INST, "A-1", "2024-05-01T10:00:00+09:00");
     let id1 = OrderId::derive(INST, "A-1");

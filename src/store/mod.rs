@@ -152,4 +152,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the store reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Can the store take a durable write now? Writes a probe through the same path as an
+    /// ingest (a reachable Redis that refuses writes, or a stopped embedded writer, is not
+    /// ready). What `/readyz` asks.
+    fn ready(&self, now: DateTime<Utc>) -> impl Future<Output = StoreResult<()>> + Send;
 }

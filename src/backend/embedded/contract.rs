@@ -325,4 +325,15 @@ impl Store for EmbeddedStore {
         self.read(|db| db.begin_read().map(drop).map_err(unavailable))
             .await
     }
+
+    async fn ready(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        // Through the writer thread, committed like an ingest (a stopped writer is not ready).
+        let stamp = now.timestamp_micros();
+        self.write(move |tx| {
+            let mut t = tx.txn.open_table(PROBE).map_err(unavailable)?;
+            t.insert("readyz", stamp).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -37,6 +37,8 @@ pub(super) const FACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::
 
 /// (instance, cursor name) → the poller's state (JSON)
 pub(super) const CURSORS: TableDefinition<(&str, &str), &str> = TableDefinition::new("cursors");
+/// The readiness probe: name → when it was last written (µs since the epoch).
+pub(super) const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
 /// (instance, delivery source, order id): which paths have seen an order (reconciliation)
 pub(super) const SEEN: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("seen");
 
@@ -82,6 +84,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(LIFE).map_err(unavailable)?;
     txn.open_table(FACTS).map_err(unavailable)?;
     txn.open_table(CURSORS).map_err(unavailable)?;
+    txn.open_table(PROBE).map_err(unavailable)?;
     txn.open_table(SEEN).map_err(unavailable)?;
     txn.open_table(FX_DOCS).map_err(unavailable)?;
     txn.open_table(FX_LOG).map_err(unavailable)?;

@@ -97,6 +97,21 @@ impl Store for RedisStore {
         self.drain_outboxes(256).await
     }
 
+    async fn ready(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        // A real write (a server that answers PING but refuses writes, e.g. NOREPLICAS, MISCONF
+        // or READONLY, is not ready), expiring by itself.
+        let mut conn = self.conn();
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.probe())
+            .arg(now.timestamp_micros())
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn();
         let pong: String = redis::cmd("PING")

@@ -59,6 +59,11 @@ impl Keys {
         }
     }
 
+    /// The readiness probe (`/readyz` writes it; it expires by itself).
+    pub(super) fn probe(&self) -> String {
+        self.tagged("probe", "readyz")
+    }
+
     /// An FX key: `docs`, `head`, `log`, `idx`, `pending`. One `{fx}` slot: the log is one chain.
     pub(super) fn fx(&self, name: &'static str) -> String {
         self.tagged("fx", name)

@@ -17,12 +17,16 @@ pub(super) async fn healthz() -> axum::Json<Status> {
     axum::Json(Status::new("ok"))
 }
 
-/// `GET /readyz`: the store answers.
+/// `GET /readyz`: the store takes a durable write (a probe), within 2 s.
 pub(super) async fn readyz<S: Stores>(State(app): State<App<S>>) -> Answer<Status> {
-    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+    let probe = app.store.ready(chrono::Utc::now());
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(())) => Ok(axum::Json(Status::new("ready"))),
-        Ok(Err(e)) => Err(Problem::unavailable(format!("store: {e}"))),
-        Err(_) => Err(Problem::unavailable("store: ping timed out")),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the store refused the probe write");
+            Err(Problem::unavailable("store: a write did not succeed"))
+        }
+        Err(_) => Err(Problem::unavailable("store: the probe write timed out")),
     }
 }
 
