@@ -1,7 +1,9 @@
 //! From an adapter's answer to what gets stored: the one place that decides records, per-item
 //! dead letters, a whole-delivery dead letter or "ignored". Webhooks, submissions, imports,
-//! the poller, the fetcher, replay (API and CLI) and the golden tests all sort through
-//! [`sort`]; everything that stores a new delivery then goes through [`Sorted::disposition`].
+//! the poller, the CLI's `replay` and the golden tests sort through [`sort`], and everything
+//! that stores a new delivery goes through [`Sorted::disposition`]. A parked delivery read
+//! again (API replay, a fetched thin webhook) is all-or-nothing and is settled by
+//! [`super::settle_dead_letter`].
 
 use chrono::Utc;
 
