@@ -51,7 +51,7 @@ pub async fn backfill(config_path: &Path, args: BackfillArgs) -> Result<()> {
         .map(|u| parse_when("--until", u))
         .transpose()?;
     // In the daemon when one runs (it holds the embedded store), else here.
-    let reach = Reach::connect(config_path, &config, &ApiArgs { url: None }).await?;
+    let reach = Reach::connect(&config, &ApiArgs { url: None }).await?;
     let bar = indicatif::ProgressBar::new_spinner().with_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
             .expect("valid template"),
@@ -104,7 +104,7 @@ pub async fn reconcile(config_path: &Path, args: ReconcileArgs) -> Result<ExitCo
         .as_deref()
         .map(|s| parse_when("--since", s))
         .transpose()?;
-    let reach = Reach::connect(config_path, &config, &ApiArgs { url: None }).await?;
+    let reach = Reach::connect(&config, &ApiArgs { url: None }).await?;
     let r = reach.reconcile(&args.instance, since).await?;
     if args.json {
         crossgate::outln!("{}", serde_json::to_string_pretty(&r)?);

@@ -47,7 +47,7 @@ pub async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<
             json: as_json,
             api,
         } => {
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             let page = reach.dead_letters(instance.as_deref(), limit, None).await?;
             if as_json {
                 crossgate::outln!("{}", serde_json::to_string_pretty(&page)?);
@@ -59,7 +59,7 @@ pub async fn dead_letters(config_path: &Path, cmd: DeadLetterCommand) -> Result<
             }
         }
         DeadLetterCommand::Replay { id, all, api } => {
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             let ids = match id {
                 Some(id) if !all => vec![id],
                 _ => every_id(&reach).await?,

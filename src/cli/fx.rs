@@ -70,7 +70,7 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
     match cmd {
         FxCommand::Sync { ecb, manual, api } => {
             let docs = rate_documents(&config, ecb, manual).await?;
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             for (doc, bytes) in docs {
                 let summary = summary(&doc);
                 let new = reach.put_rates(doc, bytes).await?;
@@ -99,12 +99,12 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
                 currency,
                 order,
             };
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             print_log(&reach, &filter, format == "csv").await?;
             Ok(ExitCode::SUCCESS)
         }
         FxCommand::Verify { api } => {
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             let v = reach.fx_verify().await?;
             for f in &v.findings {
                 crossgate::outln!("{}: {}", f.entry, f.problem);
@@ -131,7 +131,7 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
             api,
         } => {
             let day = parse_when("--date", &date)?.date_naive();
-            let reach = Reach::connect(config_path, &config, &api).await?;
+            let reach = Reach::connect(&config, &api).await?;
             let pairs = reach.fx_report(day, config.fx.max_age_days).await?;
             if as_json {
                 crossgate::outln!("{}", serde_json::to_string_pretty(&pairs)?);

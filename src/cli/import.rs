@@ -45,7 +45,7 @@ pub async fn import(config_path: &Path, args: ImportArgs) -> Result<ExitCode> {
     let api = ApiArgs {
         url: args.url.clone(),
     };
-    let reach = Reach::connect(config_path, &config, &api).await?;
+    let reach = Reach::connect(&config, &api).await?;
     eprintln!("importing through {}", reach.describe(&config));
 
     let mut report = ImportReport {

@@ -150,7 +150,7 @@ fn check_strategies(strategies: &[String]) -> Result<()> {
 pub async fn jobs(config_path: &Path, cmd: JobsCommand) -> Result<()> {
     let config = super::load_config(config_path)?;
     // Through the daemon when one runs (it holds the embedded store), else the store.
-    let reach = Reach::connect(config_path, &config, &ApiArgs { url: None }).await?;
+    let reach = Reach::connect(&config, &ApiArgs { url: None }).await?;
     match cmd {
         JobsCommand::Status => {
             let status = reach.jobs_status().await?;

@@ -37,7 +37,7 @@ pub async fn quote(config_path: &Path, args: QuoteArgs) -> Result<std::process::
         .parse()
         .context("--annual-cny must be a decimal")?;
     // Rates for thresholds in other currencies: the store's (through the daemon if it runs).
-    let reach = Reach::connect(config_path, &config, &args.api).await?;
+    let reach = Reach::connect(&config, &args.api).await?;
     let q = reach
         .quote(&config, &bytes, args.pack.as_deref(), annual)
         .await?;

@@ -37,8 +37,8 @@ pub enum Reach {
 impl Reach {
     /// The daemon at `--url` (which must answer), else the one at the config's listen address
     /// when it answers, else the config's store.
-    pub async fn connect(config_path: &Path, config: &Config, api: &ApiArgs) -> Result<Self> {
-        let client = ApiClient::new(config_path, api)?;
+    pub async fn connect(config: &Config, api: &ApiArgs) -> Result<Self> {
+        let client = ApiClient::with_config(Some(config), api)?;
         if client.is_up().await {
             return Ok(Reach::Api(client));
         }
@@ -403,15 +403,20 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// A client for the daemon that `config_path` configures (the config is only read for its
+    /// listen address and API token; a broken one still allows `--url`).
     pub fn new(config_path: &Path, api: &ApiArgs) -> Result<Self> {
-        let cfg = Config::load(config_path).ok();
-        let base = match (&api.url, &cfg) {
+        Self::with_config(Config::load(config_path).ok().as_ref(), api)
+    }
+
+    /// A client for the daemon of an already loaded config.
+    pub fn with_config(cfg: Option<&Config>, api: &ApiArgs) -> Result<Self> {
+        let base = match (&api.url, cfg) {
             (Some(u), _) => u.trim_end_matches('/').to_string(),
             (None, Some(c)) => format!("http://{}", c.server.listen),
             (None, None) => bail!("give --url, or a valid --config to find the daemon"),
         };
         let token = cfg
-            .as_ref()
             .and_then(|c| c.server.api_token.as_ref())
             .map(|t| t.expose().to_string());
         let http = reqwest::Client::builder()
