@@ -8,9 +8,9 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 use crate::backend::Stores;
-use crate::channel::client::{ChannelClient, RetryPolicy};
+use crate::channel::client::RetryPolicy;
 use crate::channel::fetch::Fetcher;
-use crate::channel::poll::{Mode, PollError, Poller};
+use crate::channel::poll::{Mode, Poller};
 use crate::config::Config;
 use crate::ingress::{self, App};
 use crate::store::Store;
@@ -51,10 +51,7 @@ pub async fn run<S: Stores>(
         tokio::spawn(tax_task(store.clone(), config.clone())),
     ];
     for inst in config.instances.values().filter(|i| i.poll) {
-        match ChannelClient::new(inst, RetryPolicy::default())
-            .map_err(PollError::from)
-            .and_then(|c| Poller::new(inst.clone(), c))
-        {
+        match Poller::for_instance(inst) {
             Ok(poller) => tasks.push(tokio::spawn(poll_task(store.clone(), inst.clone(), poller))),
             Err(e) => {
                 tracing::error!(instance = %inst.id, error = %e, "polling disabled for this instance");

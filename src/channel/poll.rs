@@ -117,6 +117,13 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// The poller of an instance with its own channel client (default retries): what the
+    /// daemon's live poll and every backfill use.
+    pub fn for_instance(inst: &std::sync::Arc<Instance>) -> Result<Self, PollError> {
+        let client = ChannelClient::new(inst, super::client::RetryPolicy::default())?;
+        Self::new(inst.clone(), client)
+    }
+
     pub fn new(inst: std::sync::Arc<Instance>, client: ChannelClient) -> Result<Self, PollError> {
         let spec = inst
             .adapter

@@ -297,32 +297,15 @@ impl Reach {
     ) -> Result<BackfillStatus> {
         match self {
             Reach::Store(s) => {
-                use crossgate::channel::client::{ChannelClient, RetryPolicy};
                 use crossgate::channel::poll::{Mode, Poller};
-                let poller = Poller::new(
-                    inst.clone(),
-                    ChannelClient::new(inst, RetryPolicy::default())?,
-                )?;
-                let mut status = BackfillStatus {
-                    instance: inst.id.clone(),
-                    since: Some(since),
-                    until,
-                    running: true,
-                    ..BackfillStatus::default()
-                };
+                let poller = Poller::for_instance(inst)?;
+                let mut status = BackfillStatus::started(&inst.id, since, until);
                 let mode = Mode::Backfill { since, until };
                 let state = with_store!(s, st => poller.run(st, &mode, |p| {
-                    status.pages += 1;
-                    status.orders += p.orders as u64;
-                    status.failed += p.failed as u64;
-                    status.window_since = p.window_since.or(status.window_since);
-                    status.window_until = p.window_until.or(status.window_until);
+                    status.page(p);
                     progress(&status);
                 }).await)?;
-                status.running = false;
-                status.watermark = state.watermark;
-                status.total_pages = state.pages;
-                status.total_orders = state.orders;
+                status.finished(&state);
                 Ok(status)
             }
             Reach::Api(c) => {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::adapter::{FieldError, NormalizeError};
+use crate::channel::poll::{PageReport, PollState};
 use crate::fx::log::{FxEntry, PairReport};
 use crate::store::{DeadLetter, Reconciliation, RecordResult};
 
@@ -250,6 +251,36 @@ pub struct BackfillStatus {
     pub total_orders: u64,
     /// Why the run stopped, when it failed.
     pub error: Option<String>,
+}
+
+impl BackfillStatus {
+    /// A run just started.
+    pub fn started(instance: &str, since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Self {
+        Self {
+            instance: instance.to_string(),
+            since: Some(since),
+            until,
+            running: true,
+            ..Self::default()
+        }
+    }
+
+    /// One more page taken in.
+    pub fn page(&mut self, p: &PageReport) {
+        self.pages += 1;
+        self.orders += p.orders as u64;
+        self.failed += p.failed as u64;
+        self.window_since = p.window_since.or(self.window_since);
+        self.window_until = p.window_until.or(self.window_until);
+    }
+
+    /// The run is done: the watermark and the totals over every run.
+    pub fn finished(&mut self, state: &PollState) {
+        self.running = false;
+        self.watermark = state.watermark;
+        self.total_pages = state.pages;
+        self.total_orders = state.orders;
+    }
 }
 
 /// `GET /healthz`, `GET /readyz`.

@@ -13,8 +13,7 @@ use serde::Deserialize;
 use super::records::parse_since;
 use super::{App, Body, instance};
 use crate::backend::Stores;
-use crate::channel::client::{ChannelClient, RetryPolicy};
-use crate::channel::poll::{Mode, PollError, Poller};
+use crate::channel::poll::{Mode, Poller};
 use crate::ingress::answers::BackfillStatus;
 use crate::ingress::problem::Problem;
 
@@ -55,17 +54,9 @@ async fn start<S: Stores>(
     };
     let since = time("since", &req.since)?;
     let until = req.until.as_deref().map(|u| time("until", u)).transpose()?;
-    let poller = ChannelClient::new(&inst, RetryPolicy::default())
-        .map_err(PollError::from)
-        .and_then(|c| Poller::new(inst.clone(), c))
+    let poller = Poller::for_instance(&inst)
         .map_err(|e| Problem::bad_request(format!("cannot backfill: {e}")))?;
-    let status = BackfillStatus {
-        instance: instance_id.clone(),
-        since: Some(since),
-        until,
-        running: true,
-        ..BackfillStatus::default()
-    };
+    let status = BackfillStatus::started(&instance_id, since, until);
     {
         let mut runs = app.backfills.lock().expect("backfills lock");
         if runs.get(&instance_id).is_some_and(|s| s.running) {
@@ -101,13 +92,7 @@ async fn run<S: Stores>(app: App<S>, instance: String, poller: Poller, mode: Mod
     };
     let result = poller
         .run(&app.store, &mode, |p| {
-            update(&|s: &mut BackfillStatus| {
-                s.pages += 1;
-                s.orders += p.orders as u64;
-                s.failed += p.failed as u64;
-                s.window_since = p.window_since.or(s.window_since);
-                s.window_until = p.window_until.or(s.window_until);
-            });
+            update(&|s: &mut BackfillStatus| s.page(p))
         })
         .await;
     match &result {
@@ -116,15 +101,11 @@ async fn run<S: Stores>(app: App<S>, instance: String, poller: Poller, mode: Mod
         }
         Err(e) => tracing::warn!(instance = %instance, error = %e, "backfill stopped"),
     }
-    update(&|s: &mut BackfillStatus| {
-        s.running = false;
-        match &result {
-            Ok(state) => {
-                s.watermark = state.watermark;
-                s.total_pages = state.pages;
-                s.total_orders = state.orders;
-            }
-            Err(e) => s.error = Some(e.to_string()),
+    update(&|s: &mut BackfillStatus| match &result {
+        Ok(state) => s.finished(state),
+        Err(e) => {
+            s.running = false;
+            s.error = Some(e.to_string());
         }
     });
 }
