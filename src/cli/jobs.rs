@@ -135,10 +135,7 @@ impl Progress for Bars {
 
 /// Refuses a `--strategy` the models do not know.
 fn check_strategies(strategies: &[String]) -> Result<()> {
-    match strategies
-        .iter()
-        .find(|s| !models::STRATEGIES.contains(&s.as_str()))
-    {
+    match models::unknown_strategy(strategies) {
         Some(st) => bail!(
             "--strategy: unknown '{st}'; one of {}",
             models::STRATEGIES.join(", ")

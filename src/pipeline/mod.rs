@@ -58,7 +58,23 @@ pub struct IngestReport {
     pub fetch_pending: bool,
     pub outcome: IngestOutcome,
     /// Why the delivery (None) or some of its items were dead-lettered.
-    pub errors: Vec<(Option<usize>, NormalizeError)>,
+    pub errors: Problems,
+}
+
+impl IngestReport {
+    /// The report of a stored delivery: its problems count only when this write created dead
+    /// letters (a duplicate stored nothing new).
+    fn new(outcome: IngestOutcome, problems: Problems, fetch_pending: bool) -> Self {
+        let errors = match &outcome {
+            IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => problems,
+            _ => Vec::new(),
+        };
+        Self {
+            fetch_pending,
+            outcome,
+            errors,
+        }
+    }
 }
 
 /// The topic recorded for canonical order JSON submitted through the API (so a replay reads it
@@ -147,15 +163,7 @@ pub async fn submit<S: Store>(
     let delivery =
         Arrival::new(DeliverySource::Submitted, dedupe_id, topic).delivery(&inst.id, body, now);
     let outcome = store_delivery(store, delivery, d.disposition, None).await?;
-    let errors = match &outcome {
-        IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
-        _ => Vec::new(),
-    };
-    Ok(IngestReport {
-        fetch_pending: false,
-        outcome,
-        errors,
-    })
+    Ok(IngestReport::new(outcome, d.errors, false))
 }
 
 /// The authenticated part of a pushed delivery's work, done on the CPU pool for large bodies.
@@ -219,15 +227,11 @@ pub async fn ingest<S: Store>(
     };
     let delivery = arrival.delivery(&inst.id, body, now);
     let outcome = store_delivery(store, delivery, d.disposition, None).await?;
-    let errors = match &outcome {
-        IngestOutcome::Stored { dead_letters, .. } if !dead_letters.is_empty() => d.errors,
-        _ => Vec::new(),
-    };
-    Ok(Ingested::Delivery(IngestReport {
-        fetch_pending,
+    Ok(Ingested::Delivery(IngestReport::new(
         outcome,
-        errors,
-    }))
+        d.errors,
+        fetch_pending,
+    )))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -603,6 +603,14 @@ pub const STRATEGIES: &[&str] = &[
     "blended",
 ];
 
+/// The first of `names` that is not a strategy.
+pub fn unknown_strategy(names: &[String]) -> Option<&str> {
+    names
+        .iter()
+        .map(String::as_str)
+        .find(|s| !STRATEGIES.contains(s))
+}
+
 /// The default strategy served.
 pub const DEFAULT_STRATEGY: &str = "blended";
 

@@ -49,12 +49,8 @@ pub enum RunError {
 impl JobsRun {
     /// The settings of this run: the configured ones with its strategies and batch.
     pub fn settings(&self, configured: &JobSettings) -> Result<JobSettings, RunError> {
-        if let Some(s) = self
-            .strategies
-            .iter()
-            .find(|s| !models::STRATEGIES.contains(&s.as_str()))
-        {
-            return Err(RunError::UnknownStrategy(s.clone()));
+        if let Some(s) = models::unknown_strategy(&self.strategies) {
+            return Err(RunError::UnknownStrategy(s.to_string()));
         }
         if !self.recommend && !self.rank {
             return Err(RunError::Nothing);
