@@ -222,16 +222,16 @@ pub(super) fn payments(
     scope: Scope<'_>,
     currency: CurrencyCode,
 ) -> Vec<Payment> {
+    let parts = PaymentParts {
+        id: p.id.as_ref(),
+        gateway: p.gateway.as_ref(),
+        status: &p.status,
+        amount: &p.amount,
+        refunded: None,
+        processed_at: p.processed_at.as_ref(),
+    };
     let mut payments = Vec::new();
     for (i, node) in p.each.0.elements(scope).into_iter().enumerate() {
-        let parts = PaymentParts {
-            id: p.id.as_ref(),
-            gateway: p.gateway.as_ref(),
-            status: &p.status,
-            amount: &p.amount,
-            refunded: None,
-            processed_at: p.processed_at.as_ref(),
-        };
         let s = scope.with_current(node);
         if let Some(payment) = ev.payment(&format!("payments[{i}]"), parts, s, Some(currency)) {
             payments.push(payment);
@@ -241,15 +241,15 @@ pub(super) fn payments(
 }
 
 pub(super) fn shipments(ev: &mut Eval, sh: &ShipmentsMapping, scope: Scope<'_>) -> Vec<Shipment> {
+    let parts = ShipmentParts {
+        id: sh.id.as_ref(),
+        carrier: sh.carrier.as_ref(),
+        tracking_numbers: sh.tracking_numbers.as_ref(),
+        status: &sh.status,
+        shipped_at: sh.shipped_at.as_ref(),
+    };
     let mut shipments = Vec::new();
     for (i, node) in sh.each.0.elements(scope).into_iter().enumerate() {
-        let parts = ShipmentParts {
-            id: sh.id.as_ref(),
-            carrier: sh.carrier.as_ref(),
-            tracking_numbers: sh.tracking_numbers.as_ref(),
-            status: &sh.status,
-            shipped_at: sh.shipped_at.as_ref(),
-        };
         let s = scope.with_current(node);
         if let Some(shipment) = ev.shipment(&format!("shipments[{i}]"), parts, s) {
             shipments.push(shipment);
