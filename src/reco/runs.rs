@@ -13,26 +13,30 @@ use crate::fx::store::FxStore;
 use crate::store::Store;
 
 /// A run asked for: which jobs, which strategies, from scratch or not.
+/// Every field is optional; the default runs both jobs as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct JobsRun {
-    #[serde(default = "yes")]
     pub recommend: bool,
-    #[serde(default = "yes")]
     pub rank: bool,
     /// Only these strategies (default: the config's `jobs.strategies`).
-    #[serde(default)]
     pub strategies: Vec<String>,
     /// Forget the jobs' data and read the whole event stream again.
-    #[serde(default)]
     pub rebuild: bool,
     /// Events read (then acknowledged) per pass (default: the config's).
-    #[serde(default)]
     pub batch: Option<usize>,
 }
 
-fn yes() -> bool {
-    true
+impl Default for JobsRun {
+    fn default() -> Self {
+        Self {
+            recommend: true,
+            rank: true,
+            strategies: Vec::new(),
+            rebuild: false,
+            batch: None,
+        }
+    }
 }
 
 /// Why a requested run was refused or failed.
@@ -97,4 +101,19 @@ pub async fn status<S: Store + RecoStore>(store: &S) -> Result<JobsStatus, JobEr
         recommendations: job::meta(store, RecoPart::Recommendations).await?,
         rankings: job::meta(store, RecoPart::Rankings).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_request_defaults_each_missing_field() {
+        let empty: JobsRun = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, JobsRun::default());
+        assert!(empty.recommend && empty.rank && !empty.rebuild);
+        let rank_only: JobsRun = serde_json::from_str(r#"{"recommend": false}"#).unwrap();
+        assert!(!rank_only.recommend && rank_only.rank);
+        assert!(serde_json::from_str::<JobsRun>(r#"{"strategy": ["ease"]}"#).is_err());
+    }
 }

@@ -34,7 +34,7 @@ async fn run<S: Stores>(
 ) -> Answer<RunReport> {
     let Body(body) = body?;
     let request: JobsRun = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::from_str("{}").expect("every field has a default")
+        JobsRun::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the run request: {e}")))?
