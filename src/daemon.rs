@@ -13,7 +13,8 @@ use crate::channel::fetch::Fetcher;
 use crate::channel::poll::{Mode, Poller};
 use crate::config::Config;
 use crate::ingress::{self, App};
-use crate::store::Store;
+use crate::replica::Replica;
+use crate::store::{Lease, Store};
 
 /// How often expired dedupe keys and raw bodies are removed (embedded store).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -37,33 +38,44 @@ pub async fn record_reconciliation<S: Store>(store: &S, instance: &str) {
 }
 
 /// Serves until `shutdown` resolves; the background tasks run beside the server and stop
-/// with it.
+/// with it. Each polled instance and each job runs on the replica that holds its lease, so
+/// several daemons on one store share the work instead of doing it twice.
 pub async fn run<S: Stores>(
     store: S,
     config: Arc<Config>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let replica = Arc::new(Replica::new(config.store.lease_ttl));
+    tracing::info!(replica = %replica.id, "replica started");
+    let budget = store.shared_budget();
     let mut tasks = vec![
         tokio::spawn(housekeeping_task(store.clone())),
-        tokio::spawn(lifecycle_task(store.clone())),
-        tokio::spawn(fx_task(store.clone(), config.clone())),
-        tokio::spawn(tax_task(store.clone(), config.clone())),
+        tokio::spawn(lifecycle_task(store.clone(), replica.clone())),
+        tokio::spawn(fx_task(store.clone(), config.clone(), replica.clone())),
+        tokio::spawn(tax_task(store.clone(), config.clone(), replica.clone())),
+        tokio::spawn(crate::replica::watch_topology(store.clone())),
     ];
     for inst in config.instances.values().filter(|i| i.poll) {
-        match Poller::for_instance(inst) {
-            Ok(poller) => tasks.push(tokio::spawn(poll_task(store.clone(), inst.clone(), poller))),
+        match Poller::for_instance(inst, budget.clone()) {
+            Ok(poller) => tasks.push(tokio::spawn(poll_task(
+                store.clone(),
+                inst.clone(),
+                poller,
+                replica.clone(),
+            ))),
             Err(e) => {
                 tracing::error!(instance = %inst.id, error = %e, "polling disabled for this instance");
             }
         }
     }
-    let fetcher = Fetcher::new(&config, RetryPolicy::default());
+    let fetcher = Fetcher::new(&config, RetryPolicy::default(), budget);
     if !fetcher.is_empty() {
         tasks.push(tokio::spawn(fetch_task(
             store.clone(),
             config.clone(),
             fetcher,
+            replica.clone(),
         )));
     }
     if let Some(every) = config.jobs.every {
@@ -71,18 +83,21 @@ pub async fn run<S: Stores>(
             store.clone(),
             config.clone(),
             every,
+            replica.clone(),
         )));
     }
     let header_timeout = config.server.header_read_timeout;
-    let app = App::new(store, config);
+    let app = App::new(store.clone(), config);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
     for t in tasks {
         t.abort();
     }
+    replica.release_all(&store).await;
     result
 }
 
-/// Expires dedupe keys and raw bodies past their retention.
+/// Expires dedupe keys and raw bodies past their retention (the embedded store; Redis
+/// expires them itself, so every replica may run it).
 async fn housekeeping_task<S: Stores>(store: S) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
@@ -99,11 +114,16 @@ async fn housekeeping_task<S: Stores>(store: S) {
     }
 }
 
-/// Applies lifecycle facts queued for other instances' orders, then reconciles payments.
-async fn lifecycle_task<S: Stores>(store: S) {
+/// Applies lifecycle facts queued for other instances' orders, then reconciles payments; on
+/// the replica that holds the `lifecycle` lease.
+async fn lifecycle_task<S: Stores>(store: S, replica: Arc<Replica>) {
+    let lease = Lease::job("lifecycle");
     let mut tick = tokio::time::interval(LIFECYCLE_EVERY);
     loop {
         tick.tick().await;
+        if replica.hold(&store, &lease).await.is_none() {
+            continue;
+        }
         match store.drain_lifecycle().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(facts = n, "lifecycle facts applied from outboxes"),
@@ -123,11 +143,25 @@ async fn lifecycle_task<S: Stores>(store: S) {
     }
 }
 
-/// Polls one instance: caught up, it waits one interval; after a failure at most 30 s.
-async fn poll_task<S: Stores>(store: S, inst: Arc<crate::config::Instance>, poller: Poller) {
+/// Polls one instance on the replica that holds its poller lease, renewed before every page;
+/// each page and its cursor are written under the lease's fencing token. Caught up, it waits
+/// one interval; after a failure at most 30 s; without the lease, a third of the lease time.
+async fn poll_task<S: Stores>(
+    store: S,
+    inst: Arc<crate::config::Instance>,
+    poller: Poller,
+    replica: Arc<Replica>,
+) {
+    let lease = Lease::poller(&inst.id);
+    let standby = (replica.ttl / 3).max(Duration::from_millis(500));
     loop {
-        let wait = match poller.run(&store, &Mode::Live, |_| {}).await {
-            Ok(state) => {
+        let Some(fence) = replica.hold(&store, &lease).await else {
+            tokio::time::sleep(standby).await;
+            continue;
+        };
+        let wait = match poller.step_fenced(&store, &Mode::Live, Some(fence)).await {
+            Ok((_, report)) if !report.done => continue,
+            Ok((state, _)) => {
                 tracing::debug!(instance = %inst.id, pages = state.pages, orders = state.orders, "poll caught up");
                 if inst.adapter.spec().webhook.is_some() {
                     record_reconciliation(&store, &inst.id).await;
@@ -144,10 +178,19 @@ async fn poll_task<S: Stores>(store: S, inst: Arc<crate::config::Instance>, poll
 }
 
 /// Fetches the records that thin webhooks name.
-async fn fetch_task<S: Stores>(store: S, config: Arc<Config>, mut fetcher: Fetcher) {
+async fn fetch_task<S: Stores>(
+    store: S,
+    config: Arc<Config>,
+    mut fetcher: Fetcher,
+    replica: Arc<Replica>,
+) {
+    let lease = Lease::job("fetch");
     let mut tick = tokio::time::interval(FETCH_EVERY);
     loop {
         tick.tick().await;
+        if replica.hold(&store, &lease).await.is_none() {
+            continue;
+        }
         match fetcher.pass(&store, &config).await {
             Ok(p) if p.resolved + p.failed + p.unmappable > 0 => tracing::info!(
                 resolved = p.resolved,
@@ -162,12 +205,14 @@ async fn fetch_task<S: Stores>(store: S, config: Arc<Config>, mut fetcher: Fetch
 }
 
 /// Quotes new orders for tax, as their events arrive.
-async fn tax_task<S: Stores>(store: S, config: Arc<Config>) {
+async fn tax_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
+    let lease = Lease::job("tax");
     let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
     let mut tick = tokio::time::interval(FX_EVERY);
     loop {
         tick.tick().await;
-        loop {
+        // Renewed before every batch, so a long catch-up keeps its lease.
+        while replica.hold(&store, &lease).await.is_some() {
             match job.pass(&store, 200).await {
                 Ok((0, _)) => break,
                 Ok((_, quoted)) => tracing::debug!(quoted, "orders quoted for tax"),
@@ -180,13 +225,27 @@ async fn tax_task<S: Stores>(store: S, config: Arc<Config>) {
     }
 }
 
-/// Runs the recommendation and ranking jobs every `every`; the first run waits for start-up
-/// to settle (rates, pollers).
-async fn reco_task<S: Stores>(store: S, config: Arc<Config>, every: Duration) {
+/// Runs the recommendation and ranking jobs every `every`, once per interval across the
+/// replicas: the run's lease lasts one interval and is not released, so whichever replica
+/// takes it runs and the others find it held until the next interval. The first run waits
+/// for start-up to settle (rates, pollers).
+async fn reco_task<S: Stores>(
+    store: S,
+    config: Arc<Config>,
+    every: Duration,
+    replica: Arc<Replica>,
+) {
+    let lease = Lease::job("reco");
     let first = tokio::time::Instant::now() + every.min(Duration::from_secs(10));
     let mut tick = tokio::time::interval_at(first, every);
     loop {
         tick.tick().await;
+        // A little under one interval, so that the holder's next tick finds it expired or
+        // its own, never a moment too early.
+        let hold = every.saturating_sub(every / 20).max(Duration::from_secs(1));
+        if replica.hold_for(&store, &lease, hold).await.is_none() {
+            continue;
+        }
         let which = crate::reco::job::Which {
             recommend: true,
             rank: true,
@@ -248,7 +307,8 @@ const FX_EVERY: Duration = Duration::from_secs(1);
 
 /// The FX job: converts orders from the event stream, refreshes rates daily after the ECB's
 /// publication, and converts waiting orders once their rates arrive.
-async fn fx_task<S: Stores>(store: S, config: Arc<Config>) {
+async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
+    let lease = Lease::job("fx");
     let settings = config.fx.clone();
     sync_rates(&store, &settings, false).await;
     let mut job = loop {
@@ -265,6 +325,9 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>) {
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        if replica.hold(&store, &lease).await.is_none() {
+            continue;
+        }
         ticks += 1;
         // The daily refresh: once a day after `refresh_after` Frankfurt time (and at start-up
         // when the newest rate is older than the maximum age).
@@ -298,7 +361,7 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>) {
                 Err(e) => tracing::warn!(error = %e, "reading rate documents failed"),
             }
         }
-        loop {
+        while replica.hold(&store, &lease).await.is_some() {
             match job.pass(&store, 200).await {
                 Ok(p) if p.events == 0 => break,
                 Ok(p) => tracing::debug!(

@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod payments;
 pub mod pipeline;
 pub mod reco;
+pub mod replica;
 pub mod schemas;
 pub mod secret;
 pub mod stdout;

@@ -89,4 +89,14 @@ pub mod names {
     pub const RECONCILE_UNMATCHED: &str = "crossgate_reconcile_unmatched_orders";
     /// Thin webhooks whose record was fetched (outcome ok / failed).
     pub const FETCHES: &str = "crossgate_fetches_total";
+    /// 1 while this replica holds a lease (labels `scope`, `lease`), else 0.
+    pub const LEASE_HELD: &str = "crossgate_lease_held";
+    /// Leases this replica took over, or lost to another replica (label `event` = acquired | lost).
+    pub const LEASE_CHANGES: &str = "crossgate_lease_changes_total";
+    /// Times a channel request waited for the shared rate budget, by instance.
+    pub const BUDGET_WAITS: &str = "crossgate_rate_budget_waits_total";
+    /// Writes answered 503 because fewer than `replica_acks` replicas had them in time.
+    pub const REPLICA_ACK_SHORTFALLS: &str = "crossgate_replica_ack_shortfalls_total";
+    /// Changes of the cluster's slot map this replica has seen (failovers, resharding).
+    pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
 }

@@ -51,13 +51,14 @@ fn named(findings: &[crossgate::fx::log::Finding], entry: &str) -> bool {
 async fn changed_deleted_or_reordered_entries_are_named() {
     let prefix = unique_prefix("fxt");
     let (store, _) = RedisStore::connect(RedisOptions {
-        url: redis_url(),
+        target: crossgate::backend::redis::Target::Node(redis_url()),
         prefix: prefix.clone(),
         timeout: std::time::Duration::from_secs(2),
         require_fsync: false,
         dedupe_ttl: std::time::Duration::from_secs(3600),
         raw_retention: std::time::Duration::from_secs(3600),
         instances: vec!["shop".into()],
+        ..Default::default()
     })
     .await
     .unwrap();

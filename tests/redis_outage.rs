@@ -170,26 +170,28 @@ async fn without_aof_a_redis_crash_loses_acknowledged_data() {
     assert_eq!(status, 404, "without AOF the acknowledged order is gone");
     let (_, persistence) =
         crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
-            url: redis.url(),
+            target: crossgate::backend::redis::Target::Node(redis.url()),
             prefix: "x".into(),
             timeout: Duration::from_secs(1),
             require_fsync: false,
             dedupe_ttl: Duration::from_secs(3600),
             raw_retention: Duration::from_secs(3600),
             instances: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
     assert!(!persistence.fsyncs_every_write());
     let refused =
         crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
-            url: redis.url(),
+            target: crossgate::backend::redis::Target::Node(redis.url()),
             prefix: "x".into(),
             timeout: Duration::from_secs(1),
             require_fsync: true,
             dedupe_ttl: Duration::from_secs(3600),
             raw_retention: Duration::from_secs(3600),
             instances: vec![],
+            ..Default::default()
         })
         .await;
     assert!(

@@ -363,6 +363,7 @@ async fn cursors_and_reconciliation<S: crossgate::backend::Stores>(store: &S) {
             Some(CursorWrite {
                 name: "poll".into(),
                 value: r#"{"since":"2024-06-01T00:00:00Z"}"#.into(),
+                fence: None,
             }),
         )
         .await
@@ -929,6 +930,78 @@ async fn expiry<S: crossgate::backend::Stores>(store: &S, ttl: Duration) {
     );
 }
 
+/// Leases: one holder at a time, renewal keeps the token, a new holder gets a larger one, and
+/// a page written under an old token is refused whole (nothing of it, not even its cursor).
+async fn leases_and_fencing<S: crossgate::backend::Stores>(store: &S) {
+    use crossgate::store::{Lease, StoreError};
+    let lease = Lease::poller(INST);
+    let ttl = std::time::Duration::from_millis(300);
+    let a = store
+        .lease(&lease, "replica-a", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(store.lease(&lease, "replica-b", ttl).await.unwrap(), None);
+    let renewed = store.lease(&lease, "replica-a", ttl).await.unwrap();
+    assert_eq!(renewed, Some(a.clone()), "renewal keeps the token");
+    let state = &store
+        .lease_states(std::slice::from_ref(&lease))
+        .await
+        .unwrap()[0];
+    assert_eq!(state.holder.as_deref(), Some("replica-a"));
+    assert_eq!(state.token, a.token);
+    // replica-a pauses past its lease; replica-b takes over.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let b = store
+        .lease(&lease, "replica-b", ttl)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert!(b.token > a.token, "{b:?} after {a:?}");
+    let page = |dedupe: &str, fence: &crossgate::store::Fence, cursor: &str| {
+        let mut d = delivery(INST, dedupe, Utc::now());
+        d.source = DeliverySource::Poll;
+        (
+            d,
+            Disposition::Apply(vec![order(INST, dedupe, "2024-07-01T00:00:00Z")]),
+            Some(CursorWrite {
+                name: "poll".into(),
+                value: cursor.into(),
+                fence: Some(fence.clone()),
+            }),
+        )
+    };
+    let (d, disp, cur) = page("FENCE-NEW", &b, "new");
+    store.ingest_with_cursor(d, disp, cur).await.unwrap();
+    let (d, disp, cur) = page("FENCE-OLD", &a, "old");
+    let refused = store.ingest_with_cursor(d, disp, cur).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get_cursor(INST, "poll").await.unwrap().as_deref(),
+        Some("new")
+    );
+    assert!(
+        store
+            .get_order(&OrderId::derive(INST, "FENCE-OLD"))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the fenced page is written"
+    );
+    // Released, the lease is free at once; tokens keep growing.
+    store.release(&lease, "replica-b").await.unwrap();
+    let c = store
+        .lease(&lease, "replica-a", ttl)
+        .await
+        .unwrap()
+        .expect("released");
+    assert!(c.token > b.token);
+    store.release(&lease, "replica-a").await.unwrap();
+}
+
 #[tokio::test]
 async fn embedded_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -946,6 +1019,7 @@ async fn embedded_store_meets_the_contract() {
     payment_mismatch(&store).await;
     cursors_and_reconciliation(&store).await;
     reco_results(&store).await;
+    leases_and_fencing(&store).await;
     let report = store
         .housekeeping(Utc::now() + Duration::days(1))
         .await
@@ -1016,13 +1090,14 @@ async fn embedded_store_survives_reopen() {
 
 async fn redis_store(ttl_secs: u64) -> RedisStore {
     let (store, _) = RedisStore::connect(RedisOptions {
-        url: redis_url(),
+        target: crossgate::backend::redis::Target::Node(redis_url()),
         prefix: unique_prefix("contract"),
         timeout: std::time::Duration::from_secs(2),
         require_fsync: false,
         dedupe_ttl: std::time::Duration::from_secs(ttl_secs),
         raw_retention: std::time::Duration::from_secs(3600),
         instances: vec![INST.into(), OTHER.into()],
+        ..Default::default()
     })
     .await
     .expect("a Redis server must answer at CROSSGATE_TEST_REDIS_URL or 127.0.0.1:6379");
@@ -1037,6 +1112,41 @@ async fn redis_store_meets_the_contract() {
     payment_mismatch(&store).await;
     cursors_and_reconciliation(&store).await;
     reco_results(&store).await;
+    leases_and_fencing(&store).await;
+    store.flush_prefix().await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_rate_budget_is_shared_and_honours_retry_after() {
+    use crossgate::store::{Rate, Store};
+    let store = redis_store(3600).await;
+    let budget = store.shared_budget().expect("Redis shares its budgets");
+    let rate = Rate {
+        per_second: 2.0,
+        burst: 2,
+    };
+    // A burst of 2 goes at once; the third waits about one interval (500 ms).
+    assert!(budget.take(INST, "api", rate).await.unwrap().is_zero());
+    assert!(budget.take(INST, "api", rate).await.unwrap().is_zero());
+    let wait = budget.take(INST, "api", rate).await.unwrap();
+    assert!(
+        wait > std::time::Duration::from_millis(400)
+            && wait <= std::time::Duration::from_millis(500),
+        "{wait:?}"
+    );
+    assert_eq!(budget.available(INST, "api", rate).await.unwrap(), 0);
+    // Another budget of the same instance is separate.
+    assert!(budget.take(INST, "detail:0", rate).await.unwrap().is_zero());
+    // Retry-After 3 s: nobody goes for 3 s, whatever the burst.
+    budget
+        .defer(INST, "detail:0", rate, std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
+    let wait = budget.take(INST, "detail:0", rate).await.unwrap();
+    assert!(
+        wait > std::time::Duration::from_millis(2_900) && wait <= std::time::Duration::from_secs(3),
+        "{wait:?}"
+    );
     store.flush_prefix().await.unwrap();
 }
 

@@ -53,7 +53,18 @@ pub async fn open(s: &StoreSettings) -> StoreResult<(AnyStore, Option<redis::Per
         }
         Backend::Redis => {
             let (store, persistence) = redis::RedisStore::connect(redis::RedisOptions {
-                url: s.redis_url.expose().to_string(),
+                target: if s.redis_nodes.is_empty() {
+                    redis::Target::Node(s.redis_url.expose().to_string())
+                } else {
+                    redis::Target::Cluster(
+                        s.redis_nodes
+                            .iter()
+                            .map(|n| n.expose().to_string())
+                            .collect(),
+                    )
+                },
+                replica_acks: s.replica_acks,
+                replica_ack_timeout: s.replica_ack_timeout,
                 prefix: s.redis_prefix.clone(),
                 timeout: s.redis_timeout,
                 require_fsync: s.redis_require_fsync,

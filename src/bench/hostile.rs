@@ -153,7 +153,7 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
         &adapters,
         port,
         &args.backend,
-        &args.redis_url,
+        &super::redis_url(&args.redis_url),
         &prefix,
         WECHAT_INSTANCE,
     )?;
@@ -186,7 +186,7 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
         .collect();
     let signed = load(
         &LoadArgs {
-            url: format!("{base}/webhooks/bench"),
+            url: vec![format!("{base}/webhooks/bench")],
             secret: secret.clone(),
             payload: args.payload.clone(),
             duration_secs: args.duration_secs,

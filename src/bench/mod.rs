@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use crossgate::adapter::signature::hmac_sha256;
 use crossgate::fx::store::FxStore;
 
+mod cluster;
 mod hostile;
 use crossgate::model::OrderId;
 
@@ -45,6 +46,9 @@ pub enum BenchCommand {
     Fx(FxArgs),
     /// Signed deliveries at a fixed rate while hostile clients post unsigned, costly XML bodies.
     Hostile(hostile::HostileArgs),
+    /// 1, 2 and 3 replicas on a Redis Cluster it starts (3 masters, 3 replicas, AOF always):
+    /// throughput, p99 and CPU per delivery.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Args)]
@@ -68,9 +72,10 @@ pub struct FxArgs {
 
 #[derive(Args, Clone)]
 pub struct LoadArgs {
-    /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/shopify-main.
-    #[arg(long)]
-    url: String,
+    /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/shopify-main; several, comma-separated,
+    /// spread the requests over replicas (request i goes to URL i mod n).
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
     /// Shopify webhook secret the target expects.
     #[arg(long, env = "BENCH_SECRET", default_value = "bench-secret")]
     secret: String,
@@ -149,6 +154,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Ingest(args) => ingest(config_path, args).await,
         BenchCommand::Fx(args) => fx_bench(args).await,
         BenchCommand::Hostile(args) => hostile::run(config_path, args).await,
+        BenchCommand::Cluster(args) => cluster::run(config_path, args).await,
     }
 }
 
@@ -210,13 +216,14 @@ async fn fx_bench(args: FxArgs) -> Result<()> {
     let prefix = format!("fxbench{}", std::process::id());
     let (store, _) =
         crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
-            url: args.redis_url.clone(),
+            target: crossgate::backend::redis::Target::Node(args.redis_url.clone()),
             prefix,
             timeout: Duration::from_secs(5),
             require_fsync: false,
             dedupe_ttl: Duration::from_secs(3600),
             raw_retention: Duration::from_secs(3600),
             instances: vec!["bench".into()],
+            ..Default::default()
         })
         .await?;
     store.fx_put_doc(doc).await?;
@@ -343,7 +350,12 @@ fn record(t: &mut Tally, started: Instant, status: Result<u16>, id: u64) {
 
 pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
     let template = Arc::new(Template::load(&args.payload)?);
-    let url: hyper::Uri = args.url.parse().context("--url")?;
+    let urls: Arc<Vec<hyper::Uri>> = Arc::new(
+        args.url
+            .iter()
+            .map(|u| u.parse().context("--url"))
+            .collect::<Result<_>>()?,
+    );
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(args.concurrency.max(1) * 2)
         .build_http();
@@ -359,9 +371,9 @@ pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
             let deadline = started + duration;
             let mut workers = Vec::new();
             for _ in 0..args.concurrency {
-                let (client, url, template, next, secret, tally) = (
+                let (client, urls, template, next, secret, tally) = (
                     client.clone(),
-                    url.clone(),
+                    urls.clone(),
                     template.clone(),
                     next.clone(),
                     secret.clone(),
@@ -372,7 +384,8 @@ pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
                     while Instant::now() < deadline {
                         let id = next.fetch_add(1, Ordering::Relaxed);
                         let t0 = Instant::now();
-                        let status = send_one(&client, &url, &template, &secret, id).await;
+                        let url = &urls[(id % urls.len() as u64) as usize];
+                        let status = send_one(&client, url, &template, &secret, id).await;
                         record(&mut local, t0, status, id);
                     }
                     let mut t = tally.lock().await;
@@ -399,9 +412,9 @@ pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
                     tally.lock().await.errors += 1;
                     continue;
                 };
-                let (client, url, template, next, secret, tally) = (
+                let (client, urls, template, next, secret, tally) = (
                     client.clone(),
-                    url.clone(),
+                    urls.clone(),
                     template.clone(),
                     next.clone(),
                     secret.clone(),
@@ -409,7 +422,8 @@ pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
                 );
                 tasks.push(tokio::spawn(async move {
                     let id = next.fetch_add(1, Ordering::Relaxed);
-                    let status = send_one(&client, &url, &template, &secret, id).await;
+                    let url = &urls[(id % urls.len() as u64) as usize];
+                    let status = send_one(&client, url, &template, &secret, id).await;
                     // Latency from when the request was due, not when it was sent.
                     let mut t = tally.lock().await;
                     record(&mut t, due, status, id);
@@ -432,7 +446,8 @@ pub async fn load(args: &LoadArgs, target: &str) -> Result<LoadReport> {
         f64::from(t.latencies_us[idx]) / 1000.0
     };
     let lost = if args.verify {
-        Some(verify(&args.url, &t.acked).await?)
+        // Any replica answers for all of them.
+        Some(verify(&args.url[0], &t.acked).await?)
     } else {
         None
     };
@@ -561,13 +576,13 @@ async fn wait_healthy(base: &str) -> Result<()> {
 }
 
 /// The measured gateway's config: one Shopify instance `bench`, plus `extra` TOML (more
-/// instances, a `[jobs]` table).
+/// instances, a `[jobs]` table). `redis` is the store's Redis lines (see [`redis_url`]).
 fn gateway_config(
     dir: &Path,
     adapters: &Path,
     port: u16,
     backend: &str,
-    redis_url: &str,
+    redis: &str,
     prefix: &str,
     extra: &str,
 ) -> Result<PathBuf> {
@@ -580,7 +595,7 @@ max_in_flight = 4096
 [store]
 backend = "{backend}"
 path = "{db}"
-redis_url = "{redis_url}"
+{redis}
 redis_prefix = "{prefix}"
 [log]
 level = "warn"
@@ -593,9 +608,14 @@ secrets = {{ webhook = "${{BENCH_SECRET}}" }}
         adapters = adapters.display(),
         db = dir.join("bench.redb").display(),
     );
-    let file = dir.join(format!("gateway-{backend}.toml"));
+    let file = dir.join(format!("gateway-{backend}-{port}.toml"));
     std::fs::write(&file, text)?;
     Ok(file)
+}
+
+/// The `[store]` line of one Redis server.
+fn redis_url(url: &str) -> String {
+    format!("redis_url = \"{url}\"")
 }
 
 /// The `adapters/` directory of the repository whose config is `config_path`.
@@ -661,7 +681,7 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
                     &adapters,
                     port,
                     backend,
-                    &args.redis_url,
+                    &redis_url(&args.redis_url),
                     &prefix,
                     "",
                 )?;
@@ -677,7 +697,7 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
         wait_healthy(&base).await?;
         let pid = target.child.id().context("child pid")?;
         let phase = |duration_secs, rate: Option<u64>, id_base| LoadArgs {
-            url: target.url.clone(),
+            url: vec![target.url.clone()],
             secret: secret.clone(),
             payload: args.payload.clone(),
             duration_secs,
@@ -719,13 +739,10 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
     if wanted("redis") {
         let cleanup = crossgate::backend::redis::RedisStore::connect(
             crossgate::backend::redis::RedisOptions {
-                url: args.redis_url.clone(),
+                target: crossgate::backend::redis::Target::Node(args.redis_url.clone()),
                 prefix: prefix.clone(),
                 timeout: Duration::from_secs(30),
-                require_fsync: false,
-                dedupe_ttl: Duration::from_secs(3600),
-                raw_retention: Duration::from_secs(3600),
-                instances: vec![],
+                ..Default::default()
             },
         )
         .await;

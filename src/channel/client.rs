@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::store::{Rate, SharedBudget};
 use rand::Rng;
 use url::Url;
 
@@ -64,15 +66,29 @@ pub struct ApiResponse {
     pub next_link: Option<String>,
 }
 
-pub type Limiter = Arc<DefaultDirectRateLimiter>;
+/// A declared rate of one API (`api`) or detail endpoint (`detail:<n>`): a local token bucket,
+/// and the name of the budget that replicas share when the store has one.
+#[derive(Clone)]
+pub struct Limiter {
+    name: String,
+    rate: Rate,
+    local: Arc<DefaultDirectRateLimiter>,
+}
 
-/// A token bucket for a declared rate (`per_second` may be below 1).
-pub fn limiter(spec: &RateLimitSpec) -> Limiter {
+/// The limiter of a declared rate (`per_second` may be below 1).
+pub fn limiter(name: &str, spec: &RateLimitSpec) -> Limiter {
     let period = Duration::from_secs_f64(1.0 / spec.per_second.max(1e-6));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN));
-    Arc::new(RateLimiter::direct(quota))
+    Limiter {
+        name: name.to_string(),
+        rate: Rate {
+            per_second: spec.per_second,
+            burst: spec.burst.max(1),
+        },
+        local: Arc::new(RateLimiter::direct(quota)),
+    }
 }
 
 #[derive(Clone)]
@@ -85,6 +101,8 @@ pub struct ChannelClient {
     tiktok: Option<(String, String)>,
     headers: Vec<(String, String)>,
     limiter: Option<Limiter>,
+    /// The budget shared with the other replicas (Redis); `None` on the embedded store.
+    budget: Option<SharedBudget>,
     retry: RetryPolicy,
 }
 
@@ -172,9 +190,48 @@ impl ChannelClient {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            limiter: api.rate_limit.as_ref().map(limiter),
+            limiter: api.rate_limit.as_ref().map(|r| limiter("api", r)),
+            budget: None,
             retry,
         })
+    }
+
+    /// Takes every request from the rate budget all replicas share (instead of the local
+    /// limiter), and tells it every `Retry-After`.
+    pub fn with_budget(mut self, budget: Option<SharedBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Waits for the turn of one request: from the shared budget when there is one, else
+    /// from the local limiter.
+    async fn wait_turn(&self, l: &Limiter) {
+        let Some(budget) = &self.budget else {
+            l.local.until_ready().await;
+            return;
+        };
+        loop {
+            let wait = match budget.take(&self.instance, &l.name, l.rate).await {
+                Ok(w) if w.is_zero() => return,
+                Ok(w) => w,
+                Err(e) => {
+                    // Without the budget no request may go: the quota is shared.
+                    tracing::warn!(instance = %self.instance, error = %e, "rate budget unavailable; waiting");
+                    Duration::from_secs(1)
+                }
+            };
+            metrics::counter!(crate::telemetry::names::BUDGET_WAITS, "instance" => self.instance.clone()).increment(1);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The channel asked for a pause: every replica's requests wait it out.
+    async fn defer_budget(&self, l: Option<&Limiter>, wait: Duration) {
+        if let (Some(budget), Some(l)) = (&self.budget, l)
+            && let Err(e) = budget.defer(&self.instance, &l.name, l.rate, wait).await
+        {
+            tracing::warn!(instance = %self.instance, error = %e, "could not share Retry-After");
+        }
     }
 
     pub fn base(&self) -> &Url {
@@ -227,9 +284,10 @@ impl ChannelClient {
         let base_url = self.url(path, query)?;
         let shown = redact_query(&base_url);
         let mut last = String::new();
+        let limiter = limiter.or(self.limiter.as_ref());
         for attempt in 0..self.retry.max_attempts {
-            if let Some(l) = limiter.or(self.limiter.as_ref()) {
-                l.until_ready().await;
+            if let Some(l) = limiter {
+                self.wait_turn(l).await;
             }
             let url = match &self.tiktok {
                 // Signed per attempt: the timestamp must be fresh.
@@ -272,9 +330,14 @@ impl ChannelClient {
                     } else if status.as_u16() == 429 {
                         last = "429 Too Many Requests".into();
                         metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "throttled").increment(1);
-                        retry_after(resp.headers())
-                            .map(|d| d.min(self.retry.max_retry_after))
-                            .unwrap_or_else(|| self.backoff(attempt))
+                        match retry_after(resp.headers()) {
+                            Some(d) => {
+                                let d = d.min(self.retry.max_retry_after);
+                                self.defer_budget(limiter, d).await;
+                                d
+                            }
+                            None => self.backoff(attempt),
+                        }
                     } else if status.is_server_error() {
                         last = format!("{status}");
                         metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => "server_error").increment(1);

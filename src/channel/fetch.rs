@@ -34,8 +34,13 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Clients for every instance whose adapter fetches; instances whose API settings are
-    /// missing are reported once and skipped.
-    pub fn new(config: &Config, retry: RetryPolicy) -> Self {
+    /// missing are reported once and skipped. With `budget`, requests come from the rate
+    /// budget the replicas share.
+    pub fn new(
+        config: &Config,
+        retry: RetryPolicy,
+        budget: Option<crate::store::SharedBudget>,
+    ) -> Self {
         let mut clients = HashMap::new();
         for inst in config.instances.values() {
             if inst.adapter.spec().fetch.is_none() {
@@ -43,6 +48,7 @@ impl Fetcher {
             }
             match ChannelClient::new(inst, retry.clone()) {
                 Ok(c) => {
+                    let c = c.with_budget(budget.clone());
                     clients.insert(inst.id.clone(), c);
                 }
                 Err(e) => {

@@ -119,8 +119,13 @@ pub struct Poller {
 impl Poller {
     /// The poller of an instance with its own channel client (default retries): what the
     /// daemon's live poll and every backfill use.
-    pub fn for_instance(inst: &std::sync::Arc<Instance>) -> Result<Self, PollError> {
-        let client = ChannelClient::new(inst, super::client::RetryPolicy::default())?;
+    /// With `budget`, every request comes from the rate budget the replicas share.
+    pub fn for_instance(
+        inst: &std::sync::Arc<Instance>,
+        budget: Option<crate::store::SharedBudget>,
+    ) -> Result<Self, PollError> {
+        let client =
+            ChannelClient::new(inst, super::client::RetryPolicy::default())?.with_budget(budget);
         Self::new(inst.clone(), client)
     }
 
@@ -137,7 +142,12 @@ impl Poller {
         let detail_limiters = spec
             .details
             .iter()
-            .map(|d| d.rate_limit.as_ref().map(limiter))
+            .enumerate()
+            .map(|(i, d)| {
+                d.rate_limit
+                    .as_ref()
+                    .map(|r| limiter(&format!("detail:{i}"), r))
+            })
             .collect();
         Ok(Self {
             inst,
@@ -173,6 +183,17 @@ impl Poller {
         &self,
         store: &S,
         mode: &Mode,
+    ) -> Result<(PollState, PageReport), PollError> {
+        self.step_fenced(store, mode, None).await
+    }
+
+    /// [`Poller::step`] under a lease: the page and its cursor are written only while `fence`
+    /// is the lease's current token (a replica whose lease expired cannot commit an old page).
+    pub async fn step_fenced<S: Store>(
+        &self,
+        store: &S,
+        mode: &Mode,
+        fence: Option<crate::store::Fence>,
     ) -> Result<(PollState, PageReport), PollError> {
         let now = Utc::now();
         let mut state = self.load(store, mode).await?;
@@ -294,6 +315,7 @@ impl Poller {
         let cursor = CursorWrite {
             name: mode.cursor_name().to_string(),
             value: serde_json::to_string(&state).expect("state serializes"),
+            fence,
         };
         // Every fetched page is its own delivery; upserts make repeats harmless.
         let arrival = pipeline::Arrival::new(

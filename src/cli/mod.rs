@@ -3,6 +3,7 @@
 //! else the store. `anyhow` is used here and nowhere else in the crate.
 
 mod channels;
+mod cluster;
 mod dead_letters;
 mod fx;
 mod import;
@@ -73,6 +74,9 @@ enum Command {
     /// Recommendation and ranking jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Replicas and their store: nodes and slots, leases, shared rate budgets.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Measure the recommendation strategies offline on a public dataset (P@k, R@k, NDCG@k,
     /// HR@k); fetch the datasets with scripts/fetch-datasets.sh.
     Eval(jobs::EvalArgs),
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Demo(args) => crate::demo::run(config, args).await?,
         Command::Bench(cmd) => crate::bench::run(config, cmd).await?,
         Command::Jobs(cmd) => jobs::jobs(config, cmd).await?,
+        Command::Cluster(cmd) => cluster::cluster(config, cmd).await?,
         Command::Eval(args) => jobs::eval_cmd(config, args).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)

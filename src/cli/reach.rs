@@ -22,6 +22,7 @@ use crossgate::ingress::answers::{
 use crossgate::model::Change;
 use crossgate::pipeline::{self, ReplayError, Submission};
 use crossgate::reco::runs::{JobsRun, JobsStatus};
+use crossgate::replica::ClusterStatus;
 use crossgate::store::{DeadLetter, DeadLetterQuery, Reconciliation, Store};
 use crossgate::tax::Quote;
 use crossgate::with_store;
@@ -298,7 +299,8 @@ impl Reach {
         match self {
             Reach::Store(s) => {
                 use crossgate::channel::poll::{Mode, Poller};
-                let poller = Poller::for_instance(inst)?;
+                let budget = with_store!(s, st => st.shared_budget());
+                let poller = Poller::for_instance(inst, budget)?;
                 let mut status = BackfillStatus::started(&inst.id, since, until);
                 let mode = Mode::Backfill { since, until };
                 let state = with_store!(s, st => poller.run(st, &mode, |p| {
@@ -326,6 +328,15 @@ impl Reach {
                     None => Ok(status),
                 }
             }
+        }
+    }
+
+    pub async fn cluster_status(&self, config: &Config) -> Result<ClusterStatus> {
+        match self {
+            Reach::Store(s) => {
+                Ok(with_store!(s, st => crossgate::replica::status(st, config).await)?)
+            }
+            Reach::Api(c) => c.get("/v1/cluster").await,
         }
     }
 

@@ -112,9 +112,27 @@ pub struct RawStore {
     /// Page cache of the embedded store, in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
-    /// Redis URL; may be written as `${ENV_VAR}` when it carries a password.
-    #[serde(default = "default_redis_url")]
-    pub redis_url: String,
+    /// Redis URL of one server; may be written as `${ENV_VAR}` when it carries a password.
+    /// Default `redis://127.0.0.1:6379`. Set this or `redis_nodes`, not both.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`["redis://10.0.0.1:7000", ...]`; each may be an
+    /// `${ENV_VAR}`): cluster mode. The client learns the rest of the cluster from them.
+    #[serde(default)]
+    pub redis_nodes: Vec<String>,
+    /// A delivery is acknowledged (2xx) only after this many replicas of its master have its
+    /// write (`WAIT`); 0 = as soon as the master has it. With a failover, a write the master
+    /// had but no replica had yet is lost unless this is at least 1.
+    #[serde(default)]
+    pub replica_acks: u32,
+    /// How long an acknowledged write waits for `replica_acks` replicas before it is answered
+    /// 503 (the sender retries; the write itself is kept).
+    #[serde(default = "default_replica_ack_timeout_ms")]
+    pub replica_ack_timeout_ms: u64,
+    /// How long a lease (the active poller of an instance, the runner of a job) lasts unless
+    /// its replica renews it; a replica that dies is replaced within this time.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
     /// Prefix of every Redis key (several gateways can share a server).
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
@@ -140,8 +158,14 @@ fn default_store_path() -> String {
 fn default_cache_mb() -> u64 {
     256
 }
-fn default_redis_url() -> String {
+pub(super) fn default_redis_url() -> String {
     "redis://127.0.0.1:6379".into()
+}
+fn default_replica_ack_timeout_ms() -> u64 {
+    1000
+}
+fn default_lease_secs() -> u64 {
+    15
 }
 fn default_redis_prefix() -> String {
     "cg".into()

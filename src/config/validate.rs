@@ -69,7 +69,7 @@ pub fn validate(
         env,
     };
     let (listen, api_token) = server(c, &raw);
-    let redis_url = store(c, &raw);
+    let (redis_url, redis_nodes) = store(c, &raw);
     let customer_key_salt = customers(c, &raw);
     let fx = super::sections::fx(c, &raw, base);
     let tax = super::sections::tax(c, &raw, base);
@@ -97,6 +97,10 @@ pub fn validate(
             path: resolve_path(base, &raw.store.path),
             cache_bytes: (raw.store.cache_mb as usize) * 1024 * 1024,
             redis_url: redis_url.expect("no issue means it resolved"),
+            redis_nodes,
+            replica_acks: raw.store.replica_acks,
+            replica_ack_timeout: Duration::from_millis(raw.store.replica_ack_timeout_ms),
+            lease_ttl: Duration::from_secs(raw.store.lease_secs),
             redis_prefix: raw.store.redis_prefix,
             redis_timeout: Duration::from_millis(raw.store.redis_timeout_ms),
             redis_require_fsync: raw.store.redis_require_fsync.unwrap_or(production),
@@ -168,21 +172,63 @@ fn server(c: &mut Check, raw: &RawConfig) -> (Option<SocketAddr>, Option<Secret>
     (listen, api_token)
 }
 
-/// `[store]`: the settings are used as written; the Redis URL may be a secret reference.
-fn store(c: &mut Check, raw: &RawConfig) -> Option<Secret> {
-    let redis_url = if raw.store.redis_url.starts_with("${") {
-        c.secret("store.redis_url", &raw.store.redis_url)
+/// A Redis URL as written, or the secret it references; checked when Redis is the backend.
+fn redis_address(c: &mut Check, raw: &RawConfig, path: &str, text: &str) -> Option<Secret> {
+    let url = if text.starts_with("${") {
+        c.secret(path, text)
     } else {
-        Some(Secret::literal("(config)", &raw.store.redis_url))
+        Some(Secret::literal("(config)", text))
     };
     if raw.store.backend == Backend::Redis
-        && let Some(url) = &redis_url
-        && redis::Client::open(url.expose()).is_err()
+        && let Some(u) = &url
+        && redis::Client::open(u.expose()).is_err()
+    {
+        c.issue(path, "is not a valid redis:// or rediss:// URL".into());
+    }
+    url
+}
+
+/// `[store]`: the settings are used as written; Redis URLs may be secret references.
+fn store(c: &mut Check, raw: &RawConfig) -> (Option<Secret>, Vec<Secret>) {
+    let written = raw.store.redis_url.clone();
+    if written.is_some() && !raw.store.redis_nodes.is_empty() {
+        c.issue(
+            "store.redis_nodes",
+            "set either redis_url (one server) or redis_nodes (a cluster), not both".into(),
+        );
+    }
+    let text = written.unwrap_or_else(super::raw::default_redis_url);
+    let redis_url = redis_address(c, raw, "store.redis_url", &text);
+    let redis_nodes = raw
+        .store
+        .redis_nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| redis_address(c, raw, &format!("store.redis_nodes[{i}]"), n))
+        .collect();
+    if !(1..=60_000).contains(&raw.store.replica_ack_timeout_ms) {
+        c.issue(
+            "store.replica_ack_timeout_ms",
+            "must be between 1 and 60000".into(),
+        );
+    }
+    if c.production
+        && raw.store.backend == Backend::Redis
+        && !raw.store.redis_nodes.is_empty()
+        && raw.store.replica_acks == 0
     {
         c.issue(
-            "store.redis_url",
-            "is not a valid redis:// or rediss:// URL".into(),
+            "store.replica_acks",
+            "must be at least 1 in production on a Redis Cluster: otherwise a delivery \
+             acknowledged by a master that fails before a replica has it is lost"
+                .into(),
         );
+    }
+    if raw.store.replica_acks > 16 {
+        c.issue("store.replica_acks", "must be at most 16".into());
+    }
+    if !(2..=3600).contains(&raw.store.lease_secs) {
+        c.issue("store.lease_secs", "must be between 2 and 3600".into());
     }
     if raw.store.redis_prefix.is_empty()
         || !raw
@@ -214,7 +260,7 @@ fn store(c: &mut Check, raw: &RawConfig) -> Option<Secret> {
     if raw.store.raw_retention_secs < 3600 {
         c.issue("store.raw_retention_secs", "must be at least 3600".into());
     }
-    redis_url
+    (redis_url, redis_nodes)
 }
 
 /// `[customers]`: the salt of customer keys.

@@ -14,15 +14,18 @@
 //! delivery and its outcome (records + events, or a dead letter) are all durably stored, or none
 //! is. A 2xx is only sent after it returns `Ok`.
 
+mod coord;
 mod settings;
 mod types;
 mod write;
 
+pub use coord::{BudgetState, Fence, Lease, LeaseState, Rate, RateBudget, SharedBudget, SlotRange};
 pub use settings::{Backend, StoreSettings};
 pub use types::*;
 pub(crate) use write::{Prepared, decide, event_json, parse_fact, parse_record, prepare};
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -41,6 +44,9 @@ pub enum StoreError {
     NotFound,
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A fenced write came from a holder whose lease has passed to another replica.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -157,4 +163,31 @@ pub trait Store: Send + Sync + 'static {
     /// ingest (a reachable Redis that refuses writes, or a stopped embedded writer, is not
     /// ready). What `/readyz` asks.
     fn ready(&self, now: DateTime<Utc>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Takes `lease` for `holder`, or renews it when `holder` has it, for `ttl`. `Some` with
+    /// the fencing token when held; `None` while another holder has it.
+    fn lease(
+        &self,
+        lease: &Lease,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = StoreResult<Option<Fence>>> + Send;
+
+    /// Gives `lease` up when `holder` has it (at shutdown, so another replica need not wait for
+    /// it to expire).
+    fn release(&self, lease: &Lease, holder: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Who holds each of these leases.
+    fn lease_states(
+        &self,
+        leases: &[Lease],
+    ) -> impl Future<Output = StoreResult<Vec<LeaseState>>> + Send;
+
+    /// The rate budget every replica shares, or `None` when this store serves one process
+    /// (the channel client then keeps its own limiter).
+    fn shared_budget(&self) -> Option<SharedBudget>;
+
+    /// A Redis Cluster's slot ranges with their masters and replicas; empty for one node or
+    /// the embedded store.
+    fn slot_ranges(&self) -> impl Future<Output = StoreResult<Vec<SlotRange>>> + Send;
 }

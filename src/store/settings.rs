@@ -26,6 +26,12 @@ pub struct StoreSettings {
     pub path: PathBuf,
     pub cache_bytes: usize,
     pub redis_url: Secret,
+    /// Seed nodes of a Redis Cluster; when set, the store is in cluster mode.
+    pub redis_nodes: Vec<Secret>,
+    pub replica_acks: u32,
+    pub replica_ack_timeout: Duration,
+    /// How long leases last unless renewed.
+    pub lease_ttl: Duration,
     pub redis_prefix: String,
     pub redis_timeout: Duration,
     pub redis_require_fsync: bool,
@@ -43,6 +49,8 @@ impl fmt::Debug for StoreSettings {
             .field("backend", &self.backend)
             .field("path", &self.path)
             .field("redis_url", &self.redis_url)
+            .field("redis_nodes", &self.redis_nodes)
+            .field("replica_acks", &self.replica_acks)
             .field("redis_prefix", &self.redis_prefix)
             .field("instances", &self.instances.len())
             .finish_non_exhaustive()

@@ -62,6 +62,8 @@ pub struct CursorWrite {
     pub name: String,
     /// Opaque JSON of the poller's state.
     pub value: String,
+    /// The lease the poller writes under: the write is refused when the lease has moved on.
+    pub fence: Option<super::Fence>,
 }
 
 /// What a reconciliation found for one instance: orders only one path has seen.

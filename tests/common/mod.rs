@@ -15,6 +15,8 @@ use crossgate::backend::{self, AnyStore};
 use crossgate::config::Config;
 use serde_json::Value;
 
+pub mod cluster;
+
 pub const SHOPIFY_SECRET: &str = "test-shopify-secret";
 pub const STRIPE_SECRET: &str = "whsec_test_stripe_endpoint_secret";
 pub const WECHAT_API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";

@@ -22,6 +22,9 @@ impl Store for EmbeddedStore {
         disposition: Disposition,
         cursor: Option<CursorWrite>,
     ) -> StoreResult<IngestOutcome> {
+        if let Some(f) = cursor.as_ref().and_then(|c| c.fence.as_ref()) {
+            self.leases.check(f)?;
+        }
         self.write(move |tx| tx.ingest(delivery, disposition, cursor))
             .await
     }
@@ -335,5 +338,34 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn lease(
+        &self,
+        lease: &crate::store::Lease,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<Option<crate::store::Fence>> {
+        Ok(self.leases.take(lease, holder, ttl))
+    }
+
+    async fn release(&self, lease: &crate::store::Lease, holder: &str) -> StoreResult<()> {
+        self.leases.release(lease, holder);
+        Ok(())
+    }
+
+    async fn lease_states(
+        &self,
+        leases: &[crate::store::Lease],
+    ) -> StoreResult<Vec<crate::store::LeaseState>> {
+        Ok(self.leases.states(leases))
+    }
+
+    fn shared_budget(&self) -> Option<crate::store::SharedBudget> {
+        None
+    }
+
+    async fn slot_ranges(&self) -> StoreResult<Vec<crate::store::SlotRange>> {
+        Ok(Vec::new())
     }
 }

@@ -6,6 +6,7 @@
 //! before it is on disk. Reads use redb's MVCC snapshots on the blocking pool.
 
 mod contract;
+mod coord;
 mod fx;
 mod reco;
 mod records;
@@ -67,6 +68,7 @@ pub struct EmbeddedOptions {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     tx: mpsc::Sender<Op>,
+    leases: Arc<coord::Leases>,
 }
 
 impl EmbeddedStore {
@@ -100,7 +102,11 @@ impl EmbeddedStore {
             .name("crossgate-redb-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(unavailable)?;
-        Ok(Self { db, tx })
+        Ok(Self {
+            db,
+            tx,
+            leases: Arc::default(),
+        })
     }
 
     /// Runs `f` in the writer's next group transaction: every write of this store goes here.

@@ -99,17 +99,58 @@ impl Store for RedisStore {
 
     async fn ready(&self, now: DateTime<Utc>) -> StoreResult<()> {
         // A real write (a server that answers PING but refuses writes, e.g. NOREPLICAS, MISCONF
-        // or READONLY, is not ready), expiring by itself.
-        let mut conn = self.conn();
-        let _: () = redis::cmd("SET")
-            .arg(self.keys.probe())
-            .arg(now.timestamp_micros())
-            .arg("PX")
-            .arg(60_000)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        // or READONLY, is not ready), expiring by itself, into the slot of every instance and
+        // domain: on a cluster, every master that holds this gateway's data must take it.
+        let tags: Vec<&str> = self
+            .opts
+            .instances
+            .iter()
+            .map(String::as_str)
+            .chain(keys::Keys::DOMAIN_TAGS)
+            .collect();
+        let writes = tags.into_iter().map(|tag| {
+            let mut conn = self.conn();
+            let key = self.keys.probe(tag);
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(now.timestamp_micros())
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            }
+        });
+        futures_util::future::try_join_all(writes).await.map(drop)
+    }
+
+    async fn lease(
+        &self,
+        lease: &crate::store::Lease,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<Option<crate::store::Fence>> {
+        self.take_lease(lease, holder, ttl).await
+    }
+
+    async fn release(&self, lease: &crate::store::Lease, holder: &str) -> StoreResult<()> {
+        self.give_up_lease(lease, holder).await
+    }
+
+    async fn lease_states(
+        &self,
+        leases: &[crate::store::Lease],
+    ) -> StoreResult<Vec<crate::store::LeaseState>> {
+        self.read_leases(leases).await
+    }
+
+    fn shared_budget(&self) -> Option<crate::store::SharedBudget> {
+        Some(Arc::new(self.clone()))
+    }
+
+    async fn slot_ranges(&self) -> StoreResult<Vec<crate::store::SlotRange>> {
+        self.conn().slot_ranges().await
     }
 
     async fn ping(&self) -> StoreResult<()> {

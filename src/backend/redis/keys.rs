@@ -18,6 +18,8 @@
 //! | `P:{I}:dls` | sorted set, score = dead-lettered ms | dead letter ids |
 //! | `P:{I}:seen:<source>` | set | order ids seen by webhook / by polling (reconciliation) |
 //! | `P:{I}:cursor:<name>` | string | a poller's cursor |
+//! | `P:{S}:lease:<name>`, `P:{S}:fence:<name>` | hash, string | a lease and its last fencing token (`S` = instance, or `jobs`) |
+//! | `P:{I}:budget:<name>` | string, PX | a shared rate budget (GCRA arrival time, µs) |
 //! | `P:{fx}:docs`, `head`, `log`, `idx`, `pending`, `view:<order>` | | the FX log |
 //! | `P:{tax}:quote:<order>`, `annual:<customer>:<year>` | string | tax quotes, CBEC totals |
 //! | `P:{reco}:…` | | recommendation generations (see `reco.rs`) |
@@ -59,9 +61,23 @@ impl Keys {
         }
     }
 
-    /// The readiness probe (`/readyz` writes it; it expires by itself).
-    pub(super) fn probe(&self) -> String {
-        self.tagged("probe", "readyz")
+    /// A readiness probe in the slot of `tag` (`/readyz` writes one into the slot of every
+    /// instance and domain; they expire by themselves).
+    pub(super) fn probe(&self, tag: &str) -> String {
+        self.tagged(tag, "readyz")
+    }
+
+    /// The hash tags this store writes under besides its instances'.
+    pub(super) const DOMAIN_TAGS: [&'static str; 4] =
+        ["fx", "tax", "reco", crate::store::Lease::JOBS];
+
+    /// A lease and its fence: the same tag as the data the lease guards (a poller's lease is
+    /// in its instance's slot, so the ingest script can check the fence with the cursor).
+    pub(super) fn lease(&self, lease: &crate::store::Lease) -> [String; 2] {
+        [
+            self.tagged(&lease.scope, &format!("lease:{}", lease.name)),
+            self.tagged(&lease.scope, &format!("fence:{}", lease.name)),
+        ]
     }
 
     /// An FX key: `docs`, `head`, `log`, `idx`, `pending`. One `{fx}` slot: the log is one chain.
@@ -171,6 +187,11 @@ impl InstanceKeys<'_> {
     pub(super) fn cursor(&self, name: &str) -> String {
         self.key(&format!("cursor:{name}"))
     }
+
+    /// A shared rate budget of this instance (`api`, or `detail:<n>`).
+    pub(super) fn budget(&self, name: &str) -> String {
+        self.key(&format!("budget:{name}"))
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +222,9 @@ mod tests {
             i.index(Index::DeadLetters),
             i.seen("poll"),
             i.cursor("orders"),
+            i.budget("api"),
+            keys.lease(&crate::store::Lease::poller("shop-eu"))[0].clone(),
+            keys.lease(&crate::store::Lease::poller("shop-eu"))[1].clone(),
         ] {
             assert!(k.starts_with("cg:{shop-eu}:"), "{k}");
             assert_eq!(hash_tag(&k), "shop-eu", "{k}");

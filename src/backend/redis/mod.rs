@@ -5,7 +5,9 @@
 //! Durability: Redis answers a write after it is in its AOF; with `appendfsync always` that is
 //! after fsync. `redis_require_fsync` makes start-up refuse a server that is not set up so.
 
+mod conn;
 mod contract;
+mod coord;
 mod dead_letters;
 mod events;
 mod fx;
@@ -16,13 +18,12 @@ mod scripts;
 mod tax;
 mod write;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::de::DeserializeOwned;
 
 use crate::model::{
@@ -35,25 +36,51 @@ use crate::store::{
     Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry, parse_fact, parse_record,
     prepare,
 };
+pub use conn::Target;
+use conn::{Conn, WritePool};
 use keys::Keys;
 use scripts::Scripts;
 
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    pub url: String,
+    pub target: Target,
     pub prefix: String,
     pub timeout: Duration,
     pub require_fsync: bool,
     pub dedupe_ttl: Duration,
     pub raw_retention: Duration,
+    /// A delivery is acknowledged only after this many replicas have its write (`WAIT`).
+    pub replica_acks: u32,
+    /// How long an acknowledged write waits for its replicas before it is answered 503.
+    pub replica_ack_timeout: Duration,
     /// Instances whose streams and indexes are read by cross-instance queries.
     pub instances: Vec<String>,
 }
 
+impl Default for RedisOptions {
+    /// One server on the default port, no replica acknowledgements (for tools and tests;
+    /// the daemon builds its options from the validated config).
+    fn default() -> Self {
+        Self {
+            target: Target::Node("redis://127.0.0.1:6379".into()),
+            prefix: "cg".into(),
+            timeout: Duration::from_secs(2),
+            require_fsync: false,
+            dedupe_ttl: Duration::from_secs(7 * 24 * 3600),
+            raw_retention: Duration::from_secs(14 * 24 * 3600),
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
+            instances: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
+    /// Dedicated connections for writes that wait for replicas (`replica_acks > 0`).
+    acked_writes: Option<Arc<WritePool>>,
     opts: Arc<RedisOptions>,
     keys: Keys,
     scripts: Arc<Scripts>,
@@ -75,22 +102,10 @@ impl Persistence {
 }
 
 impl RedisStore {
-    /// Connects, and checks the server's persistence when `require_fsync` is set.
+    /// Connects, and checks the server's persistence when `require_fsync` is set (on every
+    /// node of a cluster).
     pub async fn connect(opts: RedisOptions) -> StoreResult<(Self, Persistence)> {
-        let client = redis::Client::open(opts.url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.timeout))
-            .set_response_timeout(Some(opts.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conn = tokio::time::timeout(
-            opts.timeout * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("redis connection timed out".into()))?
-        .map_err(unavailable)?;
+        let mut conn = conn::open(&opts).await?;
         let persistence = Persistence {
             appendonly: config_get(&mut conn, "appendonly").await,
             appendfsync: config_get(&mut conn, "appendfsync").await,
@@ -103,8 +118,16 @@ impl RedisStore {
                 persistence.appendfsync.as_deref().unwrap_or("(unknown)")
             )));
         }
+        let acked_writes = if opts.replica_acks > 0 {
+            Some(Arc::new(
+                WritePool::open(&opts, ACKED_WRITE_CONNECTIONS).await?,
+            ))
+        } else {
+            None
+        };
         let store = Self {
             conn,
+            acked_writes,
             keys: Keys::new(opts.prefix.clone()),
             scripts: Arc::new(Scripts::new()),
             opts: Arc::new(opts),
@@ -113,39 +136,62 @@ impl RedisStore {
         Ok((store, persistence))
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
-    /// Deletes every key of this store's prefix (for tests).
+    /// Is this store on a Redis Cluster?
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Deletes every key of this store's prefix (for tests), on every master of a cluster.
     pub async fn flush_prefix(&self) -> StoreResult<u64> {
         let mut conn = self.conn();
+        let masters: Vec<String> = match conn.slot_ranges().await? {
+            r if r.is_empty() => vec!["(node)".into()],
+            r => r
+                .into_iter()
+                .map(|r| r.master)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
         let pattern = self.keys.all();
-        let mut cursor: u64 = 0;
         let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                deleted += n;
+        for node in masters {
+            let mut cursor: u64 = 0;
+            loop {
+                let reply = conn
+                    .on_node(
+                        &node,
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .clone(),
+                    )
+                    .await?;
+                let (next, keys): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(unavailable)?;
+                // One key per UNLINK: keys of different slots cannot share a command.
+                for key in keys {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(key)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
 
     fn instance_of(id: &str) -> StoreResult<&str> {
@@ -185,13 +231,26 @@ impl RedisStore {
     }
 }
 
-async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> {
-    let v: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query_async(conn)
-        .await;
-    v.ok().and_then(|v| v.get(1).cloned())
+/// How many dedicated connections carry writes that wait for replicas.
+const ACKED_WRITE_CONNECTIONS: usize = 8;
+
+/// A setting as every node has it; `None` when a node cannot tell, and `"mixed"` when the
+/// nodes of a cluster disagree (which fails the fsync check).
+async fn config_get(conn: &mut Conn, name: &str) -> Option<String> {
+    let replies = conn
+        .on_every_node(redis::cmd("CONFIG").arg("GET").arg(name).clone())
+        .await
+        .ok()?;
+    let mut seen = BTreeSet::new();
+    for (_, v) in replies {
+        let v: Vec<String> = redis::from_redis_value(v).ok()?;
+        seen.insert(v.get(1).cloned()?);
+    }
+    match seen.len() {
+        1 => seen.pop_first(),
+        0 => None,
+        _ => Some("mixed".into()),
+    }
 }
 
 fn bulk_str(v: &Value) -> Option<String> {

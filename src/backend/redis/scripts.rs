@@ -8,9 +8,11 @@ use std::sync::Arc;
 use redis::Script;
 
 const APPLY: &str = include_str!("lua/apply.lua");
+const BUDGET: &str = include_str!("lua/budget.lua");
 const FACT: &str = include_str!("lua/fact.lua");
 const FX_COMMIT: &str = include_str!("lua/fx_commit.lua");
 const INGEST: &str = include_str!("lua/ingest.lua");
+const LEASE: &str = include_str!("lua/lease.lua");
 const RESOLVE: &str = include_str!("lua/resolve.lua");
 
 /// The scripts of one store, built once at connect.
@@ -22,6 +24,8 @@ pub(super) struct Scripts {
     pub(super) resolve: Script,
     pub(super) fact: Script,
     pub(super) fx_commit: Script,
+    pub(super) lease: Script,
+    pub(super) budget: Script,
 }
 
 impl Scripts {
@@ -33,6 +37,8 @@ impl Scripts {
             resolve: Script::new(&format!("{APPLY}\n{RESOLVE}")),
             fact: Script::new(&format!("{APPLY}\n{FACT}")),
             fx_commit: Script::new(FX_COMMIT),
+            lease: Script::new(LEASE),
+            budget: Script::new(BUDGET),
         }
     }
 }

@@ -86,6 +86,8 @@ impl RedisStore {
             ik.seen(delivery.source.as_str()),
             // Always passed (the script sets it only with a value), so the key count is fixed.
             ik.cursor(cursor.as_ref().map(|c| c.name.as_str()).unwrap_or("-")),
+            // The fence of the poller's lease; likewise always passed.
+            self.keys.lease(&fence_lease(inst, cursor.as_ref()))[1].clone(),
         ];
         let mut kinds = Vec::with_capacity(prepared.len());
         for p in &prepared {
@@ -119,6 +121,13 @@ impl RedisStore {
                 } else {
                     "0"
                 },
+            )
+            .arg(
+                cursor
+                    .as_ref()
+                    .and_then(|c| c.fence.as_ref())
+                    .map(|f| f.token.to_string())
+                    .unwrap_or_default(),
             );
         for (p, kind) in prepared.iter().zip(kinds) {
             eval.arg(&p.id)
@@ -132,40 +141,22 @@ impl RedisStore {
         for (id, json) in &dead_letters {
             eval.arg(id).arg(json);
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HSET")
-            .arg(&raw_key)
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&raw_key)
             .arg("meta")
             .arg(&meta)
             .arg("body")
-            .arg(&delivery.body)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&raw_key)
-            .arg(self.opts.raw_retention.as_secs())
-            .ignore()
-            .add_command(eval);
-        let mut conn = self.conn();
-        let reply: Vec<Value> = match pipe.query_async::<(Vec<Value>,)>(&mut conn).await {
-            Ok((reply,)) => reply,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis restarted and lost its script cache. Nothing but the raw key (with its
-                // TTL) was written; load the script and run the same transaction again.
-                let _: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(&*self.scripts.ingest)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                let (reply,): (Vec<Value>,) =
-                    pipe.query_async(&mut conn).await.map_err(unavailable)?;
-                reply
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+            .arg(&delivery.body);
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(&raw_key).arg(self.opts.raw_retention.as_secs());
+        let reply = self.ingest_transaction([hset, expire, eval]).await?;
         let head = reply.first().and_then(bulk_str).unwrap_or_default();
         match head.as_str() {
+            "fenced" => Err(StoreError::LeaseLost(format!(
+                "the poller's lease of {inst} has passed to another replica (token {}); \
+                 the page was not written",
+                reply.get(1).and_then(bulk_str).unwrap_or_default()
+            ))),
             "duplicate" => Ok(IngestOutcome::Duplicate {
                 original_delivery_id: reply.get(1).and_then(bulk_str).unwrap_or_default(),
             }),
@@ -179,6 +170,100 @@ impl RedisStore {
                 "unexpected ingest reply '{other}'"
             ))),
         }
+    }
+}
+
+/// The lease whose fence the ingest script checks: the poller's of the instance (when the write
+/// carries no fence, the script ignores it).
+fn fence_lease(instance: &str, cursor: Option<&CursorWrite>) -> crate::store::Lease {
+    cursor
+        .and_then(|c| c.fence.as_ref())
+        .map(|f| f.lease.clone())
+        .filter(|l| l.scope == instance)
+        .unwrap_or_else(|| crate::store::Lease::poller(instance))
+}
+
+impl RedisStore {
+    /// Runs the raw write and the ingest script as one MULTI/EXEC in the instance's slot and
+    /// returns the script's reply. When the server lost its script cache (a restart, a
+    /// failover to a replica that never ran it, `SCRIPT FLUSH`), nothing but the raw key (with
+    /// its TTL) was written: the script is loaded (on every node of a cluster) and the same
+    /// transaction runs again.
+    async fn ingest_transaction(&self, cmds: [redis::Cmd; 3]) -> StoreResult<Vec<Value>> {
+        match self.transaction(&cmds).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let mut conn = self.conn();
+                let _: Value = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(&*self.scripts.ingest)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                self.transaction(&cmds).await
+            }
+            other => other,
+        }
+        .map_err(unavailable)
+        .and_then(|reply| self.replicated(reply))
+    }
+
+    /// `cmds` in MULTI/EXEC: the reply of the last one. With `replica_acks`, on a connection of
+    /// its own followed by `WAIT` (which must run on the connection that wrote, and blocks it),
+    /// and the number of replicas that acknowledged.
+    async fn transaction(
+        &self,
+        cmds: &[redis::Cmd],
+    ) -> redis::RedisResult<(Vec<Value>, Option<i64>)> {
+        let Some(pool) = &self.acked_writes else {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for c in cmds {
+                pipe.add_command(c.clone());
+            }
+            let all: Vec<Value> = pipe.query_async(&mut self.conn()).await?;
+            return Ok((last_array(all)?, None));
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("MULTI").ignore();
+        for c in cmds {
+            pipe.add_command(c.clone()).ignore();
+        }
+        pipe.cmd("EXEC")
+            .cmd("WAIT")
+            .arg(self.opts.replica_acks)
+            .arg(self.opts.replica_ack_timeout.as_millis() as u64);
+        let mut conn = pool.get();
+        let (exec, acks): (Vec<Value>, i64) = pipe.query_async(&mut conn).await?;
+        Ok((last_array(exec)?, Some(acks)))
+    }
+
+    /// The script's reply once the write reached `replica_acks` replicas; a write that did not
+    /// is answered 503 (it is stored: the sender's retry is a duplicate, and its `WAIT` covers
+    /// the first write too, because replication is ordered).
+    fn replicated(&self, (reply, acks): (Vec<Value>, Option<i64>)) -> StoreResult<Vec<Value>> {
+        match acks {
+            Some(n) if n < i64::from(self.opts.replica_acks) => {
+                metrics::counter!(crate::telemetry::names::REPLICA_ACK_SHORTFALLS).increment(1);
+                Err(StoreError::Unavailable(format!(
+                    "the write reached {n} of {} replicas within {} ms",
+                    self.opts.replica_acks,
+                    self.opts.replica_ack_timeout.as_millis()
+                )))
+            }
+            _ => Ok(reply),
+        }
+    }
+}
+
+/// The reply of the last command of an EXEC, as an array.
+fn last_array(exec: Vec<Value>) -> redis::RedisResult<Vec<Value>> {
+    match exec.into_iter().last() {
+        Some(Value::Array(a)) => Ok(a),
+        other => Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "ingest transaction",
+            format!("{other:?}"),
+        ))),
     }
 }
 

@@ -54,7 +54,7 @@ async fn start<S: Stores>(
     };
     let since = time("since", &req.since)?;
     let until = req.until.as_deref().map(|u| time("until", u)).transpose()?;
-    let poller = Poller::for_instance(&inst)
+    let poller = Poller::for_instance(&inst, app.store.shared_budget())
         .map_err(|e| Problem::bad_request(format!("cannot backfill: {e}")))?;
     let status = BackfillStatus::started(&instance_id, since, until);
     {

@@ -5,6 +5,7 @@
 //! oversized body is answered the same way on every route.
 
 mod backfill;
+mod cluster;
 mod deliveries;
 mod fx;
 mod health;
@@ -80,6 +81,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
         .merge(tax::routes())
         .merge(jobs::routes())
         .merge(backfill::routes())
+        .merge(cluster::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -157,7 +159,7 @@ fn store_problem(e: &StoreError) -> Problem {
     match e {
         StoreError::NotFound => Problem::not_found("record"),
         StoreError::Invalid(m) => Problem::bad_request(m.clone()),
-        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::LeaseLost(_) => {
             Problem::unavailable("the store did not confirm the operation")
         }
     }
