@@ -695,6 +695,50 @@ async fn every_script_touches_keys_of_one_slot() {
         *scripts.entry(kind).or_insert(0) += 1;
     }
     eprintln!("scripts checked, by first key: {scripts:?}");
+
+    // Start-up checks persistence on every node of the cluster (AOF, fsync always).
+    let (_, persistence) = RedisStore::connect(RedisOptions {
+        target: Target::Cluster(cluster.urls()),
+        prefix: prefix.clone(),
+        require_fsync: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(persistence.fsyncs_every_write(), "{persistence:?}");
+
+    // `crossgate cluster status`, through the running replica's API.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+        .arg("--config")
+        .arg(&r.config)
+        .args(["cluster", "status", "--json"])
+        .envs(env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["store"], "redis-cluster");
+    let slots = status["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    assert!(
+        slots
+            .iter()
+            .all(|r| r["replicas"].as_array().unwrap().len() == 1)
+    );
+    let fx = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lease"]["name"] == "fx")
+        .unwrap();
+    assert!(
+        fx["holder"].is_string() && fx["token"].as_u64() >= Some(1),
+        "{fx}"
+    );
     for kind in ["dd", "lease"] {
         assert!(
             scripts.contains_key(kind),

@@ -91,17 +91,33 @@ impl Cluster {
             bail!("cluster create: {}", String::from_utf8_lossy(&out.stdout));
         }
         let cluster = Cluster { nodes, _dir: dir };
-        for _ in 0..200 {
-            if cluster
-                .info("CLUSTER", "INFO")
-                .await
-                .contains("cluster_state:ok")
-            {
+        for _ in 0..600 {
+            if cluster.ready().await {
                 return Ok(cluster);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("the cluster did not become ready")
+    }
+
+    /// The cluster state is ok and every replica has finished its initial sync (measuring
+    /// before that would measure the sync).
+    async fn ready(&self) -> bool {
+        if !self
+            .info(0, "CLUSTER", "INFO")
+            .await
+            .contains("cluster_state:ok")
+        {
+            return false;
+        }
+        let mut in_sync = 0;
+        for i in 0..self.nodes.len() {
+            let r = self.info(i, "INFO", "replication").await;
+            if r.contains("role:slave") && r.contains("master_link_status:up") {
+                in_sync += 1;
+            }
+        }
+        in_sync == 3
     }
 
     fn urls(&self) -> Vec<String> {
@@ -111,9 +127,9 @@ impl Cluster {
             .collect()
     }
 
-    async fn info(&self, a: &str, b: &str) -> String {
+    async fn info(&self, node: usize, a: &str, b: &str) -> String {
         let out = tokio::process::Command::new("redis-cli")
-            .args(["-p", &self.nodes[0].0.to_string(), a, b])
+            .args(["-p", &self.nodes[node].0.to_string(), a, b])
             .output()
             .await;
         out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -237,7 +253,14 @@ pub async fn run(config_path: &Path, args: ClusterArgs) -> Result<()> {
             verify,
             id_base,
         };
-        load(&phase(3, None, next_id, false), "warm-up").await?;
+        let warm = load(&phase(3, None, next_id, false), "warm-up").await?;
+        if warm.non_2xx + warm.transport_errors > 0 {
+            eprintln!(
+                "warm-up of {n}: {} of {} not acknowledged (not measured)",
+                warm.non_2xx + warm.transport_errors,
+                warm.sent
+            );
+        }
         next_id += 10_000_000;
         let mut phases = vec![(args.duration_secs, None)];
         if args.steady_rate > 0 {
