@@ -190,7 +190,8 @@ impl RedisStore {
     /// its TTL) was written: the script is loaded (on every node of a cluster) and the same
     /// transaction runs again.
     async fn ingest_transaction(&self, cmds: [redis::Cmd; 3]) -> StoreResult<Vec<Value>> {
-        match self.transaction(&cmds).await {
+        let pipe = self.transaction(cmds);
+        match self.run_transaction(&pipe).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut conn = self.conn();
                 let _: Value = redis::cmd("SCRIPT")
@@ -199,7 +200,7 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
-                self.transaction(&cmds).await
+                self.run_transaction(&pipe).await
             }
             other => other,
         }
@@ -207,33 +208,40 @@ impl RedisStore {
         .and_then(|reply| self.replicated(reply))
     }
 
-    /// `cmds` in MULTI/EXEC: the reply of the last one. With `replica_acks`, on a connection of
-    /// its own followed by `WAIT` (which must run on the connection that wrote, and blocks it),
-    /// and the number of replicas that acknowledged.
-    async fn transaction(
-        &self,
-        cmds: &[redis::Cmd],
-    ) -> redis::RedisResult<(Vec<Value>, Option<i64>)> {
-        let Some(pool) = &self.acked_writes else {
-            let mut pipe = redis::pipe();
+    /// `cmds` in MULTI/EXEC, whose reply is the last command's. With `replica_acks`, followed
+    /// by `WAIT` (which must run on the connection that wrote), whose reply is the number of
+    /// replicas that acknowledged.
+    fn transaction(&self, cmds: [redis::Cmd; 3]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        if self.acked_writes.is_none() {
             pipe.atomic();
             for c in cmds {
-                pipe.add_command(c.clone());
+                pipe.add_command(c);
             }
-            let all: Vec<Value> = pipe.query_async(&mut self.conn()).await?;
-            return Ok((last_array(all)?, None));
-        };
-        let mut pipe = redis::pipe();
+            return pipe;
+        }
         pipe.cmd("MULTI").ignore();
         for c in cmds {
-            pipe.add_command(c.clone()).ignore();
+            pipe.add_command(c).ignore();
         }
         pipe.cmd("EXEC")
             .cmd("WAIT")
             .arg(self.opts.replica_acks)
             .arg(self.opts.replica_ack_timeout.as_millis() as u64);
-        let mut conn = pool.get();
-        let (exec, acks): (Vec<Value>, i64) = pipe.query_async(&mut conn).await?;
+        pipe
+    }
+
+    /// Runs a [`RedisStore::transaction`]: on the shared connection, or with `replica_acks` on
+    /// a connection of its own (`WAIT` blocks the connection it runs on).
+    async fn run_transaction(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<(Vec<Value>, Option<i64>)> {
+        let Some(pool) = &self.acked_writes else {
+            let all: Vec<Value> = pipe.query_async(&mut self.conn()).await?;
+            return Ok((last_array(all)?, None));
+        };
+        let (exec, acks): (Vec<Value>, i64) = pipe.query_async(&mut pool.get()).await?;
         Ok((last_array(exec)?, Some(acks)))
     }
 
