@@ -69,8 +69,11 @@ pub(super) fn fx(c: &mut Check, raw: &RawConfig, base: &Path) -> crate::fx::FxSe
             let p = resolve_path(base, m);
             match std::fs::read_to_string(&p) {
                 Ok(text) => {
-                    if let Err(e) = crate::fx::rates::parse_manual(&text) {
-                        c.issue("fx.manual_rates", format!("{}: {e}", p.display()));
+                    // One issue per problem, each with the entry's line.
+                    if let Err(problems) = crate::fx::rates::check_manual(&text) {
+                        for problem in problems {
+                            c.issue("fx.manual_rates", format!("{}: {problem}", p.display()));
+                        }
                     }
                 }
                 Err(e) => c.issue("fx.manual_rates", format!("{}: {e}", p.display())),

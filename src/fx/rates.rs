@@ -147,7 +147,27 @@ pub fn parse_ecb(bytes: &[u8]) -> Result<Vec<RateDay>, FxError> {
 #[serde(deny_unknown_fields)]
 struct ManualFile {
     #[serde(default, rename = "rate")]
-    rates: Vec<ManualRateToml>,
+    rates: Vec<toml::Spanned<ManualRateToml>>,
+}
+
+/// One problem of the manual rate table, with the entry it is about: its line in the file,
+/// its position among the `[[rate]]` entries (from 0) and its currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualProblem {
+    pub line: usize,
+    pub entry: usize,
+    pub currency: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ManualProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}, rate[{}] ({}): {}",
+            self.line, self.entry, self.currency, self.problem
+        )
+    }
 }
 
 /// A manual rate as written in TOML (dates are TOML dates).
@@ -164,86 +184,112 @@ struct ManualRateToml {
     source: String,
 }
 
-struct ManualFile2 {
-    rates: Vec<ManualRate>,
+/// The line (from 1) of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
-/// Parses and checks finance's manual rate table (`config/fx/manual-rates.toml`): every
-/// problem, with the entry it is about.
+/// Parses and checks finance's manual rate table (`config/fx/manual-rates.toml`); every
+/// problem is reported on its own line with the entry's line and currency.
 pub fn parse_manual(text: &str) -> Result<Vec<ManualRate>, FxError> {
-    let file: ManualFile =
-        toml::from_str(text).map_err(|e| FxError::Document(format!("manual rates: {e}")))?;
+    check_manual(text).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        FxError::Document(format!("manual rates:\n{}", lines.join("\n")))
+    })
+}
+
+/// The manual rate table, or every problem in it. A file that is not TOML is one problem
+/// (the TOML parser's message carries its line and column).
+pub fn check_manual(text: &str) -> Result<Vec<ManualRate>, Vec<ManualProblem>> {
+    let file: ManualFile = toml::from_str(text).map_err(|e| {
+        vec![ManualProblem {
+            line: e.span().map_or(0, |s| line_of(text, s.start)),
+            entry: 0,
+            currency: String::new(),
+            problem: e.message().to_string(),
+        }]
+    })?;
     let mut problems = Vec::new();
-    let date = |d: &toml::value::Datetime, at: &str, problems: &mut Vec<String>| match d
-        .date
-        .and_then(|x| NaiveDate::from_ymd_opt(x.year.into(), x.month.into(), x.day.into()))
-    {
-        Some(n) if d.time.is_none() => Some(n),
-        _ => {
-            problems.push(format!("{at}: dates are written YYYY-MM-DD"));
-            None
+    // (entry, line, rate): entries keep their own position whatever fails before them.
+    let mut rates: Vec<(usize, usize, ManualRate)> = Vec::new();
+    for (i, spanned) in file.rates.iter().enumerate() {
+        let line = line_of(text, spanned.span().start);
+        let r = spanned.get_ref();
+        let mut problem = |problem: String| {
+            problems.push(ManualProblem {
+                line,
+                entry: i,
+                currency: r.currency.clone(),
+                problem,
+            })
+        };
+        let date = |d: &toml::value::Datetime| {
+            d.date
+                .and_then(|x| NaiveDate::from_ymd_opt(x.year.into(), x.month.into(), x.day.into()))
+                .filter(|_| d.time.is_none())
+        };
+        let from = date(&r.valid_from);
+        let to = r.valid_to.as_ref().map(date);
+        if from.is_none() || to.is_some_and(|t| t.is_none()) {
+            problem("dates are written YYYY-MM-DD".into());
         }
-    };
-    let mut rates = Vec::new();
-    for (i, r) in file.rates.iter().enumerate() {
-        let at = format!("rate[{i}] ({})", r.currency);
-        let from = date(&r.valid_from, &at, &mut problems);
-        let to = r
-            .valid_to
-            .as_ref()
-            .and_then(|t| date(t, &at, &mut problems));
         let rate = crate::model::money::parse_decimal(r.rate.trim()).ok();
         if rate.is_none() {
-            problems.push(format!("{at}: rate '{}' is not a decimal", r.rate));
+            problem("rate is not a decimal".into());
         }
-        if let (Some(from), Some(rate)) = (from, rate) {
-            rates.push(ManualRate {
-                currency: r.currency.clone(),
-                base: r.base.clone(),
-                rate,
-                valid_from: from,
-                valid_to: to,
-                source: r.source.clone(),
-            });
-        }
-    }
-    let file = ManualFile2 { rates };
-    for (i, r) in file.rates.iter().enumerate() {
-        let at = format!("rate[{i}] ({})", r.currency);
         for code in [&r.currency, &r.base] {
             if crate::model::CurrencyCode::parse(code).is_err() {
-                problems.push(format!("{at}: '{code}' is not an ISO 4217 currency"));
+                problem(format!("'{code}' is not an ISO 4217 currency"));
             }
         }
-        if r.rate <= Decimal::ZERO {
-            problems.push(format!("{at}: rate must be positive"));
-        }
-        if r.valid_to.is_some_and(|t| t < r.valid_from) {
-            problems.push(format!("{at}: valid_to is before valid_from"));
+        if rate.is_some_and(|x| x <= Decimal::ZERO) {
+            problem("rate must be positive".into());
         }
         if r.source.trim().is_empty() {
-            problems.push(format!("{at}: source must say where the rate comes from"));
+            problem("source must say where the rate comes from".into());
         }
-        // Overlapping validity for the same currency is ambiguous.
-        for (j, o) in file.rates.iter().enumerate().skip(i + 1) {
-            if o.currency == r.currency {
-                let end = |x: &ManualRate| x.valid_to.unwrap_or(NaiveDate::MAX);
-                if r.valid_from <= end(o) && o.valid_from <= end(r) {
-                    problems.push(format!(
-                        "{at}: overlaps rate[{j}] for {} (validity dates)",
-                        r.currency
-                    ));
-                }
+        if let (Some(from), Some(rate)) = (from, rate) {
+            let valid_to = to.flatten();
+            if valid_to.is_some_and(|t| t < from) {
+                problem("valid_to is before valid_from".into());
+            }
+            rates.push((
+                i,
+                line,
+                ManualRate {
+                    currency: r.currency.clone(),
+                    base: r.base.clone(),
+                    rate,
+                    valid_from: from,
+                    valid_to,
+                    source: r.source.clone(),
+                },
+            ));
+        }
+    }
+    // Overlapping validity for the same currency is ambiguous.
+    let end = |x: &ManualRate| x.valid_to.unwrap_or(NaiveDate::MAX);
+    for (k, (i, line, r)) in rates.iter().enumerate() {
+        for (j, other_line, o) in rates.iter().skip(k + 1) {
+            if o.currency == r.currency && r.valid_from <= end(o) && o.valid_from <= end(r) {
+                problems.push(ManualProblem {
+                    line: *line,
+                    entry: *i,
+                    currency: r.currency.clone(),
+                    problem: format!("validity overlaps rate[{j}] (line {other_line})"),
+                });
             }
         }
     }
     if problems.is_empty() {
-        Ok(file.rates)
+        Ok(rates.into_iter().map(|(_, _, r)| r).collect())
     } else {
-        Err(FxError::Document(format!(
-            "manual rates: {}",
-            problems.join("; ")
-        )))
+        problems.sort_by_key(|p| (p.line, p.entry));
+        Err(problems)
     }
 }
 
@@ -333,5 +379,39 @@ source = ""
         assert!(e.contains("overlaps"), "{e}");
         assert!(e.contains("'XYZ'"), "{e}");
         assert!(e.contains("positive"), "{e}");
+    }
+
+    #[test]
+    fn each_manual_problem_names_its_own_entry_and_line() {
+        // The first entry fails to parse; the second must still be rate[1], on its own line.
+        let text = r#"# finance's table
+[[rate]]
+currency = "AED"
+base = "USD"
+rate = "three"
+valid_from = 1997-11-01
+source = "CBUAE"
+
+[[rate]]
+currency = "SAR "
+base = "USD"
+rate = "3.75"
+valid_from = 1986-06-01
+source = "SAMA"
+"#;
+        let problems = check_manual(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 2, rate[0] (AED): rate is not a decimal",
+                "line 9, rate[1] (SAR ): 'SAR ' is not an ISO 4217 currency",
+            ],
+            "{shown:#?}"
+        );
+        // One problem per line in the error, never joined with "; ".
+        let e = parse_manual(text).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 3, "{e}");
+        assert!(!e.contains("; "), "{e}");
     }
 }
