@@ -180,3 +180,59 @@ fn commands_work_beside_a_running_embedded_daemon_and_without_it() {
     );
     assert!(stdout.contains("0 resolved, 1 still failing"), "{stdout}");
 }
+
+/// `crossgate fx log` through the daemon reads the whole selection in one streamed answer
+/// (it used to page 500 entries at a time, each page re-reading the whole log) and prints
+/// exactly what the store path prints, past the old page size.
+#[test]
+fn fx_log_through_the_daemon_matches_the_store_past_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let daemon = Daemon::start(&cfg, port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = http();
+        let base = format!("http://127.0.0.1:{port}");
+        let ecb = fixture("fx-ecb/eurofxref-hist-90d-2017-03-03.xml");
+        let r = post(&c, &format!("{base}/v1/fx/rates?source=ecb"), &ecb, &[]).await;
+        assert!(r.status < 300, "{}", r.text);
+        // 40 JPY orders of February 2017: each converts several parts into EUR and CNY.
+        for i in 0..40 {
+            let mut o = app_order(&format!("FX-{i}"), "2017-02-01T10:00:00Z");
+            o["placed_at"] = "2017-02-01T10:00:00+09:00".into();
+            let body = serde_json::to_vec(&o).unwrap();
+            let r = post(&c, &format!("{base}/v1/instances/app/orders"), &body, &[]).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    });
+    // Wait for the FX job to convert them all.
+    let mut through_daemon = String::new();
+    for _ in 0..100 {
+        let out = run(&cfg, &["fx", "log", "--format", "csv"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        through_daemon = text(&out.stdout);
+        let orders: std::collections::HashSet<&str> = through_daemon
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(2))
+            .collect();
+        if orders.len() >= 40 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let rows = through_daemon.lines().count() - 1;
+    assert!(rows > 500, "{rows} entries: more than one of the old pages");
+    daemon.stop();
+    let out = run(&cfg, &["fx", "log", "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        through_daemon,
+        "the store path prints the same log"
+    );
+}

@@ -197,28 +197,21 @@ fn summary(doc: &RateDoc) -> String {
     )
 }
 
-/// Every entry the filter selects, page by page, as CSV or JSON lines.
+/// Every entry the filter selects, as CSV or JSON lines.
 async fn print_log(reach: &Reach, filter: &LogFilter, csv: bool) -> Result<()> {
     if csv {
         crossgate::outln!("{}", crossgate::fx::log::CSV_HEADER);
     }
-    let mut after = 0u64;
-    loop {
-        let (items, next) = reach.fx_log_page(filter, after).await?;
-        for (e, by) in &items {
-            if csv {
-                crossgate::outln!("{}", crossgate::fx::log::csv_row(e, by.as_deref()));
-            } else {
-                let mut v = serde_json::to_value(e)?;
-                v["superseded_by"] = serde_json::json!(by);
-                crossgate::outln!("{}", serde_json::to_string(&v)?);
-            }
-        }
-        match next {
-            Some(n) => after = n,
-            None => return Ok(()),
+    for (e, by) in reach.fx_log(filter).await? {
+        if csv {
+            crossgate::outln!("{}", crossgate::fx::log::csv_row(&e, by.as_deref()));
+        } else {
+            let mut v = serde_json::to_value(&e)?;
+            v["superseded_by"] = serde_json::json!(by);
+            crossgate::outln!("{}", serde_json::to_string(&v)?);
         }
     }
+    Ok(())
 }
 
 fn print_report(pairs: &[PairReport]) {

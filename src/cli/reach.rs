@@ -72,36 +72,40 @@ impl Reach {
         }
     }
 
-    /// One page of the FX log after entry `after`, with the entry that superseded each.
-    pub async fn fx_log_page(
-        &self,
-        filter: &LogFilter,
-        after: u64,
-    ) -> Result<(Vec<(FxEntry, Option<String>)>, Option<u64>)> {
+    /// Every FX log entry the filter selects, with the entry that superseded each, from one
+    /// snapshot of the log (one read of the store, or one streamed answer of the daemon).
+    pub async fn fx_log(&self, filter: &LogFilter) -> Result<Vec<(FxEntry, Option<String>)>> {
         match self {
-            Reach::Store(s) => {
-                Ok(with_store!(s, st => crossgate::fx::export_page(st, filter, after, 1000).await)?)
-            }
+            Reach::Store(s) => Ok(with_store!(s, st =>
+                crossgate::fx::export_page(st, filter, 0, usize::MAX).await)?
+            .0),
             Reach::Api(c) => {
-                let mut q: Vec<(&str, String)> = vec![
-                    ("format", "json".into()),
-                    ("limit", "500".into()),
-                    ("cursor", after.to_string()),
-                ];
+                let mut q: Vec<(&str, String)> = vec![("format", "jsonl".into())];
                 q.extend(filter.from.map(|f| ("from", f.to_string())));
                 q.extend(filter.to.map(|t| ("to", t.to_string())));
                 q.extend(filter.currency.clone().map(|c| ("currency", c)));
                 q.extend(filter.order.clone().map(|o| ("order", o)));
-                let page: LogPage = c
-                    .send(c.request(reqwest::Method::GET, "/v1/fx/log").query(&q))
-                    .await?;
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(entry_of)
-                    .collect::<Result<Vec<_>, _>>()
-                    .context("unexpected FX log entry from the daemon")?;
-                Ok((items, page.next_cursor))
+                let resp = c
+                    .request(reqwest::Method::GET, "/v1/fx/log")
+                    .query(&q)
+                    .send()
+                    .await
+                    .with_context(|| format!("the daemon at {}", c.base()))?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "the daemon answered {} to the FX log request",
+                        resp.status()
+                    );
+                }
+                let text = resp.text().await.context("reading the FX log")?;
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| {
+                        serde_json::from_str::<Value>(l)
+                            .and_then(entry_of)
+                            .context("unexpected FX log entry from the daemon")
+                    })
+                    .collect()
             }
         }
     }
@@ -356,13 +360,6 @@ pub enum Replayed {
     FetchQueued(String),
     /// Still failing, or not replayable: why.
     Failed(String),
-}
-
-/// An FX log page as the daemon sends it: entries with `superseded_by` beside their fields.
-#[derive(serde::Deserialize)]
-struct LogPage {
-    items: Vec<Value>,
-    next_cursor: Option<u64>,
 }
 
 /// An entry of a daemon's FX log page. (Read field by field rather than with a flattened

@@ -42,7 +42,8 @@ struct FxLogParams {
     to: Option<String>,
     currency: Option<String>,
     order: Option<String>,
-    /// `json` (default, paginated) or `csv` (every matching entry, streamed).
+    /// `json` (default, paginated), or every matching entry streamed from one snapshot:
+    /// `csv`, or `jsonl` (one JSON object per line, with `superseded_by`).
     format: Option<String>,
     cursor: Option<u64>,
     limit: Option<usize>,
@@ -71,8 +72,15 @@ async fn fx_log<S: Stores>(
     Q(p): Q<FxLogParams>,
 ) -> Result<Response, Problem> {
     let filter = fx_filter(&p)?;
-    if p.format.as_deref() == Some("csv") {
-        return fx_log_csv(&app, &filter).await;
+    match p.format.as_deref() {
+        Some("csv") => return fx_log_stream(&app, &filter, true).await,
+        Some("jsonl") => return fx_log_stream(&app, &filter, false).await,
+        None | Some("json") => {}
+        Some(_) => {
+            return Err(Problem::bad_request(
+                "format must be json, jsonl or csv".to_string(),
+            ));
+        }
     }
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let (items, next_cursor) =
@@ -87,16 +95,33 @@ async fn fx_log<S: Stores>(
     Ok(axum::Json(FxLogPage { items, next_cursor }).into_response())
 }
 
-/// One consistent snapshot of the log (so `superseded_by` agrees with the rows), sent in
-/// chunks of 1,000 rows as they are rendered.
-async fn fx_log_csv<S: Stores>(app: &App<S>, filter: &LogFilter) -> Result<Response, Problem> {
-    use crate::fx::log::{CSV_HEADER, csv_row, superseded_by};
-    let entries = crate::fx::read_log(&app.store).await?;
-    let superseded = superseded_by(&entries);
+/// Every selected entry from one consistent snapshot of the log (so `superseded_by` agrees
+/// with the rows), read once and sent in chunks of 1,000 rows as they are rendered: CSV, or
+/// JSON lines (what `crossgate fx log` reads through the daemon, linear in the log's size).
+async fn fx_log_stream<S: Stores>(
+    app: &App<S>,
+    filter: &LogFilter,
+    csv: bool,
+) -> Result<Response, Problem> {
+    use crate::fx::log::{CSV_HEADER, csv_row};
+    let (entries, _) = crate::fx::export_page(&app.store, filter, 0, usize::MAX).await?;
     let mut chunks: Vec<Result<String, std::io::Error>> = Vec::new();
-    let mut chunk = format!("{CSV_HEADER}\n");
-    for (i, e) in entries.iter().filter(|e| filter.matches(e)).enumerate() {
-        chunk.push_str(&csv_row(e, superseded.get(&e.id).map(String::as_str)));
+    let mut chunk = if csv {
+        format!("{CSV_HEADER}\n")
+    } else {
+        String::new()
+    };
+    for (i, (e, by)) in entries.into_iter().enumerate() {
+        if csv {
+            chunk.push_str(&csv_row(&e, by.as_deref()));
+        } else {
+            let line = serde_json::to_string(&FxLogItem {
+                entry: e,
+                superseded_by: by,
+            })
+            .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
+            chunk.push_str(&line);
+        }
         chunk.push('\n');
         if i % 1000 == 999 {
             chunks.push(Ok(std::mem::take(&mut chunk)));
@@ -105,13 +130,18 @@ async fn fx_log_csv<S: Stores>(app: &App<S>, filter: &LogFilter) -> Result<Respo
     if !chunk.is_empty() {
         chunks.push(Ok(chunk));
     }
+    let (content_type, disposition) = if csv {
+        (
+            "text/csv; charset=utf-8",
+            "attachment; filename=\"fx-log.csv\"",
+        )
+    } else {
+        ("application/jsonl; charset=utf-8", "inline")
+    };
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"fx-log.csv\"",
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
     )
