@@ -168,6 +168,23 @@ async fn orders_convert_at_the_rate_of_their_day() {
     }
 }
 
+/// The daily report counts orders and adds their grand totals (not every part of each order):
+/// per pair, 1,000 orders and exactly the converted grand totals.
+async fn report_adds_up(c: &reqwest::Client, gw: &Gateway, view_sum: &BTreeMap<String, Decimal>) {
+    let report = get(c, &gw.url("/v1/fx/report?date=2017-02-15")).await;
+    assert_eq!(report.status, 200, "{}", report.text);
+    for cur in ["EUR", "CNY"] {
+        let pair = report.body["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["from"] == "JPY" && p["to"] == cur)
+            .unwrap_or_else(|| panic!("no JPY/{cur} in {}", report.text));
+        assert_eq!(pair["count"], 1000, "{pair}");
+        assert_eq!(dec(&pair["to_sum"]), view_sum[cur], "{cur}: {pair}");
+    }
+}
+
 /// 1,000 orders, 100 re-deliveries, 100 revisions with new amounts and 50 without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_entry_per_conversion_and_the_export_adds_up() {
@@ -322,6 +339,7 @@ async fn exactly_one_entry_per_conversion_and_the_export_adds_up() {
             }
         }
         assert_eq!(export_sum, view_sum);
+        report_adds_up(&c, &gw, &view_sum).await;
         let v = get(&c, &gw.url("/v1/fx/verify")).await.body;
         assert_eq!(v["findings"], json!([]));
         gw.stop().await;

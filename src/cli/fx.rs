@@ -218,7 +218,7 @@ fn print_report(pairs: &[PairReport]) {
     crossgate::outln!(
         "{:<9} {:>6} {:>18} {:>18} {:>14} {:>14} {:>14}",
         "pair",
-        "count",
+        "orders",
         "from sum",
         "to sum",
         "min rate",

@@ -320,11 +320,17 @@ pub fn csv_row(e: &FxEntry, superseded_by: Option<&str>) -> String {
     .join(",")
 }
 
-/// One line of the daily report: a currency pair on one day.
+/// The part of an order that the report sums: its grand total.
+pub const GRAND_TOTAL: &str = "total.grand_total";
+
+/// One line of the daily report: a currency pair on one day, over the orders' grand totals
+/// (every other part is a piece of the grand total; adding them too counted each order several
+/// times).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairReport {
     pub from: String,
     pub to: String,
+    /// Orders converted (each order's current grand total, once).
     pub count: u64,
     #[serde(with = "rust_decimal::serde::str")]
     pub from_sum: Decimal,
@@ -347,7 +353,7 @@ pub fn report(entries: &[FxEntry], date: NaiveDate, book: &RateBook) -> Vec<Pair
     let latest = book.latest_ecb_day();
     for e in entries
         .iter()
-        .filter(|e| e.rate_date == date && !superseded.contains_key(&e.id))
+        .filter(|e| e.rate_date == date && e.part == GRAND_TOTAL && !superseded.contains_key(&e.id))
     {
         let key = (
             e.from.currency().code().to_string(),

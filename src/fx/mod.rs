@@ -144,7 +144,7 @@ pub fn parts(order: &Order) -> Vec<(String, Money)> {
         ("total.shipping".to_string(), t.shipping),
         ("total.discount".to_string(), t.discount),
         ("total.tax".to_string(), t.tax),
-        ("total.grand_total".to_string(), t.grand_total),
+        (log::GRAND_TOTAL.to_string(), t.grand_total),
     ];
     for (i, l) in order.lines.iter().enumerate() {
         if let Ok(m) = l.amount() {
