@@ -13,7 +13,7 @@ use crate::channel::fetch::Fetcher;
 use crate::channel::poll::{Mode, Poller};
 use crate::config::Config;
 use crate::ingress::{self, App};
-use crate::replica::Replica;
+use crate::replica::{Job, Replica};
 use crate::store::{Lease, Store};
 
 /// How often expired dedupe keys and raw bodies are removed (embedded store).
@@ -117,7 +117,7 @@ async fn housekeeping_task<S: Stores>(store: S) {
 /// Applies lifecycle facts queued for other instances' orders, then reconciles payments; on
 /// the replica that holds the `lifecycle` lease.
 async fn lifecycle_task<S: Stores>(store: S, replica: Arc<Replica>) {
-    let lease = Lease::job("lifecycle");
+    let lease = Job::Lifecycle.lease();
     let mut tick = tokio::time::interval(LIFECYCLE_EVERY);
     loop {
         tick.tick().await;
@@ -184,7 +184,7 @@ async fn fetch_task<S: Stores>(
     mut fetcher: Fetcher,
     replica: Arc<Replica>,
 ) {
-    let lease = Lease::job("fetch");
+    let lease = Job::Fetch.lease();
     let mut tick = tokio::time::interval(FETCH_EVERY);
     loop {
         tick.tick().await;
@@ -206,7 +206,7 @@ async fn fetch_task<S: Stores>(
 
 /// Quotes new orders for tax, as their events arrive.
 async fn tax_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
-    let lease = Lease::job("tax");
+    let lease = Job::Tax.lease();
     let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
     let mut tick = tokio::time::interval(FX_EVERY);
     loop {
@@ -235,14 +235,14 @@ async fn reco_task<S: Stores>(
     every: Duration,
     replica: Arc<Replica>,
 ) {
-    let lease = Lease::job("reco");
+    let lease = Job::Reco.lease();
     let first = tokio::time::Instant::now() + every.min(Duration::from_secs(10));
     let mut tick = tokio::time::interval_at(first, every);
+    // A little under one interval, so that the holder's next tick finds it expired or its
+    // own, never a moment too early.
+    let hold = every.saturating_sub(every / 20).max(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        // A little under one interval, so that the holder's next tick finds it expired or
-        // its own, never a moment too early.
-        let hold = every.saturating_sub(every / 20).max(Duration::from_secs(1));
         if replica.hold_for(&store, &lease, hold).await.is_none() {
             continue;
         }
@@ -308,7 +308,7 @@ const FX_EVERY: Duration = Duration::from_secs(1);
 /// The FX job: converts orders from the event stream, refreshes rates daily after the ECB's
 /// publication, and converts waiting orders once their rates arrive.
 async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
-    let lease = Lease::job("fx");
+    let lease = Job::Fx.lease();
     let settings = config.fx.clone();
     sync_rates(&store, &settings, false).await;
     let mut job = loop {

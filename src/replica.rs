@@ -97,7 +97,29 @@ impl Replica {
 }
 
 /// The jobs that run on one replica at a time, each under its lease.
-pub const JOBS: [&str; 5] = ["fx", "tax", "lifecycle", "fetch", "reco"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Fx,
+    Tax,
+    Lifecycle,
+    Fetch,
+    Reco,
+}
+
+impl Job {
+    pub const ALL: [Job; 5] = [Job::Fx, Job::Tax, Job::Lifecycle, Job::Fetch, Job::Reco];
+
+    /// The job's lease (named `fx`, `tax`, `lifecycle`, `fetch`, `reco`).
+    pub fn lease(self) -> Lease {
+        Lease::job(match self {
+            Job::Fx => "fx",
+            Job::Tax => "tax",
+            Job::Lifecycle => "lifecycle",
+            Job::Fetch => "fetch",
+            Job::Reco => "reco",
+        })
+    }
+}
 
 /// What `crossgate cluster status` and `GET /v1/cluster` show: the store's nodes and slots,
 /// who holds each lease, and what is left of each shared rate budget.
@@ -122,29 +144,22 @@ pub async fn status<S: Store>(
         .filter(|i| i.poll)
         .map(|i| Lease::poller(&i.id))
         .collect();
-    leases.extend(JOBS.iter().map(|j| Lease::job(j)));
+    leases.extend(Job::ALL.map(Job::lease));
     let leases = store.lease_states(&leases).await?;
     let mut budgets = Vec::new();
     if let Some(shared) = store.shared_budget() {
         for inst in config.instances.values() {
-            let spec = inst.adapter.spec();
-            let Some(api) = &spec.api else { continue };
-            let details = spec.poll.iter().flat_map(|p| p.details.iter());
-            let named = std::iter::once(("api".to_string(), api.rate_limit.as_ref())).chain(
-                details
-                    .enumerate()
-                    .map(|(i, d)| (format!("detail:{i}"), d.rate_limit.as_ref())),
-            );
-            for (name, spec) in named {
-                let Some(spec) = spec else { continue };
-                let rate = crate::store::Rate {
-                    per_second: spec.per_second,
-                    burst: spec.burst.max(1),
-                };
+            // Budgets exist only where a channel client calls: the instance's API.
+            if inst.adapter.spec().api.is_none() {
+                continue;
+            }
+            let limits = crate::channel::client::DeclaredLimits::of(inst.adapter.spec());
+            for l in limits.iter() {
+                let rate = l.rate();
                 budgets.push(crate::store::BudgetState {
-                    available: shared.available(&inst.id, &name, rate).await?,
+                    available: shared.available(&inst.id, l.name(), rate).await?,
                     instance: inst.id.clone(),
-                    name,
+                    name: l.name().to_string(),
                     per_second: rate.per_second,
                     burst: rate.burst,
                 });

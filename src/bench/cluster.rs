@@ -104,7 +104,7 @@ impl Cluster {
     /// before that would measure the sync).
     async fn ready(&self) -> bool {
         if !self
-            .info(0, "CLUSTER", "INFO")
+            .cli(0, "CLUSTER", "INFO")
             .await
             .contains("cluster_state:ok")
         {
@@ -112,7 +112,7 @@ impl Cluster {
         }
         let mut in_sync = 0;
         for i in 0..self.nodes.len() {
-            let r = self.info(i, "INFO", "replication").await;
+            let r = self.cli(i, "INFO", "replication").await;
             if r.contains("role:slave") && r.contains("master_link_status:up") {
                 in_sync += 1;
             }
@@ -127,7 +127,8 @@ impl Cluster {
             .collect()
     }
 
-    async fn info(&self, node: usize, a: &str, b: &str) -> String {
+    /// The output of `redis-cli COMMAND ARG` on one node (empty when it does not answer).
+    async fn cli(&self, node: usize, a: &str, b: &str) -> String {
         let out = tokio::process::Command::new("redis-cli")
             .args(["-p", &self.nodes[node].0.to_string(), a, b])
             .output()
@@ -147,17 +148,12 @@ impl Cluster {
     /// Calls of `command` on every node so far (commands that scripts run count too; PEXPIRE
     /// is run only by the lease script, once per grant or renewal).
     async fn calls(&self, command: &str) -> u64 {
+        let key = format!("cmdstat_{command}:calls=");
         let mut total = 0;
-        for (port, _) in &self.nodes {
-            let out = tokio::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "INFO", "commandstats"])
-                .output()
-                .await;
-            let text = out
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            let key = format!("cmdstat_{command}:calls=");
-            total += text
+        for node in 0..self.nodes.len() {
+            total += self
+                .cli(node, "INFO", "commandstats")
+                .await
                 .lines()
                 .find_map(|l| l.strip_prefix(&key))
                 .and_then(|rest| rest.split(',').next())

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
-use crate::store::{Rate, SharedBudget};
 use rand::Rng;
 use url::Url;
 
-use crate::adapter::spec::{ApiSpec, AuthSpec, RateLimitSpec};
+use crate::adapter::spec::{AdapterSpec, ApiSpec, AuthSpec, RateLimitSpec};
 use crate::config::Instance;
 use crate::outbound::check_base_url;
+use crate::store::{Rate, SharedBudget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -76,18 +75,65 @@ pub struct Limiter {
 }
 
 /// The limiter of a declared rate (`per_second` may be below 1).
-pub fn limiter(name: &str, spec: &RateLimitSpec) -> Limiter {
+fn limiter(name: String, spec: &RateLimitSpec) -> Limiter {
     let period = Duration::from_secs_f64(1.0 / spec.per_second.max(1e-6));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN));
     Limiter {
-        name: name.to_string(),
+        name,
         rate: Rate {
             per_second: spec.per_second,
             burst: spec.burst.max(1),
         },
         local: Arc::new(RateLimiter::direct(quota)),
+    }
+}
+
+impl Limiter {
+    /// The name of the budget replicas share for this rate.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+}
+
+/// The limiters of every rate an adapter declares, each named after the budget the replicas
+/// share: its API's (`api`) and each of its poll's detail endpoints' (`detail:<n>`, by
+/// position; `None` where no rate is declared).
+pub struct DeclaredLimits {
+    pub api: Option<Limiter>,
+    pub details: Vec<Option<Limiter>>,
+}
+
+impl DeclaredLimits {
+    pub fn of(spec: &AdapterSpec) -> Self {
+        Self {
+            api: spec
+                .api
+                .as_ref()
+                .and_then(|a| a.rate_limit.as_ref())
+                .map(|r| limiter("api".into(), r)),
+            details: spec
+                .poll
+                .iter()
+                .flat_map(|p| p.details.iter())
+                .enumerate()
+                .map(|(i, d)| {
+                    d.rate_limit
+                        .as_ref()
+                        .map(|r| limiter(format!("detail:{i}"), r))
+                })
+                .collect(),
+        }
+    }
+
+    /// Every declared limiter.
+    pub fn iter(&self) -> impl Iterator<Item = &Limiter> {
+        self.api.iter().chain(self.details.iter().flatten())
     }
 }
 
@@ -190,7 +236,7 @@ impl ChannelClient {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            limiter: api.rate_limit.as_ref().map(|r| limiter("api", r)),
+            limiter: DeclaredLimits::of(inst.adapter.spec()).api,
             budget: None,
             retry,
         })

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::{ApiError, ChannelClient, Limiter, limiter};
+use super::client::{ApiError, ChannelClient, DeclaredLimits, Limiter};
 use crate::adapter::Target;
 use crate::adapter::path::{Path, Segment};
 use crate::adapter::spec::{DetailSpec, Format, NextTokenSpec, PollSpec};
@@ -139,16 +139,7 @@ impl Poller {
                 instance: inst.id.clone(),
                 problem: format!("adapter '{}' has no [poll] section", inst.adapter.name()),
             })?;
-        let detail_limiters = spec
-            .details
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                d.rate_limit
-                    .as_ref()
-                    .map(|r| limiter(&format!("detail:{i}"), r))
-            })
-            .collect();
+        let detail_limiters = DeclaredLimits::of(inst.adapter.spec()).details;
         Ok(Self {
             inst,
             client,

@@ -31,7 +31,7 @@ impl Lease {
         }
     }
 
-    /// A job that runs on one replica at a time: `fx`, `tax`, `lifecycle`, `fetch`, `reco`.
+    /// A job that runs on one replica at a time (the jobs are `replica::Job`).
     pub fn job(name: &str) -> Self {
         Self {
             scope: Self::JOBS.into(),

@@ -35,16 +35,14 @@ impl RedisStore {
     pub(super) async fn give_up_lease(&self, lease: &Lease, holder: &str) -> StoreResult<()> {
         let [key, _] = self.keys.lease(lease);
         let mut conn = self.conn();
-        // Deleted only while `holder` has it (a compare-and-delete, atomic as one script).
-        let _: i64 = redis::Script::new(
-            "if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then \
-             return redis.call('DEL', KEYS[1]) end return 0",
-        )
-        .key(key)
-        .arg(holder)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(unavailable)?;
+        let _: i64 = self
+            .scripts
+            .release
+            .key(key)
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -75,46 +73,26 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// One call of the budget script (`take`, `defer` or `peek`; see `lua/budget.lua`).
     async fn budget_call(
         &self,
         instance: &str,
         name: &str,
         rate: Rate,
-        defer: Duration,
-    ) -> StoreResult<Duration> {
+        (mode, defer): (&str, Duration),
+    ) -> StoreResult<u64> {
         let interval_us = (1_000_000.0 / rate.per_second.max(1e-6)).round() as u64;
         let mut conn = self.conn();
-        let wait_us: u64 = self
-            .scripts
+        self.scripts
             .budget
             .key(self.keys.of(instance).budget(name))
             .arg(interval_us.max(1))
             .arg(rate.burst.max(1))
+            .arg(mode)
             .arg(defer.as_micros() as u64)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
-        Ok(Duration::from_micros(wait_us))
-    }
-}
-
-/// The budget's arrival time against server time: how many requests could go at once.
-const PEEK: &str = "local t = redis.call('TIME') \
-    return {tonumber(t[1]) * 1000000 + tonumber(t[2]), redis.call('GET', KEYS[1]) or '0'}";
-
-impl RedisStore {
-    async fn budget_peek(&self, instance: &str, name: &str, rate: Rate) -> StoreResult<u32> {
-        let mut conn = self.conn();
-        let (now, tat): (i64, String) = redis::Script::new(PEEK)
-            .key(self.keys.of(instance).budget(name))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let tat: i64 = tat.parse().unwrap_or(0);
-        let interval = 1_000_000.0 / rate.per_second.max(1e-6);
-        // A request may go while tat + interval - burst·interval <= now.
-        let slack = (now - tat.max(now)) as f64 + f64::from(rate.burst) * interval;
-        Ok(((slack / interval).floor().max(0.0) as u32).min(rate.burst))
+            .map_err(unavailable)
     }
 }
 
@@ -125,7 +103,12 @@ impl RateBudget for RedisStore {
         name: &'a str,
         rate: Rate,
     ) -> BoxFuture<'a, StoreResult<u32>> {
-        Box::pin(self.budget_peek(instance, name, rate))
+        Box::pin(async move {
+            let n = self
+                .budget_call(instance, name, rate, ("peek", Duration::ZERO))
+                .await?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
     }
 
     fn take<'a>(
@@ -134,7 +117,11 @@ impl RateBudget for RedisStore {
         name: &'a str,
         rate: Rate,
     ) -> BoxFuture<'a, StoreResult<Duration>> {
-        Box::pin(self.budget_call(instance, name, rate, Duration::ZERO))
+        Box::pin(async move {
+            self.budget_call(instance, name, rate, ("take", Duration::ZERO))
+                .await
+                .map(Duration::from_micros)
+        })
     }
 
     fn defer<'a>(
@@ -145,7 +132,7 @@ impl RateBudget for RedisStore {
         wait: Duration,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            self.budget_call(instance, name, rate, wait.max(Duration::from_micros(1)))
+            self.budget_call(instance, name, rate, ("defer", wait))
                 .await
                 .map(drop)
         })

@@ -140,11 +140,6 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Is this store on a Redis Cluster?
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
-    }
-
     /// Deletes every key of this store's prefix (for tests), on every master of a cluster.
     pub async fn flush_prefix(&self) -> StoreResult<u64> {
         let mut conn = self.conn();

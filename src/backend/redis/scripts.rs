@@ -13,6 +13,7 @@ const FACT: &str = include_str!("lua/fact.lua");
 const FX_COMMIT: &str = include_str!("lua/fx_commit.lua");
 const INGEST: &str = include_str!("lua/ingest.lua");
 const LEASE: &str = include_str!("lua/lease.lua");
+const RELEASE: &str = include_str!("lua/release.lua");
 const RESOLVE: &str = include_str!("lua/resolve.lua");
 
 /// The scripts of one store, built once at connect.
@@ -25,6 +26,7 @@ pub(super) struct Scripts {
     pub(super) fact: Script,
     pub(super) fx_commit: Script,
     pub(super) lease: Script,
+    pub(super) release: Script,
     pub(super) budget: Script,
 }
 
@@ -38,6 +40,7 @@ impl Scripts {
             fact: Script::new(&format!("{APPLY}\n{FACT}")),
             fx_commit: Script::new(FX_COMMIT),
             lease: Script::new(LEASE),
+            release: Script::new(RELEASE),
             budget: Script::new(BUDGET),
         }
     }
