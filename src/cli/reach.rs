@@ -76,9 +76,9 @@ impl Reach {
     /// snapshot of the log (one read of the store, or one streamed answer of the daemon).
     pub async fn fx_log(&self, filter: &LogFilter) -> Result<Vec<(FxEntry, Option<String>)>> {
         match self {
-            Reach::Store(s) => Ok(with_store!(s, st =>
-                crossgate::fx::export_page(st, filter, 0, usize::MAX).await)?
-            .0),
+            Reach::Store(s) => {
+                Ok(with_store!(s, st => crossgate::fx::export_all(st, filter).await)?)
+            }
             Reach::Api(c) => {
                 let mut q: Vec<(&str, String)> = vec![("format", "jsonl".into())];
                 q.extend(filter.from.map(|f| ("from", f.to_string())));

@@ -540,6 +540,15 @@ pub async fn read_log<S: Store + FxStore>(store: &S) -> Result<Vec<FxEntry>, Sto
     }
 }
 
+/// Every entry the filter selects, with the entry that superseded each, from one read of the
+/// log (what the streamed exports send).
+pub async fn export_all<S: Store + FxStore>(
+    store: &S,
+    filter: &LogFilter,
+) -> Result<Vec<(FxEntry, Option<String>)>, StoreError> {
+    Ok(export_page(store, filter, 0, usize::MAX).await?.0)
+}
+
 /// A page of an export: matching entries after the cursor, each with the entry that
 /// superseded it (if any).
 pub async fn export_page<S: Store + FxStore>(

@@ -166,6 +166,15 @@ pub struct FxLogItem {
     pub superseded_by: Option<String>,
 }
 
+impl From<(FxEntry, Option<String>)> for FxLogItem {
+    fn from((entry, superseded_by): (FxEntry, Option<String>)) -> Self {
+        Self {
+            entry,
+            superseded_by,
+        }
+    }
+}
+
 /// `GET /v1/fx/log` (JSON): a page; `next_cursor` is null on the last one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FxLogPage {

@@ -85,13 +85,7 @@ async fn fx_log<S: Stores>(
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let (items, next_cursor) =
         crate::fx::export_page(&app.store, &filter, p.cursor.unwrap_or(0), limit).await?;
-    let items = items
-        .into_iter()
-        .map(|(entry, superseded_by)| FxLogItem {
-            entry,
-            superseded_by,
-        })
-        .collect();
+    let items = items.into_iter().map(FxLogItem::from).collect();
     Ok(axum::Json(FxLogPage { items, next_cursor }).into_response())
 }
 
@@ -104,22 +98,19 @@ async fn fx_log_stream<S: Stores>(
     csv: bool,
 ) -> Result<Response, Problem> {
     use crate::fx::log::{CSV_HEADER, csv_row};
-    let (entries, _) = crate::fx::export_page(&app.store, filter, 0, usize::MAX).await?;
+    let entries = crate::fx::export_all(&app.store, filter).await?;
     let mut chunks: Vec<Result<String, std::io::Error>> = Vec::new();
     let mut chunk = if csv {
         format!("{CSV_HEADER}\n")
     } else {
         String::new()
     };
-    for (i, (e, by)) in entries.into_iter().enumerate() {
+    for (i, item) in entries.into_iter().enumerate() {
         if csv {
-            chunk.push_str(&csv_row(&e, by.as_deref()));
+            chunk.push_str(&csv_row(&item.0, item.1.as_deref()));
         } else {
-            let line = serde_json::to_string(&FxLogItem {
-                entry: e,
-                superseded_by: by,
-            })
-            .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
+            let line = serde_json::to_string(&FxLogItem::from(item))
+                .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
             chunk.push_str(&line);
         }
         chunk.push('\n');
