@@ -87,13 +87,19 @@ impl Drop for Daemon {
     }
 }
 
-/// Whether a GET answers 2xx.
-fn answers(url: &str) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` to completion on a runtime of its own (these tests drive the binary from plain
+/// threads).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+        .block_on(f)
+}
+
+/// Whether a GET answers 2xx.
+fn answers(url: &str) -> bool {
+    block_on(async {
         http()
             .get(url)
             .send()
@@ -103,11 +109,7 @@ fn answers(url: &str) -> bool {
 }
 
 fn post_deliveries(port: u16) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let c = http();
         let base = format!("http://127.0.0.1:{port}");
         // A canonical app order (through the submission API) and an authentic Shopify
@@ -190,11 +192,7 @@ fn fx_log_through_the_daemon_matches_the_store_past_one_page() {
     let port = free_port();
     let cfg = config(dir.path(), port);
     let daemon = Daemon::start(&cfg, port);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let c = http();
         let base = format!("http://127.0.0.1:{port}");
         let ecb = fixture("fx-ecb/eurofxref-hist-90d-2017-03-03.xml");
