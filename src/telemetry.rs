@@ -99,4 +99,6 @@ pub mod names {
     pub const REPLICA_ACK_SHORTFALLS: &str = "crossgate_replica_ack_shortfalls_total";
     /// Changes of the cluster's slot map this replica has seen (failovers, resharding).
     pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
+    /// FX log checkpoints signed, by `outcome` (`signed`, `failed`).
+    pub const FX_CHECKPOINTS: &str = "crossgate_fx_checkpoints_total";
 }

@@ -210,7 +210,7 @@ fn fx_log_through_the_daemon_matches_the_store_past_one_page() {
     // Wait for the FX job to convert them all.
     let mut through_daemon = String::new();
     for _ in 0..100 {
-        let out = run(&cfg, &["fx", "log", "--format", "csv"]);
+        let out = run(&cfg, &["fx", "log", "--format", "csv", "--parts", "all"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         through_daemon = text(&out.stdout);
         let orders: std::collections::HashSet<&str> = through_daemon
@@ -226,7 +226,7 @@ fn fx_log_through_the_daemon_matches_the_store_past_one_page() {
     let rows = through_daemon.lines().count() - 1;
     assert!(rows > 500, "{rows} entries: more than one of the old pages");
     daemon.stop();
-    let out = run(&cfg, &["fx", "log", "--format", "csv"]);
+    let out = run(&cfg, &["fx", "log", "--format", "csv", "--parts", "all"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),

@@ -96,7 +96,7 @@ async fn orders_convert_at_the_rate_of_their_day() {
         let log = get(
             &c,
             &gw.url(&format!(
-                "/v1/fx/log?order={}",
+                "/v1/fx/log?parts=all&order={}",
                 OrderId::derive("app", "FX-SAT").as_str()
             )),
         )
@@ -183,6 +183,35 @@ async fn report_adds_up(c: &reqwest::Client, gw: &Gateway, view_sum: &BTreeMap<S
         assert_eq!(pair["count"], 1000, "{pair}");
         assert_eq!(dec(&pair["to_sum"]), view_sum[cur], "{cur}: {pair}");
     }
+    // A range around the day, revalued at a chosen later day: the same orders and sums, and
+    // the revaluation is the sum over orders of (grand total at 2017-03-03's rates − as
+    // converted), each rounded like the conversion.
+    let range = get(
+        c,
+        &gw.url("/v1/fx/report?from=2017-02-13&to=2017-02-17&revalue_at=2017-03-03"),
+    )
+    .await;
+    assert_eq!(range.status, 200, "{}", range.text);
+    let pair = range.body["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "JPY" && p["to"] == "EUR")
+        .unwrap()
+        .clone();
+    assert_eq!(pair["count"], 1000, "{pair}");
+    assert_eq!(dec(&pair["to_sum"]), view_sum["EUR"]);
+    assert_eq!(pair["revalued_at"], "2017-03-03");
+    // 900 orders of JPY 10,760 and 100 of JPY 10,860 at JPY 120.83 per EUR (2017-03-03).
+    let at_march =
+        Decimal::from(900) * Decimal::new(8905, 2) + Decimal::from(100) * Decimal::new(8988, 2);
+    assert_eq!(
+        dec(&pair["revaluation"]),
+        at_march - view_sum["EUR"],
+        "{pair}"
+    );
+    let bad = get(c, &gw.url("/v1/fx/report?from=2017-02-17&to=2017-02-13")).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
 }
 
 /// 1,000 orders, 100 re-deliveries, 100 revisions with new amounts and 50 without.
@@ -247,7 +276,7 @@ async fn exactly_one_entry_per_conversion_and_the_export_adds_up() {
         let mut entries: Vec<Value> = Vec::new();
         for _ in 0..600 {
             let csv = c
-                .get(gw.url("/v1/fx/log?format=csv"))
+                .get(gw.url("/v1/fx/log?format=csv&parts=all"))
                 .send()
                 .await
                 .unwrap()

@@ -8,6 +8,7 @@ use crossgate::backend::redis::{RedisOptions, RedisStore};
 use crossgate::fx::store::FxStore;
 use crossgate::fx::{FxJob, FxSettings};
 use crossgate::model::{Order, OrderId};
+use crossgate::store::Store;
 
 fn order(external_id: &str) -> Order {
     let mut v = app_order(external_id, "2017-02-15T11:00:00+01:00");
@@ -74,9 +75,29 @@ async fn changed_deleted_or_reordered_entries_are_named() {
         .await
         .unwrap();
     for i in 0..3 {
-        job.convert(&store, &order(&format!("T-{i}")))
+        // Stored first, as every order the daemon converts is: `fx verify` checks each
+        // conversion against its order.
+        let o = order(&format!("T-{i}"));
+        let delivery = crossgate::store::RawDelivery {
+            delivery_id: crossgate::pipeline::new_delivery_id("shop"),
+            instance: "shop".into(),
+            dedupe_id: format!("t-{i}"),
+            received_at: chrono::Utc::now(),
+            topic: Some("orders/create".into()),
+            headers: Vec::new(),
+            source: crossgate::store::DeliverySource::Webhook,
+            body: b"{}".to_vec(),
+        };
+        store
+            .ingest(
+                delivery,
+                crossgate::store::Disposition::Apply(vec![crossgate::model::Record::Order(
+                    Box::new(o.clone()),
+                )]),
+            )
             .await
             .unwrap();
+        job.convert(&store, &o).await.unwrap();
     }
     let v = crossgate::fx::verify_log(&store).await.unwrap();
     assert_eq!(v.entries, 21, "3 orders × 7 parts × EUR");
@@ -150,16 +171,7 @@ async fn changed_deleted_or_reordered_entries_are_named() {
     hset(&mut r, &log, 2, &b).await;
     hset(&mut r, &log, 3, &a).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "adapters_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:1\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n",
-            repo().join("adapters").display(),
-            redis_url()
-        ),
-    )
-    .unwrap();
+    let cfg = cli_redis_config(dir.path(), &prefix);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
         .arg("--config")
         .arg(&cfg)

@@ -27,11 +27,12 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crossgate::adapter::signature::hmac_sha256;
-use crossgate::fx::store::FxStore;
 
 mod cluster;
+mod fx;
 mod hostile;
 use crossgate::model::OrderId;
+pub use fx::FxArgs;
 
 const DEFAULT_PAYLOAD: &str = "../shared/fixtures/shopify/rest-2024-04-order-get-450789469.json";
 const ORDER_ID_TOKEN: &str = "450789469";
@@ -49,25 +50,6 @@ pub enum BenchCommand {
     /// 1, 2 and 3 replicas on a Redis Cluster it starts (3 masters, 3 replicas, AOF always):
     /// throughput, p99 and CPU per delivery.
     Cluster(cluster::ClusterArgs),
-}
-
-#[derive(Args)]
-pub struct FxArgs {
-    /// Orders to convert (each: 5 totals + its lines, into every reporting currency).
-    #[arg(long, default_value_t = 2000)]
-    orders: usize,
-    /// Redis URL for the append test (a fresh key prefix is used and removed).
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
-    /// Concurrent committers (they contend on the log head).
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
-    /// ECB rate file.
-    #[arg(
-        long,
-        default_value = "../shared/fixtures/fx-ecb/eurofxref-hist-90d-2017-03-03.xml"
-    )]
-    ecb: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -152,121 +134,10 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
         BenchCommand::Ingest(args) => ingest(config_path, args).await,
-        BenchCommand::Fx(args) => fx_bench(args).await,
+        BenchCommand::Fx(args) => fx::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(config_path, args).await,
         BenchCommand::Cluster(args) => cluster::run(config_path, args).await,
     }
-}
-
-async fn fx_bench(args: FxArgs) -> Result<()> {
-    use crossgate::fx::{FxJob, FxSettings, book::RateBook, convert_order, revision_key};
-    use crossgate::model::{CurrencyCode, Order, OrderId};
-    let bytes =
-        std::fs::read(&args.ecb).with_context(|| format!("reading {}", args.ecb.display()))?;
-    let doc = crossgate::fx::document(
-        crossgate::fx::rates::RateSource::Ecb,
-        "bench",
-        &bytes,
-        chrono::Utc::now(),
-    )?;
-    let app: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/order-jp.json"),
-    )?)?;
-    let orders: Vec<Order> = (0..args.orders)
-        .map(|i| {
-            let mut v = app.clone();
-            let m = v.as_object_mut().expect("object");
-            let ext = format!("FXB-{i}");
-            m.insert("external_id".into(), ext.clone().into());
-            m.insert("placed_at".into(), "2017-02-15T11:00:00+01:00".into());
-            m.insert("id".into(), OrderId::derive("bench", &ext).as_str().into());
-            m.insert("instance".into(), "bench".into());
-            m.insert("channel".into(), "app".into());
-            m.insert("channel_kind".into(), "mobile_app".into());
-            m.insert("account".into(), "bench".into());
-            serde_json::from_value(v).expect("the app fixture is an order")
-        })
-        .collect();
-    let settings = FxSettings {
-        reporting: vec![
-            CurrencyCode::parse("EUR")?,
-            CurrencyCode::parse("CNY")?,
-            CurrencyCode::parse("USD")?,
-        ],
-        ..FxSettings::default()
-    };
-    let book = RateBook::new(vec![doc.clone()], settings.max_age_days);
-
-    // 1. Conversions (pure): every part of every order into three currencies.
-    let started = Instant::now();
-    let mut conversions = 0usize;
-    for o in &orders {
-        let (drafts, _) = convert_order(o, &revision_key(o), &book, &settings, chrono::Utc::now());
-        conversions += drafts.len();
-    }
-    let took = started.elapsed();
-    crossgate::outln!(
-        "conversions: {conversions} in {:.3} s = {:.0}/s ({:.2} µs each)",
-        took.as_secs_f64(),
-        conversions as f64 / took.as_secs_f64(),
-        took.as_secs_f64() * 1e6 / conversions as f64
-    );
-
-    // 2. Appends on Redis: convert and commit each order (chain, index, view) atomically.
-    let prefix = format!("fxbench{}", std::process::id());
-    let (store, _) =
-        crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
-            target: crossgate::backend::redis::Target::Node(args.redis_url.clone()),
-            prefix,
-            timeout: Duration::from_secs(5),
-            require_fsync: false,
-            dedupe_ttl: Duration::from_secs(3600),
-            raw_retention: Duration::from_secs(3600),
-            instances: vec!["bench".into()],
-            ..Default::default()
-        })
-        .await?;
-    store.fx_put_doc(doc).await?;
-    let job = std::sync::Arc::new(FxJob::new(&store, std::sync::Arc::new(settings)).await?);
-    let orders = std::sync::Arc::new(orders);
-    let started = Instant::now();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (store, job, orders, next) = (store.clone(), job.clone(), orders.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut appended = 0usize;
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(o) = orders.get(i) else { break };
-                appended += job.convert(&store, o).await?.1.len();
-            }
-            Ok::<usize, crossgate::store::StoreError>(appended)
-        }));
-    }
-    let mut appended = 0;
-    for w in workers {
-        appended += w.await??;
-    }
-    let took = started.elapsed();
-    crossgate::outln!(
-        "FX-log appends on Redis ({} committer(s)): {appended} entries for {} orders in {:.3} s = {:.0} entries/s, {:.0} orders/s",
-        args.concurrency.max(1),
-        args.orders,
-        took.as_secs_f64(),
-        appended as f64 / took.as_secs_f64(),
-        args.orders as f64 / took.as_secs_f64()
-    );
-    let started = Instant::now();
-    let v = crossgate::fx::verify_log(&store).await?;
-    crossgate::outln!(
-        "verify: {} entries in {:.3} s, {} finding(s)",
-        v.entries,
-        started.elapsed().as_secs_f64(),
-        v.findings.len()
-    );
-    store.flush_prefix().await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

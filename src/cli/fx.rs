@@ -8,7 +8,9 @@ use clap::Subcommand;
 
 use crossgate::config::Config;
 use crossgate::fx::LogFilter;
+use crossgate::fx::checkpoint::{self, SignKey};
 use crossgate::fx::log::PairReport;
+use crossgate::fx::log::{Finding, FxEntry};
 use crossgate::fx::rates::{RateDoc, RateSource};
 
 use super::reach::Reach;
@@ -16,10 +18,11 @@ use super::{ApiArgs, load_config, parse_when};
 
 #[derive(Subcommand)]
 pub enum FxCommand {
-    /// Load rates into the store: ECB eurofxref XML (daily, 90 days or full history) from a
-    /// URL or file, or finance's manual table. Without arguments: the config's sources.
+    /// Load rates into the store: the ECB's eurofxref XML (daily, 90 days or full history),
+    /// eurofxref-hist.csv or eurofxref-hist.zip, from a URL or file; or finance's manual
+    /// table. Without arguments: the config's sources.
     Sync {
-        /// An ECB XML file or https URL.
+        /// An ECB document (XML, CSV or zip), as a file or an https URL.
         #[arg(long, conflicts_with = "manual")]
         ecb: Option<String>,
         /// A manual rate table (TOML).
@@ -39,25 +42,65 @@ pub enum FxCommand {
         /// Entries converting from or to this currency.
         #[arg(long)]
         currency: Option<String>,
-        /// Entries of this order id.
+        /// One order: the gateway's order id, or the channel's order number (`1001` also
+        /// finds `#1001`).
         #[arg(long)]
         order: Option<String>,
+        /// Orders of this channel (adapter name, e.g. `shopify`).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Orders of this channel instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// `grand_total`: one row per order and reporting currency; `all`: every converted
+        /// part (subtotal, shipping, discount, tax, each line).
+        #[arg(long, default_value = "grand_total")]
+        parts: crossgate::fx::Parts,
+        /// `csv` (a header row, then one row per conversion) or `json` (one JSON object per
+        /// line).
         #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
         format: String,
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Recompute every entry from the stored rates and check the hash chain; lists every
-    /// mismatch or break and exits non-zero when there is one.
+    /// Recompute every entry from the stored rates, check the hash chain and every current
+    /// entry against its order; with --public-key, also check that the log still ends in every
+    /// signed checkpoint. Lists every problem with its entry and exits non-zero when there is
+    /// one.
     Verify {
+        /// The Ed25519 public key the gateway signs checkpoints with: the base64 that
+        /// `fx keygen` prints, an SPKI PEM, or a file holding either.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Checkpoints from this file (the `[fx.checkpoints] file`) instead of the store's.
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// Verify an export (`fx log --parts all --format json`) offline instead of the store:
+        /// the chain, each amount from its rates, and the signed checkpoints.
+        #[arg(long, requires = "checkpoints")]
+        log: Option<PathBuf>,
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Per currency pair for one day: count, sums, min and max rate, and the revaluation
-    /// against the latest rate.
+    /// Make an Ed25519 key pair for signing FX log checkpoints: prints the private key as an
+    /// environment line for `[fx.checkpoints] key`, and the public key for auditors.
+    Keygen,
+    /// Per currency pair, over the orders converted at rates of one day or a range of days:
+    /// orders, sums of their grand totals (from and to), min and max rate, and the
+    /// revaluation at a later day's rates.
     Report {
+        /// One rate date (YYYY-MM-DD).
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        date: Option<String>,
+        /// First rate date of a range.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Last rate date of a range (inclusive).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Revalue at this day's rates (default: the newest stored ECB day).
         #[arg(long)]
-        date: String,
+        revalue_at: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -86,6 +129,9 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
             to,
             currency,
             order,
+            channel,
+            instance,
+            parts,
             format,
             api,
         } => {
@@ -98,41 +144,55 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
                 to: date("--to", to)?,
                 currency,
                 order,
+                channel,
+                instance,
+                parts,
             };
             let reach = Reach::connect(&config, &api).await?;
             print_log(&reach, &filter, format == "csv").await?;
             Ok(ExitCode::SUCCESS)
         }
-        FxCommand::Verify { api } => {
-            let reach = Reach::connect(&config, &api).await?;
-            let v = reach.fx_verify().await?;
-            for f in &v.findings {
-                crossgate::outln!("{}: {}", f.entry, f.problem);
-            }
+        FxCommand::Verify {
+            public_key,
+            checkpoints,
+            log,
+            api,
+        } => verify(&config, public_key, checkpoints, log, &api).await,
+        FxCommand::Keygen => {
+            let key = SignKey::generate();
+            let public = key.public();
+            crossgate::outln!("CROSSGATE_FX_SIGNING_KEY={}", key.to_base64());
             crossgate::outln!(
-                "{} entries checked (head fx.{}): {}",
-                v.entries,
-                v.head_seq,
-                if v.findings.is_empty() {
-                    "the log is intact".to_string()
-                } else {
-                    format!("{} problem(s)", v.findings.len())
-                }
+                "# public key (for auditors: crossgate fx verify --public-key ...): {}",
+                checkpoint::public_base64(&public)
             );
-            Ok(if v.findings.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            crossgate::outln!("# key id: {}", checkpoint::key_id(&public));
+            Ok(ExitCode::SUCCESS)
         }
         FxCommand::Report {
             date,
+            from,
+            to,
+            revalue_at,
             json: as_json,
             api,
         } => {
-            let day = parse_when("--date", &date)?.date_naive();
+            let day = |flag: &str, d: &str| parse_when(flag, d).map(|t| t.date_naive());
+            let (from, to) = match (date, from, to) {
+                (Some(d), _, _) => (day("--date", &d)?, day("--date", &d)?),
+                (None, Some(f), Some(t)) => (day("--from", &f)?, day("--to", &t)?),
+                _ => bail!("give --date, or --from and --to"),
+            };
+            if from > to {
+                bail!("--from {from} is after --to {to}");
+            }
+            let range = crossgate::fx::log::ReportRange {
+                from,
+                to,
+                revalue_at: revalue_at.map(|d| day("--revalue-at", &d)).transpose()?,
+            };
             let reach = Reach::connect(&config, &api).await?;
-            let pairs = reach.fx_report(day, config.fx.max_age_days).await?;
+            let pairs = reach.fx_report(&range, config.fx.max_age_days).await?;
             if as_json {
                 crossgate::outln!("{}", serde_json::to_string_pretty(&pairs)?);
             } else {
@@ -141,6 +201,116 @@ pub async fn fx(config_path: &Path, cmd: FxCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `fx verify`: the store's (or the daemon's) verification, or an export's offline, then the
+/// signed checkpoints when a public key is given.
+async fn verify(
+    config: &Config,
+    public_key: Option<String>,
+    checkpoints: Option<PathBuf>,
+    log: Option<PathBuf>,
+    api: &ApiArgs,
+) -> Result<ExitCode> {
+    let key = public_key.as_deref().map(read_public_key).transpose()?;
+    let (entries, head_seq, mut findings, reach) = match &log {
+        Some(path) => {
+            let (entries, mut findings) = read_export(path)?;
+            findings.extend(crossgate::fx::log::verify(&entries, None));
+            let head = entries.last().map_or(0, |e| e.seq);
+            (entries, head, findings, None)
+        }
+        None => {
+            let reach = Reach::connect(config, api).await?;
+            let v = reach.fx_verify().await?;
+            crossgate::outln!(
+                "{} order(s) checked against their conversions",
+                v.orders_checked
+            );
+            let entries = if key.is_some() {
+                let all = reach
+                    .fx_log(&crossgate::fx::LogFilter::everything())
+                    .await?;
+                all.into_iter().map(|(e, _)| e).collect()
+            } else {
+                Vec::new()
+            };
+            (entries, v.head_seq, v.findings, Some(reach))
+        }
+    };
+    let count = if log.is_some() || key.is_some() {
+        entries.len() as u64
+    } else {
+        head_seq
+    };
+    if let Some(key) = &key {
+        let (cps, bad) = match (&checkpoints, &reach) {
+            (Some(path), _) => checkpoint::read_file(path)
+                .with_context(|| format!("reading checkpoints from {}", path.display()))?,
+            (None, Some(reach)) => (reach.fx_checkpoints().await?, Vec::new()),
+            (None, None) => bail!("--log needs --checkpoints"),
+        };
+        findings.extend(bad);
+        let a = checkpoint::check_anchors(&entries, &cps, key);
+        findings.extend(a.findings);
+        if a.signed == 0 {
+            findings.push(Finding {
+                entry: "checkpoints".into(),
+                problem: format!(
+                    "none of {} checkpoint(s) is signed by key {}: nothing anchors the log",
+                    cps.len(),
+                    checkpoint::key_id(key)
+                ),
+            });
+        }
+        let unanchored = head_seq.saturating_sub(a.anchored_seq);
+        crossgate::outln!(
+            "{} signed checkpoint(s) by key {}; anchored up to fx.{}{}",
+            a.signed,
+            checkpoint::key_id(key),
+            a.anchored_seq,
+            if unanchored > 0 {
+                format!(" ({unanchored} newer entries are not anchored yet)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for f in &findings {
+        crossgate::outln!("{}: {}", f.entry, f.problem);
+    }
+    crossgate::outln!(
+        "{count} entries checked (head fx.{head_seq}): {}",
+        if findings.is_empty() {
+            "the log is intact".to_string()
+        } else {
+            format!("{} problem(s)", findings.len())
+        }
+    );
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A public key given on the command line, or the file holding it.
+fn read_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
+    let path = Path::new(text);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        text.to_string()
+    };
+    checkpoint::parse_public_key(&text).context("--public-key")
+}
+
+/// The entries of a JSON-lines export, each as hashed (the export's extra fields ignored);
+/// an unreadable line is a finding.
+fn read_export(path: &Path) -> Result<(Vec<FxEntry>, Vec<Finding>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(checkpoint::json_lines(&text, path, "an FX log entry"))
 }
 
 /// The rate documents to load, each with its bytes as read: `--ecb` or `--manual`, else the
@@ -200,16 +370,11 @@ fn summary(doc: &RateDoc) -> String {
 /// Every entry the filter selects, as CSV or JSON lines.
 async fn print_log(reach: &Reach, filter: &LogFilter, csv: bool) -> Result<()> {
     if csv {
-        crossgate::outln!("{}", crossgate::fx::log::CSV_HEADER);
+        return reach.fx_log_csv(filter).await;
     }
-    for (e, by) in reach.fx_log(filter).await? {
-        if csv {
-            crossgate::outln!("{}", crossgate::fx::log::csv_row(&e, by.as_deref()));
-        } else {
-            let mut v = serde_json::to_value(&e)?;
-            v["superseded_by"] = serde_json::json!(by);
-            crossgate::outln!("{}", serde_json::to_string(&v)?);
-        }
+    for item in reach.fx_log(filter).await? {
+        let line = crossgate::ingress::answers::FxLogItem::from(item);
+        crossgate::outln!("{}", serde_json::to_string(&line)?);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -80,23 +80,7 @@ impl Reach {
                 Ok(with_store!(s, st => crossgate::fx::export_all(st, filter).await)?)
             }
             Reach::Api(c) => {
-                let mut q: Vec<(&str, String)> = vec![("format", "jsonl".into())];
-                q.extend(filter.from.map(|f| ("from", f.to_string())));
-                q.extend(filter.to.map(|t| ("to", t.to_string())));
-                q.extend(filter.currency.clone().map(|c| ("currency", c)));
-                q.extend(filter.order.clone().map(|o| ("order", o)));
-                let resp = c
-                    .request(reqwest::Method::GET, "/v1/fx/log")
-                    .query(&q)
-                    .send()
-                    .await
-                    .with_context(|| format!("the daemon at {}", c.base()))?;
-                if !resp.status().is_success() {
-                    bail!(
-                        "the daemon answered {} to the FX log request",
-                        resp.status()
-                    );
-                }
+                let resp = fx_log_request(c, filter, "jsonl").await?;
                 let text = resp.text().await.context("reading the FX log")?;
                 text.lines()
                     .filter(|l| !l.trim().is_empty())
@@ -110,6 +94,26 @@ impl Reach {
         }
     }
 
+    /// The FX log export as CSV on stdout: the daemon's streamed answer passed through as it
+    /// arrives, or rendered from one read of the store.
+    pub async fn fx_log_csv(&self, filter: &LogFilter) -> Result<()> {
+        match self {
+            Reach::Store(s) => {
+                let items = with_store!(s, st => crossgate::fx::export_all(st, filter).await)?;
+                for chunk in crossgate::fx::export::csv_chunks(&items)? {
+                    crossgate::stdout::write_bytes(&chunk);
+                }
+            }
+            Reach::Api(c) => {
+                let mut resp = fx_log_request(c, filter, "csv").await?;
+                while let Some(chunk) = resp.chunk().await.context("reading the FX log")? {
+                    crossgate::stdout::write_bytes(&chunk);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn fx_verify(&self) -> Result<Verification> {
         match self {
             Reach::Store(s) => Ok(with_store!(s, st => crossgate::fx::verify_log(st).await)?),
@@ -117,14 +121,33 @@ impl Reach {
         }
     }
 
-    pub async fn fx_report(&self, day: NaiveDate, max_age_days: i64) -> Result<Vec<PairReport>> {
+    /// Every signed checkpoint in the store.
+    pub async fn fx_checkpoints(&self) -> Result<Vec<crossgate::fx::checkpoint::Checkpoint>> {
+        match self {
+            Reach::Store(s) => Ok(with_store!(s, st => st.fx_checkpoints().await)?),
+            Reach::Api(c) => {
+                let answer: crossgate::ingress::answers::FxCheckpoints =
+                    c.get("/v1/fx/checkpoints").await?;
+                Ok(answer.checkpoints)
+            }
+        }
+    }
+
+    pub async fn fx_report(
+        &self,
+        range: &crossgate::fx::log::ReportRange,
+        max_age_days: i64,
+    ) -> Result<Vec<PairReport>> {
         match self {
             Reach::Store(s) => {
-                Ok(with_store!(s, st => crossgate::fx::report(st, day, max_age_days).await)?)
+                Ok(with_store!(s, st => crossgate::fx::report(st, range, max_age_days).await)?)
             }
             Reach::Api(c) => {
-                let answer: crossgate::ingress::answers::FxReportAnswer =
-                    c.get(&format!("/v1/fx/report?date={day}")).await?;
+                let mut path = format!("/v1/fx/report?from={}&to={}", range.from, range.to);
+                if let Some(d) = range.revalue_at {
+                    path.push_str(&format!("&revalue_at={d}"));
+                }
+                let answer: crossgate::ingress::answers::FxReportAnswer = c.get(&path).await?;
                 Ok(answer.pairs)
             }
         }
@@ -364,6 +387,37 @@ pub enum Replayed {
 
 /// An entry of a daemon's FX log page. (Read field by field rather than with a flattened
 /// struct: serde_json's exact numbers do not pass through `#[serde(flatten)]`.)
+/// `GET /v1/fx/log` with the filter, in `format`; an error unless the daemon answers 2xx.
+async fn fx_log_request(
+    c: &ApiClient,
+    filter: &LogFilter,
+    format: &str,
+) -> Result<reqwest::Response> {
+    let mut q: Vec<(&str, String)> = vec![("format", format.into())];
+    q.extend(filter.from.map(|f| ("from", f.to_string())));
+    q.extend(filter.to.map(|t| ("to", t.to_string())));
+    q.extend(filter.currency.clone().map(|c| ("currency", c)));
+    q.extend(filter.order.clone().map(|o| ("order", o)));
+    q.extend(filter.channel.clone().map(|c| ("channel", c)));
+    q.extend(filter.instance.clone().map(|i| ("instance", i)));
+    if filter.parts == crossgate::fx::Parts::All {
+        q.push(("parts", "all".into()));
+    }
+    let resp = c
+        .request(reqwest::Method::GET, "/v1/fx/log")
+        .query(&q)
+        .send()
+        .await
+        .with_context(|| format!("the daemon at {}", c.base()))?;
+    if !resp.status().is_success() {
+        bail!(
+            "the daemon answered {} to the FX log request",
+            resp.status()
+        );
+    }
+    Ok(resp)
+}
+
 fn entry_of(mut v: Value) -> Result<(FxEntry, Option<String>), serde_json::Error> {
     let by = v
         .as_object_mut()

@@ -227,6 +227,38 @@ secrets = { webhook = "${APP_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" }
     }
 
     #[test]
+    fn the_checkpoint_key_comes_only_from_the_environment_and_must_be_a_key() {
+        let text = "[store]\nbackend = \"embedded\"\n[fx.checkpoints]\nkey = \"${FX_KEY}\"\nevery_entries = 0\n";
+        let key = crate::fx::checkpoint::SignKey::generate();
+        let cfg = check(
+            &text.replace("every_entries = 0\n", ""),
+            &[("FX_KEY", &key.to_base64())],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let cp = cfg.fx.checkpoints.as_ref().unwrap();
+        assert_eq!(cp.key.public(), key.public());
+        assert_eq!((cp.every_entries, cp.every.as_secs()), (1000, 60));
+        assert!(!format!("{cfg:?}").contains(&key.to_base64()), "redacted");
+        // Not a key: the issue names the variable, never its value; every problem is listed.
+        let issues = check(text, &[("FX_KEY", "hunter2-not-a-key")]).unwrap_err();
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["fx.checkpoints.every_entries", "fx.checkpoints.key"],
+            "{issues:?}"
+        );
+        assert!(issues[1].message.contains("${FX_KEY}"), "{issues:?}");
+        assert!(!format!("{issues:?}").contains("hunter2"), "{issues:?}");
+        // A literal key in the file is refused: secrets only by reference.
+        let literal = text.replace("${FX_KEY}", &key.to_base64());
+        let issues = check(&literal, &[]).unwrap_err();
+        assert!(
+            issues.iter().any(|i| i.path == "fx.checkpoints.key"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_location() {
         let e = check("[store]\nbackend = \"embedded\"\nbackup = true\n", &[]).unwrap_err();
         assert_eq!(e.len(), 1);

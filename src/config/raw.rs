@@ -316,6 +316,36 @@ pub struct RawFx {
     /// 16:00 CET).
     #[serde(default = "default_refresh_after")]
     pub refresh_after: String,
+    /// Signed checkpoints of the FX log (what an auditor verifies it against). None when
+    /// absent.
+    #[serde(default)]
+    pub checkpoints: Option<RawFxCheckpoints>,
+}
+
+/// `[fx.checkpoints]`: the gateway signs the log's head with Ed25519.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFxCheckpoints {
+    /// The private key, by environment reference only (`${CROSSGATE_FX_SIGNING_KEY}`): the
+    /// base64 that `crossgate fx keygen` prints, or a PKCS#8 PEM.
+    pub key: String,
+    /// A file outside the store to which every checkpoint is appended (one JSON line each,
+    /// synced to disk). Relative to this config file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Sign after this many new entries.
+    #[serde(default = "default_checkpoint_entries")]
+    pub every_entries: u64,
+    /// And at least this often while entries are written (seconds).
+    #[serde(default = "default_checkpoint_secs")]
+    pub every_secs: u64,
+}
+
+fn default_checkpoint_entries() -> u64 {
+    1000
+}
+fn default_checkpoint_secs() -> u64 {
+    60
 }
 
 fn default_reporting() -> Vec<String> {
@@ -341,6 +371,7 @@ impl Default for RawFx {
             ecb_source: None,
             manual_rates: None,
             refresh_after: default_refresh_after(),
+            checkpoints: None,
         }
     }
 }

@@ -80,8 +80,54 @@ pub(super) fn fx(c: &mut Check, raw: &RawConfig, base: &Path) -> crate::fx::FxSe
             }
             fx.manual_rates = Some(p);
         }
+        if let Some(cp) = &f.checkpoints {
+            fx.checkpoints = checkpoints(c, cp, base);
+        }
     }
     fx
+}
+
+fn checkpoints(
+    c: &mut Check,
+    raw: &super::raw::RawFxCheckpoints,
+    base: &Path,
+) -> Option<crate::fx::checkpoint::CheckpointSettings> {
+    if raw.every_entries == 0 {
+        c.issue("fx.checkpoints.every_entries", "must be at least 1".into());
+    }
+    if !(1..=86_400).contains(&raw.every_secs) {
+        c.issue(
+            "fx.checkpoints.every_secs",
+            "must be between 1 and 86400".into(),
+        );
+    }
+    let secret = c.secret("fx.checkpoints.key", &raw.key)?;
+    let key = match crate::fx::checkpoint::SignKey::parse(secret.expose()) {
+        Ok(k) => k,
+        Err(e) => {
+            c.issue(
+                "fx.checkpoints.key",
+                format!("${{{}}} holds {e}", secret.var),
+            );
+            return None;
+        }
+    };
+    let file = raw.file.as_ref().map(|f| resolve_path(base, f));
+    if let Some(dir) = file.as_ref().and_then(|f| f.parent())
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        c.issue(
+            "fx.checkpoints.file",
+            format!("{}: the directory does not exist", dir.display()),
+        );
+    }
+    Some(crate::fx::checkpoint::CheckpointSettings {
+        key,
+        file,
+        every_entries: raw.every_entries.max(1),
+        every: std::time::Duration::from_secs(raw.every_secs.max(1)),
+    })
 }
 
 fn country(c: &mut Check, at: &str, value: &Option<String>) -> Option<String> {

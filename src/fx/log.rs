@@ -6,16 +6,49 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::book::{Converted, Leg, RateBook, RoundingMode, convert_amount};
+use super::book::{Leg, RateBook, RoundingMode, convert_amount};
 use crate::model::Money;
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where the converted order came from, as the merchant's books know it: what joins the log
+/// to them. Part of the hashed entry (entries logged before it existed have none and keep
+/// their hashes; exports look their orders up instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRef {
+    /// Adapter name, e.g. `shopify`.
+    pub channel: String,
+    pub instance: String,
+    /// The merchant's account on the channel.
+    pub account: String,
+    /// The channel's id of the order.
+    pub external_id: String,
+    /// The channel's order number (`#1001`), else the channel's order id.
+    pub number: String,
+    pub placed_at: DateTime<FixedOffset>,
+}
+
+impl OrderRef {
+    pub fn of(order: &crate::model::Order) -> Self {
+        OrderRef {
+            channel: order.channel.clone(),
+            instance: order.instance.clone(),
+            account: order.account.clone(),
+            external_id: order.external_id.clone(),
+            number: order
+                .number
+                .clone()
+                .unwrap_or_else(|| order.external_id.clone()),
+            placed_at: order.placed_at,
+        }
+    }
+}
 
 /// One conversion, as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +60,8 @@ pub struct FxEntry {
     pub order_id: String,
     /// The order revision converted (its ordering key).
     pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderRef>,
     /// What was converted: `total.grand_total`, `line[2].amount`, …
     pub part: String,
     pub from: Money,
@@ -48,41 +83,6 @@ pub struct FxEntry {
 }
 
 impl FxEntry {
-    /// Builds the entry that follows `prev_hash` at `seq`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        seq: u64,
-        order_id: &str,
-        revision: &str,
-        part: &str,
-        from: Money,
-        c: &Converted,
-        supersedes: Option<String>,
-        logged_at: DateTime<Utc>,
-        prev_hash: &str,
-    ) -> Self {
-        let mut e = FxEntry {
-            seq,
-            id: format!("fx.{seq}"),
-            order_id: order_id.into(),
-            revision: revision.into(),
-            part: part.into(),
-            from,
-            to: c.to,
-            rate: c.rate(),
-            rate_date: c.rate_date(),
-            from_leg: c.from_leg.clone(),
-            to_leg: c.to_leg.clone(),
-            rounding: c.rule.clone(),
-            supersedes,
-            logged_at,
-            prev_hash: prev_hash.into(),
-            hash: String::new(),
-        };
-        e.hash = e.compute_hash();
-        e
-    }
-
     pub fn compute_hash(&self) -> String {
         let mut copy = self.clone();
         copy.hash = String::new();
@@ -135,8 +135,10 @@ pub struct Finding {
     pub problem: String,
 }
 
-/// Checks the chain and recomputes every entry from the stored rate documents.
-pub fn verify(entries: &[FxEntry], book: &RateBook) -> Vec<Finding> {
+/// Checks the chain and recomputes every entry: its amount from its legs, and with a `book`
+/// each leg from the stored rate document it names (without one, as an auditor holding only
+/// an export does, the legs are taken as written).
+pub fn verify(entries: &[FxEntry], book: Option<&RateBook>) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1u64;
@@ -181,9 +183,9 @@ pub fn verify(entries: &[FxEntry], book: &RateBook) -> Vec<Finding> {
 }
 
 /// Recomputes one entry from the rate documents it names; `Some(problem)` on a mismatch.
-fn recompute(e: &FxEntry, book: &RateBook) -> Option<String> {
+fn recompute(e: &FxEntry, book: Option<&RateBook>) -> Option<String> {
     for leg in [&e.from_leg, &e.to_leg] {
-        if let Some(p) = check_leg(leg, book) {
+        if let Some(p) = book.and_then(|b| check_leg(leg, b)) {
             return Some(p);
         }
     }
@@ -280,46 +282,6 @@ pub fn superseded_by(entries: &[FxEntry]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The CSV header of exports.
-pub const CSV_HEADER: &str = "seq,id,order_id,revision,part,from_amount,from_currency,to_amount,to_currency,rate,rate_date,from_source,from_rate_per_eur,from_rate_date,to_source,to_rate_per_eur,to_rate_date,rounding,supersedes,superseded_by,logged_at,hash";
-
-/// One CSV row (RFC 4180 quoting where needed).
-pub fn csv_row(e: &FxEntry, superseded_by: Option<&str>) -> String {
-    let q = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    [
-        e.seq.to_string(),
-        e.id.clone(),
-        q(&e.order_id),
-        q(&e.revision),
-        q(&e.part),
-        e.from.amount().to_string(),
-        e.from.currency().code().into(),
-        e.to.amount().to_string(),
-        e.to.currency().code().into(),
-        e.rate.to_string(),
-        e.rate_date.to_string(),
-        e.from_leg.source.clone(),
-        e.from_leg.per_eur.to_string(),
-        e.from_leg.date.to_string(),
-        e.to_leg.source.clone(),
-        e.to_leg.per_eur.to_string(),
-        e.to_leg.date.to_string(),
-        e.rounding.clone(),
-        e.supersedes.clone().unwrap_or_default(),
-        superseded_by.unwrap_or_default().to_string(),
-        e.logged_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        e.hash.clone(),
-    ]
-    .join(",")
-}
-
 /// The part of an order that the report sums: its grand total.
 pub const GRAND_TOTAL: &str = "total.grand_total";
 
@@ -340,21 +302,33 @@ pub struct PairReport {
     pub min_rate: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub max_rate: Decimal,
-    /// The same source amounts at the newest stored rate, minus `to_sum` (a revaluation).
+    /// The same source amounts at the rates of `revalued_at`, minus `to_sum` (a revaluation;
+    /// zero when a rate of that day is missing).
     #[serde(with = "rust_decimal::serde::str")]
     pub revaluation: Decimal,
-    pub latest_rate_date: Option<NaiveDate>,
+    /// The day whose rates the revaluation uses.
+    pub revalued_at: Option<NaiveDate>,
 }
 
-/// Per currency pair: the current (not superseded) entries whose rate date is `date`.
-pub fn report(entries: &[FxEntry], date: NaiveDate, book: &RateBook) -> Vec<PairReport> {
+/// What a report covers: conversions whose rate date is within `from..=to`, revalued at the
+/// rates of `revalue_at` (default: the newest stored ECB day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRange {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub revalue_at: Option<NaiveDate>,
+}
+
+/// Per currency pair: the current (not superseded) grand-total entries in the range.
+pub fn report(entries: &[FxEntry], range: &ReportRange, book: &RateBook) -> Vec<PairReport> {
     let superseded = superseded_by(entries);
     let mut pairs: BTreeMap<(String, String), PairReport> = BTreeMap::new();
-    let latest = book.latest_ecb_day();
-    for e in entries
-        .iter()
-        .filter(|e| e.rate_date == date && e.part == GRAND_TOTAL && !superseded.contains_key(&e.id))
-    {
+    let latest = range.revalue_at.or_else(|| book.latest_ecb_day());
+    for e in entries.iter().filter(|e| {
+        (range.from..=range.to).contains(&e.rate_date)
+            && e.part == GRAND_TOTAL
+            && !superseded.contains_key(&e.id)
+    }) {
         let key = (
             e.from.currency().code().to_string(),
             e.to.currency().code().to_string(),
@@ -368,7 +342,7 @@ pub fn report(entries: &[FxEntry], date: NaiveDate, book: &RateBook) -> Vec<Pair
             min_rate: e.rate,
             max_rate: e.rate,
             revaluation: Decimal::ZERO,
-            latest_rate_date: latest,
+            revalued_at: latest,
         });
         p.count += 1;
         p.from_sum += e.from.amount();

@@ -7,9 +7,13 @@
 //! URL or a file into the store.
 
 pub mod book;
+pub mod checkpoint;
+mod ecb_hist;
+pub mod export;
 pub mod log;
 pub mod rates;
 pub mod store;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use book::{Converted, RateBook, Rounding};
 use log::{FxEntry, conversion_key, fingerprint};
 use rates::{RateDoc, RateSource};
+
+pub use export::{LogFilter, Parts, export_all, export_page};
+pub use verify::{Verification, verify_log};
 
 use crate::fx::store::FxStore;
 use crate::model::{ChangeEvent, CurrencyCode, Money, Order, Record, RecordKind};
@@ -54,6 +61,8 @@ pub struct FxSettings {
     pub manual_rates: Option<std::path::PathBuf>,
     /// Local time in Frankfurt after which the daily refresh runs.
     pub refresh_after: chrono::NaiveTime,
+    /// Signed checkpoints of the log, when a key is configured.
+    pub checkpoints: Option<checkpoint::CheckpointSettings>,
 }
 
 impl Default for FxSettings {
@@ -65,6 +74,7 @@ impl Default for FxSettings {
             ecb_source: None,
             manual_rates: None,
             refresh_after: chrono::NaiveTime::from_hms_opt(16, 30, 0).expect("valid time"),
+            checkpoints: None,
         }
     }
 }
@@ -108,6 +118,7 @@ pub struct FxDraft {
     pub fingerprint: String,
     pub order_id: String,
     pub revision: String,
+    pub order: log::OrderRef,
     pub part: String,
     pub from: Money,
     pub converted: Converted,
@@ -122,17 +133,28 @@ impl FxDraft {
         at: DateTime<Utc>,
         prev_hash: &str,
     ) -> FxEntry {
-        FxEntry::new(
+        let c = &self.converted;
+        let mut e = FxEntry {
             seq,
-            &self.order_id,
-            &self.revision,
-            &self.part,
-            self.from,
-            &self.converted,
+            id: format!("fx.{seq}"),
+            order_id: self.order_id.clone(),
+            revision: self.revision.clone(),
+            order: Some(self.order.clone()),
+            part: self.part.clone(),
+            from: self.from,
+            to: c.to,
+            rate: c.rate(),
+            rate_date: c.rate_date(),
+            from_leg: c.from_leg.clone(),
+            to_leg: c.to_leg.clone(),
+            rounding: c.rule.clone(),
             supersedes,
-            at,
-            prev_hash,
-        )
+            logged_at: at,
+            prev_hash: prev_hash.into(),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        e
     }
 }
 
@@ -185,6 +207,7 @@ pub fn convert_order(
                         fingerprint: fingerprint(from, to.code(), &c.from_leg, &c.to_leg, &c.rule),
                         order_id: order.id.as_str().to_string(),
                         revision: revision.to_string(),
+                        order: log::OrderRef::of(order),
                         part: part.clone(),
                         from: *from,
                         converted: c,
@@ -498,29 +521,6 @@ pub fn chain(
     (entries, index, head)
 }
 
-/// Which entries an export wants.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    /// Rate date (the business date of the conversion), inclusive.
-    pub from: Option<NaiveDate>,
-    pub to: Option<NaiveDate>,
-    /// Either side of the conversion.
-    pub currency: Option<String>,
-    pub order: Option<String>,
-}
-
-impl LogFilter {
-    pub fn matches(&self, e: &FxEntry) -> bool {
-        self.from.is_none_or(|f| e.rate_date >= f)
-            && self.to.is_none_or(|t| e.rate_date <= t)
-            && self
-                .currency
-                .as_deref()
-                .is_none_or(|c| e.from.currency().code() == c || e.to.currency().code() == c)
-            && self.order.as_deref().is_none_or(|o| e.order_id == o)
-    }
-}
-
 /// Reads the whole log, parsed (an unparsable entry is an error here; `verify_log` reports
 /// it instead).
 pub async fn read_log<S: Store + FxStore>(store: &S) -> Result<Vec<FxEntry>, StoreError> {
@@ -540,102 +540,13 @@ pub async fn read_log<S: Store + FxStore>(store: &S) -> Result<Vec<FxEntry>, Sto
     }
 }
 
-/// Every entry the filter selects, with the entry that superseded each, from one read of the
-/// log (what the streamed exports send).
-pub async fn export_all<S: Store + FxStore>(
-    store: &S,
-    filter: &LogFilter,
-) -> Result<Vec<(FxEntry, Option<String>)>, StoreError> {
-    Ok(export_page(store, filter, 0, usize::MAX).await?.0)
-}
-
-/// A page of an export: matching entries after the cursor, each with the entry that
-/// superseded it (if any).
-pub async fn export_page<S: Store + FxStore>(
-    store: &S,
-    filter: &LogFilter,
-    after: u64,
-    limit: usize,
-) -> Result<(Vec<(FxEntry, Option<String>)>, Option<u64>), StoreError> {
-    let all = read_log(store).await?;
-    let superseded = log::superseded_by(&all);
-    let mut items = Vec::new();
-    let mut next = None;
-    for e in all
-        .into_iter()
-        .filter(|e| e.seq > after && filter.matches(e))
-    {
-        if items.len() == limit {
-            next = items.last().map(|(e, _): &(FxEntry, Option<String>)| e.seq);
-            break;
-        }
-        let by = superseded.get(&e.id).cloned();
-        items.push((e, by));
-    }
-    Ok((items, next))
-}
-
-/// What `fx verify` found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Verification {
-    pub entries: u64,
-    pub head_seq: u64,
-    pub findings: Vec<log::Finding>,
-}
-
-/// Recomputes every entry from the stored rate documents and checks the chain and the head.
-pub async fn verify_log<S: Store + FxStore>(store: &S) -> Result<Verification, StoreError> {
-    let book = RateBook::new(store.fx_docs().await?, 31);
-    let head = store.fx_head().await?;
-    let mut entries = Vec::new();
-    let mut findings = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.fx_log(after, 2000).await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.0;
-        for (seq, json) in page {
-            match serde_json::from_str::<FxEntry>(&json) {
-                Ok(e) => entries.push(e),
-                Err(e) => findings.push(log::Finding {
-                    entry: format!("fx.{seq}"),
-                    problem: format!("cannot be read: {e}"),
-                }),
-            }
-        }
-    }
-    findings.extend(log::verify(&entries, &book));
-    let last = entries.last().map(|e| (e.seq, e.hash.clone()));
-    match last {
-        Some((seq, hash)) if seq != head.seq || hash != head.hash => findings.push(log::Finding {
-            entry: format!("fx.{}", head.seq),
-            problem: format!(
-                "the log ends at fx.{seq} but its head says fx.{} (entries after fx.{seq} were deleted, or the head was altered)",
-                head.seq
-            ),
-        }),
-        None if head.seq > 0 => findings.push(log::Finding {
-            entry: format!("fx.{}", head.seq),
-            problem: "the log is empty but its head says it is not".into(),
-        }),
-        _ => {}
-    }
-    Ok(Verification {
-        entries: entries.len() as u64,
-        head_seq: head.seq,
-        findings,
-    })
-}
-
-/// The daily report (see [`log::report`]).
+/// The report over a range of rate dates (see [`log::report`]).
 pub async fn report<S: Store + FxStore>(
     store: &S,
-    date: NaiveDate,
+    range: &log::ReportRange,
     max_age_days: i64,
 ) -> Result<Vec<log::PairReport>, StoreError> {
     let book = RateBook::new(store.fx_docs().await?, max_age_days);
     let entries = read_log(store).await?;
-    Ok(log::report(&entries, date, &book))
+    Ok(log::report(&entries, range, &book))
 }

@@ -77,10 +77,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Parses an ECB rate document, whichever the ECB publishes: the eurofxref XML (daily,
+/// 90-day or full history), `eurofxref-hist.csv`, or the `eurofxref-hist.zip` holding it.
+/// Days come out oldest first.
+pub fn parse_ecb(bytes: &[u8]) -> Result<Vec<RateDay>, FxError> {
+    use super::ecb_hist;
+    if ecb_hist::is_zip(bytes) {
+        return ecb_hist::parse_csv(&ecb_hist::unzip_csv(bytes)?);
+    }
+    let start = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if start.starts_with(b"Date,") {
+        return ecb_hist::parse_csv(start);
+    }
+    parse_ecb_xml(bytes)
+}
+
 /// Parses an ECB eurofxref XML file (daily, 90-day or full history). Days come out oldest
 /// first, whatever the file's order; single or double quotes, namespaces and whitespace are
 /// all accepted. A day twice, a bad date or a non-positive rate is an error naming it.
-pub fn parse_ecb(bytes: &[u8]) -> Result<Vec<RateDay>, FxError> {
+fn parse_ecb_xml(bytes: &[u8]) -> Result<Vec<RateDay>, FxError> {
     let bad = |m: String| FxError::Document(format!("ECB rates: {m}"));
     let doc = crate::adapter::xml::parse_xml(bytes).map_err(|e| bad(e.0))?;
     let envelope = doc

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use super::checkpoint::Checkpoint;
 use super::log::FxEntry;
 use super::rates::RateDoc;
 use super::{FxDraft, FxView, Head};
@@ -40,4 +41,11 @@ pub trait FxStore: Send + Sync + 'static {
         after_seq: u64,
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<(u64, String)>>> + Send;
+
+    /// Stores a signed checkpoint (append-only: one per sequence number, never replaced);
+    /// `true` when it is new.
+    fn fx_put_checkpoint(&self, cp: Checkpoint) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every stored checkpoint, oldest first.
+    fn fx_checkpoints(&self) -> impl Future<Output = StoreResult<Vec<Checkpoint>>> + Send;
 }

@@ -164,11 +164,15 @@ pub struct FxLogItem {
     #[serde(flatten)]
     pub entry: FxEntry,
     pub superseded_by: Option<String>,
+    /// A conversion from a currency to itself (kept so every order has a row per reporting
+    /// currency).
+    pub identity: bool,
 }
 
 impl From<(FxEntry, Option<String>)> for FxLogItem {
     fn from((entry, superseded_by): (FxEntry, Option<String>)) -> Self {
         Self {
+            identity: crate::fx::export::is_identity(&entry),
             entry,
             superseded_by,
         }
@@ -182,10 +186,21 @@ pub struct FxLogPage {
     pub next_cursor: Option<u64>,
 }
 
-/// `GET /v1/fx/report?date=`.
+/// `GET /v1/fx/checkpoints`: the signed checkpoints, and the key this daemon signs with (the
+/// auditor checks against the public key they were given, not this one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FxCheckpoints {
+    pub key_id: Option<String>,
+    /// Base64 of the 32-byte Ed25519 public key.
+    pub public_key: Option<String>,
+    pub checkpoints: Vec<crate::fx::checkpoint::Checkpoint>,
+}
+
+/// `GET /v1/fx/report?date=` or `?from=&to=` (and `revalue_at=`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FxReportAnswer {
-    pub date: NaiveDate,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
     pub pairs: Vec<PairReport>,
 }
 

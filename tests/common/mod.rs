@@ -194,6 +194,22 @@ secrets = {{ webhook = "${{TEST_APP_SECRET}}" }}
     }
 }
 
+/// A config for the CLI that reads the Redis store under `prefix` directly (its `listen`
+/// address answers nothing, so no daemon is reached).
+pub fn cli_redis_config(dir: &Path, prefix: &str) -> PathBuf {
+    let cfg = dir.join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "adapters_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:1\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{prefix}\"\n",
+            repo().join("adapters").display(),
+            redis_url()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// A gateway served in-process on a loopback port.
 pub struct Gateway {
     pub base: String,

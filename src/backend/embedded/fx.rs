@@ -1,5 +1,6 @@
 use super::tables::*;
 use super::{EmbeddedStore, unavailable};
+use crate::fx::checkpoint::Checkpoint;
 use crate::fx::log::FxEntry;
 use crate::fx::rates::RateDoc;
 use crate::fx::store::FxStore;
@@ -139,6 +140,36 @@ impl FxStore for EmbeddedStore {
                 if out.len() >= limit {
                     break;
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_put_checkpoint(&self, cp: Checkpoint) -> StoreResult<bool> {
+        let json = serde_json::to_vec(&cp).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.run(move |txn| {
+            let mut t = txn.open_table(FX_CHECKPOINTS).map_err(unavailable)?;
+            if t.get(cp.seq).map_err(unavailable)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(cp.seq, json.as_slice()).map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fx_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_CHECKPOINTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(unavailable)? {
+                let (_, v) = item.map_err(unavailable)?;
+                out.push(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(format!("FX checkpoint: {e}")))?,
+                );
             }
             Ok(out)
         })

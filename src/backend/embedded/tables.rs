@@ -53,6 +53,9 @@ pub(super) const FX_VIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// FX: orders waiting for a rate.
 pub(super) const FX_PENDING: TableDefinition<&str, ()> = TableDefinition::new("fx_pending");
 pub(super) const FX_HEAD_KEY: &str = "~head";
+/// FX: signed checkpoints, sequence → JSON (append-only).
+pub(super) const FX_CHECKPOINTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("fx_checkpoints");
 /// Tax: order id → Quote JSON.
 pub(super) const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
 /// Tax: `customer key|year|order id` → CNY amount (the CBEC annual total's parts).
@@ -91,6 +94,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(FX_IDX).map_err(unavailable)?;
     txn.open_table(FX_VIEWS).map_err(unavailable)?;
     txn.open_table(FX_PENDING).map_err(unavailable)?;
+    txn.open_table(FX_CHECKPOINTS).map_err(unavailable)?;
     txn.open_table(TAX_QUOTES).map_err(unavailable)?;
     txn.open_table(RECO_DATA).map_err(unavailable)?;
     txn.open_table(RECO_LISTS).map_err(unavailable)?;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::fx::checkpoint::Checkpoint;
 use crate::fx::log::FxEntry;
 use crate::fx::rates::RateDoc;
 use crate::fx::store::FxStore;
@@ -162,5 +163,34 @@ impl FxStore for RedisStore {
             next = to + 1;
         }
         Ok(out)
+    }
+
+    async fn fx_put_checkpoint(&self, cp: Checkpoint) -> StoreResult<bool> {
+        let json = serde_json::to_string(&cp).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn();
+        let added: i64 = redis::cmd("HSETNX")
+            .arg(self.keys.fx("checkpoints"))
+            .arg(format!("{:020}", cp.seq))
+            .arg(json)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn fx_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let mut conn = self.conn();
+        let mut all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.fx("checkpoints"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        all.sort();
+        all.into_iter()
+            .map(|(_, v)| {
+                serde_json::from_str(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("FX checkpoint: {e}")))
+            })
+            .collect()
     }
 }

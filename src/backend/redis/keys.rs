@@ -20,7 +20,7 @@
 //! | `P:{I}:cursor:<name>` | string | a poller's cursor |
 //! | `P:{S}:lease:<name>`, `P:{S}:fence:<name>` | hash, string | a lease and its last fencing token (`S` = instance, or `jobs`) |
 //! | `P:{I}:budget:<name>` | string, PX | a shared rate budget (GCRA arrival time, µs) |
-//! | `P:{fx}:docs`, `head`, `log`, `idx`, `pending`, `view:<order>` | | the FX log |
+//! | `P:{fx}:docs`, `head`, `log`, `idx`, `pending`, `checkpoints`, `view:<order>` | | the FX log |
 //! | `P:{tax}:quote:<order>`, `annual:<customer>:<year>` | string | tax quotes, CBEC totals |
 //! | `P:{reco}:…` | | recommendation generations (see `reco.rs`) |
 
@@ -80,7 +80,8 @@ impl Keys {
         ]
     }
 
-    /// An FX key: `docs`, `head`, `log`, `idx`, `pending`. One `{fx}` slot: the log is one chain.
+    /// An FX key: `docs`, `head`, `log`, `idx`, `pending`, `checkpoints`. One `{fx}` slot: the
+    /// log is one chain.
     pub(super) fn fx(&self, name: &'static str) -> String {
         self.tagged("fx", name)
     }

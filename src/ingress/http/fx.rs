@@ -13,7 +13,7 @@ use super::records::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Answer, App, Body, Q};
 use crate::backend::Stores;
 use crate::fx::{FxView, LogFilter, Verification};
-use crate::ingress::answers::{FxLogItem, FxLogPage, FxReportAnswer, RatesStored};
+use crate::ingress::answers::{FxCheckpoints, FxLogItem, FxLogPage, FxReportAnswer, RatesStored};
 use crate::ingress::problem::Problem;
 use crate::model::OrderId;
 
@@ -22,6 +22,7 @@ pub(super) fn routes<S: Stores>() -> Router<App<S>> {
         .route("/v1/orders/{id}/fx", get(order_fx::<S>))
         .route("/v1/fx/log", get(fx_log::<S>))
         .route("/v1/fx/verify", get(fx_verify::<S>))
+        .route("/v1/fx/checkpoints", get(fx_checkpoints::<S>))
         .route("/v1/fx/report", get(fx_report::<S>))
         .route("/v1/fx/rates", post(fx_rates::<S>))
 }
@@ -41,7 +42,12 @@ struct FxLogParams {
     from: Option<String>,
     to: Option<String>,
     currency: Option<String>,
+    /// The gateway's order id, or the channel's order number.
     order: Option<String>,
+    channel: Option<String>,
+    instance: Option<String>,
+    /// `grand_total` (default) or `all`.
+    parts: Option<String>,
     /// `json` (default, paginated), or every matching entry streamed from one snapshot:
     /// `csv`, or `jsonl` (one JSON object per line, with `superseded_by`).
     format: Option<String>,
@@ -63,6 +69,15 @@ fn fx_filter(p: &FxLogParams) -> Result<LogFilter, Problem> {
         to: date_param(p.to.as_deref(), "to")?,
         currency: p.currency.clone(),
         order: p.order.clone(),
+        channel: p.channel.clone(),
+        instance: p.instance.clone(),
+        parts: p
+            .parts
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(Problem::bad_request)?
+            .unwrap_or_default(),
     })
 }
 
@@ -97,30 +112,24 @@ async fn fx_log_stream<S: Stores>(
     filter: &LogFilter,
     csv: bool,
 ) -> Result<Response, Problem> {
-    use crate::fx::log::{CSV_HEADER, csv_row};
     let entries = crate::fx::export_all(&app.store, filter).await?;
-    let mut chunks: Vec<Result<String, std::io::Error>> = Vec::new();
-    let mut chunk = if csv {
-        format!("{CSV_HEADER}\n")
+    let chunks: Vec<Vec<u8>> = if csv {
+        crate::fx::export::csv_chunks(&entries)
+            .map_err(|err| Problem::unavailable(format!("FX log CSV: {err}")))?
     } else {
-        String::new()
+        let mut chunks = Vec::new();
+        for part in entries.chunks(1000) {
+            let mut out = Vec::new();
+            for item in part {
+                serde_json::to_writer(&mut out, &FxLogItem::from(item.clone()))
+                    .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
+                out.push(b'\n');
+            }
+            chunks.push(out);
+        }
+        chunks
     };
-    for (i, item) in entries.into_iter().enumerate() {
-        if csv {
-            chunk.push_str(&csv_row(&item.0, item.1.as_deref()));
-        } else {
-            let line = serde_json::to_string(&FxLogItem::from(item))
-                .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
-            chunk.push_str(&line);
-        }
-        chunk.push('\n');
-        if i % 1000 == 999 {
-            chunks.push(Ok(std::mem::take(&mut chunk)));
-        }
-    }
-    if !chunk.is_empty() {
-        chunks.push(Ok(chunk));
-    }
+    let chunks = chunks.into_iter().map(Ok::<_, std::io::Error>);
     let (content_type, disposition) = if csv {
         (
             "text/csv; charset=utf-8",
@@ -144,22 +153,56 @@ async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Answer<Verification>
     Ok(axum::Json(crate::fx::verify_log(&app.store).await?))
 }
 
-#[derive(Debug, Deserialize)]
-struct DateParam {
-    date: String,
+/// `GET /v1/fx/checkpoints`: every signed checkpoint of the log, oldest first.
+async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckpoints> {
+    let checkpoints = app.store.fx_checkpoints().await?;
+    let key = app.config.fx.checkpoints.as_ref().map(|c| c.key.public());
+    Ok(axum::Json(FxCheckpoints {
+        key_id: key.as_ref().map(crate::fx::checkpoint::key_id),
+        public_key: key.as_ref().map(crate::fx::checkpoint::public_base64),
+        checkpoints,
+    }))
 }
 
-/// `GET /v1/fx/report?date=`: per currency pair, the day's conversions.
+#[derive(Debug, Deserialize)]
+struct ReportParams {
+    /// One day, or `from` and `to` (inclusive).
+    date: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Revalue at this day's rates (default: the newest stored ECB day).
+    revalue_at: Option<String>,
+}
+
+/// `GET /v1/fx/report?date=` or `?from=&to=`: per currency pair, the orders converted at rates
+/// of those days.
 async fn fx_report<S: Stores>(
     State(app): State<App<S>>,
-    p: Result<Q<DateParam>, Problem>,
+    p: Result<Q<ReportParams>, Problem>,
 ) -> Answer<FxReportAnswer> {
-    let date = p
-        .ok()
-        .and_then(|Q(p)| NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok())
-        .ok_or_else(|| Problem::bad_request("date must be YYYY-MM-DD"))?;
-    let pairs = crate::fx::report(&app.store, date, app.config.fx.max_age_days).await?;
-    Ok(axum::Json(FxReportAnswer { date, pairs }))
+    let Q(p) = p?;
+    let day = date_param(p.date.as_deref(), "date")?;
+    let (from, to) = match (
+        day,
+        date_param(p.from.as_deref(), "from")?,
+        date_param(p.to.as_deref(), "to")?,
+    ) {
+        (Some(d), None, None) => (d, d),
+        (None, Some(f), Some(t)) if f <= t => (f, t),
+        (None, Some(_), Some(_)) => return Err(Problem::bad_request("from must not be after to")),
+        _ => {
+            return Err(Problem::bad_request(
+                "give date=YYYY-MM-DD, or from= and to=",
+            ));
+        }
+    };
+    let range = crate::fx::log::ReportRange {
+        from,
+        to,
+        revalue_at: date_param(p.revalue_at.as_deref(), "revalue_at")?,
+    };
+    let pairs = crate::fx::report(&app.store, &range, app.config.fx.max_age_days).await?;
+    Ok(axum::Json(FxReportAnswer { from, to, pairs }))
 }
 
 #[derive(Debug, Deserialize)]
