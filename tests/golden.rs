@@ -47,6 +47,9 @@ struct Case {
 #[serde(deny_unknown_fields)]
 struct Expect {
     records: usize,
+    /// The first order's (or listing's) external id, read off the payload.
+    #[serde(default)]
+    external_id: Option<String>,
     #[serde(default)]
     currency: Option<String>,
     #[serde(default)]
@@ -292,6 +295,14 @@ fn check_expectations(case: &Case, out: &Value) {
                 "{name}: order"
             );
         }
+    }
+    if let Some(id) = &case.expect.external_id {
+        let first = records.iter().find(|r| r["kind"] != "fact");
+        assert_eq!(
+            first.and_then(|r| r["record"]["external_id"].as_str()),
+            Some(id.as_str()),
+            "{name}: external id"
+        );
     }
     for r in records.iter().filter(|r| r["kind"] != "fact") {
         let rec = &r["record"];

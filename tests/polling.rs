@@ -699,3 +699,50 @@ settings = {{ api_base = "{base}", currency = "EUR", timezone = "Europe/Paris" }
     let events = crossgate::with_store!(&store, s => order_events(s).await);
     assert_eq!(events.len(), 2);
 }
+
+/// An idle channel: getOrders answers `{"payload": {"Orders": []}}`. A successful, empty page:
+/// the cursor is committed, nothing is parked (it used to be a dead letter per poll, about 720
+/// a day for an idle Amazon instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_commits_the_cursor_and_parks_nothing() {
+    for backend in Backend::all() {
+        let m = mock(10, Duration::ZERO, Vec::new());
+        let base = serve(m.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), backend, &base, &unique_prefix("poll"));
+        let inst = cfg.instances["amz"].clone();
+        let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+        let client = crossgate::channel::client::ChannelClient::new(
+            &inst,
+            crossgate::channel::client::RetryPolicy::default(),
+        )
+        .unwrap();
+        let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+        // After every order's last update: the mock's pages are empty.
+        let since = base_time() + chrono::Duration::days(30);
+        let mode = crossgate::channel::poll::Mode::Backfill {
+            since,
+            until: Some(since + chrono::Duration::days(1)),
+        };
+        let mut pages = 0;
+        let state = crossgate::with_store!(&store, s => poller.run(s, &mode, |_| pages += 1).await)
+            .unwrap();
+        assert_eq!(pages, 1, "{backend:?}");
+        assert_eq!(state.orders, 0);
+        let served: Vec<u16> = m.log.lock().unwrap().iter().map(|r| r.3).collect();
+        assert_eq!(served, [200], "one empty page, answered");
+        let parked = crossgate::with_store!(&store, s => s.list_dead_letters(
+            crossgate::store::DeadLetterQuery { instance: None, after: None, limit: 10 }).await)
+        .unwrap();
+        assert!(parked.items.is_empty(), "{backend:?}: {:?}", parked.items);
+        let cursor =
+            crossgate::with_store!(&store, s => s.get_cursor("amz", "backfill").await).unwrap();
+        assert!(
+            cursor.is_some(),
+            "{backend:?}: the empty page's cursor is committed"
+        );
+        if let crossgate::backend::AnyStore::Redis(r) = store {
+            r.flush_prefix().await.unwrap();
+        }
+    }
+}

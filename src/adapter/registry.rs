@@ -136,11 +136,59 @@ impl Registry {
 /// Parses and checks one adapter file. `expected_name` is the file stem.
 pub fn parse_adapter(text: &str, expected_name: &str) -> Result<AdapterSpec, Vec<String>> {
     let spec: AdapterSpec = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
-    let problems = check(&spec, expected_name);
+    let mut problems = check(&spec, expected_name);
+    let tree: toml::Table = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+    problems.extend(undeclared_settings(&spec, &tree));
     if problems.is_empty() {
         Ok(spec)
     } else {
         Err(problems)
+    }
+}
+
+/// Every setting the file reads (`{setting:x}` in paths and queries, `zone = "setting:x"`,
+/// `{ setting = "x" }` lookups, `base_url_setting`) must be declared under `[settings]`, so
+/// that `check-config` can check instances against the declarations.
+fn undeclared_settings(spec: &AdapterSpec, tree: &toml::Table) -> Vec<String> {
+    let mut used = std::collections::BTreeSet::new();
+    collect_settings(&toml::Value::Table(tree.clone()), &mut used);
+    used.into_iter()
+        .filter(|name| !spec.settings.contains_key(name))
+        .map(|name| {
+            format!(
+                "settings.{name}: the adapter reads the instance setting '{name}'; declare it (`[settings.{name}] kind = ...`)"
+            )
+        })
+        .collect()
+}
+
+fn collect_settings(v: &toml::Value, used: &mut std::collections::BTreeSet<String>) {
+    match v {
+        toml::Value::String(s) => {
+            for part in s.split("setting:").skip(1) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    used.insert(name);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter().for_each(|i| collect_settings(i, used)),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                if k == "settings" {
+                    continue; // the declarations themselves
+                }
+                if let ("setting" | "base_url_setting", toml::Value::String(name)) = (k.as_str(), v)
+                {
+                    used.insert(name.clone());
+                }
+                collect_settings(v, used);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -290,6 +338,32 @@ status = "s"
         let e = parse_adapter(text, "b").unwrap_err();
         assert!(e[0].contains("must equal the file name"));
         assert!(parse_adapter(text, "a").is_ok());
+    }
+
+    #[test]
+    fn every_setting_read_must_be_declared() {
+        let text = r#"
+name = "s"
+channel_kind = "web_shop"
+format = "json"
+[listing]
+external_id = "id"
+updated_at = { path = "t", date = { pattern = "%Y", zone = "setting:timezone" } }
+title = "t"
+status = { setting = "default_status" }
+"#;
+        let e = parse_adapter(text, "s").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("settings.default_status: the adapter reads"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("settings.timezone:"), "{e:?}");
+        let declared = text.replace(
+            "[listing]",
+            "[settings.timezone]\nkind = \"time_zone\"\n[settings.default_status]\nkind = \"text\"\n[listing]",
+        );
+        assert!(parse_adapter(&declared, "s").is_ok());
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub(super) fn instances(
                 );
             }
         }
+        instance_settings(c, &at, inst, spec);
         instances.insert(
             inst.id.clone(),
             Arc::new(Instance {
@@ -175,4 +176,105 @@ pub(super) fn instances(
         );
     }
     instances
+}
+
+/// An instance's `settings` against what its adapter declares: no unknown names (a typo is
+/// otherwise silently ignored), every required one, and each value of its kind. References to
+/// other instances are checked once every instance is known ([`instance_references`]).
+fn instance_settings(
+    c: &mut Check,
+    at: &dyn Fn(&str) -> String,
+    inst: &super::raw::RawInstance,
+    spec: &crate::adapter::spec::AdapterSpec,
+) {
+    use crate::adapter::spec::{SettingKind, SettingRequired};
+    let declared = &spec.settings;
+    for (name, value) in &inst.settings {
+        let Some(d) = declared.get(name) else {
+            let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+            c.issue(
+                &at(&format!("settings.{name}")),
+                format!(
+                    "adapter '{}' reads no setting '{name}' ({})",
+                    inst.adapter,
+                    if known.is_empty() {
+                        "it reads none".to_string()
+                    } else {
+                        format!("it reads: {}", known.join(", "))
+                    }
+                ),
+            );
+            continue;
+        };
+        let problem = match d.kind {
+            SettingKind::Text | SettingKind::Instance => None,
+            SettingKind::Url => crate::outbound::check_base_url(value).err(),
+            SettingKind::TimeZone => value.parse::<chrono_tz::Tz>().is_err().then(|| {
+                "is not an IANA time zone (e.g. \"Europe/Berlin\", \"Asia/Shanghai\")".to_string()
+            }),
+            SettingKind::Currency => crate::model::CurrencyCode::parse(value)
+                .err()
+                .map(|_| "is not an ISO 4217 currency code".to_string()),
+        };
+        if let Some(p) = problem {
+            c.issue(&at(&format!("settings.{name}")), p);
+        }
+    }
+    for (name, d) in declared {
+        let needed = match d.required {
+            Some(SettingRequired::Always) => true,
+            Some(SettingRequired::WhenPolled) => inst.poll,
+            None => false,
+        };
+        if needed && !inst.settings.contains_key(name) {
+            c.issue(
+                &at(&format!("settings.{name}")),
+                format!(
+                    "adapter '{}' needs this setting{}: {}",
+                    inst.adapter,
+                    if d.required == Some(SettingRequired::WhenPolled) {
+                        " to poll"
+                    } else {
+                        ""
+                    },
+                    d.description
+                ),
+            );
+        }
+    }
+}
+
+/// Settings of kind `instance` must name another configured instance.
+pub(super) fn instance_references(
+    c: &mut Check,
+    raw: &RawConfig,
+    instances: &BTreeMap<String, Arc<Instance>>,
+) {
+    use crate::adapter::spec::SettingKind;
+    for (i, inst) in raw.instances.iter().enumerate() {
+        let Some(known) = instances.get(&inst.id) else {
+            continue;
+        };
+        for (name, d) in &known.adapter.spec().settings {
+            let Some(value) = inst.settings.get(name) else {
+                continue;
+            };
+            if d.kind == SettingKind::Instance
+                && (value == &inst.id || !instances.contains_key(value))
+            {
+                let ids: Vec<&str> = instances
+                    .keys()
+                    .filter(|k| **k != inst.id)
+                    .map(String::as_str)
+                    .collect();
+                c.issue(
+                    &format!("instance[{i}].settings.{name}"),
+                    format!(
+                        "names no other instance ('{value}'; instances: {})",
+                        ids.join(", ")
+                    ),
+                );
+            }
+        }
+    }
 }

@@ -259,6 +259,58 @@ secrets = { webhook = "${APP_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" }
     }
 
     #[test]
+    fn check_config_catches_what_used_to_fail_later() {
+        // Each of these passed check-config before: the import then blamed every CSV row, a
+        // misspelt setting was ignored, a payment instance pointed nowhere, and "verbose" is a
+        // tracing *target* filter, so the daemon logged nothing at all.
+        let text = r#"
+[store]
+backend = "embedded"
+[log]
+level = "verbose"
+[[instance]]
+id = "phone"
+adapter = "phone"
+account = "call-centre"
+settings = { timezone = "Europe/Berln", time_zone = "Europe/Berlin" }
+[[instance]]
+id = "stripe"
+adapter = "stripe"
+account = "acct_1"
+secrets = { webhook = "${STRIPE:-whsec_test}" }
+settings = { orders_instance = "shopify-mian" }
+[[instance]]
+id = "wechat"
+adapter = "wechatpay"
+account = "10000100"
+secrets = { webhook = "${WX:-key}" }
+"#;
+        let issues = check(text, &[]).unwrap_err();
+        let at = |path: &str| {
+            issues
+                .iter()
+                .find(|i| i.path == path)
+                .map(|i| i.message.clone())
+                .unwrap_or_else(|| panic!("no issue at {path}: {issues:?}"))
+        };
+        assert!(at("log.level").contains("'verbose' names no level"));
+        assert!(at("instance[0].settings.timezone").contains("IANA time zone"));
+        assert!(
+            at("instance[0].settings.time_zone")
+                .contains("reads no setting 'time_zone' (it reads: timezone)")
+        );
+        assert!(
+            at("instance[1].settings.orders_instance")
+                .contains("names no other instance ('shopify-mian'")
+        );
+        assert!(at("instance[2].settings.orders_instance").contains("needs this setting"));
+        // Directives with levels, and plain levels, are fine.
+        for ok in ["info", "crossgate=debug,info", "warn,crossgate::fx=trace"] {
+            assert_eq!(validate::check_log_level(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_location() {
         let e = check("[store]\nbackend = \"embedded\"\nbackup = true\n", &[]).unwrap_err();
         assert_eq!(e.len(), 1);

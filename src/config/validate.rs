@@ -77,6 +77,7 @@ pub fn validate(
     let json_logs = log(c, &raw);
     let registry = super::instances::registry(c, &raw, base);
     let instances = super::instances::instances(c, &raw, &registry, &customer_key_salt);
+    super::instances::instance_references(c, &raw, &instances);
     if !c.issues.is_empty() {
         return Err(std::mem::take(&mut c.issues));
     }
@@ -297,11 +298,27 @@ fn log(c: &mut Check, raw: &RawConfig) -> bool {
             false
         }
     };
-    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-        c.issue(
-            "log.level",
-            "is not a tracing filter (e.g. \"info\" or \"crossgate=debug,info\")".into(),
-        );
+    if let Err(p) = check_log_level(&raw.log.level) {
+        c.issue("log.level", p);
     }
     json_logs
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A level (`info`) or tracing directives (`crossgate=debug,info`). A bare word that is not a
+/// level parses as a *target* filter (`verbose` would log only a target named "verbose", so
+/// nothing at all): refused, as is a directive whose level is not one.
+pub(super) fn check_log_level(text: &str) -> Result<(), String> {
+    let hint = "(a level: trace, debug, info, warn, error, off; or directives such as \"crossgate=debug,info\")";
+    if tracing_subscriber::EnvFilter::try_new(text).is_err() {
+        return Err(format!("is not a tracing filter {hint}"));
+    }
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return Err(format!("'{directive}' names no level {hint}"));
+        }
+    }
+    Ok(())
 }

@@ -84,7 +84,7 @@ impl Eval {
                 }
             },
             Ok(None) => {
-                self.fail(field, Some(e), "is required but missing".into());
+                self.fail(field, Some(e), why_missing(e, scope));
                 None
             }
             Err(problem) => {

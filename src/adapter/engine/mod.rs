@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::error::FieldError;
 use super::path::Scope;
-use super::spec::{Expr, OrderMapping};
+use super::spec::{Expr, ExprKind, OrderMapping};
 use super::tree::Node;
 use crate::model::{ChannelKind, Order, OrderId, OrderStatus, Revision};
 
@@ -44,6 +44,9 @@ fn record_root<'a>(
     let Some(e) = root else {
         return Some(top.document);
     };
+    if array_ok && let Some(page) = empty_page(e, top) {
+        return Some(page);
+    }
     match eval(e, top) {
         Ok(Some(Val::Node(n @ Node::Object(_)))) => Some(n),
         // With `each`, the root may be the array itself (`{"orders": [...]}`).
@@ -61,6 +64,26 @@ fn record_root<'a>(
             None
         }
     }
+}
+
+/// With `each`, an empty array at the root is a page of no records (an idle channel's poll),
+/// not a missing root: the first path of the root expression that exists, when it is `[]`.
+/// (Evaluation counts an empty array as absent, which made such pages "required but missing",
+/// or, behind a `"$"` fallback, mapped the page object itself as an order.)
+fn empty_page<'a>(e: &'a Expr, scope: Scope<'a>) -> Option<&'a Node<'a>> {
+    let paths: Vec<&Expr> = match &e.kind {
+        ExprKind::Coalesce(items) => items.iter().collect(),
+        _ => vec![e],
+    };
+    for item in paths {
+        let ExprKind::Path(p) = &item.kind else {
+            return None;
+        };
+        if let Some(node) = p.get(scope) {
+            return matches!(node, Node::Array(a) if a.is_empty()).then_some(node);
+        }
+    }
+    None
 }
 
 /// Maps a document to its orders: one, or one per element of `each`. Each result carries every
@@ -240,6 +263,27 @@ mod tests {
         eval(e, Scope::new(doc))
             .unwrap()
             .map(|v| v.text().unwrap().into_owned())
+    }
+
+    #[test]
+    fn an_unlisted_value_is_not_called_missing() {
+        let doc = parse_json(br#"{"state": "ON_HOLD", "other": "x"}"#).unwrap();
+        let e = expr(r#"{ path = "state", map = { PAID = "paid", SHIPPED = "fulfilled" } }"#);
+        assert_eq!(eval_text(&e, &doc), None, "unmapped is absent, as before");
+        let why = why_missing(&e, Scope::new(&doc));
+        assert!(
+            why.contains("does not list (it lists: PAID, SHIPPED)"),
+            "{why}"
+        );
+        assert!(
+            !why.contains("ON_HOLD"),
+            "the payload value is not quoted: {why}"
+        );
+        let gone = expr(r#"{ path = "nothing", map = { PAID = "paid" } }"#);
+        assert_eq!(
+            why_missing(&gone, Scope::new(&doc)),
+            "is required but missing"
+        );
     }
 
     #[test]

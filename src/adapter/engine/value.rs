@@ -142,6 +142,32 @@ pub(super) fn eval<'a>(e: &'a Expr, scope: Scope<'a>) -> Result<Option<Val<'a>>,
     }))
 }
 
+/// Why a required expression came out absent: "is required but missing", unless a `map` got
+/// a value it does not list (then that, with what the map lists; the value itself is payload
+/// and is not quoted).
+pub(super) fn why_missing(e: &Expr, scope: Scope<'_>) -> String {
+    unlisted(e, scope).unwrap_or_else(|| "is required but missing".into())
+}
+
+fn unlisted(e: &Expr, scope: Scope<'_>) -> Option<String> {
+    if let ExprKind::Coalesce(items) = &e.kind
+        && let Some(found) = items.iter().find_map(|i| unlisted(i, scope))
+    {
+        return Some(found);
+    }
+    let map = e.map.as_ref()?;
+    let mut bare = e.clone();
+    bare.map = None;
+    bare.default = None;
+    matches!(eval(&bare, scope), Ok(Some(_))).then(|| {
+        let known: Vec<&str> = map.keys().map(String::as_str).collect();
+        format!(
+            "has a value that `map` does not list (it lists: {}); add it to `map` or give a `default`",
+            known.join(", ")
+        )
+    })
+}
+
 pub(super) fn node_decimal(n: &Node) -> Result<Decimal, String> {
     match n {
         Node::Number(t) | Node::String(t) => parse_decimal(t.trim()).map_err(|e| match e {
@@ -216,8 +242,13 @@ pub(super) fn val_datetime(
 ) -> Result<DateTime<FixedOffset>, String> {
     let format = format.unwrap_or(&DateFormat::Named(NamedDateFormat::Rfc3339));
     match format {
-        DateFormat::Named(NamedDateFormat::Rfc3339) => DateTime::parse_from_rfc3339(&val_text(v)?)
-            .map_err(|_| "is not an RFC 3339 date-time with offset".into()),
+        DateFormat::Named(NamedDateFormat::Rfc3339) => {
+            let text = val_text(v)?;
+            // RFC 3339, or the ISO 8601 basic offset (`+0000`) the Graph API and others send.
+            DateTime::parse_from_rfc3339(&text)
+                .or_else(|_| DateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+                .map_err(|_| "is not an RFC 3339 / ISO 8601 date-time with offset".into())
+        }
         DateFormat::Named(NamedDateFormat::Rfc2822) => DateTime::parse_from_rfc2822(&val_text(v)?)
             .map_err(|_| "is not an RFC 2822 date-time".into()),
         DateFormat::Named(NamedDateFormat::Unix) => {

@@ -59,6 +59,45 @@ pub struct AdapterSpec {
     /// Polling the channel's list endpoint.
     #[serde(default)]
     pub poll: Option<PollSpec>,
+    /// The instance settings this adapter reads (`[settings.<name>]`): `check-config`
+    /// refuses others, missing required ones and values of the wrong kind.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingSpec>,
+}
+
+/// One instance setting an adapter reads.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingSpec {
+    pub kind: SettingKind,
+    /// `always`, or `when_polled` (needed only by an instance with `poll = true`); optional
+    /// when absent.
+    #[serde(default)]
+    pub required: Option<SettingRequired>,
+    /// What it is, for people writing the gateway config.
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKind {
+    Text,
+    /// An http(s) base URL (the channel API's).
+    Url,
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    TimeZone,
+    /// An ISO 4217 currency code.
+    Currency,
+    /// The id of another `[[instance]]` of the gateway config.
+    Instance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingRequired {
+    Always,
+    WhenPolled,
 }
 
 /// How to call the channel's API. Requests only ever go to the host of the instance's base
