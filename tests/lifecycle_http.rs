@@ -4,6 +4,8 @@
 
 mod common;
 
+use base64::Engine as _;
+
 use common::*;
 use crossgate::adapter::signature::{hmac_sha256, wechat_v2_params, wechat_v2_sign};
 use crossgate::model::{Customer, OrderId};
@@ -83,6 +85,7 @@ async fn payment_providers_move_orders_through_their_life() {
         let c = http();
         stripe_moves_a_shopify_order(&c, &gw, backend).await;
         wechat_pay_pays_the_app_order(&c, &gw).await;
+        wechat_pay_refunds_the_app_order(&c, &gw).await;
         gw.stop().await;
     }
 }
@@ -287,6 +290,78 @@ async fn wechat_pay_pays_the_app_order(c: &reqwest::Client, gw: &Gateway) {
     let r = post(c, &gw.url("/webhooks/wechat"), tampered.as_bytes(), &[]).await;
     assert_eq!(r.status, 401);
     assert!(!r.text.contains("SUCCESS"));
+}
+
+/// WeChat Pay's refund notification: no `sign`, the refund in `req_info` encrypted under the
+/// MD5 of the API key (the fixture was encrypted with Python's `cryptography`, see
+/// tests/fixtures/wechatpay/make_refund_notify.py). Decrypted, it refunds the payment its
+/// transaction_id names; one encrypted under another key is refused.
+async fn wechat_pay_refunds_the_app_order(c: &reqwest::Client, gw: &Gateway) {
+    let mut o = app_order("1409811653", "2024-05-01T10:00:00Z");
+    o["status"] = "created".into();
+    o["payments"] = json!([]);
+    let body = serde_json::to_vec(&o).unwrap();
+    let r = post(
+        c,
+        &gw.url("/webhooks/app"),
+        &body,
+        &app_headers(&body, "msg-wx-r"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let xml = [("Content-Type".to_string(), "text/xml".to_string())];
+    let r = post(
+        c,
+        &gw.url("/webhooks/wechat"),
+        &wechat_notification("1409811653"),
+        &xml,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let refund =
+        std::fs::read(repo().join("tests/fixtures/wechatpay/v2-refund-notify.xml")).unwrap();
+    let r = post(c, &gw.url("/webhooks/wechat"), &refund, &xml).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text
+            .contains("<return_code><![CDATA[SUCCESS]]></return_code>"),
+        "{}",
+        r.text
+    );
+    let id = OrderId::derive("app", "1409811653");
+    let mut wx = Value::Null;
+    for _ in 0..50 {
+        let o = order(c, gw, &id).await;
+        wx = o["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["gateway"] == "wechat_pay")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if wx["refunded"].is_object() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(wx["id"], "1004400740201409030005092168", "{wx}");
+    assert_eq!(
+        wx["refunded"],
+        json!({ "amount": "0.01", "currency": "CNY" }),
+        "{wx}"
+    );
+    // The same notification with its req_info from another key: refused, not acknowledged.
+    let text = String::from_utf8(refund).unwrap();
+    let start = text.find("<req_info><![CDATA[").unwrap() + 19;
+    let end = text[start..].find("]]>").unwrap() + start;
+    let forged = format!(
+        "{}{}{}",
+        &text[..start],
+        base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+        &text[end..]
+    );
+    let r = post(c, &gw.url("/webhooks/wechat"), forged.as_bytes(), &xml).await;
+    assert_eq!(r.status, 401, "{}", r.text);
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ pub mod registry;
 pub mod signature;
 pub mod spec;
 pub mod tree;
+pub mod wechat_refund;
 pub mod xml;
 
 use sha2::{Digest, Sha256};
@@ -154,6 +155,28 @@ impl Adapter {
         signature::verify(&webhook.signature, headers, body, secrets, now)
     }
 
+    /// The bytes a pushed delivery is mapped from: the body itself, except where the channel
+    /// encrypts its content under the webhook secret (a WeChat Pay v2 refund notification's
+    /// `req_info`): then the body with that part decrypted. The raw body is what is stored.
+    pub fn document_bytes<'b>(
+        &self,
+        body: &'b [u8],
+        secrets: &[&str],
+    ) -> std::borrow::Cow<'b, [u8]> {
+        let wechat = self
+            .spec
+            .webhook
+            .as_ref()
+            .is_some_and(|w| matches!(w.signature, spec::SignatureSpec::WechatPayV2 { .. }));
+        match wechat
+            .then(|| wechat_refund::refund_document(body, secrets))
+            .flatten()
+        {
+            Some(doc) => std::borrow::Cow::Owned(doc),
+            None => std::borrow::Cow::Borrowed(body),
+        }
+    }
+
     /// An unsigned activation ping this adapter answers without storing (WooCommerce's
     /// `webhook_id=<n>`): only when no signature header came and the body is exactly that.
     pub fn is_unsigned_ping(&self, headers: &Headers, body: &[u8]) -> bool {
@@ -191,7 +214,7 @@ impl Adapter {
             .chain(w.topic.iter())
             .filter_map(|s| match s {
                 Source::Header(h) => Some(h.as_str()),
-                Source::Body(_) | Source::Fields(_) => None,
+                Source::Body(_) | Source::Fields(_) | Source::FirstOf(_) => None,
             })
             .collect();
         names.push("content-type");
@@ -440,6 +463,14 @@ fn validated(
 fn source_value(source: &Source, headers: &Headers, doc: Option<&Node>) -> Option<String> {
     match source {
         Source::Header(name) => headers.get(name).map(str::to_string),
+        Source::FirstOf(named) => {
+            let doc = doc?;
+            named.iter().find_map(|(name, p)| {
+                p.get(path::Scope::new(doc))
+                    .and_then(Node::scalar_text)
+                    .map(|v| format!("{name}:{v}"))
+            })
+        }
         Source::Fields(paths) => {
             let doc = doc?;
             let parts: Option<Vec<&str>> = paths

@@ -89,6 +89,9 @@ impl Projection {
                 match s {
                     Source::Body(p) => c.path(p, &[vec![]], &[vec![]]),
                     Source::Fields(ps) => ps.iter().for_each(|p| c.path(p, &[vec![]], &[vec![]])),
+                    Source::FirstOf(named) => {
+                        named.values().for_each(|p| c.path(p, &[vec![]], &[vec![]]))
+                    }
                     Source::Header(_) => {}
                 }
             }

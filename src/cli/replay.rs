@@ -69,6 +69,14 @@ fn ignored_reason(adapter: &crossgate::adapter::Adapter, headers: &Headers, body
             Some(Source::Body(path)) => {
                 format!("no topic: the body has no value at {}", path.as_str())
             }
+            Some(Source::FirstOf(named)) => format!(
+                "no topic: the body has a value at none of {} (an encrypted notification is decrypted only by the daemon, which holds the key)",
+                named
+                    .values()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Some(Source::Fields(_)) | None => {
                 "no topic, and the adapter routes deliveries by topic".into()
             }

@@ -173,7 +173,8 @@ pub fn route(
     body: &[u8],
 ) -> (Result<Routed, NormalizeError>, Option<String>, String) {
     let adapter = &inst.adapter;
-    let doc = adapter.parse(body);
+    let document = adapter.document_bytes(body, &inst.webhook_secrets());
+    let doc = adapter.parse(&document);
     let dedupe_id = adapter.dedupe_id(headers, doc.as_ref().ok(), body);
     let topic = adapter.topic(headers, doc.as_ref().ok());
     let mapped = doc.and_then(|doc| {

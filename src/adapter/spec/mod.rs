@@ -380,6 +380,10 @@ pub enum Source {
     /// Several body values joined with ':' (e.g. WooCommerce's resource id and date_modified:
     /// its delivery id is not unique).
     Fields(#[schemars(with = "Vec<String>")] Vec<Path>),
+    /// Of several named body paths, the one present, as `<name>:<value>` (the first by name
+    /// when several are): one endpoint receiving two kinds of document, e.g. WeChat Pay's
+    /// payment (`xml.result_code`) and refund (`xml.req_info.refund_status`) notifications.
+    FirstOf(#[schemars(with = "BTreeMap<String, String>")] BTreeMap<String, Path>),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
