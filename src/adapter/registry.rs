@@ -70,6 +70,18 @@ pub struct Registry {
 impl Registry {
     /// Loads every `*.toml` file of a directory. All problems of all files are reported.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<LoadError>> {
+        let (registry, errors) = Self::load_dir_lenient(dir)?;
+        if errors.is_empty() {
+            Ok(registry)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Loads every `*.toml` file of a directory that is valid, with the problems of the others
+    /// (the caller decides which matter: the gateway config refuses a broken adapter an
+    /// instance uses, and warns of the rest). `Err` only when the directory cannot be read.
+    pub fn load_dir_lenient(dir: &Path) -> Result<(Self, Vec<LoadError>), Vec<LoadError>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![LoadError {
                 file: dir.to_path_buf(),
@@ -112,11 +124,7 @@ impl Registry {
                 })),
             }
         }
-        if errors.is_empty() {
-            Ok(registry)
-        } else {
-            Err(errors)
-        }
+        Ok((registry, errors))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Adapter>> {

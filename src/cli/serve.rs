@@ -21,6 +21,9 @@ pub async fn serve(config_path: &Path) -> Result<()> {
             "DEV-ONLY default secret in use; set the environment variable before going live"
         );
     }
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "configuration warning");
+    }
     let (store, persistence) = crossgate::backend::open(&config.store)
         .await
         .with_context(|| format!("opening the {:?} store", config.store.backend))?;
@@ -128,6 +131,9 @@ pub fn check_config(path: &Path) -> std::process::ExitCode {
             );
             for var in &cfg.dev_defaults {
                 crossgate::outln!("  warning: ${{{var}}} is unset; its DEV-ONLY default is used");
+            }
+            for w in &cfg.warnings {
+                crossgate::outln!("  warning: {w}");
             }
             if schema.is_empty() {
                 std::process::ExitCode::SUCCESS

@@ -5,23 +5,37 @@ use super::raw::RawConfig;
 use super::validate::Check;
 use super::*;
 
-/// Loads `adapters_dir`; every adapter file's problems are issues.
+/// Loads `adapters_dir`. A broken file is an issue when an instance uses its adapter (or when
+/// the file's name cannot say which adapter it is), and otherwise a warning: the gateway starts
+/// without it, and one bad file no instance needs does not stop it.
 pub(super) fn registry(c: &mut Check, raw: &RawConfig, base: &Path) -> Registry {
     let adapters_dir = resolve_path(base, &raw.adapters_dir);
-    match Registry::load_dir(&adapters_dir) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in errors {
-                let file = e
-                    .file
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                c.issue(&format!("adapters_dir/{file}"), e.message);
-            }
-            Registry::default()
+    let (registry, errors) = match Registry::load_dir_lenient(&adapters_dir) {
+        Ok(loaded) => loaded,
+        Err(errors) => (Registry::default(), errors),
+    };
+    for e in errors {
+        let stem = e
+            .file
+            .file_stem()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = e
+            .file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let used = raw.instances.iter().any(|i| i.adapter == stem);
+        if used || e.file == adapters_dir {
+            c.issue(&format!("adapters_dir/{file}"), e.message);
+        } else {
+            c.warnings.push(format!(
+                "adapters_dir/{file}: {} (no instance uses it; not loaded)",
+                e.message
+            ));
         }
     }
+    registry
 }
 
 /// `[[instance]]`.

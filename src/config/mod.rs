@@ -63,6 +63,8 @@ pub struct Config {
     pub jobs: Arc<crate::reco::job::JobSettings>,
     /// Secrets that fell back to their development default (names of variables only).
     pub dev_defaults: Vec<String>,
+    /// Problems that do not stop the gateway, e.g. a broken adapter file no instance uses.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +310,40 @@ secrets = { webhook = "${WX:-key}" }
         for ok in ["info", "crossgate=debug,info", "warn,crossgate::fx=trace"] {
             assert_eq!(validate::check_log_level(ok), Ok(()), "{ok}");
         }
+    }
+
+    #[test]
+    fn a_broken_adapter_no_instance_uses_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["app.toml", "phone.toml"] {
+            std::fs::copy(repo().join("adapters").join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("broken.toml"),
+            "name = \"broken\"\ncolour = 1\n",
+        )
+        .unwrap();
+        let text = |adapter: &str| {
+            format!(
+                "adapters_dir = \"{}\"\n[store]\nbackend = \"embedded\"\n[[instance]]\nid = \"a\"\nadapter = \"{adapter}\"\naccount = \"x\"\nsecrets = {{ webhook = \"${{S:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}}\" }}\n",
+                dir.path().display()
+            )
+        };
+        let cfg = check(&text("app"), &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        assert!(
+            cfg.warnings[0].starts_with("adapters_dir/broken.toml:"),
+            "{:?}",
+            cfg.warnings
+        );
+        assert!(cfg.warnings[0].contains("no instance uses it"));
+        assert!(cfg.registry.get("app").is_some() && cfg.registry.get("broken").is_none());
+        // Used by an instance, the same file stops the gateway.
+        let issues = check(&text("broken"), &[]).unwrap_err();
+        assert!(
+            issues.iter().any(|i| i.path == "adapters_dir/broken.toml"),
+            "{issues:?}"
+        );
     }
 
     #[test]

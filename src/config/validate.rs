@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct Check<'e> {
     pub(super) issues: Vec<Issue>,
     pub(super) dev_defaults: Vec<String>,
+    /// Problems that do not stop the gateway (a broken adapter file no instance uses).
+    pub(super) warnings: Vec<String>,
     pub(super) production: bool,
     env: &'e HashMap<String, String>,
 }
@@ -65,6 +67,7 @@ pub fn validate(
     let c = &mut Check {
         issues: Vec::new(),
         dev_defaults: Vec::new(),
+        warnings: Vec::new(),
         production,
         env,
     };
@@ -82,6 +85,7 @@ pub fn validate(
         return Err(std::mem::take(&mut c.issues));
     }
     let dev_defaults = std::mem::take(&mut c.dev_defaults);
+    let warnings = std::mem::take(&mut c.warnings);
     Ok(Config {
         file: file.to_path_buf(),
         environment: raw.environment,
@@ -119,6 +123,7 @@ pub fn validate(
         tax: Arc::new(tax),
         jobs: Arc::new(jobs),
         dev_defaults,
+        warnings,
     })
 }
 
