@@ -200,6 +200,36 @@ fn collect_settings(v: &toml::Value, used: &mut std::collections::BTreeSet<Strin
     }
 }
 
+/// With `each`, orders are read one by one out of a page, and a part anchored at the document
+/// (`$…`) reads the page, not the order: a nested address under `root = "$.x"` was silently
+/// dropped where `^.x` (the order's own) was meant. Refused with the fix named.
+fn document_anchored_parts(o: &super::spec::OrderMapping) -> Vec<String> {
+    use super::spec::ExprKind;
+    if o.each.is_none() {
+        return Vec::new();
+    }
+    let mut parts: Vec<(&str, &str)> = Vec::new();
+    for (name, m) in [
+        ("order.billing_address.root", o.billing_address.as_ref()),
+        ("order.shipping_address.root", o.shipping_address.as_ref()),
+    ] {
+        if let Some(ExprKind::Path(path)) = m.map(|m| &m.root.kind) {
+            parts.push((name, path.as_str()));
+        }
+    }
+    parts.push(("order.lines.each", o.lines.each.0.as_str()));
+    parts
+        .into_iter()
+        .filter(|(_, path)| path.starts_with('$'))
+        .map(|(name, path)| {
+            format!(
+                "{name}: '{path}' starts at the document (the whole page), but orders are read one by one with `each`; use '^{}' for the order's own",
+                path.trim_start_matches('$')
+            )
+        })
+        .collect()
+}
+
 /// Checks what the types cannot: names, mappings present for routed records, signature fields.
 fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
     let mut p = Vec::new();
@@ -233,6 +263,9 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
         && o.lines.unit_price.is_some() == o.lines.line_total.is_some()
     {
         p.push("order.lines: give exactly one of unit_price and line_total".into());
+    }
+    if let Some(o) = &spec.order {
+        p.extend(document_anchored_parts(o));
     }
     for (name, f) in &spec.facts {
         let kinds = [
@@ -372,6 +405,48 @@ status = { setting = "default_status" }
             "[settings.timezone]\nkind = \"time_zone\"\n[settings.default_status]\nkind = \"text\"\n[listing]",
         );
         assert!(parse_adapter(&declared, "s").is_ok());
+    }
+
+    #[test]
+    fn a_page_anchored_part_of_a_listed_order_is_refused() {
+        let text = r#"
+name = "p"
+channel_kind = "web_shop"
+format = "json"
+[order]
+root = "orders"
+each = "[*]"
+external_id = "id"
+updated_at = "u"
+placed_at = "p"
+status = "s"
+currency = "c"
+[order.shipping_address]
+root = "$.address"
+country = "country"
+[order.lines]
+each = "items"
+title = "t"
+quantity = "q"
+unit_price = "p"
+[order.totals]
+grand_total = "g"
+"#;
+        let e = parse_adapter(text, "p").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("order.shipping_address.root: '$.address' starts at the document"),
+            "{e:?}"
+        );
+        assert!(e[0].contains("use '^.address'"), "{e:?}");
+        assert!(parse_adapter(&text.replace("$.address", "^.address"), "p").is_ok());
+        // A single-order document (no `each`): `$` is the order's document, which is fine.
+        let single = text.replace("root = \"orders\"\neach = \"[*]\"\n", "");
+        assert!(
+            parse_adapter(&single, "p").is_ok(),
+            "{:?}",
+            parse_adapter(&single, "p").err()
+        );
     }
 
     #[test]
