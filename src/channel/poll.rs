@@ -561,11 +561,27 @@ pub fn render(
             .map(|c| c + open)
             .ok_or_else(|| format!("'{template}': unclosed '{{'"))?;
         let name = &rest[open + 1..close];
+        // Braces around a list are the channel's own syntax, not a placeholder: Graph's field
+        // expansion `items{id,quantity}` in Meta's `fields=`.
+        if !is_placeholder(name) {
+            out.push('{');
+            rest = &rest[open + 1..];
+            continue;
+        }
         out.push_str(&value_of(name, vars, settings).map_err(|p| format!("'{template}': {p}"))?);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `{since}`, `{until_tz:%Y-%m-%d %H:%M:%S}`, `{setting:cms_id}`: a name, then an optional
+/// `:` argument without commas or braces.
+fn is_placeholder(text: &str) -> bool {
+    let (name, arg) = text.split_once(':').unwrap_or((text, ""));
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        && !arg.contains([',', '{'])
 }
 
 fn value_of(
@@ -755,6 +771,13 @@ mod tests {
         let mut settings = std::collections::BTreeMap::new();
         settings.insert("marketplace_id".to_string(), "A1PA6795UKMFR9".to_string());
         settings.insert("timezone".to_string(), "Europe/Paris".to_string());
+        // Graph's field expansion is the channel's syntax, kept as written.
+        let fields = "id,items{id,price_per_unit},shipping_address";
+        assert_eq!(render(fields, &Vars::default(), &settings).unwrap(), fields);
+        assert_eq!(
+            render("/{setting:timezone}/x{y,z}", &Vars::default(), &settings).unwrap(),
+            "/Europe/Paris/x{y,z}"
+        );
         let t = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
             .unwrap()
             .to_utc();

@@ -1,0 +1,243 @@
+//! Polling Meta Commerce (`GET /{cms_id}/commerce_orders`) against a mock Graph API on loopback
+//! that answers as Graph does: bearer token, `updated_after` in unix seconds, the requested
+//! `fields`, cursor paging (`paging.cursors.after`, with `paging.next` only while more pages
+//! follow), times with a `+0000` offset, a transient Graph error (HTTP 500, `is_transient`) once,
+//! and an empty `{"data": []}` page after the last. Both stores.
+//!
+//! Checked: every order is taken in exactly once, the error is retried, the empty page parks
+//! nothing, and the cursor is committed.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::*;
+use crossgate::config::Config;
+use crossgate::store::Store;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "EAAG-test-page-token";
+const CMS: &str = "1234567890";
+const ORDERS: usize = 5;
+const PAGE: usize = 2;
+
+struct Mock {
+    orders: Vec<Value>,
+    /// Fail the first list request with a transient Graph error.
+    fail_once: Mutex<bool>,
+    /// (after cursor, status) of every request.
+    log: Mutex<Vec<(Option<String>, u16)>>,
+    queries: Mutex<Vec<BTreeMap<String, String>>>,
+}
+
+fn mock() -> Arc<Mock> {
+    let page: Value = serde_json::from_slice(
+        &std::fs::read(
+            repo().join("tests/fixtures/meta_commerce/commerce_orders-with-requested-fields.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let template = page["data"][0].clone();
+    let orders = (0..ORDERS)
+        .map(|i| {
+            let mut o = template.clone();
+            o["id"] = json!(format!("37289294671{i:04}"));
+            // Graph's time format, one hour apart, oldest first.
+            o["last_updated"] = json!(format!("2024-01-01T{:02}:05:00+0000", 10 + i));
+            o["created"] = json!(format!("2024-01-01T{:02}:00:00+0000", 10 + i));
+            o
+        })
+        .collect();
+    Arc::new(Mock {
+        orders,
+        fail_once: Mutex::new(true),
+        log: Mutex::new(Vec::new()),
+        queries: Mutex::new(Vec::new()),
+    })
+}
+
+async fn commerce_orders(
+    State(m): State<Arc<Mock>>,
+    Path(cms): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let after = q.get("after").cloned();
+    let status = |s: u16| m.log.lock().unwrap().push((after.clone(), s));
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+        || cms != CMS
+    {
+        status(401);
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    m.queries.lock().unwrap().push(q.clone());
+    if std::mem::take(&mut *m.fail_once.lock().unwrap()) {
+        status(500);
+        let body = json!({ "error": { "message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "is_transient": true, "code": 2, "fbtrace_id": "A1b2C3" } });
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
+    let since: i64 = q["updated_after"].parse().unwrap();
+    let matching: Vec<&Value> = m
+        .orders
+        .iter()
+        .filter(|o| {
+            chrono::DateTime::parse_from_str(
+                o["last_updated"].as_str().unwrap(),
+                "%Y-%m-%dT%H:%M:%S%z",
+            )
+            .unwrap()
+            .timestamp()
+                >= since
+        })
+        .collect();
+    // The cursor is the position after the page, as an opaque text.
+    let start = after
+        .as_deref()
+        .map(|a| a.trim_start_matches("c").parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let chunk: Vec<&Value> = matching.iter().skip(start).take(PAGE).copied().collect();
+    status(200);
+    if chunk.is_empty() {
+        // Graph answers a page past the end with no data and no paging.
+        return axum::Json(json!({ "data": [] })).into_response();
+    }
+    let end = start + chunk.len();
+    let mut paging =
+        json!({ "cursors": { "before": format!("c{start}"), "after": format!("c{end}") } });
+    if end < matching.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/v19.0/{CMS}/commerce_orders?after=c{end}"
+        ));
+    }
+    axum::Json(json!({ "data": chunk, "paging": paging })).into_response()
+}
+
+async fn serve(m: Arc<Mock>) -> String {
+    let app = axum::Router::new()
+        .route("/{cms}/commerce_orders", get(commerce_orders))
+        .with_state(m);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+fn config(dir: &std::path::Path, backend: Backend, base: &str, prefix: &str) -> Config {
+    let text = format!(
+        r#"adapters_dir = "{adapters}"
+[server]
+listen = "127.0.0.1:0"
+[store]
+backend = "{backend}"
+path = "{db}"
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+[log]
+level = "warn"
+[[instance]]
+id = "meta"
+adapter = "meta_commerce"
+account = "acme-shop"
+poll = true
+secrets = {{ access_token = "${{TEST_META_TOKEN}}" }}
+settings = {{ api_base = "{base}", cms_id = "{CMS}" }}
+"#,
+        adapters = repo().join("adapters").display(),
+        backend = match backend {
+            Backend::Embedded => "embedded",
+            Backend::Redis => "redis",
+        },
+        db = dir.join("poll.redb").display(),
+        redis = redis_url(),
+    );
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text).unwrap();
+    let env: HashMap<String, String> = [("TEST_META_TOKEN".to_string(), TOKEN.to_string())]
+        .into_iter()
+        .collect();
+    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_commerce_pages_by_cursor_through_a_transient_error() {
+    for backend in Backend::all() {
+        let m = mock();
+        let base = serve(m.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), backend, &base, &unique_prefix("meta"));
+        let inst = cfg.instances["meta"].clone();
+        let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+        let client = crossgate::channel::client::ChannelClient::new(
+            &inst,
+            crossgate::channel::client::RetryPolicy {
+                base_delay: std::time::Duration::from_millis(50),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+        let since = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mode = crossgate::channel::poll::Mode::Backfill {
+            since,
+            until: Some(since + chrono::Duration::days(1)),
+        };
+        let mut pages = 0;
+        let state = crossgate::with_store!(&store, s => poller.run(s, &mode, |_| pages += 1).await)
+            .unwrap();
+        assert_eq!(state.orders, ORDERS as u64, "{backend:?}");
+        let log = m.log.lock().unwrap().clone();
+        assert_eq!(
+            log[0],
+            (None, 500),
+            "the transient error came first: {log:?}"
+        );
+        assert_eq!(log[1], (None, 200), "and was retried: {log:?}");
+        assert!(log.iter().skip(1).all(|(_, s)| *s == 200), "{log:?}");
+        // Three pages of orders (2 + 2 + 1); the cursor after the last may ask once more and
+        // gets Graph's empty page.
+        assert!((3..=4).contains(&pages), "{pages} pages: {log:?}");
+        let q = m.queries.lock().unwrap()[0].clone();
+        assert!(q["fields"].contains("last_updated"), "{q:?}");
+        assert_eq!(
+            q["updated_after"].parse::<i64>().unwrap(),
+            since.timestamp(),
+            "a backfill starts at --since, in unix seconds"
+        );
+        // The fields, with Graph's field expansion, reach Graph as written.
+        assert!(q["fields"].contains("items{id,product_id,"), "{q:?}");
+
+        let page = crossgate::with_store!(&store, s => s.list_orders(crossgate::store::OrderQuery {
+            instance: Some("meta".into()), since: None, after: None, limit: 100 }).await)
+        .unwrap();
+        assert_eq!(page.items.len(), ORDERS, "{backend:?}");
+        assert!(page.items.iter().all(|o| {
+            o.totals.grand_total.amount().to_string() == "2.17"
+                && o.shipping_address
+                    .as_ref()
+                    .is_some_and(|a| a.country.as_str() == "US")
+        }));
+        let parked = crossgate::with_store!(&store, s => s.list_dead_letters(
+            crossgate::store::DeadLetterQuery { instance: None, after: None, limit: 10 }).await)
+        .unwrap();
+        assert!(parked.items.is_empty(), "{backend:?}: {:?}", parked.items);
+        let cursor =
+            crossgate::with_store!(&store, s => s.get_cursor("meta", "backfill").await).unwrap();
+        assert!(cursor.is_some(), "{backend:?}");
+        // Polling again takes in nothing new and parks nothing.
+        let again =
+            crossgate::with_store!(&store, s => poller.run(s, &mode, |_| {}).await).unwrap();
+        assert_eq!(again.orders, state.orders);
+        if let crossgate::backend::AnyStore::Redis(r) = store {
+            r.flush_prefix().await.unwrap();
+        }
+    }
+}
