@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,42 +106,17 @@ async fn serve(a: Arc<Api>) -> String {
 }
 
 fn config(dir: &std::path::Path, backend: Backend, api_base: &str) -> Config {
-    let text = format!(
-        r#"adapters_dir = "{adapters}"
-[server]
-listen = "127.0.0.1:0"
-[store]
-backend = "{backend}"
-path = "{db}"
-redis_url = "{redis}"
-redis_prefix = "{prefix}"
-[log]
-level = "warn"
-[[instance]]
-id = "bc"
-adapter = "bigcommerce"
-account = "abc123"
-secrets = {{ webhook = "${{BC_HOOK}}", api_token = "${{BC_TOKEN}}" }}
-settings = {{ api_base = "{api_base}" }}
-"#,
-        adapters = repo().join("adapters").display(),
-        backend = match backend {
-            Backend::Embedded => "embedded",
-            Backend::Redis => "redis",
-        },
-        db = dir.join("f.redb").display(),
-        redis = redis_url(),
-        prefix = unique_prefix("fetch"),
+    let instance = format!(
+        "id = \"bc\"\nadapter = \"bigcommerce\"\naccount = \"abc123\"\nsecrets = {{ webhook = \"${{BC_HOOK}}\", api_token = \"${{BC_TOKEN}}\" }}\nsettings = {{ api_base = \"{api_base}\" }}\n"
     );
-    let file = dir.join("gateway.toml");
-    std::fs::write(&file, text).unwrap();
-    let env: HashMap<String, String> = [
-        ("BC_HOOK".to_string(), HOOK_SECRET.to_string()),
-        ("BC_TOKEN".to_string(), API_TOKEN.to_string()),
-    ]
-    .into_iter()
-    .collect();
-    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+    instance_config(
+        dir,
+        backend,
+        &repo().join("adapters"),
+        &unique_prefix("fetch"),
+        &instance,
+        &[("BC_HOOK", HOOK_SECRET), ("BC_TOKEN", API_TOKEN)],
+    )
 }
 
 fn webhook(order_id: u64) -> Vec<u8> {

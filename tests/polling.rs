@@ -243,39 +243,17 @@ fn adapters_dir(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn config(dir: &std::path::Path, backend: Backend, base: &str, prefix: &str) -> Config {
-    let text = format!(
-        r#"adapters_dir = "{adapters}"
-[server]
-listen = "127.0.0.1:0"
-[store]
-backend = "{backend}"
-path = "{db}"
-redis_url = "{redis}"
-redis_prefix = "{prefix}"
-[log]
-level = "warn"
-[[instance]]
-id = "amz"
-adapter = "amazon_v0"
-account = "A2TEST"
-poll = true
-secrets = {{ access_token = "${{TEST_AMZ_TOKEN}}" }}
-settings = {{ api_base = "{base}", marketplace_id = "ATVPDKIKX0DER" }}
-"#,
-        adapters = adapters_dir(dir).display(),
-        backend = match backend {
-            Backend::Embedded => "embedded",
-            Backend::Redis => "redis",
-        },
-        db = dir.join("poll.redb").display(),
-        redis = redis_url(),
+    let instance = format!(
+        "id = \"amz\"\nadapter = \"amazon_v0\"\naccount = \"A2TEST\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_AMZ_TOKEN}}\" }}\nsettings = {{ api_base = \"{base}\", marketplace_id = \"ATVPDKIKX0DER\" }}\n"
     );
-    let file = dir.join("gateway.toml");
-    std::fs::write(&file, text).unwrap();
-    let env: HashMap<String, String> = [("TEST_AMZ_TOKEN".to_string(), TOKEN.to_string())]
-        .into_iter()
-        .collect();
-    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+    instance_config(
+        dir,
+        backend,
+        &adapters_dir(dir),
+        prefix,
+        &instance,
+        &[("TEST_AMZ_TOKEN", TOKEN)],
+    )
 }
 
 /// Every order event in the store: (order id, change).
@@ -345,17 +323,8 @@ async fn backfill_with_faults(backend: Backend) {
     let base = serve(m.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), backend, &base, &unique_prefix("poll"));
-    let inst = cfg.instances["amz"].clone();
     let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
-    let client = crossgate::channel::client::ChannelClient::new(
-        &inst,
-        crossgate::channel::client::RetryPolicy {
-            base_delay: Duration::from_millis(50),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+    let poller = fast_retry_poller(cfg.instances["amz"].clone());
     let mode = crossgate::channel::poll::Mode::Backfill {
         since: base_time(),
         until: Some(base_time() + chrono::Duration::days(1)),
@@ -710,14 +679,8 @@ async fn an_empty_page_commits_the_cursor_and_parks_nothing() {
         let base = serve(m.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), backend, &base, &unique_prefix("poll"));
-        let inst = cfg.instances["amz"].clone();
         let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
-        let client = crossgate::channel::client::ChannelClient::new(
-            &inst,
-            crossgate::channel::client::RetryPolicy::default(),
-        )
-        .unwrap();
-        let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+        let poller = fast_retry_poller(cfg.instances["amz"].clone());
         // After every order's last update: the mock's pages are empty.
         let since = base_time() + chrono::Duration::days(30);
         let mode = crossgate::channel::poll::Mode::Backfill {
@@ -731,12 +694,8 @@ async fn an_empty_page_commits_the_cursor_and_parks_nothing() {
         assert_eq!(state.orders, 0);
         let served: Vec<u16> = m.log.lock().unwrap().iter().map(|r| r.3).collect();
         assert_eq!(served, [200], "one empty page, answered");
-        let parked = crossgate::with_store!(&store, s => s.list_dead_letters(
-            crossgate::store::DeadLetterQuery { instance: None, after: None, limit: 10 }).await)
-        .unwrap();
-        assert!(parked.items.is_empty(), "{backend:?}: {:?}", parked.items);
-        let cursor =
-            crossgate::with_store!(&store, s => s.get_cursor("amz", "backfill").await).unwrap();
+        let (parked, cursor) = parked_and_cursor(&store, "amz", "backfill").await;
+        assert!(parked.is_empty(), "{backend:?}: {parked:?}");
         assert!(
             cursor.is_some(),
             "{backend:?}: the empty page's cursor is committed"

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
@@ -130,39 +130,17 @@ async fn serve(m: Arc<Mock>) -> String {
 }
 
 fn config(dir: &std::path::Path, backend: Backend, base: &str, prefix: &str) -> Config {
-    let text = format!(
-        r#"adapters_dir = "{adapters}"
-[server]
-listen = "127.0.0.1:0"
-[store]
-backend = "{backend}"
-path = "{db}"
-redis_url = "{redis}"
-redis_prefix = "{prefix}"
-[log]
-level = "warn"
-[[instance]]
-id = "meta"
-adapter = "meta_commerce"
-account = "acme-shop"
-poll = true
-secrets = {{ access_token = "${{TEST_META_TOKEN}}" }}
-settings = {{ api_base = "{base}", cms_id = "{CMS}" }}
-"#,
-        adapters = repo().join("adapters").display(),
-        backend = match backend {
-            Backend::Embedded => "embedded",
-            Backend::Redis => "redis",
-        },
-        db = dir.join("poll.redb").display(),
-        redis = redis_url(),
+    let instance = format!(
+        "id = \"meta\"\nadapter = \"meta_commerce\"\naccount = \"acme-shop\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_META_TOKEN}}\" }}\nsettings = {{ api_base = \"{base}\", cms_id = \"{CMS}\" }}\n"
     );
-    let file = dir.join("gateway.toml");
-    std::fs::write(&file, text).unwrap();
-    let env: HashMap<String, String> = [("TEST_META_TOKEN".to_string(), TOKEN.to_string())]
-        .into_iter()
-        .collect();
-    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+    instance_config(
+        dir,
+        backend,
+        &repo().join("adapters"),
+        prefix,
+        &instance,
+        &[("TEST_META_TOKEN", TOKEN)],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,17 +150,8 @@ async fn meta_commerce_pages_by_cursor_through_a_transient_error() {
         let base = serve(m.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), backend, &base, &unique_prefix("meta"));
-        let inst = cfg.instances["meta"].clone();
         let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
-        let client = crossgate::channel::client::ChannelClient::new(
-            &inst,
-            crossgate::channel::client::RetryPolicy {
-                base_delay: std::time::Duration::from_millis(50),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let poller = crossgate::channel::poll::Poller::new(inst, client).unwrap();
+        let poller = fast_retry_poller(cfg.instances["meta"].clone());
         let since = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
             .unwrap()
             .to_utc();
@@ -225,12 +194,8 @@ async fn meta_commerce_pages_by_cursor_through_a_transient_error() {
                     .as_ref()
                     .is_some_and(|a| a.country.as_str() == "US")
         }));
-        let parked = crossgate::with_store!(&store, s => s.list_dead_letters(
-            crossgate::store::DeadLetterQuery { instance: None, after: None, limit: 10 }).await)
-        .unwrap();
-        assert!(parked.items.is_empty(), "{backend:?}: {:?}", parked.items);
-        let cursor =
-            crossgate::with_store!(&store, s => s.get_cursor("meta", "backfill").await).unwrap();
+        let (parked, cursor) = parked_and_cursor(&store, "meta", "backfill").await;
+        assert!(parked.is_empty(), "{backend:?}: {parked:?}");
         assert!(cursor.is_some(), "{backend:?}");
         // Polling again takes in nothing new and parks nothing.
         let again =

@@ -213,12 +213,14 @@ async fn verify(
     api: &ApiArgs,
 ) -> Result<ExitCode> {
     let key = public_key.as_deref().map(read_public_key).transpose()?;
-    let (entries, head_seq, mut findings, reach) = match &log {
+    // The entries checked, the head, what was found; and the log's entries themselves when a
+    // key asks for the checkpoints to be checked against them.
+    let (count, head_seq, mut findings, entries, reach) = match &log {
         Some(path) => {
             let (entries, mut findings) = read_export(path)?;
             findings.extend(crossgate::fx::log::verify(&entries, None));
             let head = entries.last().map_or(0, |e| e.seq);
-            (entries, head, findings, None)
+            (entries.len() as u64, head, findings, entries, None)
         }
         None => {
             let reach = Reach::connect(config, api).await?;
@@ -235,13 +237,8 @@ async fn verify(
             } else {
                 Vec::new()
             };
-            (entries, v.head_seq, v.findings, Some(reach))
+            (v.entries, v.head_seq, v.findings, entries, Some(reach))
         }
-    };
-    let count = if log.is_some() || key.is_some() {
-        entries.len() as u64
-    } else {
-        head_seq
     };
     if let Some(key) = &key {
         let (cps, bad) = match (&checkpoints, &reach) {

@@ -524,19 +524,13 @@ pub fn chain(
 /// Reads the whole log, parsed (an unparsable entry is an error here; `verify_log` reports
 /// it instead).
 pub async fn read_log<S: Store + FxStore>(store: &S) -> Result<Vec<FxEntry>, StoreError> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.fx_log(after, 2000).await?;
-        let Some(last) = page.last() else {
-            return Ok(out);
-        };
-        after = last.0;
-        for (seq, json) in page {
-            out.push(serde_json::from_str(&json).map_err(|e| {
-                StoreError::Corrupt(format!("FX log entry fx.{seq} cannot be read: {e}"))
-            })?);
-        }
+    let (entries, unreadable) = verify::read_raw(store).await?;
+    match unreadable.first() {
+        Some(f) => Err(StoreError::Corrupt(format!(
+            "FX log entry {} {}",
+            f.entry, f.problem
+        ))),
+        None => Ok(entries),
     }
 }
 

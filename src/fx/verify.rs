@@ -27,7 +27,9 @@ pub struct Verification {
 }
 
 /// Reads every stored entry; an unreadable one is a finding, not an error.
-async fn read_raw<S: FxStore>(store: &S) -> Result<(Vec<FxEntry>, Vec<Finding>), StoreError> {
+pub(super) async fn read_raw<S: FxStore>(
+    store: &S,
+) -> Result<(Vec<FxEntry>, Vec<Finding>), StoreError> {
     let mut entries = Vec::new();
     let mut findings = Vec::new();
     let mut after = 0;

@@ -210,6 +210,65 @@ pub fn cli_redis_config(dir: &Path, prefix: &str) -> PathBuf {
     cfg
 }
 
+/// A config with one `[[instance]]` (its TOML, placeholders already filled) on the chosen
+/// store, for tests that poll or fetch from a mock channel API; `env` holds the secrets it
+/// references.
+pub fn instance_config(
+    dir: &Path,
+    backend: Backend,
+    adapters: &Path,
+    prefix: &str,
+    instance: &str,
+    env: &[(&str, &str)],
+) -> Config {
+    let text = format!(
+        "adapters_dir = \"{adapters}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"{backend}\"\npath = \"{db}\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\n[log]\nlevel = \"warn\"\n[[instance]]\n{instance}",
+        adapters = adapters.display(),
+        backend = match backend {
+            Backend::Embedded => "embedded",
+            Backend::Redis => "redis",
+        },
+        db = dir.join("gw.redb").display(),
+        redis = redis_url(),
+    );
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text).unwrap();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load_with_env(&file, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A poller for an instance whose retries wait 50 ms (not seconds) before the first retry.
+pub fn fast_retry_poller(
+    inst: Arc<crossgate::config::Instance>,
+) -> crossgate::channel::poll::Poller {
+    let client = crossgate::channel::client::ChannelClient::new(
+        &inst,
+        crossgate::channel::client::RetryPolicy {
+            base_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    crossgate::channel::poll::Poller::new(inst, client).unwrap()
+}
+
+/// After a poll: the dead letters parked (any instance), and the instance's cursor of `name`.
+pub async fn parked_and_cursor(
+    store: &AnyStore,
+    instance: &str,
+    name: &str,
+) -> (Vec<crossgate::store::DeadLetter>, Option<String>) {
+    use crossgate::store::Store;
+    let parked = crossgate::with_store!(store, s => s.list_dead_letters(
+        crossgate::store::DeadLetterQuery { instance: None, after: None, limit: 10 }).await)
+    .unwrap();
+    let cursor = crossgate::with_store!(store, s => s.get_cursor(instance, name).await).unwrap();
+    (parked.items, cursor)
+}
+
 /// A gateway served in-process on a loopback port.
 pub struct Gateway {
     pub base: String,

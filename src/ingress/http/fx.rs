@@ -117,14 +117,18 @@ async fn fx_log_stream<S: Stores>(
         crate::fx::export::csv_chunks(&entries)
             .map_err(|err| Problem::unavailable(format!("FX log CSV: {err}")))?
     } else {
+        // The entries are consumed as they are written (no copy of each).
         let mut chunks = Vec::new();
-        for part in entries.chunks(1000) {
-            let mut out = Vec::new();
-            for item in part {
-                serde_json::to_writer(&mut out, &FxLogItem::from(item.clone()))
-                    .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
-                out.push(b'\n');
+        let mut out = Vec::new();
+        for (i, item) in entries.into_iter().enumerate() {
+            serde_json::to_writer(&mut out, &FxLogItem::from(item))
+                .map_err(|err| Problem::unavailable(format!("FX log entry: {err}")))?;
+            out.push(b'\n');
+            if i % 1000 == 999 {
+                chunks.push(std::mem::take(&mut out));
             }
+        }
+        if !out.is_empty() {
             chunks.push(out);
         }
         chunks
