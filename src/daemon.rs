@@ -11,7 +11,7 @@ use crate::backend::Stores;
 use crate::channel::client::RetryPolicy;
 use crate::channel::fetch::Fetcher;
 use crate::channel::poll::{Mode, Poller};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::ingress::{self, App};
 use crate::replica::{Job, Replica};
 use crate::store::{Lease, Store};
@@ -48,46 +48,43 @@ pub async fn run<S: Stores>(
 ) -> std::io::Result<()> {
     let replica = Arc::new(Replica::new(config.store.lease_ttl));
     tracing::info!(replica = %replica.id, "replica started");
+    let live = Arc::new(LiveConfig::new(config.clone()));
     let budget = store.shared_budget();
     let mut tasks = vec![
         tokio::spawn(housekeeping_task(store.clone())),
         tokio::spawn(lifecycle_task(store.clone(), replica.clone())),
-        tokio::spawn(fx_task(store.clone(), config.clone(), replica.clone())),
-        tokio::spawn(tax_task(store.clone(), config.clone(), replica.clone())),
+        tokio::spawn(fx_task(store.clone(), live.clone(), replica.clone())),
+        tokio::spawn(tax_task(store.clone(), live.clone(), replica.clone())),
         tokio::spawn(crate::replica::watch_topology(store.clone())),
-    ];
-    for inst in config.instances.values().filter(|i| i.poll) {
-        match Poller::for_instance(inst, budget.clone()) {
-            Ok(poller) => tasks.push(tokio::spawn(poll_task(
-                store.clone(),
-                inst.clone(),
-                poller,
-                replica.clone(),
-            ))),
-            Err(e) => {
-                tracing::error!(instance = %inst.id, error = %e, "polling disabled for this instance");
-            }
-        }
-    }
-    let fetcher = Fetcher::new(&config, RetryPolicy::default(), budget);
-    if !fetcher.is_empty() {
-        tasks.push(tokio::spawn(fetch_task(
+        tokio::spawn(reload_on_hangup(live.clone())),
+        tokio::spawn(fetch_task(
             store.clone(),
-            config.clone(),
-            fetcher,
+            live.clone(),
+            budget.clone(),
+            replica.clone(),
+        )),
+    ];
+    // The set of polled instances is fixed for the process (a reload that changes it is
+    // refused); each poll task follows its instance's adapter and settings across reloads.
+    for inst in config.instances.values().filter(|i| i.poll) {
+        tasks.push(tokio::spawn(poll_task(
+            store.clone(),
+            live.clone(),
+            inst.id.clone(),
+            budget.clone(),
             replica.clone(),
         )));
     }
     if let Some(every) = config.jobs.every {
         tasks.push(tokio::spawn(reco_task(
             store.clone(),
-            config.clone(),
+            live.clone(),
             every,
             replica.clone(),
         )));
     }
     let header_timeout = config.server.header_read_timeout;
-    let app = App::new(store.clone(), config);
+    let app = App::new(store.clone(), live);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
     for t in tasks {
         t.abort();
@@ -146,15 +143,36 @@ async fn lifecycle_task<S: Stores>(store: S, replica: Arc<Replica>) {
 /// Polls one instance on the replica that holds its poller lease, renewed before every page;
 /// each page and its cursor are written under the lease's fencing token. Caught up, it waits
 /// one interval; after a failure at most 30 s; without the lease, a third of the lease time.
+/// After a reload that changed the instance (its adapter, settings or secrets), the next page
+/// is read with the new one.
 async fn poll_task<S: Stores>(
     store: S,
-    inst: Arc<crate::config::Instance>,
-    poller: Poller,
+    live: Arc<LiveConfig>,
+    id: String,
+    budget: Option<crate::store::SharedBudget>,
     replica: Arc<Replica>,
 ) {
-    let lease = Lease::poller(&inst.id);
+    let lease = Lease::poller(&id);
     let standby = (replica.ttl / 3).max(Duration::from_millis(500));
+    let mut current: Option<(Arc<crate::config::Instance>, Poller)> = None;
     loop {
+        let Some(inst) = live.get().instances.get(&id).cloned() else {
+            return; // a reload cannot remove a polled instance; nothing to poll
+        };
+        if current.as_ref().is_none_or(|(i, _)| !Arc::ptr_eq(i, &inst)) {
+            match Poller::for_instance(&inst, budget.clone()) {
+                Ok(p) => current = Some((inst, p)),
+                Err(e) => {
+                    tracing::error!(instance = %id, error = %e, "polling disabled for this instance until a reload fixes it");
+                    current = None;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    continue;
+                }
+            }
+        }
+        let Some((inst, poller)) = current.as_ref() else {
+            continue;
+        };
         let Some(fence) = replica.hold(&store, &lease).await else {
             tokio::time::sleep(standby).await;
             continue;
@@ -162,14 +180,14 @@ async fn poll_task<S: Stores>(
         let wait = match poller.step_fenced(&store, &Mode::Live, Some(fence)).await {
             Ok((_, report)) if !report.done => continue,
             Ok((state, _)) => {
-                tracing::debug!(instance = %inst.id, pages = state.pages, orders = state.orders, "poll caught up");
+                tracing::debug!(instance = %id, pages = state.pages, orders = state.orders, "poll caught up");
                 if inst.adapter.spec().webhook.is_some() {
-                    record_reconciliation(&store, &inst.id).await;
+                    record_reconciliation(&store, &id).await;
                 }
                 poller.interval()
             }
             Err(e) => {
-                tracing::warn!(instance = %inst.id, error = %e, "poll failed; will retry");
+                tracing::warn!(instance = %id, error = %e, "poll failed; will retry");
                 poller.interval().min(Duration::from_secs(30))
             }
         };
@@ -177,18 +195,29 @@ async fn poll_task<S: Stores>(
     }
 }
 
-/// Fetches the records that thin webhooks name.
+/// Fetches the records that thin webhooks name, with the clients of the configuration in
+/// use (rebuilt after a reload).
 async fn fetch_task<S: Stores>(
     store: S,
-    config: Arc<Config>,
-    mut fetcher: Fetcher,
+    live: Arc<LiveConfig>,
+    budget: Option<crate::store::SharedBudget>,
     replica: Arc<Replica>,
 ) {
     let lease = Job::Fetch.lease();
     let mut tick = tokio::time::interval(FETCH_EVERY);
+    let mut current: Option<(u64, Fetcher)> = None;
     loop {
         tick.tick().await;
-        if replica.hold(&store, &lease).await.is_none() {
+        let generation = live.generation();
+        let config = live.get();
+        if current.as_ref().is_none_or(|(g, _)| *g != generation) {
+            let fetcher = Fetcher::new(&config, RetryPolicy::default(), budget.clone());
+            current = Some((generation, fetcher));
+        }
+        let Some((_, fetcher)) = current.as_mut() else {
+            continue;
+        };
+        if fetcher.is_empty() || replica.hold(&store, &lease).await.is_none() {
             continue;
         }
         match fetcher.pass(&store, &config).await {
@@ -204,13 +233,42 @@ async fn fetch_task<S: Stores>(
     }
 }
 
+/// Reloads the configuration on `SIGHUP`; the outcome is logged and counted (and shown by
+/// `GET /v1/admin/config`).
+async fn reload_on_hangup(live: Arc<LiveConfig>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be watched; reload with POST /v1/admin/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = live.reload_reported("sighup").await; // logged and counted there
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
+
 /// Quotes new orders for tax, as their events arrive.
-async fn tax_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
+async fn tax_task<S: Stores>(store: S, live: Arc<LiveConfig>, replica: Arc<Replica>) {
     let lease = Job::Tax.lease();
-    let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
+    let mut generation = 0;
+    let mut job = None;
     let mut tick = tokio::time::interval(FX_EVERY);
     loop {
         tick.tick().await;
+        // Rule packs as the configuration in use has them (a reload may add one).
+        if generation != live.generation() || job.is_none() {
+            generation = live.generation();
+            let config = live.get();
+            job = Some(crate::tax::TaxJob::new(
+                config.tax.clone(),
+                config.fx.max_age_days,
+            ));
+        }
+        let Some(job) = job.as_ref() else { continue };
         // Renewed before every batch, so a long catch-up keeps its lease.
         while replica.hold(&store, &lease).await.is_some() {
             match job.pass(&store, 200).await {
@@ -231,7 +289,7 @@ async fn tax_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica
 /// for start-up to settle (rates, pollers).
 async fn reco_task<S: Stores>(
     store: S,
-    config: Arc<Config>,
+    live: Arc<LiveConfig>,
     every: Duration,
     replica: Arc<Replica>,
 ) {
@@ -251,6 +309,7 @@ async fn reco_task<S: Stores>(
             rank: true,
         };
         let quiet = crate::reco::job::Quiet;
+        let config = live.get();
         match crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await {
             Ok(r) => tracing::info!(
                 events = r.events_read,
@@ -307,19 +366,12 @@ const FX_EVERY: Duration = Duration::from_secs(1);
 
 /// The FX job: converts orders from the event stream, refreshes rates daily after the ECB's
 /// publication, and converts waiting orders once their rates arrive.
-async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>) {
+async fn fx_task<S: Stores>(store: S, live: Arc<LiveConfig>, replica: Arc<Replica>) {
     let lease = Job::Fx.lease();
-    let settings = config.fx.clone();
+    let mut generation = live.generation();
+    let mut settings = live.get().fx.clone();
     sync_rates(&store, &settings, false).await;
-    let mut job = loop {
-        match crate::fx::FxJob::new(&store, settings.clone()).await {
-            Ok(j) => break j,
-            Err(e) => {
-                tracing::warn!(error = %e, "FX job cannot start yet");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
-    };
+    let mut job = fx_job(&store, settings.clone()).await;
     let mut checkpointer = settings
         .checkpoints
         .clone()
@@ -329,6 +381,18 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        if generation != live.generation() {
+            // A reload: the manual rate table may have changed (a document already stored is
+            // recognised and kept once), and so may the reporting currencies or the key.
+            generation = live.generation();
+            settings = live.get().fx.clone();
+            sync_rates(&store, &settings, false).await;
+            job = fx_job(&store, settings.clone()).await;
+            checkpointer = settings
+                .checkpoints
+                .clone()
+                .map(crate::fx::checkpoint::Checkpointer::new);
+        }
         if replica.hold(&store, &lease).await.is_none() {
             continue;
         }
@@ -381,6 +445,19 @@ async fn fx_task<S: Stores>(store: S, config: Arc<Config>, replica: Arc<Replica>
                     tracing::warn!(error = %e, "FX pass failed; will retry");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// The FX job over the stored rate documents, once the store answers.
+async fn fx_job<S: Stores>(store: &S, settings: Arc<crate::fx::FxSettings>) -> crate::fx::FxJob {
+    loop {
+        match crate::fx::FxJob::new(store, settings.clone()).await {
+            Ok(j) => return j,
+            Err(e) => {
+                tracing::warn!(error = %e, "FX job cannot start yet");
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     }

@@ -101,4 +101,6 @@ pub mod names {
     pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
     /// FX log checkpoints signed, by `outcome` (`signed`, `failed`).
     pub const FX_CHECKPOINTS: &str = "crossgate_fx_checkpoints_total";
+    /// Configuration reloads by trigger (`sighup`, `api`) and outcome (`applied`, `refused`).
+    pub const CONFIG_RELOADS: &str = "crossgate_config_reloads_total";
 }

@@ -234,3 +234,86 @@ fn fx_log_through_the_daemon_matches_the_store_past_one_page() {
         "the store path prints the same log"
     );
 }
+
+/// GET on the daemon's API, as JSON.
+fn get_json(url: &str) -> Value {
+    block_on(async { get(&http(), url).await.body })
+}
+
+/// Waits until the daemon reports a configuration state `ready` accepts.
+fn wait_for_config(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
+    let url = format!("http://127.0.0.1:{port}/v1/admin/config");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_json(&url);
+        if ready(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `kill -HUP` reloads the running binary's adapter files; a broken file leaves the running
+/// generation in use and is reported (issue 14).
+#[test]
+fn sighup_reloads_adapters_and_a_broken_file_keeps_the_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapters = dir.path().join("adapters");
+    std::fs::create_dir_all(&adapters).unwrap();
+    for f in ["shopify.toml", "app.toml"] {
+        std::fs::copy(repo().join("adapters").join(f), adapters.join(f)).unwrap();
+    }
+    let port = free_port();
+    test_config_in(
+        dir.path(),
+        Backend::Embedded,
+        &redis_url(),
+        "",
+        &adapters,
+        &[],
+        &unique_prefix("hup"),
+    );
+    let cfg = dir.path().join("gateway.toml");
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, port);
+    let first = wait_for_config(port, |v| v["generation"] == 1);
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &daemon.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let shopify = adapters.join("shopify.toml");
+    let good = std::fs::read_to_string(&shopify).unwrap();
+    std::fs::write(&shopify, format!("{good}\n# edited by ops\n")).unwrap();
+    hup();
+    let second = wait_for_config(port, |v| v["generation"] == 2);
+    assert_eq!(second["generation"], 2, "{second}");
+    assert_ne!(
+        second["adapters"], first["adapters"],
+        "the digest follows the file"
+    );
+
+    std::fs::write(&shopify, "[[[ not toml").unwrap();
+    hup();
+    let failed = wait_for_config(port, |v| !v["last_failure"].is_null());
+    assert_eq!(failed["generation"], 2, "{failed}");
+    assert!(
+        failed["last_failure"]["problems"]
+            .to_string()
+            .contains("shopify.toml"),
+        "{failed}"
+    );
+    assert_eq!(failed["adapters"], second["adapters"]);
+    assert!(answers(&format!("http://127.0.0.1:{port}/healthz")));
+    daemon.stop();
+}

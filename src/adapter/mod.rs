@@ -121,6 +121,9 @@ pub struct Adapter {
     spec: AdapterSpec,
     /// What the mapping reads of a payload (computed once).
     projection: projection::Projection,
+    /// The first 12 hex digits of the SHA-256 of the file it was read from (empty when it was
+    /// not read from a file): what "the adapter version loaded" means to ops.
+    digest: String,
 }
 
 impl Adapter {
@@ -131,11 +134,26 @@ impl Adapter {
             // XML and CSV trees are built whole.
             Format::Xml | Format::Csv => projection::Projection::everything(),
         };
-        Self { spec, projection }
+        Self {
+            spec,
+            projection,
+            digest: String::new(),
+        }
+    }
+
+    /// Records the file text the adapter was read from, as its digest.
+    pub fn with_source(mut self, text: &str) -> Self {
+        use sha2::Digest;
+        self.digest = hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6]);
+        self
     }
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn spec(&self) -> &AdapterSpec {

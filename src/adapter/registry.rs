@@ -114,9 +114,10 @@ impl Registry {
                 .to_string();
             match parse_adapter(&text, &stem) {
                 Ok(spec) => {
-                    registry
-                        .adapters
-                        .insert(spec.name.clone(), Arc::new(Adapter::new(spec)));
+                    registry.adapters.insert(
+                        spec.name.clone(),
+                        Arc::new(Adapter::new(spec).with_source(&text)),
+                    );
                 }
                 Err(messages) => errors.extend(messages.into_iter().map(|message| LoadError {
                     file: file.clone(),
@@ -129,6 +130,10 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Adapter>> {
         self.adapters.get(name)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Adapter>> {
+        self.adapters.values()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -6,10 +6,12 @@
 //!    environment map (so tests can pass their own) and loads the adapter registry.
 
 mod instances;
+pub mod live;
 pub mod raw;
 mod sections;
 mod validate;
 
+pub use live::{LiveConfig, ReloadError, ReloadOutcome, ReloadStatus};
 pub use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,6 +67,18 @@ pub struct Config {
     pub dev_defaults: Vec<String>,
     /// Problems that do not stop the gateway, e.g. a broken adapter file no instance uses.
     pub warnings: Vec<String>,
+    /// The environment `${VAR}` references were resolved against (a reload reads it again).
+    pub loaded_env: LoadedEnv,
+}
+
+/// The environment a config was read with; never printed (it holds secrets).
+#[derive(Clone, Default)]
+pub struct LoadedEnv(pub Arc<HashMap<String, String>>);
+
+impl fmt::Debug for LoadedEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LoadedEnv({} variables)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -124,6 +124,7 @@ pub fn validate(
         jobs: Arc::new(jobs),
         dev_defaults,
         warnings,
+        loaded_env: super::LoadedEnv(Arc::new(env.clone())),
     })
 }
 

@@ -43,7 +43,7 @@ async fn start<S: Stores>(
     Path(instance_id): Path<String>,
     body: Result<Body, Problem>,
 ) -> Result<(StatusCode, axum::Json<BackfillStatus>), Problem> {
-    let inst = instance(&app, &instance_id)?.clone();
+    let inst = instance(&app, &instance_id)?;
     let Body(body) = body?;
     let req: BackfillRequest = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("the backfill request: {e}")))?;

@@ -14,5 +14,7 @@ pub(super) fn routes<S: Stores>() -> Router<App<S>> {
 }
 
 async fn status<S: Stores>(State(app): State<App<S>>) -> Answer<ClusterStatus> {
-    Ok(axum::Json(replica::status(&app.store, &app.config).await?))
+    Ok(axum::Json(
+        replica::status(&app.store, &app.config()).await?,
+    ))
 }

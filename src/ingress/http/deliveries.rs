@@ -14,6 +14,7 @@ use serde_json::json;
 use super::{App, Body, instance};
 use crate::adapter::{Headers, NormalizeError};
 use crate::backend::Stores;
+use crate::config::Config;
 use crate::ingress::answers::{DeadLetterAnswer, DeliveryAnswer, DeliveryStatus};
 use crate::ingress::problem::Problem;
 use crate::model::validate_instance_id;
@@ -47,8 +48,9 @@ pub(super) async fn webhook<S: Stores>(
     body: Result<Body, Problem>,
 ) -> Response {
     let started = Instant::now();
-    let known =
-        validate_instance_id(&instance).is_ok() && app.config.instances.contains_key(&instance);
+    // One configuration generation for the whole delivery, even across a reload.
+    let config = app.config();
+    let known = validate_instance_id(&instance).is_ok() && config.instances.contains_key(&instance);
     // Metric labels only ever carry configured instance ids.
     let label = if known {
         instance.clone()
@@ -69,14 +71,13 @@ pub(super) async fn webhook<S: Stores>(
             };
             (outcome, Err(p))
         }
-        (true, Ok(Body(body))) => receive(&app, &instance, &headers, body.into()).await,
+        (true, Ok(Body(body))) => receive(&app, &config, &instance, &headers, body.into()).await,
     };
     metrics::counter!(names::DELIVERIES, "instance" => label.clone(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!(names::INGEST_DURATION, "instance" => label)
         .record(started.elapsed().as_secs_f64());
-    let ack = app
-        .config
+    let ack = config
         .instances
         .get(&instance)
         .and_then(|i| i.adapter.spec().webhook.as_ref())
@@ -95,12 +96,13 @@ pub(super) async fn webhook<S: Stores>(
 /// Ingests one webhook delivery: the metric outcome and the answer.
 async fn receive<S: Stores>(
     app: &App<S>,
+    config: &Config,
     instance: &str,
     headers: &HeaderMap,
     body: Vec<u8>,
 ) -> (&'static str, Result<Delivered, Problem>) {
     let h = to_headers(headers);
-    match pipeline::ingest(&app.store, &app.config, instance, &h, body, Utc::now()).await {
+    match pipeline::ingest(&app.store, config, instance, &h, body, Utc::now()).await {
         Ok(Ingested::Ping) => {
             tracing::info!(
                 instance,
@@ -287,7 +289,8 @@ async fn submit<S: Stores>(
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200);
-    let report = match pipeline::submit(&app.store, inst, how, key, body.into(), Utc::now()).await {
+    let report = match pipeline::submit(&app.store, &inst, how, key, body.into(), Utc::now()).await
+    {
         Ok(report) => report,
         Err(pipeline::SubmitError::Invalid(e)) => return Err(invalid_submission(&e)),
         Err(pipeline::SubmitError::Store(e)) => return Err(e.into()),

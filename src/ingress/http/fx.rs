@@ -160,7 +160,7 @@ async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Answer<Verification>
 /// `GET /v1/fx/checkpoints`: every signed checkpoint of the log, oldest first.
 async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckpoints> {
     let checkpoints = app.store.fx_checkpoints().await?;
-    let key = app.config.fx.checkpoints.as_ref().map(|c| c.key.public());
+    let key = app.config().fx.checkpoints.as_ref().map(|c| c.key.public());
     Ok(axum::Json(FxCheckpoints {
         key_id: key.as_ref().map(crate::fx::checkpoint::key_id),
         public_key: key.as_ref().map(crate::fx::checkpoint::public_base64),
@@ -205,7 +205,7 @@ async fn fx_report<S: Stores>(
         to,
         revalue_at: date_param(p.revalue_at.as_deref(), "revalue_at")?,
     };
-    let pairs = crate::fx::report(&app.store, &range, app.config.fx.max_age_days).await?;
+    let pairs = crate::fx::report(&app.store, &range, app.config().fx.max_age_days).await?;
     Ok(axum::Json(FxReportAnswer { from, to, pairs }))
 }
 

@@ -39,14 +39,8 @@ async fn run<S: Stores>(
         serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the run request: {e}")))?
     };
-    let report = runs::run_requested(
-        &app.store,
-        &app.config.jobs,
-        &app.config.fx,
-        &request,
-        &Quiet,
-    )
-    .await;
+    let config = app.config();
+    let report = runs::run_requested(&app.store, &config.jobs, &config.fx, &request, &Quiet).await;
     match report {
         Ok(r) => Ok(axum::Json(r)),
         Err(RunError::Job(e)) => Err(job_problem(e)),

@@ -4,6 +4,7 @@
 //! [`Problem`]). Query strings and bodies are read by [`Q`] and [`Body`], so a bad query or an
 //! oversized body is answered the same way on every route.
 
+mod admin;
 mod backfill;
 mod cluster;
 mod deliveries;
@@ -30,7 +31,7 @@ use tokio::sync::Semaphore;
 
 use super::problem::Problem;
 use crate::backend::Stores;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -40,7 +41,8 @@ pub type Answer<T> = Result<axum::Json<T>, Problem>;
 /// Shared state of the HTTP handlers.
 pub struct App<S> {
     pub store: S,
-    pub config: Arc<Config>,
+    /// The configuration; a handler takes one generation with [`App::config`] and keeps it.
+    pub live: Arc<LiveConfig>,
     in_flight: Arc<Semaphore>,
     backfills: backfill::Backfills,
 }
@@ -49,7 +51,7 @@ impl<S: Clone> Clone for App<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            config: self.config.clone(),
+            live: self.live.clone(),
             in_flight: self.in_flight.clone(),
             backfills: self.backfills.clone(),
         }
@@ -57,22 +59,29 @@ impl<S: Clone> Clone for App<S> {
 }
 
 impl<S: Stores> App<S> {
-    pub fn new(store: S, config: Arc<Config>) -> Self {
+    pub fn new(store: S, live: Arc<LiveConfig>) -> Self {
         // Install the recorder before the first delivery is counted.
         let _ = telemetry::metrics();
-        let permits = config.server.max_in_flight;
+        let permits = live.get().server.max_in_flight;
         Self {
             store,
-            config,
+            live,
             in_flight: Arc::new(Semaphore::new(permits)),
             backfills: backfill::Backfills::default(),
         }
     }
 }
 
+impl<S> App<S> {
+    /// The configuration generation in use now.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.get()
+    }
+}
+
 /// Builds the router.
 pub fn router<S: Stores>(app: App<S>) -> Router {
-    let body_limit = app.config.server.body_limit;
+    let body_limit = app.config().server.body_limit;
     let api = Router::new()
         .merge(records::routes())
         .merge(deliveries::submission_routes())
@@ -82,6 +91,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
         .merge(jobs::routes())
         .merge(backfill::routes())
         .merge(cluster::routes())
+        .merge(admin::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_token::<S>,
@@ -103,7 +113,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
 /// the retry is then recognised as a duplicate.
 async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Next) -> Response {
     if let Some(refusal) =
-        super::transport::refuse_from_head(req.headers(), app.config.server.body_limit)
+        super::transport::refuse_from_head(req.headers(), app.config().server.body_limit)
     {
         tracing::info!(
             status = refusal.status.as_u16(),
@@ -121,7 +131,7 @@ async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Nex
         .retry_after(1)
         .into_response();
     };
-    match tokio::time::timeout(app.config.server.request_timeout, next.run(req)).await {
+    match tokio::time::timeout(app.config().server.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => Problem::unavailable("the request took too long").into_response(),
     }
@@ -134,7 +144,8 @@ async fn require_token<S: Stores>(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &app.config.server.api_token {
+    let config = app.config();
+    if let Some(token) = &config.server.api_token {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -202,7 +213,7 @@ impl<S: Stores> FromRequest<App<S>> for Body {
         match Bytes::from_request(req, app).await {
             Ok(b) => Ok(Body(b)),
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(Problem::too_large(app.config.server.body_limit))
+                Err(Problem::too_large(app.config().server.body_limit))
             }
             Err(_) => Err(Problem::bad_request("the request body could not be read")),
         }
@@ -210,9 +221,10 @@ impl<S: Stores> FromRequest<App<S>> for Body {
 }
 
 /// The instance `id` names, or 404.
-fn instance<'a, S>(app: &'a App<S>, id: &str) -> Result<&'a Arc<crate::config::Instance>, Problem> {
-    app.config
+fn instance<S>(app: &App<S>, id: &str) -> Result<Arc<crate::config::Instance>, Problem> {
+    app.config()
         .instances
         .get(id)
+        .cloned()
         .ok_or_else(|| Problem::not_found("channel instance"))
 }

@@ -70,7 +70,7 @@ async fn recommendations<S: Stores>(
             models::STRATEGIES.join(", ")
         )));
     }
-    let k = k_param(p.k, app.config.jobs.list_len, "jobs.list_len")?;
+    let k = k_param(p.k, app.config().jobs.list_len, "jobs.list_len")?;
     let meta = published(
         &app,
         RecoPart::Recommendations,
@@ -117,7 +117,7 @@ async fn rankings<S: Stores>(
             job::RANKINGS.join(", ")
         )));
     }
-    let k = k_param(p.k, app.config.jobs.ranking_size, "jobs.ranking_size")?;
+    let k = k_param(p.k, app.config().jobs.ranking_size, "jobs.ranking_size")?;
     let country = p
         .country
         .map(|c| c.to_uppercase())

@@ -133,7 +133,7 @@ fn parse_page<S>(
         None => None,
     };
     if let Some(i) = &p.instance
-        && !app.config.instances.contains_key(i)
+        && !app.config().instances.contains_key(i)
     {
         return Err(Problem::bad_request(
             "instance is not a configured instance id",
@@ -203,7 +203,7 @@ async fn replay_dead_letter<S: Stores>(
     State(app): State<App<S>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<ReplayAnswer>), Problem> {
-    match pipeline::replay_dead_letter(&app.store, &app.config, &id, Utc::now()).await {
+    match pipeline::replay_dead_letter(&app.store, &app.config(), &id, Utc::now()).await {
         Ok(records) => {
             metrics::counter!(names::DEAD_LETTERS_REPLAYED, "result" => "resolved").increment(1);
             tracing::info!(dead_letter_id = %id, records = records.len(), "dead letter replayed");

@@ -31,7 +31,7 @@ struct QuoteParams {
 /// The rate book the active FX settings read.
 async fn rate_book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
     let docs = app.store.fx_docs().await?;
-    Ok(RateBook::new(docs, app.config.fx.max_age_days))
+    Ok(RateBook::new(docs, app.config().fx.max_age_days))
 }
 
 /// `POST /v1/quote`: landed cost and explanation for an order JSON (nothing is stored).
@@ -48,7 +48,7 @@ async fn quote<S: Stores>(
         None => Decimal::ZERO,
     };
     let book = rate_book(&app).await?;
-    crate::tax::quote_order(&order, &app.config.tax, p.pack.as_deref(), &book, annual)
+    crate::tax::quote_order(&order, &app.config().tax, p.pack.as_deref(), &book, annual)
         .map(axum::Json)
         .map_err(Problem::bad_request)
 }
@@ -72,6 +72,7 @@ async fn requote<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -
         .await?
         .ok_or_else(|| Problem::not_found("order"))?;
     let book = rate_book(&app).await?;
-    let job = crate::tax::TaxJob::new(app.config.tax.clone(), app.config.fx.max_age_days);
+    let config = app.config();
+    let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
     Ok(axum::Json(job.quote(&app.store, &order, &book).await?))
 }
