@@ -206,3 +206,105 @@ async fn meta_commerce_pages_by_cursor_through_a_transient_error() {
         }
     }
 }
+
+/// Meta's webhook route: the subscription check (`GET` with `hub.challenge`) and signed
+/// notifications (`X-Hub-Signature-256: sha256=<hex>`), stored and acknowledged; the order
+/// itself comes by polling.
+#[tokio::test]
+async fn meta_webhook_subscription_check_and_signed_notifications() {
+    const APP_SECRET: &str = "meta-app-secret-for-tests";
+    const VERIFY: &str = "meta-verify-token-for-tests";
+    let dir = tempfile::tempdir().unwrap();
+    let instance = "id = \"meta\"\nadapter = \"meta_commerce\"\naccount = \"acme-shop\"\nsecrets = { app_secret = \"${TEST_META_APP_SECRET}\", verify_token = \"${TEST_META_VERIFY}\" }\nsettings = { api_base = \"https://graph.facebook.com/v19.0\", cms_id = \"1234567890\" }\n";
+    let cfg = instance_config(
+        dir.path(),
+        Backend::Embedded,
+        &repo().join("adapters"),
+        &unique_prefix("metawh"),
+        instance,
+        &[
+            ("TEST_META_APP_SECRET", APP_SECRET),
+            ("TEST_META_VERIFY", VERIFY),
+        ],
+    );
+
+    // The scheme is GitHub's X-Hub-Signature-256; its documented vector (secret "It's a
+    // Secret to Everybody", body "Hello, World!") verifies with this adapter's signature spec.
+    let adapter = cfg.instances["meta"].adapter.clone();
+    let mut h = crossgate::adapter::Headers::default();
+    h.push(
+        "X-Hub-Signature-256",
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    );
+    let secret = |_: &str| vec!["It's a Secret to Everybody"];
+    assert!(adapter.verify(&h, b"Hello, World!", &secret, 0).is_ok());
+
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+    let gw = Gateway::start_with(Arc::new(cfg), store, Some(dir)).await;
+    let c = http();
+    let check = |token: &str, challenge: &str| {
+        gw.url(&format!(
+            "/webhooks/meta?hub.mode=subscribe&hub.verify_token={token}&hub.challenge={challenge}"
+        ))
+    };
+    let ok = c.get(check(VERIFY, "1158201444")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    assert_eq!(
+        common::get(&c, &check("wrong", "1158201444")).await.status,
+        403
+    );
+    // A challenge that is not plain text is not echoed.
+    assert_eq!(
+        common::get(&c, &check(VERIFY, "%3Cscript%3E")).await.status,
+        403
+    );
+    // Instances whose channel makes no such check answer 404.
+    assert_eq!(
+        common::get(&c, &gw.url("/webhooks/nope?hub.mode=subscribe"))
+            .await
+            .status,
+        404
+    );
+
+    let body = serde_json::to_vec(&json!({ "object": "page", "entry": [{ "id": "1234567890", "time": 1_704_103_500, "changes": [{ "field": "commerce_orders", "value": { "order_id": "372892946710001" } }] }] })).unwrap();
+    let sign = |secret: &str| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let header = |v: String| vec![("X-Hub-Signature-256".to_string(), v)];
+    let forged = post(
+        &c,
+        &gw.url("/webhooks/meta"),
+        &body,
+        &header(sign("not-the-secret")),
+    )
+    .await;
+    assert_eq!(forged.status, 401, "{}", forged.text);
+    let stored = post(
+        &c,
+        &gw.url("/webhooks/meta"),
+        &body,
+        &header(sign(APP_SECRET)),
+    )
+    .await;
+    assert_eq!(stored.status, 200, "{}", stored.text);
+    assert_eq!(stored.body["status"], "ignored", "{}", stored.text);
+    let again = post(
+        &c,
+        &gw.url("/webhooks/meta"),
+        &body,
+        &header(sign(APP_SECRET)),
+    )
+    .await;
+    assert_eq!(again.body["status"], "duplicate", "{}", again.text);
+    gw.stop().await;
+}

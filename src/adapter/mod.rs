@@ -195,6 +195,40 @@ impl Adapter {
         }
     }
 
+    /// Answers a sender's subscription check (Meta: `GET ?hub.mode=subscribe&hub.verify_token=
+    /// …&hub.challenge=…`): the challenge to echo when the token is one of `tokens` (compared
+    /// in constant time). `None` when the adapter has no such check or the request fails it.
+    /// The challenge is echoed only when it is short plain text, so the endpoint cannot be
+    /// made to serve markup.
+    pub fn hub_challenge<'q>(
+        &self,
+        query: &'q std::collections::BTreeMap<String, String>,
+        tokens: &[&str],
+    ) -> Option<&'q str> {
+        use subtle::ConstantTimeEq;
+        self.spec.webhook.as_ref()?.hub_challenge.as_ref()?;
+        if query.get("hub.mode").map(String::as_str) != Some("subscribe") {
+            return None;
+        }
+        let given = query.get("hub.verify_token")?.as_bytes();
+        let known = tokens
+            .iter()
+            .any(|t| t.len() == given.len() && bool::from(t.as_bytes().ct_eq(given)));
+        let challenge = query.get("hub.challenge")?;
+        let plain = !challenge.is_empty()
+            && challenge.len() <= 256
+            && challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        (known && plain).then_some(challenge.as_str())
+    }
+
+    /// The instance secret a subscription check's token is compared with.
+    pub fn hub_challenge_secret(&self) -> Option<&str> {
+        let w = self.spec.webhook.as_ref()?;
+        w.hub_challenge.as_ref().map(|h| h.secret.as_str())
+    }
+
     /// An unsigned activation ping this adapter answers without storing (WooCommerce's
     /// `webhook_id=<n>`): only when no signature header came and the body is exactly that.
     pub fn is_unsigned_ping(&self, headers: &Headers, body: &[u8]) -> bool {

@@ -101,43 +101,7 @@ pub(super) fn instances(
             );
             continue;
         };
-        if let Some(w) = &adapter.spec().webhook {
-            for extra in w.signature.secret_names().into_iter().skip(1) {
-                if !inst.secrets.contains_key(extra) {
-                    c.issue(
-                        &at(&format!("secrets.{extra}")),
-                        format!(
-                            "adapter '{}' needs the '{extra}' secret as \"${{ENV_VAR}}\"",
-                            inst.adapter
-                        ),
-                    );
-                }
-            }
-            let name = w.signature.secret_name();
-            match secrets.get(name) {
-                None if !inst.secrets.contains_key(name) => c.issue(
-                    &at(&format!("secrets.{name}")),
-                    format!(
-                        "adapter '{}' signs webhooks; give its secret as \"${{ENV_VAR}}\"",
-                        inst.adapter
-                    ),
-                ),
-                Some(values) if matches!(w.signature, SignatureSpec::StandardWebhooks { .. }) => {
-                    for v in values {
-                        if crate::adapter::signature::standard_webhooks_key(v.expose()).is_none() {
-                            c.issue(
-                                &at(&format!("secrets.{name}")),
-                                format!(
-                                    "${{{}}} must be a Standard Webhooks secret: whsec_ followed by base64",
-                                    v.var
-                                ),
-                            );
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        webhook_secrets(c, &at, inst, &adapter, &secrets);
         // Instances that call the channel's API: polling, or thin webhooks that are fetched.
         let spec = adapter.spec();
         if inst.poll && spec.poll.is_none() {
@@ -289,6 +253,63 @@ pub(super) fn instance_references(
                     ),
                 );
             }
+        }
+    }
+}
+
+/// The secrets an adapter's webhook signature needs. A polled instance may leave them out: it
+/// then takes no webhooks (every push to it is refused as not authentic), only what polling
+/// brings.
+fn webhook_secrets(
+    c: &mut Check,
+    at: &dyn Fn(&str) -> String,
+    inst: &super::raw::RawInstance,
+    adapter: &crate::adapter::Adapter,
+    secrets: &BTreeMap<String, Vec<Secret>>,
+) {
+    let poll_only = inst.poll
+        && !inst.secrets.contains_key(
+            adapter
+                .spec()
+                .webhook
+                .as_ref()
+                .map_or("", |w| w.signature.secret_name()),
+        );
+    if let Some(w) = adapter.spec().webhook.as_ref().filter(|_| !poll_only) {
+        for extra in w.signature.secret_names().into_iter().skip(1) {
+            if !inst.secrets.contains_key(extra) {
+                c.issue(
+                    &at(&format!("secrets.{extra}")),
+                    format!(
+                        "adapter '{}' needs the '{extra}' secret as \"${{ENV_VAR}}\"",
+                        inst.adapter
+                    ),
+                );
+            }
+        }
+        let name = w.signature.secret_name();
+        match secrets.get(name) {
+            None if !inst.secrets.contains_key(name) => c.issue(
+                &at(&format!("secrets.{name}")),
+                format!(
+                    "adapter '{}' signs webhooks; give its secret as \"${{ENV_VAR}}\"",
+                    inst.adapter
+                ),
+            ),
+            Some(values) if matches!(w.signature, SignatureSpec::StandardWebhooks { .. }) => {
+                for v in values {
+                    if crate::adapter::signature::standard_webhooks_key(v.expose()).is_none() {
+                        c.issue(
+                            &at(&format!("secrets.{name}")),
+                            format!(
+                                "${{{}}} must be a Standard Webhooks secret: whsec_ followed by base64",
+                                v.var
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

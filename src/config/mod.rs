@@ -243,6 +243,29 @@ secrets = { webhook = "${APP_SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}" }
     }
 
     #[test]
+    fn a_polled_instance_may_leave_its_webhook_secret_out_and_then_takes_no_webhooks() {
+        let text = r#"
+[store]
+backend = "embedded"
+[[instance]]
+id = "meta"
+adapter = "meta_commerce"
+account = "acme"
+poll = true
+secrets = { access_token = "${META_TOKEN:-dev-token}" }
+settings = { api_base = "https://graph.facebook.com/v19.0", cms_id = "1" }
+"#;
+        let cfg = check(text, &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(cfg.instances["meta"].webhook_secrets().is_empty());
+        // Not polled: the secret is required, named by its path.
+        let issues = check(&text.replace("poll = true\n", ""), &[]).unwrap_err();
+        assert_eq!(
+            issues[0].path, "instance[0].secrets.app_secret",
+            "{issues:?}"
+        );
+    }
+
+    #[test]
     fn the_checkpoint_key_comes_only_from_the_environment_and_must_be_a_key() {
         let text = "[store]\nbackend = \"embedded\"\n[fx.checkpoints]\nkey = \"${FX_KEY}\"\nevery_entries = 0\n";
         let key = crate::fx::checkpoint::SignKey::generate();

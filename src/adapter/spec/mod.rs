@@ -362,6 +362,18 @@ pub struct WebhookSpec {
     /// delivery is durably stored (also for duplicates and dead letters).
     #[serde(default)]
     pub ack: Option<AckSpec>,
+    /// The subscription check a sender makes with a GET before it delivers (Meta's Graph API
+    /// webhooks: `hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`): answered with the
+    /// challenge when the token is the instance's secret named here.
+    #[serde(default)]
+    pub hub_challenge: Option<HubChallengeSpec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HubChallengeSpec {
+    /// The instance secret the sender's `hub.verify_token` must equal.
+    pub secret: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

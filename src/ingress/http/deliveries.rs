@@ -93,6 +93,49 @@ pub(super) async fn webhook<S: Stores>(
     }
 }
 
+/// `GET /webhooks/{instance}`: a sender's subscription check before it delivers (Meta's
+/// `hub.challenge`). 200 with the challenge as plain text when the verify token is the
+/// instance's; 403 when it is not; 404 for an instance whose channel makes no such check.
+pub(super) async fn subscription_check<S: Stores>(
+    State(app): State<App<S>>,
+    Path(instance): Path<String>,
+    super::Q(query): super::Q<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let config = app.config();
+    let Some(inst) = config
+        .instances
+        .get(&instance)
+        .filter(|i| i.adapter.hub_challenge_secret().is_some())
+    else {
+        return Problem::not_found("subscription check for this instance").into_response();
+    };
+    let tokens = inst.secret(inst.adapter.hub_challenge_secret().unwrap_or_default());
+    match inst.adapter.hub_challenge(&query, &tokens) {
+        Some(challenge) => {
+            tracing::info!(instance, "webhook subscription check answered");
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                challenge.to_string(),
+            )
+                .into_response()
+        }
+        None => {
+            tracing::warn!(instance, "webhook subscription check refused");
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "subscription-check-failed",
+                "The subscription check failed",
+            )
+            .detail("hub.mode must be subscribe, hub.verify_token the instance's verify token, and hub.challenge plain text")
+            .into_response()
+        }
+    }
+}
+
 /// Ingests one webhook delivery: the metric outcome and the answer.
 async fn receive<S: Stores>(
     app: &App<S>,

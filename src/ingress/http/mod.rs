@@ -97,7 +97,10 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
             require_token::<S>,
         ));
     Router::new()
-        .route("/webhooks/{instance}", post(deliveries::webhook::<S>))
+        .route(
+            "/webhooks/{instance}",
+            post(deliveries::webhook::<S>).get(deliveries::subscription_check::<S>),
+        )
         .merge(api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<S>))
