@@ -96,6 +96,12 @@ pub trait Store: Send + Sync + 'static {
     /// Orders by (updated_at, id), ascending, optionally of one instance.
     fn list_orders(&self, q: OrderQuery) -> impl Future<Output = StoreResult<Page<Order>>> + Send;
 
+    /// Listings by (updated_at, id), ascending, optionally of one instance or one SKU.
+    fn list_listings(
+        &self,
+        q: ListingQuery,
+    ) -> impl Future<Output = StoreResult<Page<Listing>>> + Send;
+
     /// The raw delivery (meta and body), while it is retained.
     fn get_delivery(
         &self,

@@ -238,10 +238,55 @@ pub struct OrderQuery {
     pub limit: usize,
 }
 
+/// Listings by (channel `updated_at`, id), ascending.
+#[derive(Debug, Clone)]
+pub struct ListingQuery {
+    pub instance: Option<String>,
+    /// Only the listings of this SKU (exactly).
+    pub sku: Option<String>,
+    /// Listings whose channel `updated_at` is at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// One page of candidates given as (updated ms, id, item), in any order: sorted, those
+    /// at or before the cursor dropped, `limit` kept, and the cursor of the last when more
+    /// follow. (For small candidate sets, such as the listings of one SKU.)
+    pub fn of_candidates(
+        mut candidates: Vec<(i64, String, T)>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Self {
+        candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut kept: Vec<(i64, String, T)> = candidates
+            .into_iter()
+            .filter(|(ms, id, _)| {
+                after.is_none_or(|c| (*ms, id.as_str()) > (c.millis, c.id.as_str()))
+            })
+            .take(limit + 1)
+            .collect();
+        let more = kept.len() > limit;
+        kept.truncate(limit);
+        let next = more.then(|| {
+            let (ms, id, _) = kept.last().expect("more implies items");
+            Cursor {
+                millis: *ms,
+                id: id.clone(),
+            }
+        });
+        Page {
+            items: kept.into_iter().map(|(_, _, t)| t).collect(),
+            next,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

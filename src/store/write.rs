@@ -22,6 +22,8 @@ pub(crate) struct Prepared {
     /// The order a fact is about (the order itself for an order).
     pub order_id: String,
     pub order_instance: String,
+    /// A listing's SKU (its index entry).
+    pub sku: Option<String>,
     pub json: String,
 }
 
@@ -61,6 +63,10 @@ pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
         rank,
         order_id,
         order_instance,
+        sku: match record {
+            Record::Listing(l) => l.sku.clone().filter(|s| !s.is_empty()),
+            _ => None,
+        },
         json,
     })
 }

@@ -1,6 +1,8 @@
 //! The core store contract on redb: reads on MVCC snapshots, writes through the writer.
 
-use super::records::{RecordEntry, order_view, read_record, record_in};
+use super::records::{
+    RecordEntry, listings_page, order_view, read_record, record_in, time_index_ids,
+};
 use super::tables::*;
 use super::{EmbeddedStore, unavailable, unframe};
 use std::ops::Bound;
@@ -11,8 +13,8 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record};
 use crate::store::{
     Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
-    Disposition, Housekeeping, IngestOutcome, OrderQuery, Page, RawDelivery, Reconciliation,
-    RecordResult, Store, StoreError, StoreResult, StreamEntry,
+    Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page, RawDelivery,
+    Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry,
 };
 
 impl Store for EmbeddedStore {
@@ -118,10 +120,6 @@ impl Store for EmbeddedStore {
     async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
         self.read(move |db| {
             let since_ms = q.since.map(|s| s.timestamp_millis()).unwrap_or(i64::MIN);
-            let (start_ms, after_id) = match &q.after {
-                Some(c) if c.millis >= since_ms => (c.millis, Some(c.id.clone())),
-                _ => (since_ms, None),
-            };
             let slot = q.instance.clone().unwrap_or_else(|| ALL.to_string());
             let r = db.begin_read().map_err(unavailable)?;
             let records = r.open_table(RECORDS).map_err(unavailable)?;
@@ -129,25 +127,7 @@ impl Store for EmbeddedStore {
             let index = r.open_table(ORDER_INDEX).map_err(unavailable)?;
             let life = r.open_table(LIFE).map_err(unavailable)?;
             let facts = r.open_table(FACTS).map_err(unavailable)?;
-            let lower = match &after_id {
-                Some(a) => Bound::Excluded((slot.as_str(), start_ms, a.as_str())),
-                None => Bound::Included((slot.as_str(), start_ms, "")),
-            };
-            let upper = Bound::Included((slot.as_str(), i64::MAX, "\u{10FFFF}"));
-            let mut ids: Vec<(i64, String)> = Vec::with_capacity(q.limit + 1);
-            for item in index
-                .range::<(&str, i64, &str)>((lower, upper))
-                .map_err(unavailable)?
-            {
-                let (k, _) = item.map_err(unavailable)?;
-                let (_, ms, id) = k.value();
-                ids.push((ms, id.to_string()));
-                if ids.len() > q.limit {
-                    break;
-                }
-            }
-            let more = ids.len() > q.limit;
-            ids.truncate(q.limit);
+            let (ids, more) = time_index_ids(&index, &slot, since_ms, q.after.as_ref(), q.limit)?;
             let mut items = Vec::with_capacity(ids.len());
             for (_, id) in &ids {
                 match record_in(&records, &events, id)? {
@@ -168,6 +148,10 @@ impl Store for EmbeddedStore {
             Ok(Page { items, next })
         })
         .await
+    }
+
+    async fn list_listings(&self, q: ListingQuery) -> StoreResult<Page<Listing>> {
+        self.read(move |db| listings_page(db, &q)).await
     }
 
     async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {

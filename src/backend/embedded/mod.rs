@@ -87,6 +87,7 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         tables::create_all(&db)?;
+        records::index_listings_once(&db)?;
         let next_seq = {
             let r = db.begin_read().map_err(unavailable)?;
             let events = r.open_table(EVENTS).map_err(unavailable)?;

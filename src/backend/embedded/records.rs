@@ -5,8 +5,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::*;
 use super::{frame, unavailable, unframe};
-use crate::model::{ChangeEvent, Order, Record, lifecycle};
-use crate::store::{StoreError, StoreResult, parse_fact};
+use crate::model::{ChangeEvent, Listing, Order, Record, lifecycle};
+use crate::store::{Cursor, ListingQuery, Page, StoreError, StoreResult, parse_fact};
 
 /// What the records table keeps per record.
 pub(super) struct RecordEntry {
@@ -96,4 +96,126 @@ pub(super) fn order_view(
         list.push(parse_fact(v.value())?);
     }
     Ok(lifecycle::view(order, &list, floor))
+}
+
+/// (ms, id) of a time index `(slot, ms, id)` from `since_ms` after the cursor, up to `limit`,
+/// and whether more follow (the order and listing indexes).
+pub(super) fn time_index_ids(
+    index: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
+    slot: &str,
+    since_ms: i64,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> StoreResult<(Vec<(i64, String)>, bool)> {
+    use std::ops::Bound;
+    let lower = match after {
+        Some(c) if c.millis >= since_ms => Bound::Excluded((slot, c.millis, c.id.as_str())),
+        _ => Bound::Included((slot, since_ms, "")),
+    };
+    let upper = Bound::Included((slot, i64::MAX, "\u{10FFFF}"));
+    let mut ids: Vec<(i64, String)> = Vec::with_capacity(limit + 1);
+    for item in index
+        .range::<(&str, i64, &str)>((lower, upper))
+        .map_err(unavailable)?
+    {
+        let (k, _) = item.map_err(unavailable)?;
+        let (_, ms, id) = k.value();
+        ids.push((ms, id.to_string()));
+        if ids.len() > limit {
+            break;
+        }
+    }
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    Ok((ids, more))
+}
+
+/// A page of listings: by the time index, or, for one SKU, from its entries.
+pub(super) fn listings_page(db: &Database, q: &ListingQuery) -> StoreResult<Page<Listing>> {
+    let since_ms = q.since.map(|s| s.timestamp_millis()).unwrap_or(i64::MIN);
+    let r = db.begin_read().map_err(unavailable)?;
+    let records = r.open_table(RECORDS).map_err(unavailable)?;
+    let events = r.open_table(EVENTS).map_err(unavailable)?;
+    let listing = |id: &str| match record_in(&records, &events, id)? {
+        Some(Record::Listing(l)) => Ok(*l),
+        Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+        None => Err(StoreError::Corrupt(format!("index points at missing {id}"))),
+    };
+    let Some(sku) = &q.sku else {
+        let index = r.open_table(LISTING_INDEX).map_err(unavailable)?;
+        let slot = q.instance.as_deref().unwrap_or(ALL);
+        let (ids, more) = time_index_ids(&index, slot, since_ms, q.after.as_ref(), q.limit)?;
+        let items = ids
+            .iter()
+            .map(|(_, id)| listing(id))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = more.then(|| {
+            let (ms, id) = ids.last().expect("more implies items");
+            Cursor {
+                millis: *ms,
+                id: id.clone(),
+            }
+        });
+        return Ok(Page { items, next });
+    };
+    let skus = r.open_table(LISTING_SKU).map_err(unavailable)?;
+    let mut candidates = Vec::new();
+    // One instance: the SKU's own range; every instance: the whole (small-keyed) table.
+    let entries = match q.instance.as_deref() {
+        Some(inst) => skus.range::<(&str, &str, &str)>(
+            (inst, sku.as_str(), "")..=(inst, sku.as_str(), "\u{10FFFF}"),
+        ),
+        None => skus.range::<(&str, &str, &str)>(..),
+    };
+    for item in entries.map_err(unavailable)? {
+        let (k, _) = item.map_err(unavailable)?;
+        let (inst, s, id) = k.value();
+        if s != sku || q.instance.as_deref().is_some_and(|i| i != inst) {
+            continue;
+        }
+        let l = listing(id)?;
+        let ms = l.revision.updated_at.timestamp_millis();
+        if l.sku.as_ref() == Some(sku) && ms >= since_ms {
+            candidates.push((ms, id.to_string(), l));
+        }
+    }
+    Ok(Page::of_candidates(candidates, q.after.as_ref(), q.limit))
+}
+
+/// Builds the listing indexes from the stored listings once (files written before they
+/// existed); runs at open, before the writer starts.
+pub(super) fn index_listings_once(db: &Database) -> StoreResult<()> {
+    const DONE: &str = "listings_built";
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut meta = txn.open_table(STORE_META).map_err(unavailable)?;
+        if meta.get(DONE).map_err(unavailable)?.is_some() {
+            return Ok(());
+        }
+        let records = txn.open_table(RECORDS).map_err(unavailable)?;
+        let events = txn.open_table(EVENTS).map_err(unavailable)?;
+        let mut index = txn.open_table(LISTING_INDEX).map_err(unavailable)?;
+        let mut skus = txn.open_table(LISTING_SKU).map_err(unavailable)?;
+        for item in records.range::<&str>("l."..).map_err(unavailable)? {
+            let (k, _) = item.map_err(unavailable)?;
+            let id = k.value();
+            if !id.starts_with("l.") {
+                break;
+            }
+            let Some(Record::Listing(l)) = record_in(&records, &events, id)? else {
+                continue;
+            };
+            let ms = l.revision.updated_at.timestamp_millis();
+            for slot in [l.instance.as_str(), ALL] {
+                index.insert((slot, ms, id), ()).map_err(unavailable)?;
+            }
+            if let Some(sku) = l.sku.as_deref().filter(|s| !s.is_empty()) {
+                skus.insert((l.instance.as_str(), sku, id), ())
+                    .map_err(unavailable)?;
+            }
+        }
+        meta.insert(DONE, chrono::Utc::now().to_rfc3339().as_str())
+            .map_err(unavailable)?;
+    }
+    txn.commit().map_err(unavailable)
 }

@@ -21,6 +21,15 @@ pub(super) const ORDER_INDEX: TableDefinition<(&str, i64, &str), ()> =
 /// The instance slot of the all-instances order index (never a valid instance id).
 pub(super) const ALL: &str = "";
 /// sequence → ChangeEvent JSON (with the record document)
+/// (instance or `ALL`, updated ms, listing id) → (): listings by their channel update time.
+pub(super) const LISTING_INDEX: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("listing_index");
+/// (instance, SKU, listing id) → (): the listings of a SKU (an entry whose listing has since
+/// changed SKU stays; readers check the listing's current SKU).
+pub(super) const LISTING_SKU: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("listing_sku");
+/// What the store did once to its own layout (e.g. `listings_built`) → when.
+pub(super) const STORE_META: TableDefinition<&str, &str> = TableDefinition::new("store_meta");
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// consumer group → last acknowledged sequence
 pub(super) const GROUPS: TableDefinition<&str, u64> = TableDefinition::new("groups");
@@ -80,6 +89,9 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(DELIVERIES).map_err(unavailable)?;
     txn.open_table(RECORDS).map_err(unavailable)?;
     txn.open_table(ORDER_INDEX).map_err(unavailable)?;
+    txn.open_table(LISTING_INDEX).map_err(unavailable)?;
+    txn.open_table(LISTING_SKU).map_err(unavailable)?;
+    txn.open_table(STORE_META).map_err(unavailable)?;
     txn.open_table(EVENTS).map_err(unavailable)?;
     txn.open_table(GROUPS).map_err(unavailable)?;
     txn.open_table(DEAD_LETTERS).map_err(unavailable)?;

@@ -196,6 +196,9 @@ impl Tx<'_> {
                 records
                     .insert(p.id.as_str(), entry.encode().as_slice())
                     .map_err(unavailable)?;
+                if p.kind == RecordKind::Listing {
+                    index_listing(self.txn, p, stored.as_ref().map(|o| o.updated_ms))?;
+                }
                 if p.kind == RecordKind::Order {
                     if let Some(old) = &stored {
                         index
@@ -361,4 +364,30 @@ pub(super) fn housekeeping(
         }
     }
     Ok(report)
+}
+
+/// A listing's entries in the time index (moved from its previous update time) and under its
+/// SKU.
+fn index_listing(
+    txn: &redb::WriteTransaction,
+    p: &Prepared,
+    old_ms: Option<i64>,
+) -> StoreResult<()> {
+    let mut index = txn.open_table(LISTING_INDEX).map_err(unavailable)?;
+    for slot in [p.instance.as_str(), ALL] {
+        if let Some(ms) = old_ms {
+            index
+                .remove((slot, ms, p.id.as_str()))
+                .map_err(unavailable)?;
+        }
+        index
+            .insert((slot, p.updated_millis, p.id.as_str()), ())
+            .map_err(unavailable)?;
+    }
+    if let Some(sku) = &p.sku {
+        let mut skus = txn.open_table(LISTING_SKU).map_err(unavailable)?;
+        skus.insert((p.instance.as_str(), sku.as_str(), p.id.as_str()), ())
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }

@@ -42,6 +42,10 @@ impl Store for RedisStore {
         self.orders_page(q).await
     }
 
+    async fn list_listings(&self, q: ListingQuery) -> StoreResult<Page<Listing>> {
+        self.listings_page(q).await
+    }
+
     async fn get_delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
         self.delivery(delivery_id).await
     }

@@ -1,6 +1,7 @@
 //! The event streams (one per instance, read through consumer groups) and the lifecycle
 //! outboxes that carry facts to an order of another instance.
 
+use super::keys::Index;
 use super::*;
 
 /// The consumer group of the lifecycle outboxes.
@@ -262,4 +263,69 @@ fn stream_entries(reply: &Value) -> StoreResult<Vec<(String, BTreeMap<String, Va
         }
     }
     Ok(out)
+}
+
+impl RedisStore {
+    /// Builds an instance's listing indexes from its event stream once (stores written before
+    /// the indexes existed); a marker key records that it was done. Every listing write is on
+    /// the stream with its document, in order, so the last one read sets the index entry.
+    pub(super) async fn index_listings_once(&self, instance: &str) -> StoreResult<()> {
+        let ik = self.keys.of(instance);
+        let marker = ik.listings_built();
+        let mut conn = self.conn();
+        let done: Option<String> = redis::cmd("GET")
+            .arg(&marker)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let mut start = "-".to_string();
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(ik.events())
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            // XRANGE answers the entries alone; XREADGROUP's shape is [[stream, entries]].
+            let entries =
+                stream_entries(&Value::Array(vec![Value::Array(vec![Value::Nil, reply])]))?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            start = format!("({last}");
+            let mut pipe = redis::pipe();
+            for (_, fields) in &entries {
+                let event = event_from_fields(fields, instance)?;
+                let Record::Listing(l) = event.record else {
+                    continue;
+                };
+                let ms = l.revision.updated_at.timestamp_millis();
+                pipe.cmd("ZADD")
+                    .arg(ik.index(Index::Listings))
+                    .arg(ms)
+                    .arg(l.id.as_str())
+                    .ignore();
+                if let Some(sku) = l.sku.as_deref().filter(|s| !s.is_empty()) {
+                    pipe.cmd("SADD")
+                        .arg(ik.sku(sku))
+                        .arg(l.id.as_str())
+                        .ignore();
+                }
+            }
+            let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        }
+        let () = redis::cmd("SET")
+            .arg(&marker)
+            .arg("1")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }

@@ -12,6 +12,8 @@
 //! | `P:{I}:rec:<record id>` | hash `rev`, `ms`, `doc`, `srank` | an order or listing |
 //! | `P:{I}:life:<order id>` | hash `f:<fact id>`, `~rank` | lifecycle facts of an order |
 //! | `P:{I}:orders` | sorted set, score = updated ms | order ids for listing by time |
+//! | `P:{I}:listings` | sorted set, score = updated ms | listing ids by time (`listings:built` marks the one-off build from the stream) |
+//! | `P:{I}:sku:<sku>` | set | the listings of a SKU (readers check the listing's current SKU) |
 //! | `P:{I}:events` | stream | change events (never trimmed) |
 //! | `P:{I}:outbox` | stream | facts about another instance's orders, not yet applied |
 //! | `P:{I}:dl:<id>` | string | a dead letter (JSON) |
@@ -30,10 +32,11 @@ pub(super) struct Keys {
     prefix: String,
 }
 
-/// The two indexes an instance keeps, paged by time.
+/// The indexes an instance keeps, paged by time.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Index {
     Orders,
+    Listings,
     DeadLetters,
 }
 
@@ -176,8 +179,19 @@ impl InstanceKeys<'_> {
     pub(super) fn index(&self, index: Index) -> String {
         self.key(match index {
             Index::Orders => "orders",
+            Index::Listings => "listings",
             Index::DeadLetters => "dls",
         })
+    }
+
+    /// Set once the listing indexes were built from the event stream.
+    pub(super) fn listings_built(&self) -> String {
+        self.key("listings:built")
+    }
+
+    /// The listings of one SKU (a set of listing ids).
+    pub(super) fn sku(&self, sku: &str) -> String {
+        self.key(&format!("sku:{sku}"))
     }
 
     /// The orders seen by one source (`webhook` or `poll`), for reconciliation.

@@ -32,9 +32,9 @@ use crate::model::{
 };
 use crate::store::{
     Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
-    Disposition, Housekeeping, IngestOutcome, OrderQuery, Page, Prepared, RawDelivery,
-    Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry, parse_fact, parse_record,
-    prepare,
+    Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page, Prepared,
+    RawDelivery, Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry, parse_fact,
+    parse_record, prepare,
 };
 pub use conn::Target;
 use conn::{Conn, WritePool};
@@ -133,6 +133,9 @@ impl RedisStore {
             opts: Arc::new(opts),
             groups: Arc::new(Mutex::new(HashSet::new())),
         };
+        for inst in store.opts.instances.clone() {
+            store.index_listings_once(&inst).await?;
+        }
         Ok((store, persistence))
     }
 

@@ -182,6 +182,85 @@ impl RedisStore {
         Ok(Page { items, next })
     }
 
+    /// Listings of the given (instance, id) pairs, in that order (`None` where gone).
+    async fn listings_of(&self, ids: &[(String, String)]) -> StoreResult<Vec<Option<Listing>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (inst, id) in ids {
+            pipe.cmd("HGET")
+                .arg(self.keys.of(inst).record(id))
+                .arg("doc");
+        }
+        let docs: Vec<Option<Vec<u8>>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        docs.iter()
+            .zip(ids)
+            .map(
+                |(doc, (_, id))| match doc.as_deref().map(parse_record).transpose()? {
+                    Some(Record::Listing(l)) => Ok(Some(*l)),
+                    Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+                    None => Ok(None),
+                },
+            )
+            .collect()
+    }
+
+    pub(super) async fn listings_page(&self, q: ListingQuery) -> StoreResult<Page<Listing>> {
+        let since_ms = q
+            .since
+            .map(|s| s.timestamp_millis())
+            .unwrap_or(i64::MIN / 2);
+        let Some(sku) = &q.sku else {
+            let (merged, next) = self
+                .merged_page(
+                    q.instance.as_ref(),
+                    Index::Listings,
+                    since_ms,
+                    q.after.as_ref(),
+                    q.limit,
+                )
+                .await?;
+            let ids: Vec<(String, String)> =
+                merged.into_iter().map(|(_, id, inst)| (inst, id)).collect();
+            let items = self
+                .listings_of(&ids)
+                .await?
+                .into_iter()
+                .zip(&ids)
+                .map(|(l, (_, id))| {
+                    l.ok_or_else(|| StoreError::Corrupt(format!("index points at missing {id}")))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            return Ok(Page { items, next });
+        };
+        // One SKU: its few listings per instance, checked against their current SKU (a SKU
+        // that changed leaves the old set naming the listing).
+        let mut candidates = Vec::new();
+        for inst in self.instances_for(q.instance.as_ref()) {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.keys.of(&inst).sku(sku))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            let ids: Vec<(String, String)> =
+                members.into_iter().map(|id| (inst.clone(), id)).collect();
+            for (l, (_, id)) in self.listings_of(&ids).await?.into_iter().zip(ids) {
+                let Some(l) = l.filter(|l| l.sku.as_ref() == Some(sku)) else {
+                    continue;
+                };
+                let ms = l.revision.updated_at.timestamp_millis();
+                if ms >= since_ms {
+                    candidates.push((ms, id, l));
+                }
+            }
+        }
+        Ok(Page::of_candidates(candidates, q.after.as_ref(), q.limit))
+    }
+
     pub(super) async fn delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
         let inst = Self::instance_of(delivery_id)?;
         let mut conn = self.conn();

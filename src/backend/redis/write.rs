@@ -4,31 +4,38 @@ use super::keys::Index;
 use super::*;
 
 impl RedisStore {
-    /// The two keys and the kind argument of each record (see `APPLY_LUA`).
-    pub(super) fn record_keys(&self, instance: &str, p: &Prepared) -> ([String; 2], &'static str) {
+    /// The three keys and the kind argument of each record (see `apply.lua`).
+    pub(super) fn record_keys(&self, instance: &str, p: &Prepared) -> ([String; 3], &'static str) {
+        let ik = self.keys.of(instance);
         match p.kind {
-            RecordKind::Order => (
-                [
-                    self.keys.of(instance).record(&p.id),
-                    self.keys.of(instance).lifecycle(&p.id),
-                ],
-                "order",
-            ),
+            RecordKind::Order => {
+                let rec = ik.record(&p.id);
+                ([rec.clone(), ik.lifecycle(&p.id), rec], "order")
+            }
             RecordKind::Listing => {
-                let k = self.keys.of(instance).record(&p.id);
-                ([k.clone(), k], "listing")
+                let rec = ik.record(&p.id);
+                let sku = match &p.sku {
+                    Some(sku) => ik.sku(sku),
+                    None => rec.clone(),
+                };
+                ([rec, ik.index(Index::Listings), sku], "listing")
             }
-            RecordKind::Fact if p.order_instance == instance => (
-                [
-                    self.keys.of(instance).lifecycle(&p.order_id),
-                    self.keys.of(instance).record(&p.order_id),
-                ],
-                "fact",
-            ),
+            RecordKind::Fact if p.order_instance == instance => {
+                let rec = ik.record(&p.order_id);
+                ([ik.lifecycle(&p.order_id), rec.clone(), rec], "fact")
+            }
             RecordKind::Fact => {
-                let k = self.keys.of(instance).outbox();
-                ([k.clone(), k], "fact_out")
+                let k = ik.outbox();
+                ([k.clone(), k.clone(), k], "fact_out")
             }
+        }
+    }
+
+    /// The `order` argument of a record: a listing's SKU (empty without one), else the order.
+    fn order_arg(p: &Prepared) -> &str {
+        match p.kind {
+            RecordKind::Listing => p.sku.as_deref().unwrap_or(""),
+            _ => &p.order_id,
         }
     }
 
@@ -40,8 +47,8 @@ impl RedisStore {
     ) {
         let mut kinds = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let ([k1, k2], kind) = self.record_keys(instance, p);
-            inv.key(k1).key(k2);
+            let ([k1, k2, k3], kind) = self.record_keys(instance, p);
+            inv.key(k1).key(k2).key(k3);
             kinds.push(kind);
         }
         for (p, kind) in prepared.iter().zip(kinds) {
@@ -51,7 +58,7 @@ impl RedisStore {
                 .arg(p.updated_millis)
                 .arg(&p.json)
                 .arg(p.rank)
-                .arg(&p.order_id);
+                .arg(Self::order_arg(p));
         }
     }
 
@@ -91,9 +98,8 @@ impl RedisStore {
         ];
         let mut kinds = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            let ([k1, k2], kind) = self.record_keys(inst, p);
-            keys.push(k1);
-            keys.push(k2);
+            let ([k1, k2, k3], kind) = self.record_keys(inst, p);
+            keys.extend([k1, k2, k3]);
             kinds.push(kind);
         }
         keys.extend(
@@ -136,7 +142,7 @@ impl RedisStore {
                 .arg(p.updated_millis)
                 .arg(&p.json)
                 .arg(p.rank)
-                .arg(&p.order_id);
+                .arg(Self::order_arg(p));
         }
         for (id, json) in &dead_letters {
             eval.arg(id).arg(json);

@@ -19,13 +19,14 @@ use crate::ingress::answers::{
 use crate::ingress::problem::Problem;
 use crate::model::{Listing, ListingId, Order, OrderId};
 use crate::pipeline::{self, ReplayError};
-use crate::store::{Cursor, DeadLetter, DeadLetterQuery, OrderQuery, StoreError};
+use crate::store::{Cursor, DeadLetter, DeadLetterQuery, ListingQuery, OrderQuery, StoreError};
 use crate::telemetry::names;
 
 pub(super) fn routes<S: Stores>() -> Router<App<S>> {
     Router::new()
         .route("/v1/orders", get(list_orders::<S>))
         .route("/v1/orders/{id}", get(get_order::<S>))
+        .route("/v1/listings", get(list_listings::<S>))
         .route("/v1/listings/{id}", get(get_listing::<S>))
         .route("/v1/dead-letters", get(list_dead_letters::<S>))
         .route("/v1/dead-letters/{id}", get(get_dead_letter::<S>))
@@ -156,6 +157,61 @@ async fn list_orders<S: Stores>(
         limit,
     };
     let page = app.store.list_orders(query).await?;
+    Ok(axum::Json(page.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListingParams {
+    instance: Option<String>,
+    channel: Option<String>,
+    /// Exactly this SKU.
+    sku: Option<String>,
+    /// The channel's `updated_at` at or after: RFC 3339 or YYYY-MM-DD.
+    updated_since: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/listings?instance=&sku=&updated_since=&limit=&cursor=`: listings by the channel's
+/// update time, oldest first (stock and price as the channel last reported them).
+async fn list_listings<S: Stores>(
+    State(app): State<App<S>>,
+    Q(p): Q<ListingParams>,
+) -> Answer<Page<Listing>> {
+    let (instance, limit, after) = parse_page(
+        &ListParams {
+            instance: p.instance,
+            channel: p.channel,
+            since: None,
+            limit: p.limit,
+            cursor: p.cursor,
+        },
+        &app,
+    )?;
+    if p.sku
+        .as_deref()
+        .is_some_and(|s| s.is_empty() || s.len() > 200)
+    {
+        return Err(Problem::bad_request("sku must be 1 to 200 characters"));
+    }
+    let since = p
+        .updated_since
+        .as_deref()
+        .map(|s| {
+            parse_since(s).ok_or_else(|| {
+                Problem::bad_request("updated_since must be an RFC 3339 time or YYYY-MM-DD")
+            })
+        })
+        .transpose()?;
+    let query = ListingQuery {
+        instance,
+        sku: p.sku,
+        since,
+        after,
+        limit,
+    };
+    let page = app.store.list_listings(query).await?;
     Ok(axum::Json(page.into()))
 }
 

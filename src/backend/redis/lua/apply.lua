@@ -1,11 +1,13 @@
 -- Upserts the records passed after the fixed arguments; shared by ingest and replay.
--- Expects `KEYS[events_key]`, `KEYS[orders_key]`, two keys per record from
+-- Expects `KEYS[events_key]`, `KEYS[orders_key]`, three keys per record from
 -- `KEYS[first_record_key]`, and per record 7 ARGV entries (id, kind, rev, ms, doc, rank, order)
 -- from `ARGV[first_record_arg]`.
 --
--- Per kind, the two keys are: order `rec:<id>`, `life:<id>`; listing `rec:<id>` twice; fact
--- about an order of the same instance (`fact`) `life:<order>`, `rec:<order>`; fact about
--- another instance's order (`fact_out`, rev = that instance) the outbox twice.
+-- Per kind, the three keys are: order `rec:<id>`, `life:<id>`, `rec:<id>`; listing `rec:<id>`,
+-- `listings` (its index by updated time), `sku:<sku>` (the listings of a SKU; `rec:<id>` when
+-- it has none, and then its `order` argument, which carries a listing's SKU, is empty); fact
+-- about an order of the same instance (`fact`) `life:<order>`, `rec:<order>`, `rec:<order>`;
+-- fact about another instance's order (`fact_out`, rev = that instance) the outbox three times.
 --
 -- Lifecycle: `life:<order>` holds the facts (`f:<fact id>` → JSON) and `~rank`, the highest
 -- fact rank; `rec:<order>` holds `srank`, the highest snapshot rank. The effective status is
@@ -39,8 +41,9 @@ local function apply(events_key, orders_key, first_record_key, first_record_arg,
     local b = first_record_arg + (i - 1) * 7
     local id, kind, rev, ms, doc = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
     local rank, order_id = tonumber(ARGV[b + 5]), ARGV[b + 6]
-    local key = KEYS[first_record_key + (i - 1) * 2]
-    local key2 = KEYS[first_record_key + (i - 1) * 2 + 1]
+    local key = KEYS[first_record_key + (i - 1) * 3]
+    local key2 = KEYS[first_record_key + (i - 1) * 3 + 1]
+    local key3 = KEYS[first_record_key + (i - 1) * 3 + 2]
     if kind == 'fact' then
       out[#out + 1] = fact(key, key2, KEYS[events_key], id, rank, order_id, doc, delivery, at)
     elseif kind == 'fact_out' then
@@ -76,6 +79,10 @@ local function apply(events_key, orders_key, first_record_key, first_record_arg,
           end
         else
           redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
+          -- A listing: its place in the time index, and in its SKU's set (a SKU that changed
+          -- leaves the old set naming it; readers check the listing's current SKU).
+          redis.call('ZADD', key2, ms, id)
+          if order_id ~= '' then redis.call('SADD', key3, id) end
         end
         redis.call('XADD', KEYS[events_key], '*', unpack(args))
       end

@@ -2,7 +2,7 @@
 -- large body never passes through Lua (Redis hashes every byte of every Lua string).
 -- KEYS: 1 dedupe, 2 raw, 3 events, 4 dead-letter index, 5 orders, 6 dead letters of this
 -- delivery (set), 7 the orders this delivery's source has seen (set), 8 the poller's cursor,
--- 9 the fence of the poller's lease, 10.. records (2n), then dead letters (m).
+-- 9 the fence of the poller's lease, 10.. records (3n), then dead letters (m).
 -- ARGV: 1 delivery id, 2 dedupe ttl, 3 received ms, 4 at, 5 n, 6 m, 7 cursor ('' = none),
 -- 8 record the seen orders ('1'/'0'), 9 fencing token ('' = none), 10.. records (7 each),
 -- then dead letters (id, json).
@@ -30,7 +30,7 @@ if ARGV[8] == '1' then
 end
 for j = 1, m do
   local b = 10 + n * 7 + (j - 1) * 2
-  redis.call('SET', KEYS[9 + 2 * n + j], ARGV[b + 1])
+  redis.call('SET', KEYS[9 + 3 * n + j], ARGV[b + 1])
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[b])
   redis.call('SADD', KEYS[6], ARGV[b])
 end

@@ -1,5 +1,5 @@
 -- KEYS: 1 dead letter, 2 dead-letter index, 3 raw, 4 events, 5 orders, 6 dead letters of the
--- delivery (set), 7.. records (2 each).
+-- delivery (set), 7.. records (3 each).
 -- ARGV: 1 id, 2 raw retention, 3 at, 4 record count, 5 delivery id, 6.. records.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
 redis.call('DEL', KEYS[1])
