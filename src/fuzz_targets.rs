@@ -166,6 +166,7 @@ pub fn adapter_engine(data: &[u8]) {
     for target in [
         crate::adapter::Target::Order,
         crate::adapter::Target::Listing,
+        crate::adapter::Target::Stock,
     ] {
         if let Ok(crate::adapter::Routed::Items(items)) = adapter.map(&doc, target, &ctx) {
             for item in items {

@@ -177,6 +177,7 @@ fn normalize(registry: &Registry, case: &Case) -> Value {
             let target = match kind {
                 "order" => Target::Order,
                 "listing" => Target::Listing,
+                "stock" => Target::Stock,
                 other => match other.strip_prefix("fact:") {
                     Some(name) => Target::Fact(name),
                     None => panic!("record = {other:?}"),

@@ -151,3 +151,59 @@ async fn listings_are_listed_embedded() {
 async fn listings_are_listed_redis() {
     listings_are_listed(Backend::Redis).await;
 }
+
+/// Shopify's `inventory_levels/update` names an inventory item and a location; the listing of
+/// the variant with that `inventory_item_id` shows the level, per location, newest revision.
+async fn shopify_stock_levels_show_on_the_listing(backend: Backend) {
+    let gw = Gateway::start(test_config(backend, &redis_url(), "")).await;
+    let c = http();
+    let product = fixture("shopify/rest-2024-04-product-get-632910392.json");
+    let h = shopify_headers(&product, "wh-product-1", "products/update");
+    let r = post(&c, &gw.url("/webhooks/shop"), &product, &h).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let level = |location: u64, available: i64, at: &str| {
+        serde_json::to_vec(&json!({ "inventory_item_id": 808950810, "location_id": location, "available": available, "updated_at": at, "admin_graphql_api_id": format!("gid://shopify/InventoryLevel/{location}?inventory_item_id=808950810") })).unwrap()
+    };
+    for (n, body) in [
+        level(24826418, 6, "2024-05-01T10:00:00-04:00"),
+        level(24826418, 4, "2024-05-02T10:00:00-04:00"),
+        // Older than the one stored for this location: stale, changes nothing.
+        level(24826418, 9, "2024-04-30T10:00:00-04:00"),
+        level(61629186, 2, "2024-05-01T12:00:00-04:00"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let h = shopify_headers(body, &format!("wh-level-{n}"), "inventory_levels/update");
+        let r = post(&c, &gw.url("/webhooks/shop"), body, &h).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let page = list(&gw, "?instance=shop&sku=IPOD2008PINK").await;
+    let pink = &page["items"][0];
+    assert_eq!(pink["stock_ref"], "808950810", "{page}");
+    assert_eq!(
+        pink["stock_levels"],
+        json!([
+            { "location": "24826418", "available": 4, "updated_at": "2024-05-02T10:00:00-04:00" },
+            { "location": "61629186", "available": 2, "updated_at": "2024-05-01T12:00:00-04:00" },
+        ]),
+        "{page}"
+    );
+    // The listing by id says the same; other variants have no levels.
+    let id = pink["id"].as_str().unwrap();
+    let one = get(&c, &gw.url(&format!("/v1/listings/{id}"))).await;
+    assert_eq!(one.body["stock_levels"], pink["stock_levels"]);
+    let red = list(&gw, "?sku=IPOD2008RED").await;
+    assert!(red["items"][0].get("stock_levels").is_none(), "{red}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shopify_stock_levels_show_on_the_listing_embedded() {
+    shopify_stock_levels_show_on_the_listing(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn shopify_stock_levels_show_on_the_listing_redis() {
+    shopify_stock_levels_show_on_the_listing(Backend::Redis).await;
+}

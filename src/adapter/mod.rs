@@ -28,6 +28,7 @@ use spec::{AdapterSpec, Format, RouteTarget, Source};
 pub enum Target<'s> {
     Order,
     Listing,
+    Stock,
     /// A lifecycle fact, by the name of its `[facts.<name>]` mapping.
     Fact(&'s str),
     /// Authentic but not needed.
@@ -359,6 +360,7 @@ impl Adapter {
             Some(r) => match r.record {
                 RouteTarget::Order => Target::Order,
                 RouteTarget::Listing => Target::Listing,
+                RouteTarget::Stock => Target::Stock,
                 RouteTarget::Ignore => Target::Ignore,
                 RouteTarget::Fact => Target::Fact(r.facts.as_deref().unwrap_or_default()),
             },
@@ -383,6 +385,18 @@ impl Adapter {
                 vec![canonical_order(doc, ctx).map(|o| vec![Record::Order(Box::new(o))])]
             }
             (Target::Listing, Format::Canonical) => return Err(no_mapping("listing")),
+            (Target::Stock, _) => {
+                let m = self
+                    .spec
+                    .stock
+                    .as_ref()
+                    .ok_or_else(|| no_mapping("stock"))?;
+                vec![
+                    engine::map_stock(m, doc, ctx, absent)
+                        .map(|ls| ls.into_iter().map(|l| Record::Stock(Box::new(l))).collect())
+                        .map_err(NormalizeError::Fields),
+                ]
+            }
             (Target::Fact(name), _) => {
                 let m = self
                     .spec

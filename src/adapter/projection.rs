@@ -10,7 +10,7 @@
 use super::path::{Anchor, Path, Segment};
 use super::spec::{
     AdapterSpec, AddressMapping, Each, Expr, ExprKind, FactMapping, ListingMapping, MoneySpec,
-    OrderMapping, Source,
+    OrderMapping, Source, StockMapping,
 };
 
 /// A trie of the keys an adapter reads.
@@ -101,6 +101,9 @@ impl Projection {
         }
         if let Some(m) = &spec.listing {
             c.listing(m);
+        }
+        if let Some(m) = &spec.stock {
+            c.stock(m);
         }
         for m in spec.facts.values() {
             c.fact(m);
@@ -422,11 +425,30 @@ impl Collector {
             &m.brand,
             &m.currency,
             &m.stock,
+            &m.stock_ref,
+            &m.rating_count,
+            &m.rating_average,
+            &m.rating_positive,
         ] {
             self.opt(e, r, &cur);
         }
         if let Some(p) = &m.price {
             self.money(p, r, &cur);
+        }
+    }
+
+    fn stock(&mut self, m: &StockMapping) {
+        let r = self.record_roots(&m.root);
+        let r = r.as_slice();
+        let cur = match &m.each {
+            Some(each) => self.each(each, r, r),
+            None => r.to_vec(),
+        };
+        for e in [&m.stock_ref, &m.updated_at] {
+            self.expr(e, r, &cur);
+        }
+        for e in [&m.location, &m.available] {
+            self.opt(e, r, &cur);
         }
     }
 }

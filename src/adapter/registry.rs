@@ -321,6 +321,7 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
             let needs = match r.record {
                 RouteTarget::Order => spec.order.is_none() && spec.format != Format::Canonical,
                 RouteTarget::Listing => spec.listing.is_none(),
+                RouteTarget::Stock => spec.stock.is_none(),
                 RouteTarget::Fact => !r.facts.as_ref().is_some_and(|n| spec.facts.contains_key(n)),
                 RouteTarget::Ignore => false,
             };

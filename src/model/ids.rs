@@ -115,6 +115,7 @@ macro_rules! record_id {
 
 record_id!(OrderId, "o", "order");
 record_id!(ListingId, "l", "listing");
+record_id!(StockId, "s", "stock level");
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,14 @@ pub struct Listing {
     /// Units available, when the channel reports stock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<i64>,
+    /// The channel's id of the listing's stock item, where stock is reported apart from the
+    /// listing (Shopify: the variant's `inventory_item_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock_ref: Option<String>,
+    /// Stock per location from the channel's stock level reports about `stock_ref`, newest
+    /// first by location. Filled in by the gateway when a listing is read; not stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stock_levels: Vec<super::LocationStock>,
     pub status: ListingStatus,
     /// Customer ratings, where the channel reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,9 +9,10 @@ pub mod money;
 mod order;
 pub mod payment_check;
 mod record;
+mod stock;
 
 pub use country::{CountryCode, CountryError};
-pub use ids::{IdError, ListingId, OrderId, validate_instance_id};
+pub use ids::{IdError, ListingId, OrderId, StockId, validate_instance_id};
 pub use lifecycle::{FactKind, LifecycleFact, Transition};
 pub use listing::{Listing, ListingStatus, RatingSummary};
 pub use money::{CurrencyCode, Money, MoneyError};
@@ -22,6 +23,7 @@ pub use order::{
 };
 pub use payment_check::{PAYMENT_MISMATCH, PaymentOutcome, PaymentReconciliation};
 pub use record::{Change, ChangeEvent, Record, RecordId, RecordKind};
+pub use stock::{LocationStock, StockLevel};
 
 /// The app order fixture (`tests/fixtures/app/order-jp.json`, JPY 10,760) as an order of
 /// instance `app` with the given status and no payments of its own.

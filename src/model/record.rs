@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{LifecycleFact, Listing, ListingId, Order, OrderId, Revision, Transition};
+use super::{LifecycleFact, Listing, ListingId, Order, OrderId, Revision, StockLevel, Transition};
 
 /// The earliest instant a record's dates may name (1990-01-01T00:00:00Z).
 pub const EARLIEST_PLAUSIBLE: DateTime<Utc> = DateTime::from_timestamp(631_152_000, 0).unwrap();
@@ -20,6 +20,8 @@ pub enum Record {
     Listing(Box<Listing>),
     /// A payment, shipment or cancellation reported about an order (see `model::lifecycle`).
     Fact(Box<LifecycleFact>),
+    /// Units available of a stock item at a location (see `model::stock`).
+    Stock(Box<StockLevel>),
 }
 
 impl Record {
@@ -28,6 +30,7 @@ impl Record {
             Record::Order(_) => RecordKind::Order,
             Record::Listing(_) => RecordKind::Listing,
             Record::Fact(_) => RecordKind::Fact,
+            Record::Stock(_) => RecordKind::Stock,
         }
     }
 
@@ -36,6 +39,7 @@ impl Record {
             Record::Order(o) => o.id.as_str(),
             Record::Listing(l) => l.id.as_str(),
             Record::Fact(f) => &f.id,
+            Record::Stock(s) => s.id.as_str(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Record {
             Record::Order(o) => &o.instance,
             Record::Listing(l) => &l.instance,
             Record::Fact(f) => &f.source_instance,
+            Record::Stock(s) => &s.instance,
         }
     }
 
@@ -53,6 +58,7 @@ impl Record {
         match self {
             Record::Order(o) => Some(&o.revision),
             Record::Listing(l) => Some(&l.revision),
+            Record::Stock(s) => Some(&s.revision),
             Record::Fact(_) => None,
         }
     }
@@ -62,6 +68,7 @@ impl Record {
             Record::Order(o) => o.validate(),
             Record::Listing(l) => l.validate(),
             Record::Fact(f) => f.validate(),
+            Record::Stock(s) => s.validate(),
         }
     }
 
@@ -109,6 +116,9 @@ impl Record {
                 out.push(("revision.updated_at".to_string(), l.revision.updated_at))
             }
             Record::Fact(f) => out.push(("at".to_string(), f.at)),
+            Record::Stock(s) => {
+                out.push(("revision.updated_at".to_string(), s.revision.updated_at))
+            }
         }
         out
     }
@@ -120,6 +130,7 @@ pub enum RecordKind {
     Order,
     Listing,
     Fact,
+    Stock,
 }
 
 impl RecordKind {
@@ -128,6 +139,7 @@ impl RecordKind {
             RecordKind::Order => "order",
             RecordKind::Listing => "listing",
             RecordKind::Fact => "fact",
+            RecordKind::Stock => "stock",
         }
     }
 }

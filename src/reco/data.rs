@@ -201,7 +201,7 @@ pub fn update_of(e: &ChangeEvent) -> Update {
             None => Update::RemoveOrder(o.id.as_str().to_string()),
         },
         Record::Listing(l) => Update::Item(item_info(l)),
-        Record::Fact(_) => Update::None,
+        Record::Fact(_) | Record::Stock(_) => Update::None,
     }
 }
 

@@ -24,10 +24,23 @@ pub(crate) struct Prepared {
     pub order_instance: String,
     /// A listing's SKU (its index entry).
     pub sku: Option<String>,
+    /// A stock level's stock item (its index entry).
+    pub stock_ref: Option<String>,
     pub json: String,
 }
 
 pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
+    // A listing's stock levels are read from the stock level records, never stored with it.
+    let stripped;
+    let record = match record {
+        Record::Listing(l) if !l.stock_levels.is_empty() => {
+            let mut l = l.clone();
+            l.stock_levels.clear();
+            stripped = Record::Listing(l);
+            &stripped
+        }
+        _ => record,
+    };
     let json = serde_json::to_string(record)
         .map_err(|e| StoreError::Invalid(format!("record cannot be serialized: {e}")))?;
     let (rev_key, updated_millis) = match record.revision() {
@@ -48,7 +61,7 @@ pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
             f.order_id.as_str().to_string(),
             f.order_instance.clone(),
         ),
-        Record::Listing(_) => (0, String::new(), String::new()),
+        Record::Listing(_) | Record::Stock(_) => (0, String::new(), String::new()),
     };
     let updated_millis = match record {
         Record::Fact(f) => f.at.timestamp_millis(),
@@ -65,6 +78,10 @@ pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
         order_instance,
         sku: match record {
             Record::Listing(l) => l.sku.clone().filter(|s| !s.is_empty()),
+            _ => None,
+        },
+        stock_ref: match record {
+            Record::Stock(s) => Some(s.stock_ref.clone()),
             _ => None,
         },
         json,

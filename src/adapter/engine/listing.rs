@@ -2,9 +2,9 @@
 
 use super::super::error::FieldError;
 use super::super::path::Scope;
-use super::super::spec::ListingMapping;
+use super::super::spec::{ListingMapping, StockMapping};
 use super::super::tree::Node;
-use crate::model::{Listing, ListingId, ListingStatus, Revision};
+use crate::model::{Listing, ListingId, ListingStatus, Revision, StockLevel};
 
 use super::*;
 
@@ -90,6 +90,8 @@ pub fn map_listings<'a>(
             category: ev.text(&f("category"), m.category.as_ref(), s),
             brand: ev.text(&f("brand"), m.brand.as_ref(), s),
             stock: ev.opt(&f("stock"), m.stock.as_ref(), s, val_i64),
+            stock_ref: ev.text(&f("stock_ref"), m.stock_ref.as_ref(), s),
+            stock_levels: Vec::new(),
             price,
             external_id: external_id.unwrap_or_default(),
             revision: Revision {
@@ -104,6 +106,56 @@ pub fn map_listings<'a>(
     }
     if ev.errors.is_empty() {
         Ok(listings)
+    } else {
+        Err(ev.errors)
+    }
+}
+
+/// Maps a document to stock levels (one per element of `each`, or one for the root).
+pub fn map_stock<'a>(
+    m: &'a StockMapping,
+    doc: &'a Node<'a>,
+    ctx: &RecordContext<'_>,
+    absent: &'a [String],
+) -> Result<Vec<StockLevel>, Vec<FieldError>> {
+    let mut ev = Eval::default();
+    let top = Scope::new(doc)
+        .with_absent(absent)
+        .with_settings(ctx.settings);
+    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, m.each.is_some()) else {
+        return Err(ev.errors);
+    };
+    let scope = top.with_record(root);
+    let items: Vec<&Node> = match &m.each {
+        Some(each) => each.0.elements(scope),
+        None => vec![root],
+    };
+    let mut levels = Vec::new();
+    for (i, node) in items.into_iter().enumerate() {
+        let s = scope.with_current(node);
+        let f = |name: &str| format!("stock[{i}].{name}");
+        let stock_ref = ev.req(&f("stock_ref"), &m.stock_ref, s, val_text);
+        let location = ev.text(&f("location"), m.location.as_ref(), s);
+        let updated_at = ev.req(&f("revision.updated_at"), &m.updated_at, s, |v| {
+            val_datetime(v, m.updated_at.date.as_ref(), s.settings)
+        });
+        let (stock_ref, location) = (stock_ref.unwrap_or_default(), location.unwrap_or_default());
+        levels.push(StockLevel {
+            id: StockLevel::id_for(ctx.instance, &stock_ref, &location),
+            instance: ctx.instance.to_string(),
+            channel: ctx.channel.to_string(),
+            account: ctx.account.to_string(),
+            available: ev.opt(&f("available"), m.available.as_ref(), s, val_i64),
+            stock_ref,
+            location,
+            revision: Revision {
+                updated_at: updated_at.unwrap_or_default(),
+                sequence: None,
+            },
+        });
+    }
+    if ev.errors.is_empty() {
+        Ok(levels)
     } else {
         Err(ev.errors)
     }

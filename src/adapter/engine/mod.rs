@@ -18,7 +18,7 @@ mod value;
 
 use collect::*;
 pub use fact::map_fact;
-pub use listing::map_listings;
+pub use listing::{map_listings, map_stock};
 use value::*;
 
 /// Who the records belong to; set by the gateway from the channel instance.

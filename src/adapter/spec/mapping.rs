@@ -331,6 +331,11 @@ pub struct ListingMapping {
     pub currency: Option<Expr>,
     #[serde(default)]
     pub stock: Option<Expr>,
+    /// The channel's id of the stock item, where stock is reported apart from the listing
+    /// (Shopify: the variant's `inventory_item_id`); `[stock]` levels naming it show on the
+    /// listing.
+    #[serde(default)]
+    pub stock_ref: Option<Expr>,
     /// Must give one of: active, inactive, draft, deleted.
     pub status: Expr,
     /// Number of customer ratings; with `rating_average`, the listing's rating summary.
@@ -344,4 +349,25 @@ pub struct ListingMapping {
     /// Ratings counted as positive (for the Wilson lower bound).
     #[serde(default)]
     pub rating_positive: Option<Expr>,
+}
+
+/// Stock levels reported apart from listings (Shopify's `inventory_levels/update`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockMapping {
+    /// Where the level object is (default: the document root).
+    #[serde(default)]
+    pub root: Option<Expr>,
+    /// One level per element, when the document carries several.
+    #[serde(default)]
+    pub each: Option<Each>,
+    /// The stock item's id, as the listings' `stock_ref` gives it.
+    pub stock_ref: Expr,
+    /// The location's id; omit for channels with one stock per item.
+    #[serde(default)]
+    pub location: Option<Expr>,
+    /// Units available; absent (or null) means the channel does not track the item's stock.
+    #[serde(default)]
+    pub available: Option<Expr>,
+    pub updated_at: Expr,
 }

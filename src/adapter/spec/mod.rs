@@ -46,6 +46,9 @@ pub struct AdapterSpec {
     /// How listings are mapped.
     #[serde(default)]
     pub listing: Option<ListingMapping>,
+    /// How stock levels reported apart from listings are mapped.
+    #[serde(default)]
+    pub stock: Option<StockMapping>,
     /// Lifecycle facts (payments, shipments, refunds, cancellations) by name; a webhook route
     /// with `record = "fact"` names the one its topic uses.
     #[serde(default)]
@@ -413,6 +416,8 @@ pub struct RouteSpec {
 pub enum RouteTarget {
     Order,
     Listing,
+    /// A stock level (the `[stock]` mapping).
+    Stock,
     /// A lifecycle fact (the route names the mapping in `facts`).
     Fact,
     /// Authentic but not needed: stored raw and acknowledged, not normalized.

@@ -1,7 +1,7 @@
 //! The core store contract on redb: reads on MVCC snapshots, writes through the writer.
 
 use super::records::{
-    RecordEntry, listings_page, order_view, read_record, record_in, time_index_ids,
+    RecordEntry, listings_page, order_view, read_listing, record_in, time_index_ids,
 };
 use super::tables::*;
 use super::{EmbeddedStore, unavailable, unframe};
@@ -109,12 +109,7 @@ impl Store for EmbeddedStore {
 
     async fn get_listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
         let id = id.as_str().to_string();
-        self.read(move |db| match read_record(db, &id)? {
-            Some(Record::Listing(l)) => Ok(Some(*l)),
-            Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
-            None => Ok(None),
-        })
-        .await
+        self.read(move |db| read_listing(db, &id)).await
     }
 
     async fn list_orders(&self, q: OrderQuery) -> StoreResult<Page<Order>> {

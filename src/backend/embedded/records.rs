@@ -5,7 +5,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::*;
 use super::{frame, unavailable, unframe};
-use crate::model::{ChangeEvent, Listing, Order, Record, lifecycle};
+use crate::model::{ChangeEvent, Listing, LocationStock, Order, Record, lifecycle};
 use crate::store::{Cursor, ListingQuery, Page, StoreError, StoreResult, parse_fact};
 
 /// What the records table keeps per record.
@@ -62,13 +62,6 @@ pub(super) fn record_in(
     let event: ChangeEvent =
         serde_json::from_slice(ev.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Some(event.record))
-}
-
-pub(super) fn read_record(db: &Database, id: &str) -> StoreResult<Option<Record>> {
-    let r = db.begin_read().map_err(unavailable)?;
-    let records = r.open_table(RECORDS).map_err(unavailable)?;
-    let events = r.open_table(EVENTS).map_err(unavailable)?;
-    record_in(&records, &events, id)
 }
 
 /// An order as presented: its snapshot with the lifecycle facts applied.
@@ -130,14 +123,55 @@ pub(super) fn time_index_ids(
     Ok((ids, more))
 }
 
+/// A listing as presented: with the stock levels of its stock item, where it names one.
+pub(super) fn listing_view(
+    records: &impl ReadableTable<&'static str, &'static [u8]>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    by_ref: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>,
+    mut listing: Listing,
+) -> StoreResult<Listing> {
+    let Some(stock_ref) = listing.stock_ref.clone() else {
+        return Ok(listing);
+    };
+    let inst = listing.instance.clone();
+    let range =
+        (inst.as_str(), stock_ref.as_str(), "")..=(inst.as_str(), stock_ref.as_str(), "\u{10FFFF}");
+    let mut levels = Vec::new();
+    for item in by_ref
+        .range::<(&str, &str, &str)>(range)
+        .map_err(unavailable)?
+    {
+        let (k, _) = item.map_err(unavailable)?;
+        if let Some(Record::Stock(s)) = record_in(records, events, k.value().2)? {
+            levels.push(*s);
+        }
+    }
+    listing.stock_levels = LocationStock::of(levels);
+    Ok(listing)
+}
+
+/// One listing, as presented.
+pub(super) fn read_listing(db: &Database, id: &str) -> StoreResult<Option<Listing>> {
+    let r = db.begin_read().map_err(unavailable)?;
+    let records = r.open_table(RECORDS).map_err(unavailable)?;
+    let events = r.open_table(EVENTS).map_err(unavailable)?;
+    let by_ref = r.open_table(STOCK_BY_REF).map_err(unavailable)?;
+    match record_in(&records, &events, id)? {
+        Some(Record::Listing(l)) => listing_view(&records, &events, &by_ref, *l).map(Some),
+        Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
+        None => Ok(None),
+    }
+}
+
 /// A page of listings: by the time index, or, for one SKU, from its entries.
 pub(super) fn listings_page(db: &Database, q: &ListingQuery) -> StoreResult<Page<Listing>> {
     let since_ms = q.since.map(|s| s.timestamp_millis()).unwrap_or(i64::MIN);
     let r = db.begin_read().map_err(unavailable)?;
     let records = r.open_table(RECORDS).map_err(unavailable)?;
     let events = r.open_table(EVENTS).map_err(unavailable)?;
+    let by_ref = r.open_table(STOCK_BY_REF).map_err(unavailable)?;
     let listing = |id: &str| match record_in(&records, &events, id)? {
-        Some(Record::Listing(l)) => Ok(*l),
+        Some(Record::Listing(l)) => listing_view(&records, &events, &by_ref, *l),
         Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
         None => Err(StoreError::Corrupt(format!("index points at missing {id}"))),
     };

@@ -28,6 +28,9 @@ pub(super) const LISTING_INDEX: TableDefinition<(&str, i64, &str), ()> =
 /// changed SKU stays; readers check the listing's current SKU).
 pub(super) const LISTING_SKU: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("listing_sku");
+/// (instance, stock item, stock level id) → (): the levels (one per location) of a stock item.
+pub(super) const STOCK_BY_REF: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("stock_by_ref");
 /// What the store did once to its own layout (e.g. `listings_built`) → when.
 pub(super) const STORE_META: TableDefinition<&str, &str> = TableDefinition::new("store_meta");
 pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -92,6 +95,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(LISTING_INDEX).map_err(unavailable)?;
     txn.open_table(LISTING_SKU).map_err(unavailable)?;
     txn.open_table(STORE_META).map_err(unavailable)?;
+    txn.open_table(STOCK_BY_REF).map_err(unavailable)?;
     txn.open_table(EVENTS).map_err(unavailable)?;
     txn.open_table(GROUPS).map_err(unavailable)?;
     txn.open_table(DEAD_LETTERS).map_err(unavailable)?;

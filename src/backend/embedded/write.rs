@@ -199,6 +199,12 @@ impl Tx<'_> {
                 if p.kind == RecordKind::Listing {
                     index_listing(self.txn, p, stored.as_ref().map(|o| o.updated_ms))?;
                 }
+                if let Some(stock_ref) = p.stock_ref.as_deref() {
+                    let mut by_ref = self.txn.open_table(STOCK_BY_REF).map_err(unavailable)?;
+                    by_ref
+                        .insert((p.instance.as_str(), stock_ref, p.id.as_str()), ())
+                        .map_err(unavailable)?;
+                }
                 if p.kind == RecordKind::Order {
                     if let Some(old) = &stored {
                         index

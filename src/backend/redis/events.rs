@@ -188,6 +188,7 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
     let kind = match get("kind")?.as_str() {
         "order" => RecordKind::Order,
         "listing" => RecordKind::Listing,
+        "stock" => RecordKind::Stock,
         "fact" => RecordKind::Fact,
         other => return Err(StoreError::Corrupt(format!("event kind {other}"))),
     };

@@ -14,6 +14,7 @@
 //! | `P:{I}:orders` | sorted set, score = updated ms | order ids for listing by time |
 //! | `P:{I}:listings` | sorted set, score = updated ms | listing ids by time (`listings:built` marks the one-off build from the stream) |
 //! | `P:{I}:sku:<sku>` | set | the listings of a SKU (readers check the listing's current SKU) |
+//! | `P:{I}:stockref:<ref>` | set | the stock level ids of a stock item (one per location) |
 //! | `P:{I}:events` | stream | change events (never trimmed) |
 //! | `P:{I}:outbox` | stream | facts about another instance's orders, not yet applied |
 //! | `P:{I}:dl:<id>` | string | a dead letter (JSON) |
@@ -187,6 +188,11 @@ impl InstanceKeys<'_> {
     /// Set once the listing indexes were built from the event stream.
     pub(super) fn listings_built(&self) -> String {
         self.key("listings:built")
+    }
+
+    /// The stock levels of one stock item (a set of stock level ids).
+    pub(super) fn stock_ref(&self, stock_ref: &str) -> String {
+        self.key(&format!("stockref:{stock_ref}"))
     }
 
     /// The listings of one SKU (a set of listing ids).

@@ -52,17 +52,6 @@ impl RedisStore {
         Ok(out)
     }
 
-    async fn read_doc(&self, instance: &str, id: &str) -> StoreResult<Option<Record>> {
-        let mut conn = self.conn();
-        let doc: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(self.keys.of(instance).record(id))
-            .arg("doc")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        doc.map(|d| parse_record(&d)).transpose()
-    }
-
     /// (ms, id) pairs of one instance's order index after a cursor, up to `limit`.
     pub(super) async fn index_page(
         &self,
@@ -147,11 +136,53 @@ impl RedisStore {
     }
 
     pub(super) async fn listing(&self, id: &ListingId) -> StoreResult<Option<Listing>> {
-        match self.read_doc(id.instance(), id.as_str()).await? {
-            Some(Record::Listing(l)) => Ok(Some(*l)),
-            Some(_) => Err(StoreError::Corrupt(format!("{id} is not a listing"))),
-            None => Ok(None),
+        let ids = [(id.instance().to_string(), id.as_str().to_string())];
+        Ok(self.listings_of(&ids).await?.pop().flatten())
+    }
+
+    /// Fills in each listing's stock levels from the levels of its stock item.
+    async fn attach_stock(&self, listings: &mut [Option<Listing>]) -> StoreResult<()> {
+        let with_ref: Vec<&mut Listing> = listings
+            .iter_mut()
+            .flatten()
+            .filter(|l| l.stock_ref.is_some())
+            .collect();
+        if with_ref.is_empty() {
+            return Ok(());
         }
+        let mut pipe = redis::pipe();
+        for l in &with_ref {
+            let stock_ref = l.stock_ref.as_deref().unwrap_or_default();
+            pipe.cmd("SMEMBERS")
+                .arg(self.keys.of(&l.instance).stock_ref(stock_ref));
+        }
+        let members: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        for (l, ids) in with_ref.into_iter().zip(members) {
+            if ids.is_empty() {
+                continue; // an empty pipeline is an error, not an empty answer
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HGET")
+                    .arg(self.keys.of(&l.instance).record(id))
+                    .arg("doc");
+            }
+            let docs: Vec<Option<Vec<u8>>> = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            let mut levels = Vec::new();
+            for doc in docs.into_iter().flatten() {
+                if let Record::Stock(s) = parse_record(&doc)? {
+                    levels.push(*s);
+                }
+            }
+            l.stock_levels = crate::model::LocationStock::of(levels);
+        }
+        Ok(())
     }
 
     pub(super) async fn orders_page(&self, q: OrderQuery) -> StoreResult<Page<Order>> {
@@ -197,7 +228,8 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        docs.iter()
+        let mut listings = docs
+            .iter()
             .zip(ids)
             .map(
                 |(doc, (_, id))| match doc.as_deref().map(parse_record).transpose()? {
@@ -206,7 +238,9 @@ impl RedisStore {
                     None => Ok(None),
                 },
             )
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.attach_stock(&mut listings).await?;
+        Ok(listings)
     }
 
     pub(super) async fn listings_page(&self, q: ListingQuery) -> StoreResult<Page<Listing>> {

@@ -20,6 +20,11 @@ impl RedisStore {
                 };
                 ([rec, ik.index(Index::Listings), sku], "listing")
             }
+            RecordKind::Stock => {
+                let rec = ik.record(&p.id);
+                let by_ref = ik.stock_ref(p.stock_ref.as_deref().unwrap_or_default());
+                ([rec.clone(), by_ref, rec], "stock")
+            }
             RecordKind::Fact if p.order_instance == instance => {
                 let rec = ik.record(&p.order_id);
                 ([ik.lifecycle(&p.order_id), rec.clone(), rec], "fact")

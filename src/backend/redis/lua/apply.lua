@@ -7,7 +7,8 @@
 -- `listings` (its index by updated time), `sku:<sku>` (the listings of a SKU; `rec:<id>` when
 -- it has none, and then its `order` argument, which carries a listing's SKU, is empty); fact
 -- about an order of the same instance (`fact`) `life:<order>`, `rec:<order>`, `rec:<order>`;
--- fact about another instance's order (`fact_out`, rev = that instance) the outbox three times.
+-- stock level `rec:<id>`, `stockref:<stock item>`, `rec:<id>`; fact about another instance's
+-- order (`fact_out`, rev = that instance) the outbox three times.
 --
 -- Lifecycle: `life:<order>` holds the facts (`f:<fact id>` → JSON) and `~rank`, the highest
 -- fact rank; `rec:<order>` holds `srank`, the highest snapshot rank. The effective status is
@@ -77,6 +78,10 @@ local function apply(events_key, orders_key, first_record_key, first_record_arg,
               args[#args + 1] = v
             end
           end
+        elseif kind == 'stock' then
+          -- A stock level: its document, and its place in its stock item's set.
+          redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
+          redis.call('SADD', key2, id)
         else
           redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc)
           -- A listing: its place in the time index, and in its SKU's set (a SKU that changed
