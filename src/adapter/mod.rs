@@ -13,6 +13,7 @@ pub mod registry;
 pub mod signature;
 pub mod spec;
 pub mod tree;
+pub mod wechat_message;
 pub mod wechat_refund;
 pub mod xml;
 
@@ -175,59 +176,72 @@ impl Adapter {
     }
 
     /// The bytes a pushed delivery is mapped from: the body itself, except where the channel
-    /// encrypts its content under the webhook secret (a WeChat Pay v2 refund notification's
-    /// `req_info`): then the body with that part decrypted. The raw body is what is stored.
-    pub fn document_bytes<'b>(
+    /// encrypts its content (a WeChat Pay v2 refund notification's `req_info`, under the API
+    /// key; a WeChat shop message in safe mode, under the EncodingAESKey and naming the
+    /// `app_id` setting): then the decrypted document. The raw body is what is stored.
+    pub fn document_bytes<'b, 's>(
         &self,
         body: &'b [u8],
-        secrets: &[&str],
+        secrets: &dyn Fn(&str) -> Vec<&'s str>,
+        settings: &std::collections::BTreeMap<String, String>,
     ) -> std::borrow::Cow<'b, [u8]> {
-        let wechat = self
-            .spec
-            .webhook
-            .as_ref()
-            .is_some_and(|w| matches!(w.signature, spec::SignatureSpec::WechatPayV2 { .. }));
-        match wechat
-            .then(|| wechat_refund::refund_document(body, secrets))
-            .flatten()
-        {
+        let opened = match self.spec.webhook.as_ref().map(|w| &w.signature) {
+            Some(spec::SignatureSpec::WechatPayV2 { secret }) => {
+                wechat_refund::refund_document(body, &secrets(secret))
+            }
+            Some(spec::SignatureSpec::WechatMessage { aes_key, .. }) => {
+                let app_id = settings.get("app_id").map(String::as_str).unwrap_or("");
+                wechat_message::message_document(body, &secrets(aes_key), app_id)
+            }
+            _ => None,
+        };
+        match opened {
             Some(doc) => std::borrow::Cow::Owned(doc),
             None => std::borrow::Cow::Borrowed(body),
         }
     }
 
-    /// Answers a sender's subscription check (Meta: `GET ?hub.mode=subscribe&hub.verify_token=
-    /// …&hub.challenge=…`): the challenge to echo when the token is one of `tokens` (compared
-    /// in constant time). `None` when the adapter has no such check or the request fails it.
-    /// The challenge is echoed only when it is short plain text, so the endpoint cannot be
-    /// made to serve markup.
-    pub fn hub_challenge<'q>(
+    /// Answers a sender's subscription check: the challenge to echo when the request proves
+    /// knowledge of one of `secrets` (Meta: `hub.verify_token` equal to it, compared in
+    /// constant time; WeChat: `signature` over it, `timestamp` and `nonce`). `None` when the
+    /// adapter has no such check or the request fails it. The challenge is echoed only when it
+    /// is short plain text, so the endpoint cannot be made to serve markup.
+    pub fn subscription_challenge<'q>(
         &self,
         query: &'q std::collections::BTreeMap<String, String>,
-        tokens: &[&str],
+        secrets: &[&str],
     ) -> Option<&'q str> {
         use subtle::ConstantTimeEq;
-        self.spec.webhook.as_ref()?.hub_challenge.as_ref()?;
-        if query.get("hub.mode").map(String::as_str) != Some("subscribe") {
-            return None;
-        }
-        let given = query.get("hub.verify_token")?.as_bytes();
-        let known = tokens
-            .iter()
-            .any(|t| t.len() == given.len() && bool::from(t.as_bytes().ct_eq(given)));
-        let challenge = query.get("hub.challenge")?;
+        let check = self.spec.webhook.as_ref()?.subscription_check.as_ref()?;
+        let eq =
+            |a: &str, b: &str| a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+        let q = |k: &str| query.get(k).map(String::as_str);
+        let (proven, challenge) = match check.scheme {
+            spec::SubscriptionScheme::MetaHub => {
+                let token = q("hub.verify_token")?;
+                let ok = q("hub.mode") == Some("subscribe") && secrets.iter().any(|s| eq(s, token));
+                (ok, q("hub.challenge")?)
+            }
+            spec::SubscriptionScheme::WechatEchostr => {
+                let (sig, ts, nonce) = (q("signature")?, q("timestamp")?, q("nonce")?);
+                let ok = secrets
+                    .iter()
+                    .any(|s| eq(&wechat_message::check_signature(s, ts, nonce), sig));
+                (ok, q("echostr")?)
+            }
+        };
         let plain = !challenge.is_empty()
             && challenge.len() <= 256
             && challenge
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        (known && plain).then_some(challenge.as_str())
+        (proven && plain).then_some(challenge)
     }
 
-    /// The instance secret a subscription check's token is compared with.
-    pub fn hub_challenge_secret(&self) -> Option<&str> {
+    /// The instance secret a subscription check proves knowledge of.
+    pub fn subscription_secret(&self) -> Option<&str> {
         let w = self.spec.webhook.as_ref()?;
-        w.hub_challenge.as_ref().map(|h| h.secret.as_str())
+        w.subscription_check.as_ref().map(|c| c.secret.as_str())
     }
 
     /// An unsigned activation ping this adapter answers without storing (WooCommerce's

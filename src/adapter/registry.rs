@@ -43,6 +43,14 @@ pub const CODE_BACKED: &[(&str, &str)] = &[
         "WeChat Pay v2: MD5 / HMAC-SHA256 sign element inside the XML body",
     ),
     (
+        "signature.scheme = \"wechat_message\"",
+        "WeChat message push in safe mode (微信小店): SHA-1 msg_signature in the URL, AES-256-CBC body under the EncodingAESKey",
+    ),
+    (
+        "webhook.subscription_check",
+        "the GET a sender checks a webhook URL with: Meta's hub.challenge, WeChat's echostr",
+    ),
+    (
         "api.auth.kind = \"tiktok_shop\"",
         "TikTok Shop Open API request signing (app_key, timestamp, sign)",
     ),

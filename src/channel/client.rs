@@ -143,6 +143,8 @@ pub struct ChannelClient {
     http: reqwest::Client,
     base: Url,
     auth: Option<(String, String)>,
+    /// A credential the API takes as a query parameter (WeChat's `access_token`).
+    auth_query: Option<(String, String)>,
     /// TikTok Shop request signing: (app key, app secret).
     tiktok: Option<(String, String)>,
     headers: Vec<(String, String)>,
@@ -197,25 +199,32 @@ impl ChannelClient {
             }) => Some((secret_value(app_key)?, secret_value(app_secret)?)),
             _ => None,
         };
+        let auth_query = match &api.auth {
+            Some(AuthSpec::Query { param, secret }) => Some((param.clone(), secret_value(secret)?)),
+            _ => None,
+        };
         let auth = match &api.auth {
-            None => None,
+            None | Some(AuthSpec::Query { .. }) => None,
             Some(a) => {
                 let value = inst
                     .secret(a.secret_name())
                     .first()
                     .map(|s| s.to_string())
                     .ok_or_else(|| cfg(format!("secrets.{} is not set", a.secret_name())))?;
-                Some(match a {
-                    AuthSpec::Header { header, .. } => (header.clone(), value),
-                    AuthSpec::Bearer { .. } => ("Authorization".into(), format!("Bearer {value}")),
-                    AuthSpec::TiktokShop { .. } => ("x-tts-access-token".into(), value),
+                match a {
+                    AuthSpec::Header { header, .. } => Some((header.clone(), value)),
+                    AuthSpec::Bearer { .. } => {
+                        Some(("Authorization".into(), format!("Bearer {value}")))
+                    }
+                    AuthSpec::TiktokShop { .. } => Some(("x-tts-access-token".into(), value)),
                     AuthSpec::Basic { .. } => {
                         use base64::Engine;
                         let b =
                             base64::engine::general_purpose::STANDARD.encode(format!("{value}:"));
-                        ("Authorization".into(), format!("Basic {b}"))
+                        Some(("Authorization".into(), format!("Basic {b}")))
                     }
-                })
+                    AuthSpec::Query { .. } => None,
+                }
             }
         };
         let http = reqwest::Client::builder()
@@ -230,6 +239,7 @@ impl ChannelClient {
             http,
             base,
             auth,
+            auth_query,
             tiktok,
             headers: api
                 .headers
@@ -327,7 +337,35 @@ impl ChannelClient {
         query: &[(String, String)],
         limiter: Option<&Limiter>,
     ) -> Result<ApiResponse, ApiError> {
-        let base_url = self.url(path, query)?;
+        self.send(reqwest::Method::GET, path, query, None, limiter)
+            .await
+    }
+
+    /// POST of a JSON body (WeChat's APIs read their parameters from one), with the same rate
+    /// limit, retries and backoff as a GET. Only for reads: a retried POST must be harmless.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        body: Vec<u8>,
+        limiter: Option<&Limiter>,
+    ) -> Result<ApiResponse, ApiError> {
+        self.send(reqwest::Method::POST, path, query, Some(body), limiter)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Vec<u8>>,
+        limiter: Option<&Limiter>,
+    ) -> Result<ApiResponse, ApiError> {
+        let mut base_url = self.url(path, query)?;
+        if let Some((param, value)) = &self.auth_query {
+            base_url.query_pairs_mut().append_pair(param, value);
+        }
         let shown = redact_query(&base_url);
         let mut last = String::new();
         let limiter = limiter.or(self.limiter.as_ref());
@@ -342,7 +380,12 @@ impl ChannelClient {
                 }
                 None => base_url.clone(),
             };
-            let mut req = self.http.get(url);
+            let mut req = self.http.request(method.clone(), url);
+            if let Some(b) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
             for (k, v) in &self.headers {
                 req = req.header(k, v);
             }

@@ -169,12 +169,14 @@ async fn fetch_one<S: Store>(
         .fetch
         .as_ref()
         .ok_or_else(|| FetchError::Gone(dl_id.to_string()))?;
-    let webhook: Value = serde_json::from_slice(&raw.body)
+    // Decrypted where the channel encrypts its pushes (WeChat shop safe mode).
+    let document = inst.document(&raw.body);
+    let webhook: Value = serde_json::from_slice(&document)
         .map_err(|e| FetchError::Payload(format!("the webhook is not JSON: {e}")))?;
     let id = {
         let doc = inst
             .adapter
-            .parse(&raw.body)
+            .parse(&document)
             .map_err(|e| FetchError::Payload(e.to_string()))?;
         spec.id
             .get(crate::adapter::path::Scope::new(&doc))
@@ -201,7 +203,22 @@ async fn fetch_one<S: Store>(
                 render(v, &vars, &inst.settings).map_err(FetchError::Payload)?,
             ));
         }
-        let resp = client.get(&path, &query, None).await?;
+        let resp = match &r.post_json {
+            Some(template) => {
+                // `{id}` inside a JSON string: the id escaped as JSON string content.
+                let quoted = serde_json::to_string(&id).expect("strings serialize");
+                let escaped = Vars {
+                    id: Some(quoted[1..quoted.len() - 1].to_string()),
+                    ..Vars::default()
+                };
+                let body =
+                    render(template, &escaped, &inst.settings).map_err(FetchError::Payload)?;
+                client
+                    .post_json(&path, &query, body.into_bytes(), None)
+                    .await?
+            }
+            None => client.get(&path, &query, None).await?,
+        };
         // An empty list answers 204 or "" (BigCommerce, no shipping addresses).
         let v: Value = if resp.body.iter().all(u8::is_ascii_whitespace) {
             Value::Array(Vec::new())

@@ -122,6 +122,12 @@ impl Instance {
             .unwrap_or_default()
     }
 
+    /// The document a delivery's body is mapped from (decrypted where the channel encrypts).
+    pub fn document<'b>(&self, body: &'b [u8]) -> std::borrow::Cow<'b, [u8]> {
+        self.adapter
+            .document_bytes(body, &|name| self.secret(name), &self.settings)
+    }
+
     /// The secrets the adapter's webhook signature uses.
     pub fn webhook_secrets(&self) -> Vec<&str> {
         let name = self

@@ -173,7 +173,7 @@ pub fn route(
     body: &[u8],
 ) -> (Result<Routed, NormalizeError>, Option<String>, String) {
     let adapter = &inst.adapter;
-    let document = adapter.document_bytes(body, &inst.webhook_secrets());
+    let document = inst.document(body);
     let doc = adapter.parse(&document);
     let dedupe_id = adapter.dedupe_id(headers, doc.as_ref().ok(), body);
     let topic = adapter.topic(headers, doc.as_ref().ok());

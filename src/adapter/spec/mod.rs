@@ -143,6 +143,8 @@ pub enum AuthSpec {
     /// HTTP Basic with the secret as user name and an empty password (PrestaShop webservice
     /// key).
     Basic { secret: String },
+    /// The secret as a query parameter (WeChat: `?access_token=`); never logged.
+    Query { param: String, secret: String },
     /// TikTok Shop Open API: `x-tts-access-token` header (secret `secret`), plus `app_key`,
     /// `timestamp` and `sign` query parameters; sign = hex HMAC-SHA256 keyed by the app secret
     /// over app_secret + path + sorted {key}{value} query (without sign and access_token) +
@@ -166,6 +168,7 @@ impl AuthSpec {
             AuthSpec::Header { secret, .. }
             | AuthSpec::Bearer { secret }
             | AuthSpec::Basic { secret }
+            | AuthSpec::Query { secret, .. }
             | AuthSpec::TiktokShop { secret, .. } => secret,
         }
     }
@@ -202,6 +205,10 @@ pub struct RequestSpec {
     pub path: String,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// A JSON body to POST (WeChat reads its parameters from one), with `{id}` replaced by the
+    /// record id as a JSON string; without it the request is a GET.
+    #[serde(default)]
+    pub post_json: Option<String>,
 }
 
 /// Polling a list endpoint page by page. Query values may use `{since}` (the watermark,
@@ -365,18 +372,29 @@ pub struct WebhookSpec {
     /// delivery is durably stored (also for duplicates and dead letters).
     #[serde(default)]
     pub ack: Option<AckSpec>,
-    /// The subscription check a sender makes with a GET before it delivers (Meta's Graph API
-    /// webhooks: `hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`): answered with the
-    /// challenge when the token is the instance's secret named here.
+    /// The subscription check a sender makes with a GET before it delivers, answered with its
+    /// challenge when it proves knowledge of the instance's secret named here.
     #[serde(default)]
-    pub hub_challenge: Option<HubChallengeSpec>,
+    pub subscription_check: Option<SubscriptionCheckSpec>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HubChallengeSpec {
-    /// The instance secret the sender's `hub.verify_token` must equal.
+pub struct SubscriptionCheckSpec {
+    pub scheme: SubscriptionScheme,
+    /// The instance secret the check proves knowledge of.
     pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionScheme {
+    /// Meta's Graph API webhooks: `hub.mode=subscribe`, `hub.verify_token` equal to the secret,
+    /// `hub.challenge` echoed.
+    MetaHub,
+    /// WeChat message push: `signature` = hex SHA-1 of the sorted secret (the token),
+    /// `timestamp` and `nonce`; `echostr` echoed.
+    WechatEchostr,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -493,6 +511,26 @@ pub enum SignatureSpec {
         #[serde(default = "default_secret")]
         secret: String,
     },
+    /// WeChat message push in safe mode (the WeChat shop, 微信小店): the URL's `msg_signature`
+    /// is hex SHA-1 of the sorted token, `timestamp`, `nonce` and the body's `Encrypt`; the
+    /// body decrypts under the EncodingAESKey (the secret `aes_key`) and must name the app id
+    /// (the setting `app_id`).
+    WechatMessage {
+        #[serde(default = "default_wechat_token")]
+        secret: String,
+        #[serde(default = "default_wechat_aes_key")]
+        aes_key: String,
+        #[serde(default = "default_tolerance")]
+        tolerance_secs: u64,
+    },
+}
+
+fn default_wechat_token() -> String {
+    "token".into()
+}
+
+fn default_wechat_aes_key() -> String {
+    "encoding_aes_key".into()
 }
 
 /// One minor unit per line: what per-line rounding can explain.
@@ -518,7 +556,8 @@ impl SignatureSpec {
             | SignatureSpec::Stripe { secret, .. }
             | SignatureSpec::TiktokShop { secret, .. }
             | SignatureSpec::SharedSecretHeader { secret, .. }
-            | SignatureSpec::WechatPayV2 { secret } => secret,
+            | SignatureSpec::WechatPayV2 { secret }
+            | SignatureSpec::WechatMessage { secret, .. } => secret,
         }
     }
 
@@ -528,6 +567,9 @@ impl SignatureSpec {
             SignatureSpec::TiktokShop {
                 app_key, secret, ..
             } => vec![secret, app_key],
+            SignatureSpec::WechatMessage {
+                secret, aes_key, ..
+            } => vec![secret, aes_key],
             other => vec![other.secret_name()],
         }
     }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -44,6 +44,7 @@ fn delivered(code: StatusCode, answer: DeliveryAnswer) -> Delivered {
 pub(super) async fn webhook<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Body, Problem>,
 ) -> Response {
@@ -71,7 +72,10 @@ pub(super) async fn webhook<S: Stores>(
             };
             (outcome, Err(p))
         }
-        (true, Ok(Body(body))) => receive(&app, &config, &instance, &headers, body.into()).await,
+        (true, Ok(Body(body))) => {
+            let h = to_headers(&headers, query.as_deref());
+            receive(&app, &config, &instance, &h, body.into()).await
+        }
     };
     metrics::counter!(names::DELIVERIES, "instance" => label.clone(), "outcome" => outcome)
         .increment(1);
@@ -94,8 +98,8 @@ pub(super) async fn webhook<S: Stores>(
 }
 
 /// `GET /webhooks/{instance}`: a sender's subscription check before it delivers (Meta's
-/// `hub.challenge`). 200 with the challenge as plain text when the verify token is the
-/// instance's; 403 when it is not; 404 for an instance whose channel makes no such check.
+/// `hub.challenge`, WeChat's `echostr`). 200 with the challenge as plain text when the request
+/// proves the instance's secret; 403 when not; 404 for a channel that makes no such check.
 pub(super) async fn subscription_check<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
@@ -105,12 +109,12 @@ pub(super) async fn subscription_check<S: Stores>(
     let Some(inst) = config
         .instances
         .get(&instance)
-        .filter(|i| i.adapter.hub_challenge_secret().is_some())
+        .filter(|i| i.adapter.subscription_secret().is_some())
     else {
         return Problem::not_found("subscription check for this instance").into_response();
     };
-    let tokens = inst.secret(inst.adapter.hub_challenge_secret().unwrap_or_default());
-    match inst.adapter.hub_challenge(&query, &tokens) {
+    let secrets = inst.secret(inst.adapter.subscription_secret().unwrap_or_default());
+    match inst.adapter.subscription_challenge(&query, &secrets) {
         Some(challenge) => {
             tracing::info!(instance, "webhook subscription check answered");
             (
@@ -130,7 +134,7 @@ pub(super) async fn subscription_check<S: Stores>(
                 "subscription-check-failed",
                 "The subscription check failed",
             )
-            .detail("hub.mode must be subscribe, hub.verify_token the instance's verify token, and hub.challenge plain text")
+            .detail("the check must prove the instance's secret and carry a plain-text challenge")
             .into_response()
         }
     }
@@ -141,11 +145,10 @@ async fn receive<S: Stores>(
     app: &App<S>,
     config: &Config,
     instance: &str,
-    headers: &HeaderMap,
+    h: &Headers,
     body: Vec<u8>,
 ) -> (&'static str, Result<Delivered, Problem>) {
-    let h = to_headers(headers);
-    match pipeline::ingest(&app.store, config, instance, &h, body, Utc::now()).await {
+    match pipeline::ingest(&app.store, config, instance, h, body, Utc::now()).await {
         Ok(Ingested::Ping) => {
             tracing::info!(
                 instance,
@@ -267,12 +270,17 @@ fn dead_letter_answers(
         .collect()
 }
 
-fn to_headers(map: &HeaderMap) -> Headers {
+/// The request's headers as an adapter reads them, with the URL's query parameters as
+/// `?<name>` entries (WeChat signs in the query).
+fn to_headers(map: &HeaderMap, query: Option<&str>) -> Headers {
     let mut h = Headers::default();
     for (k, v) in map {
         if let Ok(text) = v.to_str() {
             h.push(k.as_str(), text);
         }
+    }
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        h.push(&format!("?{k}"), &v);
     }
     h
 }
