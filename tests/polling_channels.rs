@@ -2,15 +2,16 @@
 //! (issue 14): eBay REST (offset paging with `total`), Magento 2 (`currentPage` and
 //! `total_count`), Amazon SP-API 2026-01-01 (`nextToken`), Shopify (the `Link` header) and
 //! Shopee (`next_cursor` and `more`, then `get_order_detail` per order), Lazada (`offset` and
-//! `countTotal`, then `/order/items/get` per order). Each mock answers in
+//! `countTotal`, then `/order/items/get` per order), Meta Commerce (Graph cursors) and PrestaShop
+//! (webservice XML, `limit=offset,count`, shop-local time). Each mock answers in
 //! its channel's documented format, with orders built from the real fixtures, checks the
 //! channel's auth header, filters by the watermark as the channel does, and first answers a
 //! 429 with `Retry-After: 1` and then a 500.
 //!
 //! Checked on both stores: every order is stored once, the 429's `Retry-After` is honoured,
 //! nothing is parked, the cursor is committed; then a window with no orders (each channel's
-//! empty page) commits the cursor and parks nothing. (Amazon v0 and PrestaShop: `polling.rs`;
-//! Meta: `polling_meta.rs`.)
+//! empty page) commits the cursor and parks nothing. (Amazon v0: `polling.rs`, with
+//! slow responses and a `kill -9` too.)
 
 mod common;
 
@@ -346,6 +347,111 @@ fn lazada_orders_built(n: usize) -> Vec<(DateTime<Utc>, Value)> {
         .collect()
 }
 
+// --- Meta Commerce: updated_after (unix), Graph cursor paging (paging.cursors.after) ---------
+
+async fn meta_orders(State(m): State<Arc<Mock>>, Query(q): Q) -> Response {
+    let since = Utc
+        .timestamp_opt(q["updated_after"].parse().unwrap(), 0)
+        .unwrap();
+    assert!(
+        q["fields"].contains("items{"),
+        "Graph field expansion kept: {q:?}"
+    );
+    let start: usize = q
+        .get("after")
+        .map_or(0, |a| a.trim_start_matches('c').parse().unwrap());
+    let all = m.since(since);
+    let page: Vec<&Value> = all.iter().skip(start).take(SMALL_PAGE).copied().collect();
+    if page.is_empty() {
+        return axum::Json(json!({ "data": [] })).into_response();
+    }
+    let end = start + page.len();
+    let mut paging =
+        json!({ "cursors": { "before": format!("c{start}"), "after": format!("c{end}") } });
+    if end < all.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/v19.0/1234567890/commerce_orders?after=c{end}"
+        ));
+    }
+    axum::Json(json!({ "data": page, "paging": paging })).into_response()
+}
+
+fn meta_orders_built(n: usize) -> Vec<(DateTime<Utc>, Value)> {
+    let template = repo_json(
+        "tests/fixtures/meta_commerce/commerce_orders-with-requested-fields.json",
+    )["data"][0]
+        .clone();
+    (0..n)
+        .map(|i| {
+            let t = base_time() + chrono::Duration::minutes(i as i64);
+            let mut o = template.clone();
+            o["id"] = json!(format!("3728929467{i:05}"));
+            o["last_updated"] = json!(t.format("%Y-%m-%dT%H:%M:%S+0000").to_string());
+            (t, o)
+        })
+        .collect()
+}
+
+// --- PrestaShop webservice (XML): filter[date_upd]=[from,to] in shop time, limit=offset,100 ---
+
+const PRESTASHOP_TZ: chrono_tz::Tz = chrono_tz::Europe::Paris;
+
+async fn prestashop_orders(State(m): State<Arc<Mock>>, Query(q): Q) -> Response {
+    let range = q["filter[date_upd]"].trim_matches(['[', ']']);
+    let (from, to) = range.split_once(',').unwrap();
+    let local = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_local_timezone(PRESTASHOP_TZ)
+            .unwrap()
+            .to_utc()
+    };
+    let (from, to) = (local(from), local(to));
+    let (offset, limit) = q["limit"].split_once(',').unwrap();
+    let (offset, limit): (usize, usize) = (offset.parse().unwrap(), limit.parse().unwrap());
+    let xml: String = m
+        .orders
+        .iter()
+        .filter(|(t, _)| *t >= from && *t <= to)
+        .skip(offset)
+        .take(limit)
+        .map(|(_, o)| o.as_str().unwrap().to_string())
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "text/xml;charset=utf-8")],
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<prestashop xmlns:xlink=\"http://www.w3.org/1999/xlink\">\n<orders>{xml}</orders>\n</prestashop>\n"),
+    )
+        .into_response()
+}
+
+fn prestashop_orders_built(n: usize) -> Vec<(DateTime<Utc>, Value)> {
+    let list = String::from_utf8(
+        std::fs::read(repo().join("tests/fixtures/prestashop/orders-list-display-full.xml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let start = list.find("<order>").unwrap();
+    let end = list.find("</order>").unwrap() + "</order>".len();
+    let template = &list[start..end];
+    (0..n)
+        .map(|i| {
+            let t = base_time() + chrono::Duration::minutes(i as i64);
+            let shop_time = t.with_timezone(&PRESTASHOP_TZ).format("%Y-%m-%d %H:%M:%S");
+            let o = template
+                .replacen(
+                    "<id><![CDATA[1]]></id>",
+                    &format!("<id><![CDATA[{}]]></id>", 1000 + i),
+                    1,
+                )
+                .replace(
+                    "<date_upd><![CDATA[2018-02-13 09:36:22]]></date_upd>",
+                    &format!("<date_upd><![CDATA[{shop_time}]]></date_upd>"),
+                );
+            (t, Value::String(o))
+        })
+        .collect()
+}
+
 // --- The harness ----------------------------------------------------------------------------
 
 struct Channel {
@@ -417,6 +523,23 @@ fn channels() -> Vec<Channel> {
                     .route("/order/items/get", get(lazada_items))
             },
         },
+        Channel {
+            adapter: "meta_commerce",
+            orders: meta_orders_built(5),
+            auth: ("authorization", "Bearer EAAG-test-page-token"),
+            settings: ", cms_id = \"1234567890\"",
+            secrets: "",
+            routes: || axum::Router::new().route("/{cms}/commerce_orders", get(meta_orders)),
+        },
+        Channel {
+            adapter: "prestashop",
+            orders: prestashop_orders_built(150),
+            // HTTP Basic: the webservice key as user name, no password.
+            auth: ("authorization", "Basic UFNXU0tFWTEyMzQ1Njc4OTA6"),
+            settings: ", timezone = \"Europe/Paris\", currency = \"EUR\"",
+            secrets: "",
+            routes: || axum::Router::new().route("/orders", get(prestashop_orders)),
+        },
     ]
 }
 
@@ -431,8 +554,17 @@ async fn serve(m: Arc<Mock>, routes: axum::Router<Arc<Mock>>) -> String {
     base
 }
 
-/// The auth header value as the adapter sends it from the secret (bearer adds the scheme).
+/// The secret the adapter makes the auth header from (bearer adds the scheme; basic encodes
+/// "<key>:").
 fn secret_of(auth: (&str, &str)) -> String {
+    if let Some(b) = auth.1.strip_prefix("Basic ") {
+        use base64::Engine;
+        let plain = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
+        return String::from_utf8(plain)
+            .unwrap()
+            .trim_end_matches(':')
+            .to_string();
+    }
     auth.1.strip_prefix("Bearer ").unwrap_or(auth.1).to_string()
 }
 
@@ -447,8 +579,15 @@ async fn poll_channel(ch: &Channel, backend: Backend) {
     let base = serve(m.clone(), (ch.routes)()).await;
     let dir = tempfile::tempdir().unwrap();
     let instance = format!(
-        "id = \"ch\"\nadapter = \"{}\"\naccount = \"acme\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_CHANNEL_TOKEN}}\"{} }}\nsettings = {{ api_base = \"{base}\"{} }}\n",
-        ch.adapter, ch.secrets, ch.settings
+        "id = \"ch\"\nadapter = \"{}\"\naccount = \"acme\"\npoll = true\nsecrets = {{ {} = \"${{TEST_CHANNEL_TOKEN}}\"{} }}\nsettings = {{ api_base = \"{base}\"{} }}\n",
+        ch.adapter,
+        if ch.adapter == "prestashop" {
+            "webservice_key"
+        } else {
+            "access_token"
+        },
+        ch.secrets,
+        ch.settings
     );
     let token = secret_of(ch.auth);
     let cfg = instance_config(
