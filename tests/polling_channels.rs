@@ -1,6 +1,7 @@
 //! Polling every JSON marketplace and shop adapter against a mock of its API on loopback
 //! (issue 14): eBay REST (offset paging with `total`), Magento 2 (`currentPage` and
-//! `total_count`), Amazon SP-API 2026-01-01 (`nextToken`), Shopify (the `Link` header) and
+//! `total_count`), eBay Trading (GetOrders POSTed as XML, `PageNumber` and
+//! `TotalNumberOfEntries`), Amazon SP-API 2026-01-01 (`nextToken`), Shopify (the `Link` header) and
 //! Shopee (`next_cursor` and `more`, then `get_order_detail` per order), Lazada (`offset` and
 //! `countTotal`, then `/order/items/get` per order), Meta Commerce (Graph cursors) and PrestaShop
 //! (webservice XML, `limit=offset,count`, shop-local time). Each mock answers in
@@ -452,6 +453,87 @@ fn prestashop_orders_built(n: usize) -> Vec<(DateTime<Utc>, Value)> {
         .collect()
 }
 
+// --- eBay Trading API: GetOrders POSTed as XML to /ws/api.dll, PageNumber paging ------------
+
+/// The text of an element of the XML request (the mock reads only what it needs).
+fn element<'a>(xml: &'a str, name: &str) -> &'a str {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+        + open.len();
+    &xml[start..start + xml[start..].find('<').unwrap()]
+}
+
+async fn ebay_trading(State(m): State<Arc<Mock>>, headers: HeaderMap, body: String) -> Response {
+    assert_eq!(headers["x-ebay-api-call-name"], "GetOrders");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    let time = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let (from, to) = (
+        time(element(&body, "ModTimeFrom")),
+        time(element(&body, "ModTimeTo")),
+    );
+    let per_page: usize = element(&body, "EntriesPerPage").parse().unwrap();
+    let page: usize = element(&body, "PageNumber").parse().unwrap();
+    let all: Vec<&str> = m
+        .orders
+        .iter()
+        .filter(|(t, _)| *t >= from && *t <= to)
+        .map(|(_, o)| o.as_str().unwrap())
+        .collect();
+    let orders: String = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .copied()
+        .collect();
+    let pages = all.len().div_ceil(per_page);
+    let array = if orders.is_empty() {
+        "<OrderArray/>".to_string()
+    } else {
+        format!("<OrderArray>{orders}</OrderArray>")
+    };
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetOrdersResponse xmlns=\"urn:ebay:apis:eBLBaseComponents\"><Timestamp>2026-06-30T00:00:00.000Z</Timestamp><Ack>Success</Ack><Version>1193</Version><Build>E1193_CORE_API_19146280_R1</Build><PaginationResult><TotalNumberOfPages>{pages}</TotalNumberOfPages><TotalNumberOfEntries>{}</TotalNumberOfEntries></PaginationResult><HasMoreOrders>{}</HasMoreOrders>{array}<OrdersPerPage>{per_page}</OrdersPerPage><PageNumber>{page}</PageNumber><ReturnedOrderCountActual>{}</ReturnedOrderCountActual></GetOrdersResponse>",
+        all.len(),
+        page < pages,
+        all.len()
+            .saturating_sub((page - 1) * per_page)
+            .min(per_page),
+    );
+    ([(header::CONTENT_TYPE, "text/xml;charset=utf-8")], xml).into_response()
+}
+
+fn ebay_trading_orders_built(n: usize) -> Vec<(DateTime<Utc>, Value)> {
+    let doc =
+        String::from_utf8(fixture("ebay/trading-GetOrdersResponse-variation-sku.xml")).unwrap();
+    let template =
+        &doc[doc.find("<Order>").unwrap()..doc.find("</Order>").unwrap() + "</Order>".len()];
+    (0..n)
+        .map(|i| {
+            let t = base_time() + chrono::Duration::minutes(i as i64);
+            let o = template
+                .replace(
+                    "<OrderID>270357010</OrderID>",
+                    &format!("<OrderID>2703{i:05}</OrderID>"),
+                )
+                .replace(
+                    "<LastModifiedTime>2014-05-02T14:01:46.000Z</LastModifiedTime>",
+                    &format!(
+                        "<LastModifiedTime>{}</LastModifiedTime>",
+                        t.format("%Y-%m-%dT%H:%M:%S.000Z")
+                    ),
+                );
+            (t, Value::String(o))
+        })
+        .collect()
+}
+
 // --- The harness ----------------------------------------------------------------------------
 
 struct Channel {
@@ -522,6 +604,14 @@ fn channels() -> Vec<Channel> {
                     .route("/orders/get", get(lazada_orders))
                     .route("/order/items/get", get(lazada_items))
             },
+        },
+        Channel {
+            adapter: "ebay",
+            orders: ebay_trading_orders_built(150),
+            auth: ("x-ebay-api-iaf-token", "v^1.1#i^1#f^0#trading-test-token"),
+            settings: "",
+            secrets: "",
+            routes: || axum::Router::new().route("/ws/api.dll", axum::routing::post(ebay_trading)),
         },
         Channel {
             adapter: "meta_commerce",

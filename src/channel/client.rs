@@ -350,7 +350,20 @@ impl ChannelClient {
         body: Vec<u8>,
         limiter: Option<&Limiter>,
     ) -> Result<ApiResponse, ApiError> {
-        self.send(reqwest::Method::POST, path, query, Some(body), limiter)
+        self.post(path, query, (body, "application/json"), limiter)
+            .await
+    }
+
+    /// POST of a body of the given content type (a read, like [`ChannelClient::post_json`]).
+    pub async fn post(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        (body, content_type): (Vec<u8>, &str),
+        limiter: Option<&Limiter>,
+    ) -> Result<ApiResponse, ApiError> {
+        let body = Some((body, content_type.to_string()));
+        self.send(reqwest::Method::POST, path, query, body, limiter)
             .await
     }
 
@@ -359,7 +372,7 @@ impl ChannelClient {
         method: reqwest::Method,
         path: &str,
         query: &[(String, String)],
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, String)>,
         limiter: Option<&Limiter>,
     ) -> Result<ApiResponse, ApiError> {
         let mut base_url = self.url(path, query)?;
@@ -381,9 +394,9 @@ impl ChannelClient {
                 None => base_url.clone(),
             };
             let mut req = self.http.request(method.clone(), url);
-            if let Some(b) = &body {
+            if let Some((b, content_type)) = &body {
                 req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
                     .body(b.clone());
             }
             for (k, v) in &self.headers {

@@ -222,7 +222,10 @@ impl Poller {
 
         // The page.
         let (path, query) = self.page_request(&window)?;
-        let page = self.client.get(&path, &query, None).await?;
+        let page = match self.page_body(&window)? {
+            Some(body) => self.client.post(&path, &query, body, None).await?,
+            None => self.client.get(&path, &query, None).await?,
+        };
         let mut body = page.body;
         if !self.spec.details.is_empty() {
             body = self.attach_details(&page.url, &body).await?;
@@ -383,19 +386,39 @@ impl Poller {
     }
 
     /// The path and query of the window's next page.
-    fn page_request(&self, w: &Window) -> Result<(String, Vec<(String, String)>), PollError> {
+    /// The placeholders of a window's current page.
+    fn page_vars(&self, w: &Window) -> Vars {
         let page = match &w.next {
             Some(NextPage::Page(n)) => *n,
             _ => 0,
         };
-        let vars = Vars {
+        Vars {
             since: Some(w.since),
             until: Some(w.until),
             page: Some(page),
             offset: self.spec.offset.as_ref().map(|o| page * o.page_size as u64),
             start_page: self.spec.offset.as_ref().map(|o| o.start_page).unwrap_or(0),
             id: None,
+        }
+    }
+
+    /// The body of a POSTed page, when the adapter polls with one.
+    fn page_body(&self, w: &Window) -> Result<Option<(Vec<u8>, &str)>, PollError> {
+        let Some(spec) = &self.spec.post_body else {
+            return Ok(None);
         };
+        let body =
+            render(&spec.template, &self.page_vars(w), &self.inst.settings).map_err(|problem| {
+                PollError::Config {
+                    instance: self.inst.id.clone(),
+                    problem: format!("poll.post_body: {problem}"),
+                }
+            })?;
+        Ok(Some((body.into_bytes(), spec.content_type.as_str())))
+    }
+
+    fn page_request(&self, w: &Window) -> Result<(String, Vec<(String, String)>), PollError> {
+        let vars = self.page_vars(w);
         let render = |t: &str| {
             render(t, &vars, &self.inst.settings).map_err(|problem| PollError::Config {
                 instance: self.inst.id.clone(),

@@ -67,7 +67,8 @@ fn record_root<'a>(
 }
 
 /// With `each`, an empty array at the root is a page of no records (an idle channel's poll),
-/// not a missing root: the first path of the root expression that exists, when it is `[]`.
+/// not a missing root: the first path of the root expression that exists, when it is `[]` (or
+/// an empty XML element).
 /// (Evaluation counts an empty array as absent, which made such pages "required but missing",
 /// or, behind a `"$"` fallback, mapped the page object itself as an order.)
 fn empty_page<'a>(e: &'a Expr, scope: Scope<'a>) -> Option<&'a Node<'a>> {
@@ -80,7 +81,13 @@ fn empty_page<'a>(e: &'a Expr, scope: Scope<'a>) -> Option<&'a Node<'a>> {
             return None;
         };
         if let Some(node) = p.get(scope) {
-            return matches!(node, Node::Array(a) if a.is_empty()).then_some(node);
+            // An XML list element without children (eBay's `<OrderArray/>`) reads as empty text.
+            let empty = match node {
+                Node::Array(a) => a.is_empty(),
+                Node::String(s) => s.trim().is_empty(),
+                _ => false,
+            };
+            return empty.then_some(node);
         }
     }
     None

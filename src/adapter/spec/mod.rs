@@ -211,6 +211,16 @@ pub struct RequestSpec {
     pub post_json: Option<String>,
 }
 
+/// The body a poll request POSTs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostBodySpec {
+    /// e.g. `text/xml`.
+    pub content_type: String,
+    /// The body, with `{since:FMT}`, `{until:FMT}`, `{page}`, `{offset}` and `{setting:NAME}`.
+    pub template: String,
+}
+
 /// Polling a list endpoint page by page. Query values may use `{since}` (the watermark,
 /// RFC 3339 UTC) and `{until}`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -219,6 +229,10 @@ pub struct PollSpec {
     pub path: String,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// A body to POST instead of a GET, rendered with the same placeholders as the query
+    /// (eBay's Trading API takes GetOrders as an XML request).
+    #[serde(default)]
+    pub post_body: Option<PostBodySpec>,
     /// Updated-after watermark: the next window starts `overlap_secs` before the newest
     /// `updated_at` seen, so late-visible updates are not skipped (upserts are idempotent).
     #[serde(default)]
