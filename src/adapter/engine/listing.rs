@@ -2,11 +2,30 @@
 
 use super::super::error::FieldError;
 use super::super::path::Scope;
-use super::super::spec::{ListingMapping, StockMapping};
+use super::super::spec::{Each, Expr, ListingMapping, StockMapping};
 use super::super::tree::Node;
 use crate::model::{Listing, ListingId, ListingStatus, Revision, StockLevel};
 
 use super::*;
+
+/// The record root of a listing or stock mapping and its items: one per element of `each`, or
+/// the root itself. `None` (with the problem in `ev`) when the root is not there.
+fn items_of<'a>(
+    ev: &mut Eval,
+    (root, each): (Option<&'a Expr>, Option<&'a Each>),
+    doc: &'a Node<'a>,
+    settings: &'a std::collections::BTreeMap<String, String>,
+    absent: &'a [String],
+) -> Option<(Scope<'a>, Vec<&'a Node<'a>>)> {
+    let top = Scope::new(doc).with_absent(absent).with_settings(settings);
+    let root = record_root(ev, root, top, each.is_some())?;
+    let scope = top.with_record(root);
+    let items = match each {
+        Some(each) => each.0.elements(scope),
+        None => vec![root],
+    };
+    Some((scope, items))
+}
 
 /// Maps a document to listings (one per element of `each`, or one for the root).
 pub fn map_listings<'a>(
@@ -16,16 +35,14 @@ pub fn map_listings<'a>(
     absent: &'a [String],
 ) -> Result<Vec<Listing>, Vec<FieldError>> {
     let mut ev = Eval::default();
-    let top = Scope::new(doc)
-        .with_absent(absent)
-        .with_settings(ctx.settings);
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, m.each.is_some()) else {
+    let Some((scope, items)) = items_of(
+        &mut ev,
+        (m.root.as_ref(), m.each.as_ref()),
+        doc,
+        ctx.settings,
+        absent,
+    ) else {
         return Err(ev.errors);
-    };
-    let scope = top.with_record(root);
-    let items: Vec<&Node> = match &m.each {
-        Some(each) => each.0.elements(scope),
-        None => vec![root],
     };
     if items.is_empty() {
         ev.fail("listings", None, "no listings found".into());
@@ -119,16 +136,14 @@ pub fn map_stock<'a>(
     absent: &'a [String],
 ) -> Result<Vec<StockLevel>, Vec<FieldError>> {
     let mut ev = Eval::default();
-    let top = Scope::new(doc)
-        .with_absent(absent)
-        .with_settings(ctx.settings);
-    let Some(root) = record_root(&mut ev, m.root.as_ref(), top, m.each.is_some()) else {
+    let Some((scope, items)) = items_of(
+        &mut ev,
+        (m.root.as_ref(), m.each.as_ref()),
+        doc,
+        ctx.settings,
+        absent,
+    ) else {
         return Err(ev.errors);
-    };
-    let scope = top.with_record(root);
-    let items: Vec<&Node> = match &m.each {
-        Some(each) => each.0.elements(scope),
-        None => vec![root],
     };
     let mut levels = Vec::new();
     for (i, node) in items.into_iter().enumerate() {
