@@ -23,7 +23,14 @@ use crossgate::config::Config;
 #[derive(Parser)]
 #[command(
     name = "crossgate",
-    version,
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("CROSSGATE_GIT_COMMIT"),
+        ", built ",
+        env!("CROSSGATE_BUILD_DATE"),
+        ")"
+    ),
     about = "Cross-border channel integration gateway",
     long_about = "Takes orders and listings in from sales channels (signed webhooks, polling, \
                   imports), normalizes them into one canonical model and stores them.\n\n\
@@ -83,6 +90,10 @@ enum Command {
     /// Load tools: measure ingest throughput and latency.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Print shell completions (e.g. `crossgate completions bash > /etc/bash_completion.d/crossgate`).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `crossgate man-page > /usr/share/man/man1/crossgate.1`.
+    ManPage,
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +120,19 @@ pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Jobs(cmd) => jobs::jobs(config, cmd).await?,
         Command::Cluster(cmd) => cluster::cluster(config, cmd).await?,
         Command::Eval(args) => jobs::eval_cmd(config, args).await?,
+        // Rendered whole, then written like every command's output (a closed pipe ends quietly).
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "crossgate", &mut text);
+            crossgate::out!("{}", String::from_utf8_lossy(&text));
+        }
+        Command::ManPage => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut text)?;
+            crossgate::out!("{}", String::from_utf8_lossy(&text));
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -188,9 +188,20 @@ fn redis_address(c: &mut Check, raw: &RawConfig, path: &str, text: &str) -> Opti
     };
     if raw.store.backend == Backend::Redis
         && let Some(u) = &url
-        && redis::Client::open(u.expose()).is_err()
     {
-        c.issue(path, "is not a valid redis:// or rediss:// URL".into());
+        if u.expose().starts_with("rediss://") {
+            c.issue(
+                path,
+                "rediss:// (TLS to Redis) is not supported: reach Redis over a private network, \
+                 or through a TLS tunnel (stunnel, spiped) on a local redis:// address"
+                    .into(),
+            );
+        } else if redis::Client::open(u.expose()).is_err() {
+            c.issue(
+                path,
+                "is not a valid redis:// URL (redis://[user:password@]host:port[/db])".into(),
+            );
+        }
     }
     url
 }
