@@ -49,6 +49,8 @@ pub async fn run<S: Stores>(
     let replica = Arc::new(Replica::new(config.store.lease_ttl));
     tracing::info!(replica = %replica.id, "replica started");
     let live = Arc::new(LiveConfig::new(config.clone()));
+    let ids: Vec<&str> = config.instances.keys().map(String::as_str).collect();
+    crate::telemetry::register_zeros(&ids);
     let budget = store.shared_budget();
     let mut tasks = vec![
         tokio::spawn(housekeeping_task(store.clone())),

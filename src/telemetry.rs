@@ -52,7 +52,7 @@ pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
                     &[
@@ -62,9 +62,147 @@ pub fn metrics() -> PrometheusHandle {
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
-                .expect("the metrics recorder is installed once")
+                .expect("the metrics recorder is installed once");
+            describe_all();
+            handle
         })
         .clone()
+}
+
+/// What kind of metric a name is.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    /// In seconds.
+    Histogram,
+}
+
+/// Every metric: its name, kind and help text (the HELP and TYPE lines of `/metrics`).
+pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (
+        names::DELIVERIES,
+        Kind::Counter,
+        "Webhook deliveries by instance and outcome (stored, duplicate, dead_lettered, fetch_pending, ignored, ping, unauthorized, too_large, bad_request, unavailable, unknown_instance).",
+    ),
+    (
+        names::INGEST_DURATION,
+        Kind::Histogram,
+        "Time from a webhook request's body to its answer, by instance.",
+    ),
+    (
+        names::DEAD_LETTERS,
+        Kind::Counter,
+        "Deliveries (or items of them) parked as dead letters, by instance.",
+    ),
+    (
+        names::DEAD_LETTERS_REPLAYED,
+        Kind::Counter,
+        "Dead letters replayed, by outcome.",
+    ),
+    (
+        names::RECORDS,
+        Kind::Counter,
+        "Records written by webhooks, by kind and change.",
+    ),
+    (
+        names::IMPORTS,
+        Kind::Counter,
+        "Records of file imports and API submissions, by instance and outcome (stored, dead_lettered, duplicate).",
+    ),
+    (
+        names::CHANNEL_REQUESTS,
+        Kind::Counter,
+        "Calls to channel APIs, by instance and outcome (ok, throttled, server_error, refused, transport).",
+    ),
+    (
+        names::POLL_PAGES,
+        Kind::Counter,
+        "Pages taken in by polling, by instance.",
+    ),
+    (
+        names::RECONCILE_UNMATCHED,
+        Kind::Gauge,
+        "Orders seen by only one of polling and webhooks, by instance and only (poll, webhook).",
+    ),
+    (
+        names::FETCHES,
+        Kind::Counter,
+        "Thin webhooks whose record was fetched, by instance and outcome (ok, refused, failed).",
+    ),
+    (
+        names::LEASE_HELD,
+        Kind::Gauge,
+        "1 while this replica holds a lease, by scope and lease.",
+    ),
+    (
+        names::LEASE_CHANGES,
+        Kind::Counter,
+        "Leases this replica took over or lost, by event.",
+    ),
+    (
+        names::BUDGET_WAITS,
+        Kind::Counter,
+        "Times a channel request waited for the shared rate budget, by instance.",
+    ),
+    (
+        names::REPLICA_ACK_SHORTFALLS,
+        Kind::Counter,
+        "Writes answered 503 because too few Redis replicas acknowledged them in time.",
+    ),
+    (
+        names::CLUSTER_TOPOLOGY_CHANGES,
+        Kind::Counter,
+        "Changes of the Redis Cluster slot map this replica has seen.",
+    ),
+    (
+        names::FX_CHECKPOINTS,
+        Kind::Counter,
+        "FX log checkpoints, by outcome (signed, failed).",
+    ),
+    (
+        names::CONFIG_RELOADS,
+        Kind::Counter,
+        "Configuration reloads, by trigger (sighup, api) and outcome (applied, refused).",
+    ),
+];
+
+fn describe_all() {
+    for (name, kind, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(*name, *help),
+            Kind::Gauge => metrics::describe_gauge!(*name, *help),
+            Kind::Histogram => {
+                metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help)
+            }
+        }
+    }
+}
+
+/// Series present from start-up with zero values, so a dashboard or an alert sees them before
+/// the first event: per configured instance, and the process-wide ones.
+pub fn register_zeros(instances: &[&str]) {
+    use names::*;
+    let _ = metrics(); // the recorder first, or the series go nowhere
+    for instance in instances {
+        let i = instance.to_string();
+        for outcome in ["stored", "duplicate", "dead_lettered", "unauthorized"] {
+            metrics::counter!(DELIVERIES, "instance" => i.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        for outcome in ["stored", "dead_lettered"] {
+            metrics::counter!(IMPORTS, "instance" => i.clone(), "outcome" => outcome).increment(0);
+        }
+        metrics::counter!(DEAD_LETTERS, "instance" => i.clone()).increment(0);
+    }
+    for trigger in ["sighup", "api"] {
+        for outcome in ["applied", "refused"] {
+            metrics::counter!(CONFIG_RELOADS, "trigger" => trigger, "outcome" => outcome)
+                .increment(0);
+        }
+    }
+    metrics::counter!(CLUSTER_TOPOLOGY_CHANGES).increment(0);
+    metrics::counter!(REPLICA_ACK_SHORTFALLS).increment(0);
 }
 
 /// Metric names, in one place.
@@ -81,6 +219,8 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "crossgate_dead_letters_total";
     pub const DEAD_LETTERS_REPLAYED: &str = "crossgate_dead_letters_replayed_total";
     pub const RECORDS: &str = "crossgate_records_total";
+    /// Records of file imports and API submissions, by instance and outcome.
+    pub const IMPORTS: &str = "crossgate_imports_total";
     /// Calls to channel APIs, by instance and outcome (ok, throttled, server_error, …).
     pub const CHANNEL_REQUESTS: &str = "crossgate_channel_requests_total";
     /// Pages and orders taken in by polling.

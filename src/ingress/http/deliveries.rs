@@ -346,7 +346,27 @@ async fn submit<S: Stores>(
         Err(pipeline::SubmitError::Invalid(e)) => return Err(invalid_submission(&e)),
         Err(pipeline::SubmitError::Store(e)) => return Err(e.into()),
     };
+    count_submission(&inst.id, &report.outcome);
     Ok(submission_answer(report))
+}
+
+/// The records an import or submission stored or parked (a duplicate counts once).
+fn count_submission(instance: &str, outcome: &IngestOutcome) {
+    let counts = match outcome {
+        IngestOutcome::Duplicate { .. } => vec![("duplicate", 1)],
+        IngestOutcome::Stored {
+            records,
+            dead_letters,
+            ..
+        } => vec![
+            ("stored", records.len() as u64),
+            ("dead_lettered", dead_letters.len() as u64),
+        ],
+    };
+    for (outcome, n) in counts {
+        metrics::counter!(names::IMPORTS, "instance" => instance.to_string(), "outcome" => outcome)
+            .increment(n);
+    }
 }
 
 fn submission_answer(report: IngestReport) -> Delivered {
