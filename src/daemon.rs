@@ -183,6 +183,7 @@ async fn poll_task<S: Stores>(
             Ok((_, report)) if !report.done => continue,
             Ok((state, _)) => {
                 tracing::debug!(instance = %id, pages = state.pages, orders = state.orders, "poll caught up");
+                record_poll_success(&id, state.watermark);
                 if inst.adapter.spec().webhook.is_some() {
                     record_reconciliation(&store, &id).await;
                 }
@@ -194,6 +195,18 @@ async fn poll_task<S: Stores>(
             }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// The gauges of a caught-up poll: when it succeeded and how far behind now its watermark is.
+fn record_poll_success(instance: &str, watermark: Option<chrono::DateTime<Utc>>) {
+    use crate::telemetry::names::{POLL_LAG, POLL_LAST_SUCCESS};
+    let now = Utc::now();
+    let label = instance.to_string();
+    metrics::gauge!(POLL_LAST_SUCCESS, "instance" => label.clone()).set(now.timestamp() as f64);
+    if let Some(w) = watermark {
+        let lag = (now - w).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::gauge!(POLL_LAG, "instance" => label).set(lag);
     }
 }
 
@@ -312,7 +325,11 @@ async fn reco_task<S: Stores>(
         };
         let quiet = crate::reco::job::Quiet;
         let config = live.get();
-        match crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await {
+        let result = crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await;
+        if let Ok(r) = &result {
+            crate::telemetry::record_job_run(r.total_seconds);
+        }
+        match result {
             Ok(r) => tracing::info!(
                 events = r.events_read,
                 orders = r.orders,

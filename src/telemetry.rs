@@ -69,6 +69,12 @@ pub fn metrics() -> PrometheusHandle {
         .clone()
 }
 
+/// A recommendation and ranking run that succeeded (scheduled or asked for through the API).
+pub fn record_job_run(seconds: f64) {
+    metrics::histogram!(names::JOB_DURATION).record(seconds);
+    metrics::gauge!(names::JOB_LAST_SUCCESS).set(chrono::Utc::now().timestamp() as f64);
+}
+
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -241,6 +247,14 @@ pub mod names {
     pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
     /// FX log checkpoints signed, by `outcome` (`signed`, `failed`).
     pub const FX_CHECKPOINTS: &str = "crossgate_fx_checkpoints_total";
+    /// Seconds from a polled instance's watermark to now, after a caught-up poll.
+    pub const POLL_LAG: &str = "crossgate_poll_lag_seconds";
+    /// Unix time of a polled instance's last caught-up poll.
+    pub const POLL_LAST_SUCCESS: &str = "crossgate_poll_last_success_timestamp_seconds";
+    /// Duration of a recommendation and ranking run.
+    pub const JOB_DURATION: &str = "crossgate_jobs_duration_seconds";
+    /// Unix time of the last successful recommendation and ranking run.
+    pub const JOB_LAST_SUCCESS: &str = "crossgate_jobs_last_success_timestamp_seconds";
     /// Configuration reloads by trigger (`sighup`, `api`) and outcome (`applied`, `refused`).
     pub const CONFIG_RELOADS: &str = "crossgate_config_reloads_total";
 }

@@ -58,5 +58,76 @@ async fn series_exist_from_start_up_and_submissions_are_counted() {
     assert_eq!(imported("stored"), Some(1.0), "{text}");
     assert_eq!(imported("duplicate"), Some(1.0), "{text}");
     assert_eq!(imported("dead_lettered"), Some(0.0), "{text}");
+
+    // A jobs run asked for through the API: its duration and its success are recorded.
+    let r = post(&c, &gw.url("/v1/jobs/run"), b"", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let text = get(&c, &gw.url("/metrics")).await.text;
+    assert_eq!(
+        value(&text, "crossgate_jobs_duration_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    let last = value(&text, "crossgate_jobs_last_success_timestamp_seconds").unwrap();
+    assert!((chrono::Utc::now().timestamp() as f64 - last).abs() < 60.0);
+    gw.stop().await;
+}
+
+/// A polled instance's last caught-up poll and its lag behind now, against a mock Graph API
+/// with no orders (Meta's empty page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_poll_sets_its_lag_and_last_success() {
+    use axum::routing::get as route_get;
+    let app = axum::Router::new().route(
+        "/{cms}/commerce_orders",
+        route_get(|| async { axum::Json(serde_json::json!({ "data": [] })) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!(
+        "id = \"meta-m\"\nadapter = \"meta_commerce\"\naccount = \"acme\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_META_TOKEN}}\" }}\nsettings = {{ api_base = \"{base}\", cms_id = \"1\" }}\n"
+    );
+    let cfg = instance_config(
+        dir.path(),
+        Backend::Embedded,
+        &repo().join("adapters"),
+        &unique_prefix("metricspoll"),
+        &instance,
+        &[("TEST_META_TOKEN", "EAAG-token")],
+    );
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+    let gw = Gateway::start_with(std::sync::Arc::new(cfg), store, Some(dir)).await;
+    let c = http();
+    let series = |name: &str| format!("{name}{{instance=\"meta-m\"}}");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&c, &gw.url("/metrics")).await.text;
+        if value(
+            &text,
+            &series("crossgate_poll_last_success_timestamp_seconds"),
+        )
+        .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let last = value(
+        &text,
+        &series("crossgate_poll_last_success_timestamp_seconds"),
+    )
+    .unwrap_or_else(|| panic!("no caught-up poll: {text}"));
+    assert!(
+        (chrono::Utc::now().timestamp() as f64 - last).abs() < 60.0,
+        "{last}"
+    );
+    let lag = value(&text, &series("crossgate_poll_lag_seconds")).unwrap();
+    assert!((0.0..60.0).contains(&lag), "caught up: lag {lag}");
+    assert!(
+        text.contains("# TYPE crossgate_poll_lag_seconds gauge"),
+        "{text}"
+    );
     gw.stop().await;
 }

@@ -42,7 +42,10 @@ async fn run<S: Stores>(
     let config = app.config();
     let report = runs::run_requested(&app.store, &config.jobs, &config.fx, &request, &Quiet).await;
     match report {
-        Ok(r) => Ok(axum::Json(r)),
+        Ok(r) => {
+            crate::telemetry::record_job_run(r.total_seconds);
+            Ok(axum::Json(r))
+        }
         Err(RunError::Job(e)) => Err(job_problem(e)),
         Err(e) => Err(Problem::bad_request(e.to_string())),
     }
