@@ -69,6 +69,18 @@ pub fn metrics() -> PrometheusHandle {
         .clone()
 }
 
+/// A store operation that failed, by the kind of failure (`invalid` and `not_found` are the
+/// caller's, not the store's, and are not counted).
+pub fn count_store_error(kind: &'static str) {
+    metrics::counter!(names::STORE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// Time spent in one stage of taking a delivery in.
+pub fn record_stage(stage: &'static str, started: std::time::Instant) {
+    metrics::histogram!(names::STAGE_DURATION, "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// A recommendation and ranking run that succeeded (scheduled or asked for through the API).
 pub fn record_job_run(seconds: f64) {
     metrics::histogram!(names::JOB_DURATION).record(seconds);
@@ -208,6 +220,9 @@ pub fn register_zeros(instances: &[&str]) {
         }
     }
     metrics::counter!(CLUSTER_TOPOLOGY_CHANGES).increment(0);
+    for kind in ["unavailable", "corrupt", "lease_lost"] {
+        metrics::counter!(STORE_ERRORS, "kind" => kind).increment(0);
+    }
     metrics::counter!(REPLICA_ACK_SHORTFALLS).increment(0);
 }
 
@@ -247,6 +262,10 @@ pub mod names {
     pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
     /// FX log checkpoints signed, by `outcome` (`signed`, `failed`).
     pub const FX_CHECKPOINTS: &str = "crossgate_fx_checkpoints_total";
+    /// Time in one stage of taking a delivery in (label `stage`).
+    pub const STAGE_DURATION: &str = "crossgate_stage_duration_seconds";
+    /// Store operations that failed (label `kind`).
+    pub const STORE_ERRORS: &str = "crossgate_store_errors_total";
     /// Seconds from a polled instance's watermark to now, after a caught-up poll.
     pub const POLL_LAG: &str = "crossgate_poll_lag_seconds";
     /// Unix time of a polled instance's last caught-up poll.

@@ -59,6 +59,30 @@ async fn series_exist_from_start_up_and_submissions_are_counted() {
     assert_eq!(imported("duplicate"), Some(1.0), "{text}");
     assert_eq!(imported("dead_lettered"), Some(0.0), "{text}");
 
+    // A webhook: both stages timed; no store failure counted.
+    let order = shopify_order(7001, "2024-04-02T09:00:00-05:00");
+    let h = shopify_headers(&order, "wh-metrics-1", "orders/create");
+    let r = post(&c, &gw.url("/webhooks/shop"), &order, &h).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let text = get(&c, &gw.url("/metrics")).await.text;
+    let stage = |s: &str| {
+        value(
+            &text,
+            &format!("crossgate_stage_duration_seconds_count{{stage=\"{s}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(stage("verify_and_normalize") >= 1.0, "{text}");
+    assert!(
+        stage("store_write") >= 3.0,
+        "two submissions and the webhook: {text}"
+    );
+    assert_eq!(
+        value(&text, "crossgate_store_errors_total{kind=\"unavailable\"}"),
+        Some(0.0),
+        "{text}"
+    );
+
     // A jobs run asked for through the API: its duration and its success are recorded.
     let r = post(&c, &gw.url("/v1/jobs/run"), b"", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);

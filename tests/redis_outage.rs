@@ -135,6 +135,16 @@ async fn deliveries_survive_a_redis_crash_and_outage_gets_503() {
         metrics.contains("outcome=\"unavailable\""),
         "the outage shows in the metrics"
     );
+    let failed_writes = metrics
+        .lines()
+        .find(|l| l.starts_with("crossgate_store_errors_total{kind=\"unavailable\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        failed_writes >= 1.0,
+        "the failed writes are counted: {metrics}"
+    );
     if let Ok(gw) = Arc::try_unwrap(gw) {
         gw.stop().await;
     }

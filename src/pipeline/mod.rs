@@ -208,6 +208,7 @@ pub async fn ingest<S: Store>(
     if inst.adapter.spec().webhook.is_none() {
         return Err(IngestError::NoWebhook(instance_id.to_string()));
     }
+    let started = std::time::Instant::now();
     let (body, checked) = {
         let (inst, headers) = (inst.clone(), headers.clone());
         on_cpu(body.len(), move || {
@@ -216,6 +217,7 @@ pub async fn ingest<S: Store>(
         })
         .await
     };
+    crate::telemetry::record_stage("verify_and_normalize", started);
     let d = match checked? {
         Checked::Ping => return Ok(Ingested::Ping),
         Checked::Disposed(d) => d,

@@ -62,9 +62,16 @@ pub async fn store_delivery<S: Store>(
     disposition: Disposition,
     cursor: Option<CursorWrite>,
 ) -> Result<IngestOutcome, StoreError> {
+    let started = std::time::Instant::now();
     let outcome = store
         .ingest_with_cursor(delivery, disposition, cursor)
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if let Some(kind) = e.failure_kind() {
+                crate::telemetry::count_store_error(kind);
+            }
+        })?;
+    crate::telemetry::record_stage("store_write", started);
     if let IngestOutcome::Stored { records, .. } = &outcome {
         drain_if_queued(store, records).await;
     }

@@ -49,6 +49,18 @@ pub enum StoreError {
     LeaseLost(String),
 }
 
+impl StoreError {
+    /// The store's own failures, by kind; `None` for the caller's (not found, invalid).
+    pub fn failure_kind(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Unavailable(_) => Some("unavailable"),
+            StoreError::Corrupt(_) => Some("corrupt"),
+            StoreError::LeaseLost(_) => Some("lease_lost"),
+            StoreError::NotFound | StoreError::Invalid(_) => None,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The store contract. See the module docs for what each part keeps.

@@ -344,7 +344,11 @@ async fn submit<S: Stores>(
     {
         Ok(report) => report,
         Err(pipeline::SubmitError::Invalid(e)) => return Err(invalid_submission(&e)),
-        Err(pipeline::SubmitError::Store(e)) => return Err(e.into()),
+        Err(pipeline::SubmitError::Store(e)) => {
+            // Counted where the write failed (pipeline::store_delivery).
+            tracing::error!(error = %e, "store operation failed");
+            return Err(super::store_problem(&e));
+        }
     };
     count_submission(&inst.id, &report.outcome);
     Ok(submission_answer(report))

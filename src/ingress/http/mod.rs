@@ -169,7 +169,7 @@ async fn require_token<S: Stores>(
 }
 
 /// The problem a store error is answered with (nothing about the store's internals).
-fn store_problem(e: &StoreError) -> Problem {
+pub(super) fn store_problem(e: &StoreError) -> Problem {
     match e {
         StoreError::NotFound => Problem::not_found("record"),
         StoreError::Invalid(m) => Problem::bad_request(m.clone()),
@@ -181,7 +181,8 @@ fn store_problem(e: &StoreError) -> Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
-        if !matches!(e, StoreError::NotFound | StoreError::Invalid(_)) {
+        if let Some(kind) = e.failure_kind() {
+            telemetry::count_store_error(kind);
             tracing::error!(error = %e, "store operation failed");
         }
         store_problem(&e)
