@@ -53,7 +53,7 @@ pub async fn run<S: Stores>(
     crate::telemetry::register_zeros(&ids);
     let budget = store.shared_budget();
     let mut tasks = vec![
-        tokio::spawn(housekeeping_task(store.clone())),
+        tokio::spawn(housekeeping_task(store.clone(), live.clone())),
         tokio::spawn(lifecycle_task(store.clone(), replica.clone())),
         tokio::spawn(fx_task(store.clone(), live.clone(), replica.clone())),
         tokio::spawn(tax_task(store.clone(), live.clone(), replica.clone())),
@@ -96,8 +96,8 @@ pub async fn run<S: Stores>(
 }
 
 /// Expires dedupe keys and raw bodies past their retention (the embedded store; Redis
-/// expires them itself, so every replica may run it).
-async fn housekeeping_task<S: Stores>(store: S) {
+/// expires them itself, so every replica may run it), and refreshes the dead-letter gauge.
+async fn housekeeping_task<S: Stores>(store: S, live: Arc<LiveConfig>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
         tick.tick().await;
@@ -109,6 +109,14 @@ async fn housekeeping_task<S: Stores>(store: S) {
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+        match store.dead_letters_waiting().await {
+            Ok(waiting) => {
+                let config = live.get();
+                let ids: Vec<&str> = config.instances.keys().map(String::as_str).collect();
+                crate::telemetry::set_dead_letters_waiting(&ids, &waiting);
+            }
+            Err(e) => tracing::warn!(error = %e, "counting dead letters failed"),
         }
     }
 }

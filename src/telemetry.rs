@@ -81,6 +81,18 @@ pub fn record_stage(stage: &'static str, started: std::time::Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// The dead letters waiting per configured instance (none: 0).
+pub fn set_dead_letters_waiting(
+    instances: &[&str],
+    waiting: &std::collections::BTreeMap<String, u64>,
+) {
+    for instance in instances {
+        let n = waiting.get(*instance).copied().unwrap_or(0);
+        metrics::gauge!(names::DEAD_LETTERS_WAITING, "instance" => instance.to_string())
+            .set(n as f64);
+    }
+}
+
 /// A recommendation and ranking run that succeeded (scheduled or asked for through the API).
 pub fn record_job_run(seconds: f64) {
     metrics::histogram!(names::JOB_DURATION).record(seconds);
@@ -212,6 +224,7 @@ pub fn register_zeros(instances: &[&str]) {
             metrics::counter!(IMPORTS, "instance" => i.clone(), "outcome" => outcome).increment(0);
         }
         metrics::counter!(DEAD_LETTERS, "instance" => i.clone()).increment(0);
+        metrics::gauge!(DEAD_LETTERS_WAITING, "instance" => i.clone()).set(0.0);
     }
     for trigger in ["sighup", "api"] {
         for outcome in ["applied", "refused"] {
@@ -262,6 +275,8 @@ pub mod names {
     pub const CLUSTER_TOPOLOGY_CHANGES: &str = "crossgate_cluster_topology_changes_total";
     /// FX log checkpoints signed, by `outcome` (`signed`, `failed`).
     pub const FX_CHECKPOINTS: &str = "crossgate_fx_checkpoints_total";
+    /// Dead letters waiting, by instance.
+    pub const DEAD_LETTERS_WAITING: &str = "crossgate_dead_letters_waiting";
     /// Time in one stage of taking a delivery in (label `stage`).
     pub const STAGE_DURATION: &str = "crossgate_stage_duration_seconds";
     /// Store operations that failed (label `kind`).

@@ -155,3 +155,54 @@ async fn a_caught_up_poll_sets_its_lag_and_last_success() {
     );
     gw.stop().await;
 }
+
+/// Dead letters waiting per instance, counted by each store, shown from the daemon's first
+/// housekeeping pass. (An instance of its own: the gauge is process-wide.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_waiting_are_a_gauge_per_instance() {
+    for backend in Backend::all() {
+        let dir = tempfile::tempdir().unwrap();
+        let instance = "id = \"dl-shop\"\nadapter = \"shopify\"\naccount = \"dl.myshopify.com\"\nsecrets = { webhook = \"${TEST_SHOPIFY_SECRET}\" }\n";
+        let secrets: Vec<(String, String)> = test_env();
+        let env: Vec<(&str, &str)> = secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let config = std::sync::Arc::new(instance_config(
+            dir.path(),
+            backend,
+            &repo().join("adapters"),
+            &unique_prefix("dlgauge"),
+            instance,
+            &env,
+        ));
+        let (store, _) = crossgate::backend::open(&config.store).await.unwrap();
+        // Two authentic Shopify deliveries that are no orders: two dead letters.
+        for n in 0..2 {
+            let body = format!("{{\"foo\":{n}}}").into_bytes();
+            let mut h = crossgate::adapter::Headers::default();
+            for (k, v) in shopify_headers(&body, &format!("wh-dl-{n}"), "orders/create") {
+                h.push(&k, &v);
+            }
+            crossgate::with_store!(&store, s => crossgate::pipeline::ingest(s, &config, "dl-shop", &h, body, chrono::Utc::now()).await)
+                .unwrap();
+        }
+        let waiting = crossgate::with_store!(&store, s => crossgate::store::Store::dead_letters_waiting(s).await).unwrap();
+        assert_eq!(waiting.get("dl-shop"), Some(&2), "{backend:?}: {waiting:?}");
+        // Start from 0, so that this backend's count is what is seen.
+        crossgate::telemetry::set_dead_letters_waiting(&["dl-shop"], &Default::default());
+        let gw = Gateway::start_with(config.clone(), store, Some(dir)).await;
+        let c = http();
+        let series = "crossgate_dead_letters_waiting{instance=\"dl-shop\"}";
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = get(&c, &gw.url("/metrics")).await.text;
+            if value(&text, series) == Some(2.0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(value(&text, series), Some(2.0), "{backend:?}: {text}");
+        gw.stop().await;
+    }
+}

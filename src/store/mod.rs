@@ -130,6 +130,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<DeadLetter>>> + Send;
 
+    /// How many dead letters wait, by instance (instances with none are left out).
+    fn dead_letters_waiting(
+        &self,
+    ) -> impl Future<Output = StoreResult<std::collections::BTreeMap<String, u64>>> + Send;
+
     /// A replay succeeded: apply the records and remove the dead letter, atomically.
     fn resolve_dead_letter(
         &self,

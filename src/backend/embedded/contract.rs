@@ -8,7 +8,7 @@ use super::{EmbeddedStore, unavailable, unframe};
 use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record};
 use crate::store::{
@@ -166,6 +166,23 @@ impl Store for EmbeddedStore {
                 serde_json::from_slice(meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             d.body = body.to_vec();
             Ok(Some(d))
+        })
+        .await
+    }
+
+    async fn dead_letters_waiting(&self) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let dls = r.open_table(DEAD_LETTERS).map_err(unavailable)?;
+            let mut out = std::collections::BTreeMap::new();
+            for item in dls.iter().map_err(unavailable)? {
+                let (k, _) = item.map_err(unavailable)?;
+                // Dead letter ids are "d.<instance>.<…>"; instance ids have no dots.
+                if let Some(inst) = k.value().split('.').nth(1) {
+                    *out.entry(inst.to_string()).or_insert(0) += 1;
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -58,6 +58,10 @@ impl Store for RedisStore {
         self.dead_letter(id).await
     }
 
+    async fn dead_letters_waiting(&self) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+        self.dead_letter_counts().await
+    }
+
     async fn resolve_dead_letter(
         &self,
         id: &str,

@@ -90,4 +90,26 @@ impl RedisStore {
             .map_err(unavailable)?;
         set.map(|_| dl).ok_or(StoreError::NotFound)
     }
+
+    /// ZCARD of each instance's dead-letter index.
+    pub(super) async fn dead_letter_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let instances = self.opts.instances.clone();
+        if instances.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for inst in &instances {
+            pipe.cmd("ZCARD")
+                .arg(self.keys.of(inst).index(Index::DeadLetters));
+        }
+        let counts: Vec<u64> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(instances
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
 }
