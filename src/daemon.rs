@@ -68,11 +68,19 @@ pub async fn run<S: Stores>(
     ];
     // The set of polled instances is fixed for the process (a reload that changes it is
     // refused); each poll task follows its instance's adapter and settings across reloads.
-    for inst in config.instances.values().filter(|i| i.poll) {
+    let wakers: ingress::PollWakers = Arc::new(
+        config
+            .instances
+            .values()
+            .filter(|i| i.poll)
+            .map(|i| (i.id.clone(), Arc::new(tokio::sync::Notify::new())))
+            .collect(),
+    );
+    for (id, wake) in wakers.iter() {
         tasks.push(tokio::spawn(poll_task(
             store.clone(),
             live.clone(),
-            inst.id.clone(),
+            (id.clone(), wake.clone()),
             budget.clone(),
             replica.clone(),
         )));
@@ -86,7 +94,7 @@ pub async fn run<S: Stores>(
         )));
     }
     let header_timeout = config.server.header_read_timeout;
-    let app = App::new(store.clone(), live);
+    let app = App::new(store.clone(), live).with_wakers(wakers);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
     for t in tasks {
         t.abort();
@@ -154,11 +162,11 @@ async fn lifecycle_task<S: Stores>(store: S, replica: Arc<Replica>) {
 /// each page and its cursor are written under the lease's fencing token. Caught up, it waits
 /// one interval; after a failure at most 30 s; without the lease, a third of the lease time.
 /// After a reload that changed the instance (its adapter, settings or secrets), the next page
-/// is read with the new one.
+/// is read with the new one. A push the adapter does not map wakes it early (`PollWakers`).
 async fn poll_task<S: Stores>(
     store: S,
     live: Arc<LiveConfig>,
-    id: String,
+    (id, wake): (String, Arc<tokio::sync::Notify>),
     budget: Option<crate::store::SharedBudget>,
     replica: Arc<Replica>,
 ) {
@@ -202,7 +210,11 @@ async fn poll_task<S: Stores>(
                 poller.interval().min(Duration::from_secs(30))
             }
         };
-        tokio::time::sleep(wait).await;
+        // Until the interval ends, or an unmapped push from the channel says it has news.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => tracing::debug!(instance = %id, "poller woken by a push"),
+        }
     }
 }
 

@@ -308,3 +308,95 @@ async fn meta_webhook_subscription_check_and_signed_notifications() {
     assert_eq!(again.body["status"], "duplicate", "{}", again.text);
     gw.stop().await;
 }
+
+/// A signed notification wakes the instance's poller: an order Graph has just got is taken in
+/// at once, not at the end of the two-minute poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_wakes_the_poller() {
+    const APP_SECRET: &str = "meta-app-secret-for-wake";
+    let m = Arc::new(Mock {
+        orders: Vec::new(),
+        fail_once: Mutex::new(false),
+        log: Mutex::new(Vec::new()),
+        queries: Mutex::new(Vec::new()),
+    });
+    // Graph answers with whatever the test has put in `live` (none at first).
+    let live: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let (l2, m2) = (live.clone(), m.clone());
+    let app = axum::Router::new().route(
+        "/{cms}/commerce_orders",
+        get(move || {
+            let (live, m) = (l2.clone(), m2.clone());
+            async move {
+                m.log.lock().unwrap().push((None, 200));
+                axum::Json(json!({ "data": live.lock().unwrap().clone() }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!(
+        "id = \"meta\"\nadapter = \"meta_commerce\"\naccount = \"acme-shop\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_META_TOKEN}}\", app_secret = \"${{TEST_META_APP_SECRET}}\" }}\nsettings = {{ api_base = \"{base}\", cms_id = \"{CMS}\" }}\n"
+    );
+    let cfg = instance_config(
+        dir.path(),
+        Backend::Embedded,
+        &repo().join("adapters"),
+        &unique_prefix("metawake"),
+        &instance,
+        &[
+            ("TEST_META_TOKEN", TOKEN),
+            ("TEST_META_APP_SECRET", APP_SECRET),
+        ],
+    );
+    let (store, _) = crossgate::backend::open(&cfg.store).await.unwrap();
+    let gw = Gateway::start_with(Arc::new(cfg), store, Some(dir)).await;
+    // The first poll finds nothing and the poller sleeps its interval (120 s).
+    for _ in 0..100 {
+        if !m.log.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!m.log.lock().unwrap().is_empty(), "the poller never asked");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Graph gets an order; Meta notifies.
+    let mut order = mock().orders[0].clone();
+    order["last_updated"] = json!(
+        chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S+0000")
+            .to_string()
+    );
+    live.lock().unwrap().push(order);
+    let body = serde_json::to_vec(&json!({ "object": "page", "entry": [{ "id": CMS, "time": 1_704_103_500, "changes": [{ "field": "commerce_orders", "value": {} }] }] })).unwrap();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let c = http();
+    let r = post(
+        &c,
+        &gw.url("/webhooks/meta"),
+        &body,
+        &[("X-Hub-Signature-256".into(), sig)],
+    )
+    .await;
+    assert_eq!(r.body["status"], "ignored", "{}", r.text);
+    let mut stored = 0;
+    for _ in 0..100 {
+        let page = common::get(&c, &gw.url("/v1/orders?instance=meta")).await;
+        stored = page.body["items"].as_array().map_or(0, Vec::len);
+        if stored == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored, 1,
+        "the order was taken in at once, not after the interval"
+    );
+    gw.stop().await;
+}

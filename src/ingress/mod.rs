@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-pub use http::{App, router};
+pub use http::{App, PollWakers, router};
 
 use crate::backend::Stores;
 

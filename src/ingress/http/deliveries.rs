@@ -79,6 +79,10 @@ pub(super) async fn webhook<S: Stores>(
     };
     metrics::counter!(names::DELIVERIES, "instance" => label.clone(), "outcome" => outcome)
         .increment(1);
+    if outcome == "ignored" {
+        // An authentic notification the adapter does not map: the channel has news; poll now.
+        app.wake_poller(&instance);
+    }
     metrics::histogram!(names::INGEST_DURATION, "instance" => label)
         .record(started.elapsed().as_secs_f64());
     let ack = config

@@ -45,7 +45,13 @@ pub struct App<S> {
     pub live: Arc<LiveConfig>,
     in_flight: Arc<Semaphore>,
     backfills: backfill::Backfills,
+    /// The pollers of this process, by instance, to wake early.
+    wakers: PollWakers,
 }
+
+/// A way to wake each polled instance's poller before its interval ends: an authentic push
+/// the adapter does not map (Meta's order notifications) means the channel has news.
+pub type PollWakers = Arc<std::collections::BTreeMap<String, Arc<tokio::sync::Notify>>>;
 
 impl<S: Clone> Clone for App<S> {
     fn clone(&self) -> Self {
@@ -54,6 +60,7 @@ impl<S: Clone> Clone for App<S> {
             live: self.live.clone(),
             in_flight: self.in_flight.clone(),
             backfills: self.backfills.clone(),
+            wakers: self.wakers.clone(),
         }
     }
 }
@@ -68,7 +75,14 @@ impl<S: Stores> App<S> {
             live,
             in_flight: Arc::new(Semaphore::new(permits)),
             backfills: backfill::Backfills::default(),
+            wakers: PollWakers::default(),
         }
+    }
+
+    /// The pollers an unmapped push wakes.
+    pub fn with_wakers(mut self, wakers: PollWakers) -> Self {
+        self.wakers = wakers;
+        self
     }
 }
 
@@ -76,6 +90,13 @@ impl<S> App<S> {
     /// The configuration generation in use now.
     pub fn config(&self) -> Arc<Config> {
         self.live.get()
+    }
+
+    /// Wakes an instance's poller, when this process polls it.
+    fn wake_poller(&self, instance: &str) {
+        if let Some(w) = self.wakers.get(instance) {
+            w.notify_one();
+        }
     }
 }
 
