@@ -111,8 +111,12 @@ impl LiveConfig {
         self.current.load_full()
     }
 
+    /// Read every second by the jobs: the field alone, not a copy of the whole status.
     pub fn generation(&self) -> u64 {
-        self.status().generation
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
     }
 
     pub fn status(&self) -> ReloadStatus {
