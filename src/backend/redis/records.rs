@@ -160,22 +160,27 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        for (l, ids) in with_ref.into_iter().zip(members) {
-            if ids.is_empty() {
-                continue; // an empty pipeline is an error, not an empty answer
-            }
-            let mut pipe = redis::pipe();
-            for id in &ids {
+        // Every level document of every listing in one round trip.
+        let mut pipe = redis::pipe();
+        for (l, ids) in with_ref.iter().zip(&members) {
+            for id in ids {
                 pipe.cmd("HGET")
                     .arg(self.keys.of(&l.instance).record(id))
                     .arg("doc");
             }
+        }
+        let mut docs: std::vec::IntoIter<Option<Vec<u8>>> = if members.iter().all(Vec::is_empty) {
+            Vec::new().into_iter() // an empty pipeline is an error, not an empty answer
+        } else {
             let docs: Vec<Option<Vec<u8>>> = pipe
                 .query_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
+            docs.into_iter()
+        };
+        for (l, ids) in with_ref.into_iter().zip(&members) {
             let mut levels = Vec::new();
-            for doc in docs.into_iter().flatten() {
+            for doc in docs.by_ref().take(ids.len()).flatten() {
                 if let Record::Stock(s) = parse_record(&doc)? {
                     levels.push(*s);
                 }
