@@ -209,6 +209,25 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The end of a page read with one item to spare: keeps the first `limit` items and, when
+    /// the spare one was there, answers the cursor of the last kept (the next page starts
+    /// after it).
+    pub fn page_end<T>(
+        items: &mut Vec<T>,
+        limit: usize,
+        key: impl Fn(&T) -> (i64, &str),
+    ) -> Option<Cursor> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        more.then(|| {
+            let (millis, id) = key(items.last().expect("more implies items"));
+            Cursor {
+                millis,
+                id: id.to_string(),
+            }
+        })
+    }
+
     pub fn encode(&self) -> String {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -273,15 +292,7 @@ impl<T> Page<T> {
             })
             .take(limit + 1)
             .collect();
-        let more = kept.len() > limit;
-        kept.truncate(limit);
-        let next = more.then(|| {
-            let (ms, id, _) = kept.last().expect("more implies items");
-            Cursor {
-                millis: *ms,
-                id: id.clone(),
-            }
-        });
+        let next = Cursor::page_end(&mut kept, limit, |(ms, id, _)| (*ms, id));
         Page {
             items: kept.into_iter().map(|(_, _, t)| t).collect(),
             next,

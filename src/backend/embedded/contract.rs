@@ -122,7 +122,8 @@ impl Store for EmbeddedStore {
             let index = r.open_table(ORDER_INDEX).map_err(unavailable)?;
             let life = r.open_table(LIFE).map_err(unavailable)?;
             let facts = r.open_table(FACTS).map_err(unavailable)?;
-            let (ids, more) = time_index_ids(&index, &slot, since_ms, q.after.as_ref(), q.limit)?;
+            let Page { items: ids, next } =
+                time_index_ids(&index, &slot, since_ms, q.after.as_ref(), q.limit)?;
             let mut items = Vec::with_capacity(ids.len());
             for (_, id) in &ids {
                 match record_in(&records, &events, id)? {
@@ -133,13 +134,6 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            let next = more.then(|| {
-                let (ms, id) = ids.last().expect("more implies items");
-                Cursor {
-                    millis: *ms,
-                    id: id.clone(),
-                }
-            });
             Ok(Page { items, next })
         })
         .await

@@ -92,14 +92,14 @@ pub(super) fn order_view(
 }
 
 /// (ms, id) of a time index `(slot, ms, id)` from `since_ms` after the cursor, up to `limit`,
-/// and whether more follow (the order and listing indexes).
+/// and the next page's cursor when more follow (the order and listing indexes).
 pub(super) fn time_index_ids(
     index: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
     slot: &str,
     since_ms: i64,
     after: Option<&Cursor>,
     limit: usize,
-) -> StoreResult<(Vec<(i64, String)>, bool)> {
+) -> StoreResult<Page<(i64, String)>> {
     use std::ops::Bound;
     let lower = match after {
         Some(c) if c.millis >= since_ms => Bound::Excluded((slot, c.millis, c.id.as_str())),
@@ -118,9 +118,8 @@ pub(super) fn time_index_ids(
             break;
         }
     }
-    let more = ids.len() > limit;
-    ids.truncate(limit);
-    Ok((ids, more))
+    let next = Cursor::page_end(&mut ids, limit, |(ms, id)| (*ms, id));
+    Ok(Page { items: ids, next })
 }
 
 /// A listing as presented: with the stock levels of its stock item, where it names one.
@@ -178,18 +177,12 @@ pub(super) fn listings_page(db: &Database, q: &ListingQuery) -> StoreResult<Page
     let Some(sku) = &q.sku else {
         let index = r.open_table(LISTING_INDEX).map_err(unavailable)?;
         let slot = q.instance.as_deref().unwrap_or(ALL);
-        let (ids, more) = time_index_ids(&index, slot, since_ms, q.after.as_ref(), q.limit)?;
+        let Page { items: ids, next } =
+            time_index_ids(&index, slot, since_ms, q.after.as_ref(), q.limit)?;
         let items = ids
             .iter()
             .map(|(_, id)| listing(id))
             .collect::<StoreResult<Vec<_>>>()?;
-        let next = more.then(|| {
-            let (ms, id) = ids.last().expect("more implies items");
-            Cursor {
-                millis: *ms,
-                id: id.clone(),
-            }
-        });
         return Ok(Page { items, next });
     };
     let skus = r.open_table(LISTING_SKU).map_err(unavailable)?;

@@ -118,15 +118,7 @@ impl RedisStore {
             }
         }
         merged.sort();
-        let more = merged.len() > limit;
-        merged.truncate(limit);
-        let next = more.then(|| {
-            let (ms, id, _) = merged.last().expect("more implies items");
-            Cursor {
-                millis: *ms,
-                id: id.clone(),
-            }
-        });
+        let next = Cursor::page_end(&mut merged, limit, |(ms, id, _)| (*ms, id));
         Ok((merged, next))
     }
 
