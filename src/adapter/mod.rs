@@ -211,22 +211,21 @@ impl Adapter {
         query: &'q std::collections::BTreeMap<String, String>,
         secrets: &[&str],
     ) -> Option<&'q str> {
-        use subtle::ConstantTimeEq;
         let check = self.spec.webhook.as_ref()?.subscription_check.as_ref()?;
-        let eq =
-            |a: &str, b: &str| a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()));
         let q = |k: &str| query.get(k).map(String::as_str);
         let (proven, challenge) = match check.scheme {
             spec::SubscriptionScheme::MetaHub => {
                 let token = q("hub.verify_token")?;
-                let ok = q("hub.mode") == Some("subscribe") && secrets.iter().any(|s| eq(s, token));
+                let ok = q("hub.mode") == Some("subscribe") && signature::is_one_of(secrets, token);
                 (ok, q("hub.challenge")?)
             }
             spec::SubscriptionScheme::WechatEchostr => {
                 let (sig, ts, nonce) = (q("signature")?, q("timestamp")?, q("nonce")?);
-                let ok = secrets
+                let expected: Vec<String> = secrets
                     .iter()
-                    .any(|s| eq(&wechat_message::check_signature(s, ts, nonce), sig));
+                    .map(|s| wechat_message::check_signature(s, ts, nonce))
+                    .collect();
+                let ok = signature::is_one_of(&expected, sig);
                 (ok, q("echostr")?)
             }
         };

@@ -26,6 +26,16 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// True when `given` equals one of `candidates`, comparing each in constant time and every
+/// one of them (a match does not end the loop early). For texts: shared secrets, verify
+/// tokens, hex signatures.
+pub fn is_one_of<S: AsRef<str>>(candidates: &[S], given: &str) -> bool {
+    candidates.iter().fold(false, |acc, c| {
+        let c = c.as_ref();
+        acc | (c.len() == given.len() && bool::from(c.as_bytes().ct_eq(given.as_bytes())))
+    })
+}
+
 /// True when `candidate` equals one of `expected`, in constant time per comparison.
 fn any_matches(expected: &[[u8; 32]], candidate: &[u8]) -> bool {
     if candidate.len() != 32 {
@@ -78,10 +88,11 @@ fn wechat_message(
     check_timestamp(timestamp, now, tolerance)?;
     let nonce = header(headers, "?nonce")?;
     let encrypt = super::wechat_message::ciphertext(body).ok_or(SignatureError::Malformed)?;
-    Ok(tokens.iter().fold(false, |acc, token| {
-        let expected = super::wechat_message::signature(token, timestamp, nonce, &encrypt);
-        acc | bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
-    }))
+    let expected: Vec<String> = tokens
+        .iter()
+        .map(|token| super::wechat_message::signature(token, timestamp, nonce, &encrypt))
+        .collect();
+    Ok(is_one_of(&expected, &given))
 }
 
 /// Decodes a Standard Webhooks secret (`whsec_<base64>`) into key bytes.
@@ -170,10 +181,7 @@ pub fn verify<'s>(
             ..
         } => tiktok_shop(headers, name, body, &secrets, &lookup(app_key))?,
         SignatureSpec::SharedSecretHeader { header: name, .. } => {
-            let given = header(headers, name)?.trim().as_bytes();
-            secrets.iter().fold(false, |acc, s| {
-                acc | (s.len() == given.len() && bool::from(s.as_bytes().ct_eq(given)))
-            })
+            is_one_of(&secrets, header(headers, name)?.trim())
         }
         SignatureSpec::WechatPayV2 { .. } => wechat_pay_v2(body, &secrets)?,
         SignatureSpec::WechatMessage { tolerance_secs, .. } => {

@@ -26,7 +26,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::problem::Problem;
@@ -175,9 +174,7 @@ async fn require_token<S: Stores>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let ok = given.len() == token.expose().len()
-            && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()));
-        if !ok {
+        if !crate::adapter::signature::is_one_of(&[token.expose()], given) {
             return Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
