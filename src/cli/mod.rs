@@ -125,13 +125,13 @@ pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             use clap::CommandFactory;
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "crossgate", &mut text);
-            crossgate::out!("{}", String::from_utf8_lossy(&text));
+            crossgate::stdout::write_bytes(&text);
         }
         Command::ManPage => {
             use clap::CommandFactory;
             let mut text = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut text)?;
-            crossgate::out!("{}", String::from_utf8_lossy(&text));
+            crossgate::stdout::write_bytes(&text);
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
