@@ -386,10 +386,8 @@ async fn serve_channel(ch: Arc<Channel>) -> String {
     let app = axum::Router::new()
         .route("/admin/api/2024-04/orders.json", get(orders_page))
         .with_state(ch.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = serve_mock(app).await;
     *ch.base.lock().unwrap() = base.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
 

@@ -99,10 +99,7 @@ async fn serve(a: Arc<Api>) -> String {
         )
         .route("/stores/abc123/v2/orders/{id}/taxes", route_get(taxes))
         .with_state(a);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/stores/abc123", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    format!("{}/stores/abc123", serve_mock(app).await)
 }
 
 fn config(dir: &std::path::Path, backend: Backend, api_base: &str) -> Config {

@@ -106,9 +106,7 @@ async fn a_caught_up_poll_sets_its_lag_and_last_success() {
         "/{cms}/commerce_orders",
         route_get(|| async { axum::Json(serde_json::json!({ "data": [] })) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_mock(app).await;
     let dir = tempfile::tempdir().unwrap();
     let instance = format!(
         "id = \"meta-m\"\nadapter = \"meta_commerce\"\naccount = \"acme\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_META_TOKEN}}\" }}\nsettings = {{ api_base = \"{base}\", cms_id = \"1\" }}\n"

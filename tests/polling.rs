@@ -215,10 +215,7 @@ async fn serve(m: Arc<Mock>) -> String {
         .route("/orders/v0/orders", get(get_orders))
         .route("/orders/v0/orders/{id}/orderItems", get(get_items))
         .with_state(m);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    serve_mock(app).await
 }
 
 /// The repository's adapters, with amazon_v0's rate limit and timeout adjusted the way ops
@@ -614,9 +611,7 @@ async fn prestashop_xml_polling_with_offset_pages() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/shop/api", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("{}/shop/api", serve_mock(app).await);
 
     let dir = tempfile::tempdir().unwrap();
     let adapters = adapters_dir(dir.path());

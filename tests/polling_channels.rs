@@ -637,10 +637,8 @@ async fn serve(m: Arc<Mock>, routes: axum::Router<Arc<Mock>>) -> String {
     let app = routes
         .layer(middleware::from_fn_with_state(m.clone(), gate))
         .with_state(m.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = serve_mock(app).await;
     m.base.set(base.clone()).unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
 

@@ -123,10 +123,7 @@ async fn serve(m: Arc<Mock>) -> String {
     let app = axum::Router::new()
         .route("/{cms}/commerce_orders", get(commerce_orders))
         .with_state(m);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    serve_mock(app).await
 }
 
 fn config(dir: &std::path::Path, backend: Backend, base: &str, prefix: &str) -> Config {
@@ -333,9 +330,7 @@ async fn a_notification_wakes_the_poller() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_mock(app).await;
     let dir = tempfile::tempdir().unwrap();
     let instance = format!(
         "id = \"meta\"\nadapter = \"meta_commerce\"\naccount = \"acme-shop\"\npoll = true\nsecrets = {{ access_token = \"${{TEST_META_TOKEN}}\", app_secret = \"${{TEST_META_APP_SECRET}}\" }}\nsettings = {{ api_base = \"{base}\", cms_id = \"{CMS}\" }}\n"

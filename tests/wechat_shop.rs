@@ -50,10 +50,7 @@ async fn serve(a: Arc<Api>) -> String {
     let app = axum::Router::new()
         .route("/channels/ec/order/get", route_post(order_get))
         .with_state(a);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    serve_mock(app).await
 }
 
 fn vector() -> Value {

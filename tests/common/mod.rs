@@ -334,6 +334,15 @@ impl Gateway {
     }
 }
 
+/// Serves a mock channel API on a free loopback port, for as long as the test runs; its base
+/// URL, `http://127.0.0.1:<port>`.
+pub async fn serve_mock(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
