@@ -258,11 +258,7 @@ fn wait_for_config(port: u16, ready: impl Fn(&Value) -> bool) -> Value {
 #[test]
 fn sighup_reloads_adapters_and_a_broken_file_keeps_the_running_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let adapters = dir.path().join("adapters");
-    std::fs::create_dir_all(&adapters).unwrap();
-    for f in ["shopify.toml", "app.toml"] {
-        std::fs::copy(repo().join("adapters").join(f), adapters.join(f)).unwrap();
-    }
+    let adapters = copy_adapters(dir.path(), "adapters", &["shopify", "app"]);
     let port = free_port();
     test_config_in(
         dir.path(),

@@ -22,15 +22,7 @@ const SHOPIFY_ORDER: &str = "../shared/fixtures/shopify/rest-2024-04-order-get-4
 /// The tests' gateway config (`common::test_config_in`) in `dir`, with an adapters directory
 /// that holds only `names` (copied from adapters/).
 fn config_with_adapters(dir: &Path, names: &[&str]) -> std::path::PathBuf {
-    let adapters = dir.join("my-adapters");
-    std::fs::create_dir_all(&adapters).unwrap();
-    for n in names {
-        std::fs::copy(
-            repo().join(format!("adapters/{n}.toml")),
-            adapters.join(format!("{n}.toml")),
-        )
-        .unwrap();
-    }
+    let adapters = copy_adapters(dir, "my-adapters", names);
     let prefix = unique_prefix("cli");
     test_config_in(
         dir,

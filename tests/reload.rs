@@ -10,11 +10,7 @@ use crossgate::model::OrderId;
 /// A gateway whose Shopify adapter reads the external id from a field Shopify does not send.
 async fn start_broken(backend: Backend) -> (Gateway, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let adapters = dir.path().join("adapters");
-    std::fs::create_dir_all(&adapters).unwrap();
-    for f in ["shopify.toml", "app.toml"] {
-        std::fs::copy(repo().join("adapters").join(f), adapters.join(f)).unwrap();
-    }
+    let adapters = copy_adapters(dir.path(), "adapters", &["shopify", "app"]);
     let good = std::fs::read_to_string(adapters.join("shopify.toml")).unwrap();
     std::fs::write(
         adapters.join("shopify.toml"),

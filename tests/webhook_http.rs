@@ -451,11 +451,7 @@ async fn bad_input_is_dead_lettered_without_partial_writes_redis() {
 /// An adapter bug parks deliveries; after ops fix the adapter file, a replay stores them.
 async fn dead_letter_replay_after_adapter_fix(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let adapters = dir.path().join("adapters");
-    std::fs::create_dir_all(&adapters).unwrap();
-    for f in ["shopify.toml", "app.toml"] {
-        std::fs::copy(repo().join("adapters").join(f), adapters.join(f)).unwrap();
-    }
+    let adapters = copy_adapters(dir.path(), "adapters", &["shopify", "app"]);
     let good = std::fs::read_to_string(adapters.join("shopify.toml")).unwrap();
     // A broken mapping: the external id read from a field Shopify does not send.
     std::fs::write(

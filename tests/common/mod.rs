@@ -334,6 +334,18 @@ impl Gateway {
     }
 }
 
+/// An adapters directory `dir/<sub>` holding copies of the shipped adapters `names` (without
+/// `.toml`), for tests that edit or break one.
+pub fn copy_adapters(dir: &Path, sub: &str, names: &[&str]) -> PathBuf {
+    let adapters = dir.join(sub);
+    std::fs::create_dir_all(&adapters).unwrap();
+    for n in names {
+        let file = format!("{n}.toml");
+        std::fs::copy(repo().join("adapters").join(&file), adapters.join(&file)).unwrap();
+    }
+    adapters
+}
+
 /// Serves a mock channel API on a free loopback port, for as long as the test runs; its base
 /// URL, `http://127.0.0.1:<port>`.
 pub async fn serve_mock(app: axum::Router) -> String {
