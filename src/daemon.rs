@@ -85,6 +85,16 @@ pub async fn run<S: Stores>(
             replica.clone(),
         )));
     }
+    // Every instance has an outbox task: a reload may give its adapter `[outbound]`.
+    for id in config.instances.keys() {
+        tasks.push(tokio::spawn(outbox_task(
+            store.clone(),
+            live.clone(),
+            id.clone(),
+            budget.clone(),
+            replica.clone(),
+        )));
+    }
     if let Some(every) = config.jobs.every {
         tasks.push(tokio::spawn(reco_task(
             store.clone(),
@@ -214,6 +224,64 @@ async fn poll_task<S: Stores>(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => tracing::debug!(instance = %id, "poller woken by a push"),
+        }
+    }
+}
+
+/// How often an idle outbox looks for due commands.
+const OUTBOX_IDLE: Duration = Duration::from_millis(250);
+
+/// Delivers one instance's outbound commands on the replica that holds its outbox lease, with
+/// the worker of the configuration in use (rebuilt after a reload changed the instance).
+async fn outbox_task<S: Stores>(
+    store: S,
+    live: Arc<LiveConfig>,
+    id: String,
+    budget: Option<crate::store::SharedBudget>,
+    replica: Arc<Replica>,
+) {
+    use crate::outbox::worker::Worker;
+    let lease = Lease::outbox(&id);
+    let standby = (replica.ttl / 3).max(Duration::from_millis(500));
+    let mut current: Option<(Arc<crate::config::Instance>, Option<Worker>)> = None;
+    let mut gauge_at = tokio::time::Instant::now();
+    loop {
+        let config = live.get();
+        let Some(inst) = config.instances.get(&id).cloned() else {
+            return;
+        };
+        if current.as_ref().is_none_or(|(i, _)| !Arc::ptr_eq(i, &inst)) {
+            let settings = (*config.outbox).clone();
+            match Worker::for_instance(&inst, budget.clone(), settings) {
+                Ok(w) => current = Some((inst, w)),
+                Err(e) => {
+                    tracing::error!(instance = %id, error = %e, "outbound delivery disabled for this instance until a reload fixes it");
+                    current = Some((inst, None));
+                }
+            }
+        }
+        let Some((_, Some(worker))) = current.as_ref() else {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        };
+        if replica.hold(&store, &lease).await.is_none() {
+            tokio::time::sleep(standby).await;
+            continue;
+        }
+        if gauge_at.elapsed() >= Duration::from_secs(5) {
+            gauge_at = tokio::time::Instant::now();
+            if let Ok(n) = store.outbox_depth(&id).await {
+                metrics::gauge!(crate::telemetry::names::OUTBOUND_QUEUE, "instance" => id.clone())
+                    .set(n as f64);
+            }
+        }
+        match worker.step(&store).await {
+            Ok(0) => tokio::time::sleep(OUTBOX_IDLE).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "outbox pass failed; will retry");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingress;
 pub mod model;
 pub mod outbound;
+pub mod outbox;
 pub mod payments;
 pub mod pipeline;
 pub mod reco;

@@ -191,6 +191,16 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "FX log checkpoints, by outcome (signed, failed).",
     ),
     (
+        names::OUTBOUND_COMMANDS,
+        Kind::Counter,
+        "Outbound command attempts, by instance and the state they left the command in (confirmed, failed, dead).",
+    ),
+    (
+        names::OUTBOUND_QUEUE,
+        Kind::Gauge,
+        "Outbound commands not yet confirmed, dead or coalesced, by instance.",
+    ),
+    (
         names::CONFIG_RELOADS,
         Kind::Counter,
         "Configuration reloads, by trigger (sighup, api) and outcome (applied, refused).",
@@ -225,6 +235,7 @@ pub fn register_zeros(instances: &[&str]) {
         }
         metrics::counter!(DEAD_LETTERS, "instance" => i.clone()).increment(0);
         metrics::gauge!(DEAD_LETTERS_WAITING, "instance" => i.clone()).set(0.0);
+        metrics::gauge!(OUTBOUND_QUEUE, "instance" => i.clone()).set(0.0);
     }
     for trigger in ["sighup", "api"] {
         for outcome in ["applied", "refused"] {
@@ -291,4 +302,8 @@ pub mod names {
     pub const JOB_LAST_SUCCESS: &str = "crossgate_jobs_last_success_timestamp_seconds";
     /// Configuration reloads by trigger (`sighup`, `api`) and outcome (`applied`, `refused`).
     pub const CONFIG_RELOADS: &str = "crossgate_config_reloads_total";
+    /// Outbound command attempts by instance and resulting state.
+    pub const OUTBOUND_COMMANDS: &str = "crossgate_outbound_commands_total";
+    /// Open outbound commands by instance.
+    pub const OUTBOUND_QUEUE: &str = "crossgate_outbound_queue_depth";
 }

@@ -639,7 +639,7 @@ fn canonical_record<T: serde::de::DeserializeOwned>(
 
 /// serde quotes offending strings in its messages (`invalid type: string "…", expected u32`);
 /// payload text must not travel into responses or dead-letter reasons, so it is cut out.
-fn sanitize_serde_message(msg: &str) -> String {
+pub fn sanitize_serde_message(msg: &str) -> String {
     for marker in ["string \"", "value: string \""] {
         if let Some(start) = msg.find(marker) {
             let after = start + marker.len() - 1;

@@ -299,8 +299,13 @@ fn check(spec: &AdapterSpec, expected_name: &str) -> Vec<String> {
             ));
         }
     }
-    if (spec.fetch.is_some() || spec.poll.is_some()) && spec.api.is_none() {
-        p.push("fetch and poll need an [api] section".into());
+    if (spec.fetch.is_some() || spec.poll.is_some() || spec.outbound.is_some())
+        && spec.api.is_none()
+    {
+        p.push("fetch, poll and outbound need an [api] section".into());
+    }
+    if let Some(o) = &spec.outbound {
+        p.extend(o.problems(&spec.settings));
     }
     if let Some(poll) = &spec.poll {
         for (i, d) in poll.details.iter().enumerate() {

@@ -10,14 +10,15 @@ pub mod embedded;
 pub mod redis;
 
 use crate::fx::store::FxStore;
+use crate::outbox::store::OutboxStore;
 use crate::reco::store::RecoStore;
 use crate::store::{Backend, Store, StoreResult, StoreSettings};
 use crate::tax::store::TaxStore;
 
 /// Everything a store serves: what the daemon, the API and the CLI run on.
-pub trait Stores: Store + FxStore + TaxStore + RecoStore + Clone {}
+pub trait Stores: Store + FxStore + TaxStore + RecoStore + OutboxStore + Clone {}
 
-impl<T: Store + FxStore + TaxStore + RecoStore + Clone> Stores for T {}
+impl<T: Store + FxStore + TaxStore + RecoStore + OutboxStore + Clone> Stores for T {}
 
 /// The store the settings select.
 #[derive(Clone)]

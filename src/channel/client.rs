@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The channel answered with an error that retrying will not fix.
     #[error("{url} answered {status}")]
     Status { url: String, status: u16 },
+    /// No answer: a timeout or a broken connection (one attempt, `call_once`).
+    #[error("{url}: {problem}")]
+    Transport { url: String, problem: String },
     /// Retries used up on 429 / 5xx / timeouts.
     #[error("{url}: giving up after {attempts} attempts ({last})")]
     Exhausted {
@@ -54,6 +57,17 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(15 * 60),
         }
     }
+}
+
+/// A channel's answer to one attempt, whatever its status.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The URL called, credentials in the query redacted.
+    pub url: String,
+    pub status: u16,
+    /// A 429's `Retry-After` (capped).
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
 }
 
 /// A response body and the headers the poller reads.
@@ -367,6 +381,99 @@ impl ChannelClient {
             .await
     }
 
+    /// One request with the instance's headers and credentials (TikTok's signature is made
+    /// per request: its timestamp must be fresh).
+    fn request(
+        &self,
+        method: &reqwest::Method,
+        base_url: &Url,
+        body: Option<&(Vec<u8>, String)>,
+    ) -> reqwest::RequestBuilder {
+        let url = match &self.tiktok {
+            Some((key, secret)) => {
+                tiktok_signed(base_url, key, secret, chrono::Utc::now().timestamp())
+            }
+            None => base_url.clone(),
+        };
+        let mut req = self.http.request(method.clone(), url);
+        if let Some((b, content_type)) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                .body(b.clone());
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some((k, v)) = &self.auth {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    /// One attempt, whatever the answer: the outbox keeps its own attempts, durably, and
+    /// decides on retries itself. Waits for the API's rate budget first and shares a
+    /// `Retry-After` with it. `Err` only when no answer came (timeout, connection).
+    pub async fn call_once(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        json_body: Option<Vec<u8>>,
+    ) -> Result<Answer, ApiError> {
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ApiError::Config {
+                instance: self.instance.clone(),
+                problem: e.to_string(),
+            })?;
+        let mut url = self.url(path, query)?;
+        if let Some((param, value)) = &self.auth_query {
+            url.query_pairs_mut().append_pair(param, value);
+        }
+        let shown = redact_query(&url);
+        let limiter = self.limiter.as_ref();
+        if let Some(l) = limiter {
+            self.wait_turn(l).await;
+        }
+        let body = json_body.map(|b| (b, "application/json".to_string()));
+        let resp = self
+            .request(&method, &url, body.as_ref())
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport {
+                url: shown.clone(),
+                problem: if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    format!("transport: {}", e.without_url())
+                },
+            })?;
+        let status = resp.status().as_u16();
+        let retry_after = (status == 429)
+            .then(|| retry_after(resp.headers()))
+            .flatten()
+            .map(|d| d.min(self.retry.max_retry_after));
+        if let Some(d) = retry_after {
+            self.defer_budget(limiter, d).await;
+        }
+        let outcome = match status {
+            200..=299 => "ok",
+            429 => "throttled",
+            500..=599 => "server_error",
+            _ => "refused",
+        };
+        metrics::counter!(crate::telemetry::names::CHANNEL_REQUESTS, "instance" => self.instance.clone(), "outcome" => outcome).increment(1);
+        let body = resp.bytes().await.map_err(|e| ApiError::Transport {
+            url: shown.clone(),
+            problem: format!("body: {}", e.without_url()),
+        })?;
+        Ok(Answer {
+            url: shown,
+            status,
+            retry_after,
+            body: body.to_vec(),
+        })
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -386,26 +493,7 @@ impl ChannelClient {
             if let Some(l) = limiter {
                 self.wait_turn(l).await;
             }
-            let url = match &self.tiktok {
-                // Signed per attempt: the timestamp must be fresh.
-                Some((key, secret)) => {
-                    tiktok_signed(&base_url, key, secret, chrono::Utc::now().timestamp())
-                }
-                None => base_url.clone(),
-            };
-            let mut req = self.http.request(method.clone(), url);
-            if let Some((b, content_type)) = &body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
-                    .body(b.clone());
-            }
-            for (k, v) in &self.headers {
-                req = req.header(k, v);
-            }
-            if let Some((k, v)) = &self.auth {
-                req = req.header(k, v);
-            }
-            let wait = match req.send().await {
+            let wait = match self.request(&method, &base_url, body.as_ref()).send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.is_success() {

@@ -63,6 +63,7 @@ pub struct Config {
     pub fx: Arc<crate::fx::FxSettings>,
     pub tax: Arc<crate::tax::TaxSettings>,
     pub jobs: Arc<crate::reco::job::JobSettings>,
+    pub outbox: Arc<OutboxSettings>,
     /// Secrets that fell back to their development default (names of variables only).
     pub dev_defaults: Vec<String>,
     /// Problems that do not stop the gateway, e.g. a broken adapter file no instance uses.
@@ -78,6 +79,34 @@ pub struct LoadedEnv(pub Arc<HashMap<String, String>>);
 impl fmt::Debug for LoadedEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LoadedEnv({} variables)", self.0.len())
+    }
+}
+
+/// How hard the outbox tries (`[outbox]` in the config).
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// Attempts that failed in a way worth retrying (429, 5xx, timeouts) before a command is
+    /// `dead`.
+    pub max_attempts: u32,
+    /// The first retry waits up to this long; each later one twice as long (full jitter).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How long a claimed command is another worker's only after this one stops answering
+    /// (a crash): then it is sent again.
+    pub claim: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            claim: Duration::from_secs(60),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub tax: RawTax,
     #[serde(default)]
     pub jobs: RawJobs,
+    #[serde(default)]
+    pub outbox: RawOutbox,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -178,6 +180,57 @@ fn default_dedupe_ttl() -> u64 {
 }
 fn default_raw_retention() -> u64 {
     14 * 24 * 3600
+}
+
+/// The outbox: how commands to channels are retried.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    /// Attempts that failed in a way worth retrying (429, 5xx, timeouts) before a command is
+    /// dead.
+    #[serde(default = "default_outbox_attempts")]
+    pub max_attempts: u32,
+    /// The first retry waits about this long (ms); each later one twice as long.
+    #[serde(default = "default_outbox_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// The longest wait between attempts (seconds).
+    #[serde(default = "default_outbox_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// A command taken by a worker that stops answering (a crash) is sent again after this
+    /// many seconds.
+    #[serde(default = "default_outbox_claim_secs")]
+    pub claim_secs: u64,
+    /// How long an `Idempotency-Key` is remembered (hours).
+    #[serde(default = "default_outbox_idempotency_hours")]
+    pub idempotency_hours: u64,
+}
+
+impl Default for RawOutbox {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_outbox_attempts(),
+            retry_base_ms: default_outbox_retry_base_ms(),
+            retry_max_secs: default_outbox_retry_max_secs(),
+            claim_secs: default_outbox_claim_secs(),
+            idempotency_hours: default_outbox_idempotency_hours(),
+        }
+    }
+}
+
+fn default_outbox_attempts() -> u32 {
+    8
+}
+fn default_outbox_retry_base_ms() -> u64 {
+    2000
+}
+fn default_outbox_retry_max_secs() -> u64 {
+    600
+}
+fn default_outbox_claim_secs() -> u64 {
+    60
+}
+fn default_outbox_idempotency_hours() -> u64 {
+    24
 }
 
 /// The recommendation and ranking jobs.

@@ -248,3 +248,33 @@ pub(super) fn jobs(c: &mut Check, raw: &RawConfig) -> crate::reco::job::JobSetti
         batch: 2000,
     }
 }
+
+/// `[outbox]`: retries of commands to channels.
+pub(super) fn outbox(c: &mut Check, raw: &RawConfig) -> super::OutboxSettings {
+    let o = &raw.outbox;
+    if !(1..=100).contains(&o.max_attempts) {
+        c.issue("outbox.max_attempts", "must be 1 to 100".into());
+    }
+    if o.retry_base_ms == 0 || o.retry_base_ms > 3_600_000 {
+        c.issue("outbox.retry_base_ms", "must be 1 to 3600000".into());
+    }
+    if o.retry_max_secs == 0 || o.retry_max_secs * 1000 < o.retry_base_ms {
+        c.issue(
+            "outbox.retry_max_secs",
+            "must be at least retry_base_ms".into(),
+        );
+    }
+    if !(1..=3600).contains(&o.claim_secs) {
+        c.issue("outbox.claim_secs", "must be 1 to 3600".into());
+    }
+    if !(1..=720).contains(&o.idempotency_hours) {
+        c.issue("outbox.idempotency_hours", "must be 1 to 720".into());
+    }
+    super::OutboxSettings {
+        max_attempts: o.max_attempts,
+        retry_base: std::time::Duration::from_millis(o.retry_base_ms),
+        retry_max: std::time::Duration::from_secs(o.retry_max_secs),
+        claim: std::time::Duration::from_secs(o.claim_secs),
+        idempotency_ttl: std::time::Duration::from_secs(o.idempotency_hours * 3600),
+    }
+}

@@ -77,6 +77,7 @@ pub fn validate(
     let fx = super::sections::fx(c, &raw, base);
     let tax = super::sections::tax(c, &raw, base);
     let jobs = super::sections::jobs(c, &raw);
+    let outbox = super::sections::outbox(c, &raw);
     let json_logs = log(c, &raw);
     let registry = super::instances::registry(c, &raw, base);
     let instances = super::instances::instances(c, &raw, &registry, &customer_key_salt);
@@ -122,6 +123,7 @@ pub fn validate(
         fx: Arc::new(fx),
         tax: Arc::new(tax),
         jobs: Arc::new(jobs),
+        outbox: Arc::new(outbox),
         dev_defaults,
         warnings,
         loaded_env: super::LoadedEnv(Arc::new(env.clone())),

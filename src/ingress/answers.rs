@@ -320,3 +320,13 @@ impl Status {
         }
     }
 }
+
+/// `PATCH /v1/listings/{id}`, `POST /v1/listings/updates`, `POST /v1/orders/{id}/shipments`:
+/// the commands stored in the outbox (202).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandsAccepted {
+    pub commands: Vec<crate::outbox::Command>,
+    /// The call repeated an earlier one with the same `Idempotency-Key`: these are the
+    /// earlier call's commands (as they are now), and nothing new was stored.
+    pub repeated: bool,
+}

@@ -7,6 +7,7 @@ pub mod lifecycle;
 mod listing;
 pub mod money;
 mod order;
+mod outbound;
 pub mod payment_check;
 mod record;
 mod stock;
@@ -21,6 +22,7 @@ pub use order::{
     OrderLine, OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment,
     ShipmentStatus, TOTALS_MISMATCH, Totals, Violation,
 };
+pub use outbound::CommandField;
 pub use payment_check::{PAYMENT_MISMATCH, PaymentOutcome, PaymentReconciliation};
 pub use record::{Change, ChangeEvent, Record, RecordId, RecordKind};
 pub use stock::{LocationStock, StockLevel};

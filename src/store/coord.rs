@@ -31,6 +31,14 @@ impl Lease {
         }
     }
 
+    /// The outbox worker of an instance.
+    pub fn outbox(instance: &str) -> Self {
+        Self {
+            scope: instance.to_string(),
+            name: "outbox".into(),
+        }
+    }
+
     /// A job that runs on one replica at a time (the jobs are `replica::Job`).
     pub fn job(name: &str) -> Self {
         Self {

@@ -14,9 +14,11 @@ use crate::model::ChannelKind;
 
 mod expr;
 mod mapping;
+mod outbound;
 
 pub use expr::*;
 pub use mapping::*;
+pub use outbound::*;
 
 /// One channel's adapter: how its payloads are authenticated and mapped to canonical records.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -62,6 +64,9 @@ pub struct AdapterSpec {
     /// Polling the channel's list endpoint.
     #[serde(default)]
     pub poll: Option<PollSpec>,
+    /// Pushing stock, price, listing status and shipments back to the channel.
+    #[serde(default)]
+    pub outbound: Option<OutboundSpec>,
     /// The instance settings this adapter reads (`[settings.<name>]`): `check-config`
     /// refuses others, missing required ones and values of the wrong kind.
     #[serde(default)]

@@ -8,6 +8,7 @@
 mod contract;
 mod coord;
 mod fx;
+mod outbox;
 mod reco;
 mod records;
 mod tables;

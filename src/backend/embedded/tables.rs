@@ -84,6 +84,21 @@ pub(super) const RECO_RANK: TableDefinition<(&str, u32), &[u8]> = TableDefinitio
 /// Jobs: part → metadata JSON of the current results.
 pub(super) const RECO_META: TableDefinition<&str, &[u8]> = TableDefinition::new("reco_meta");
 
+/// Outbox: command id → Command JSON.
+pub(super) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// Outbox: (instance, created ms, command id) → (): commands by time.
+pub(super) const OUTBOX_BY_TIME: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("outbox_by_time");
+/// Outbox: (instance, target key) → the target's queue JSON, with when it is due.
+pub(super) const OUTBOX_QUEUES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("outbox_queues");
+/// Outbox: (instance, due ms, target key) → (): the queues with a command due.
+pub(super) const OUTBOX_DUE: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("outbox_due");
+/// Outbox: (instance, Idempotency-Key) → IdempotencyRecord JSON.
+pub(super) const OUTBOX_IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("outbox_idempotency");
+
 /// Creates every table (idempotent).
 pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     let txn = db.begin_write().map_err(unavailable)?;
@@ -117,5 +132,10 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(RECO_RANK).map_err(unavailable)?;
     txn.open_table(RECO_META).map_err(unavailable)?;
     txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+    txn.open_table(OUTBOX).map_err(unavailable)?;
+    txn.open_table(OUTBOX_BY_TIME).map_err(unavailable)?;
+    txn.open_table(OUTBOX_QUEUES).map_err(unavailable)?;
+    txn.open_table(OUTBOX_DUE).map_err(unavailable)?;
+    txn.open_table(OUTBOX_IDEMPOTENCY).map_err(unavailable)?;
     txn.commit().map_err(unavailable)
 }

@@ -18,6 +18,12 @@
 //! | `P:{I}:events` | stream | change events (never trimmed) |
 //! | `P:{I}:outbox` | stream | facts about another instance's orders, not yet applied |
 //! | `P:{I}:dl:<id>` | string | a dead letter (JSON) |
+//! | `P:{I}:cmd:<id>` | string | an outbound command (JSON) |
+//! | `P:{I}:cmds` | sorted set, score = accepted ms | outbound command ids |
+//! | `P:{I}:cmdq:<target>` | string | the open commands of a listing or order, in order (JSON) |
+//! | `P:{I}:cmddue` | sorted set, score = due ms | targets with a command due |
+//! | `P:{I}:cmdver` | integer | outbox writes so far (optimistic concurrency) |
+//! | `P:{I}:idem:<key>` | string, PX | an `Idempotency-Key` and the commands it made |
 //! | `P:{I}:dls` | sorted set, score = dead-lettered ms | dead letter ids |
 //! | `P:{I}:seen:<source>` | set | order ids seen by webhook / by polling (reconciliation) |
 //! | `P:{I}:cursor:<name>` | string | a poller's cursor |
@@ -171,6 +177,37 @@ impl InstanceKeys<'_> {
 
     pub(super) fn outbox(&self) -> String {
         self.key("outbox")
+    }
+
+    /// An outbound command (JSON).
+    pub(super) fn command(&self, id: &str) -> String {
+        self.key(&format!("cmd:{id}"))
+    }
+
+    /// Outbound command ids by time accepted (sorted set, score = ms).
+    pub(super) fn commands(&self) -> String {
+        self.key("cmds")
+    }
+
+    /// The queue of one listing or order (JSON `TargetQueue`).
+    pub(super) fn command_queue(&self, target: &str) -> String {
+        self.key(&format!("cmdq:{target}"))
+    }
+
+    /// The queues with a command due (sorted set of target keys, score = due ms).
+    pub(super) fn commands_due(&self) -> String {
+        self.key("cmddue")
+    }
+
+    /// Counts every outbox write of the instance: a write planned on what it read commits only
+    /// if no other came between.
+    pub(super) fn commands_version(&self) -> String {
+        self.key("cmdver")
+    }
+
+    /// A call's `Idempotency-Key` (JSON `IdempotencyRecord`, PX its TTL).
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        self.key(&format!("idem:{key}"))
     }
 
     pub(super) fn dead_letter(&self, id: &str) -> String {

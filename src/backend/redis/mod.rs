@@ -12,6 +12,7 @@ mod dead_letters;
 mod events;
 mod fx;
 mod keys;
+mod outbox;
 mod reco;
 mod records;
 mod scripts;

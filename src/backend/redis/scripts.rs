@@ -12,6 +12,7 @@ const BUDGET: &str = include_str!("lua/budget.lua");
 const FACT: &str = include_str!("lua/fact.lua");
 const FX_COMMIT: &str = include_str!("lua/fx_commit.lua");
 const INGEST: &str = include_str!("lua/ingest.lua");
+const OUTBOX_COMMIT: &str = include_str!("lua/outbox_commit.lua");
 const LEASE: &str = include_str!("lua/lease.lua");
 const RELEASE: &str = include_str!("lua/release.lua");
 const RESOLVE: &str = include_str!("lua/resolve.lua");
@@ -22,6 +23,9 @@ pub(super) struct Scripts {
     /// by text when the server has lost its script cache.
     pub(super) ingest: Arc<str>,
     pub(super) ingest_sha: Arc<str>,
+    /// The outbox commit, run like the ingest script (EVALSHA in MULTI/EXEC, then `WAIT`).
+    pub(super) outbox: Arc<str>,
+    pub(super) outbox_sha: Arc<str>,
     pub(super) resolve: Script,
     pub(super) fact: Script,
     pub(super) fx_commit: Script,
@@ -36,6 +40,8 @@ impl Scripts {
         Self {
             ingest_sha: Script::new(&ingest).get_hash().into(),
             ingest: ingest.into(),
+            outbox_sha: Script::new(OUTBOX_COMMIT).get_hash().into(),
+            outbox: OUTBOX_COMMIT.into(),
             resolve: Script::new(&format!("{APPLY}\n{RESOLVE}")),
             fact: Script::new(&format!("{APPLY}\n{FACT}")),
             fx_commit: Script::new(FX_COMMIT),

@@ -160,7 +160,9 @@ impl RedisStore {
             .arg(&delivery.body);
         let mut expire = redis::cmd("EXPIRE");
         expire.arg(&raw_key).arg(self.opts.raw_retention.as_secs());
-        let reply = self.ingest_transaction([hset, expire, eval]).await?;
+        let reply = self
+            .scripted_transaction(vec![hset, expire, eval], &self.scripts.ingest)
+            .await?;
         let head = reply.first().and_then(bulk_str).unwrap_or_default();
         match head.as_str() {
             "fenced" => Err(StoreError::LeaseLost(format!(
@@ -195,19 +197,24 @@ fn fence_lease(instance: &str, cursor: Option<&CursorWrite>) -> crate::store::Le
 }
 
 impl RedisStore {
-    /// Runs the raw write and the ingest script as one MULTI/EXEC in the instance's slot and
-    /// returns the script's reply. When the server lost its script cache (a restart, a
-    /// failover to a replica that never ran it, `SCRIPT FLUSH`), nothing but the raw key (with
-    /// its TTL) was written: the script is loaded (on every node of a cluster) and the same
+    /// Runs `cmds` (the last an EVALSHA of `script`) as one MULTI/EXEC in one slot and
+    /// returns the script's reply, after `WAIT` when writes need replica acknowledgements.
+    /// When the server lost its script cache (a restart, a failover to a replica that never
+    /// ran it, `SCRIPT FLUSH`), only the commands before the script ran (the ingest's raw key,
+    /// with its TTL): the script is loaded (on every node of a cluster) and the same
     /// transaction runs again.
-    async fn ingest_transaction(&self, cmds: [redis::Cmd; 3]) -> StoreResult<Vec<Value>> {
+    pub(super) async fn scripted_transaction(
+        &self,
+        cmds: Vec<redis::Cmd>,
+        script: &str,
+    ) -> StoreResult<Vec<Value>> {
         let pipe = self.transaction(cmds);
         match self.run_transaction(&pipe).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let mut conn = self.conn();
                 let _: Value = redis::cmd("SCRIPT")
                     .arg("LOAD")
-                    .arg(&*self.scripts.ingest)
+                    .arg(script)
                     .query_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
@@ -222,7 +229,7 @@ impl RedisStore {
     /// `cmds` in MULTI/EXEC, whose reply is the last command's. With `replica_acks`, followed
     /// by `WAIT` (which must run on the connection that wrote), whose reply is the number of
     /// replicas that acknowledged.
-    fn transaction(&self, cmds: [redis::Cmd; 3]) -> redis::Pipeline {
+    fn transaction(&self, cmds: Vec<redis::Cmd>) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         if self.acked_writes.is_none() {
             pipe.atomic();

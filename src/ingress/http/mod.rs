@@ -11,6 +11,7 @@ mod deliveries;
 mod fx;
 mod health;
 mod jobs;
+mod outbound;
 mod reco;
 mod records;
 mod tax;
@@ -104,6 +105,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
     let body_limit = app.config().server.body_limit;
     let api = Router::new()
         .merge(records::routes())
+        .merge(outbound::routes())
         .merge(deliveries::submission_routes())
         .merge(reco::routes())
         .merge(fx::routes())
