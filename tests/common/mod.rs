@@ -16,6 +16,7 @@ use crossgate::config::Config;
 use serde_json::Value;
 
 pub mod cluster;
+pub mod shopify_mock;
 
 pub const SHOPIFY_SECRET: &str = "test-shopify-secret";
 pub const STRIPE_SECRET: &str = "whsec_test_stripe_endpoint_secret";
