@@ -3,6 +3,7 @@
 //! 5xx and transport errors, and a host allow-list (only the instance's base URL; redirects are
 //! never followed).
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +122,9 @@ impl Limiter {
 pub struct DeclaredLimits {
     pub api: Option<Limiter>,
     pub details: Vec<Option<Limiter>>,
+    /// Each outbound operation's own rate (`outbound:<name>`), where it declares one
+    /// (Amazon's patchListingsItem and confirmShipment have rates of their own).
+    pub outbound: BTreeMap<String, Limiter>,
 }
 
 impl DeclaredLimits {
@@ -142,12 +146,24 @@ impl DeclaredLimits {
                         .map(|r| limiter(format!("detail:{i}"), r))
                 })
                 .collect(),
+            outbound: spec
+                .outbound
+                .iter()
+                .flat_map(|o| o.operations.iter())
+                .filter_map(|op| {
+                    let r = op.rate_limit.as_ref()?;
+                    Some((op.name.clone(), limiter(format!("outbound:{}", op.name), r)))
+                })
+                .collect(),
         }
     }
 
     /// Every declared limiter.
     pub fn iter(&self) -> impl Iterator<Item = &Limiter> {
-        self.api.iter().chain(self.details.iter().flatten())
+        self.api
+            .iter()
+            .chain(self.details.iter().flatten())
+            .chain(self.outbound.values())
     }
 }
 
@@ -231,10 +247,14 @@ impl ChannelClient {
                         Some(("Authorization".into(), format!("Bearer {value}")))
                     }
                     AuthSpec::TiktokShop { .. } => Some(("x-tts-access-token".into(), value)),
-                    AuthSpec::Basic { .. } => {
+                    AuthSpec::Basic { password, .. } => {
                         use base64::Engine;
-                        let b =
-                            base64::engine::general_purpose::STANDARD.encode(format!("{value}:"));
+                        let password = match password {
+                            Some(p) => secret_value(p)?,
+                            None => String::new(),
+                        };
+                        let b = base64::engine::general_purpose::STANDARD
+                            .encode(format!("{value}:{password}"));
                         Some(("Authorization".into(), format!("Basic {b}")))
                     }
                     AuthSpec::Query { .. } => None,
@@ -419,6 +439,7 @@ impl ChannelClient {
         path: &str,
         query: &[(String, String)],
         json_body: Option<Vec<u8>>,
+        limiter: Option<&Limiter>,
     ) -> Result<Answer, ApiError> {
         let method =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ApiError::Config {
@@ -430,7 +451,7 @@ impl ChannelClient {
             url.query_pairs_mut().append_pair(param, value);
         }
         let shown = redact_query(&url);
-        let limiter = self.limiter.as_ref();
+        let limiter = limiter.or(self.limiter.as_ref());
         if let Some(l) = limiter {
             self.wait_turn(l).await;
         }

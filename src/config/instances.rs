@@ -127,16 +127,16 @@ pub(super) fn instances(
                     }
                 }
             }
-            if let Some(auth) = &api.auth
-                && !inst.secrets.contains_key(auth.secret_name())
-            {
-                c.issue(
-                    &at(&format!("secrets.{}", auth.secret_name())),
-                    format!(
-                        "adapter '{}' calls the channel API: give its credential as \"${{ENV_VAR}}\"",
-                        inst.adapter
-                    ),
-                );
+            for name in api.auth.iter().flat_map(|a| a.secret_names()) {
+                if !inst.secrets.contains_key(name) {
+                    c.issue(
+                        &at(&format!("secrets.{name}")),
+                        format!(
+                            "adapter '{}' calls the channel API: give its credential as \"${{ENV_VAR}}\"",
+                            inst.adapter
+                        ),
+                    );
+                }
             }
         }
         instance_settings(c, &at, inst, spec);

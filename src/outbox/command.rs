@@ -246,6 +246,10 @@ pub struct Command {
     /// The fields the channel has confirmed so far.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub confirmed: Vec<Field>,
+    /// The adapter operations the channel has confirmed so far (a field is confirmed once
+    /// every operation that sends it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations_done: Vec<String>,
     /// The channel's ids of what it made, by operation (a fulfillment id).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channel_refs: BTreeMap<String, String>,
@@ -275,6 +279,7 @@ impl Command {
             updated_at: now,
             due_at: Some(now),
             confirmed: Vec::new(),
+            operations_done: Vec::new(),
             channel_refs: BTreeMap::new(),
             attempts: Vec::new(),
             reason: None,

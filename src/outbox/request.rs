@@ -11,6 +11,17 @@ use super::command::{Action, AttemptOutcome, Command, Target};
 use crate::adapter::spec::{OperationSpec, placeholders};
 use crate::model::CommandField;
 
+/// What a value placed in a path segment is escaped from: RFC 3986's reserved and unsafe
+/// characters (letters, digits and `-._~` stay).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The key of a body object that names the value it needs to be sent.
+pub const WHEN: &str = "$when";
+
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Built {
@@ -46,6 +57,10 @@ impl Values<'_> {
         let sends = |f: CommandField| self.sending.contains(&f);
         Ok(match (name, &self.cmd.target, &self.cmd.action) {
             ("command.id", _, _) => text(&self.cmd.id),
+            // A positive number unique to the command (Amazon's numeric packageReferenceId).
+            ("command.number", _, _) => Some(Value::String(
+                self.cmd.created_at.timestamp_millis().to_string(),
+            )),
             ("now", _, _) => text(&self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             ("listing.id", Target::Listing { listing_id, .. }, _) => text(listing_id),
             ("listing.external_id", Target::Listing { external_id, .. }, _) => text(external_id),
@@ -112,21 +127,26 @@ impl Values<'_> {
             let open = rest.find('{').expect("placeholders found it");
             let close = rest[open..].find('}').expect("placeholders found it") + open;
             out.push_str(&rest[..open]);
-            let v = self
-                .get(ph.name)?
-                .ok_or_else(|| format!("{{{}}} has no value for this command", ph.name))?;
-            let s = match v {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                _ => return Err(format!("{{{}}} is not a single value", ph.name)),
+            // In a path every value must be there; in other text an optional value the
+            // command lacks (a tracking URL) is left empty, a setting or lookup never.
+            let required =
+                in_path || ph.name.starts_with("setting:") || ph.name.starts_with("lookup.");
+            let s = match self.get(ph.name)? {
+                Some(Value::String(s)) => s,
+                Some(Value::Number(n)) => n.to_string(),
+                Some(_) => return Err(format!("{{{}}} is not a single value", ph.name)),
+                None if required => {
+                    return Err(format!("{{{}}} has no value for this command", ph.name));
+                }
+                None => String::new(),
             };
-            if in_path && s.contains(['/', '?', '#', '%']) {
-                return Err(format!(
-                    "{{{}}} holds a character that cannot go in a path",
-                    ph.name
-                ));
+            if in_path {
+                // One path segment: a SKU with a slash stays one segment (Amazon's listings
+                // path takes the SKU URL-encoded).
+                out.extend(percent_encoding::utf8_percent_encode(&s, PATH_SEGMENT));
+            } else {
+                out.push_str(&s);
             }
-            out.push_str(&s);
             rest = &rest[close + 1..];
         }
         out.push_str(rest);
@@ -151,8 +171,15 @@ impl Values<'_> {
                 Some(Value::Array(out))
             }
             toml::Value::Table(t) => {
+                // `"$when" = "stock"`: this object only when the command sends a stock level
+                // (one patch of Amazon's list per field).
+                if let Some(toml::Value::String(name)) = t.get(WHEN)
+                    && self.get(name)?.is_none()
+                {
+                    return Ok(None);
+                }
                 let mut m = Map::new();
-                for (k, x) in t {
+                for (k, x) in t.iter().filter(|(k, _)| k.as_str() != WHEN) {
                     if let Some(v) = self.body(x)? {
                         m.insert(k.clone(), v);
                     }
@@ -250,8 +277,14 @@ pub fn judge(
     };
     match status {
         200..=299 => {
+            let text = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
             if let Some(a) = &op.accept
-                && at(&a.pointer).and_then(Value::as_str) != Some(a.equals.as_str())
+                && at(&a.pointer).and_then(text).as_deref() != Some(a.equals.as_str())
             {
                 return verdict(AttemptOutcome::Refused, message());
             }

@@ -14,7 +14,7 @@ use super::command::{Attempt, AttemptOutcome, Command, CommandState};
 use super::request::{self, Values, Verdict};
 use super::store::OutboxStore;
 use crate::adapter::spec::OperationSpec;
-use crate::channel::client::{ApiError, ChannelClient, RetryPolicy};
+use crate::channel::client::{ApiError, ChannelClient, DeclaredLimits, Limiter, RetryPolicy};
 use crate::config::{Instance, OutboxSettings};
 use crate::model::CommandField;
 use crate::store::{SharedBudget, StoreResult};
@@ -26,6 +26,8 @@ const BATCH: usize = 16;
 pub struct Worker {
     inst: Arc<Instance>,
     client: ChannelClient,
+    /// The operations' own rates, by operation name.
+    limits: BTreeMap<String, Limiter>,
     settings: OutboxSettings,
 }
 
@@ -43,6 +45,7 @@ impl Worker {
         Ok(Some(Self {
             inst: inst.clone(),
             client,
+            limits: DeclaredLimits::of(inst.adapter.spec()).outbound,
             settings,
         }))
     }
@@ -81,7 +84,7 @@ impl Worker {
                 .copied()
                 .filter(|f| pending.contains(f))
                 .collect();
-            if sending.is_empty() {
+            if sending.is_empty() || cmd.operations_done.contains(&op.name) {
                 continue;
             }
             let verdict = self.run(op, &cmd, &sending).await;
@@ -96,9 +99,20 @@ impl Worker {
                 last = Some(verdict.verdict);
                 break;
             }
-            cmd.confirmed.extend(sending);
+            cmd.operations_done.push(op.name.clone());
             if let Some(r) = verdict.verdict.reference {
                 cmd.channel_refs.insert(op.name.clone(), r);
+            }
+            // A field is confirmed once every operation that sends it is done (WooCommerce
+            // completes an order and then adds the tracking note).
+            for f in sending {
+                let all_done = ops
+                    .iter()
+                    .filter(|o| o.sends.contains(&f))
+                    .all(|o| cmd.operations_done.contains(&o.name));
+                if all_done && !cmd.confirmed.contains(&f) {
+                    cmd.confirmed.push(f);
+                }
             }
         }
         let now = Utc::now();
@@ -180,7 +194,11 @@ impl Worker {
                 Ok(b) => b,
                 Err(e) => return Ran::unbuildable(e),
             };
-            let answer = match self.client.call_once("GET", &path, &query, None).await {
+            let answer = match self
+                .client
+                .call_once("GET", &path, &query, None, self.limits.get(&op.name))
+                .await
+            {
                 Ok(a) => a,
                 Err(e) => return Ran::no_answer(&e),
             };
@@ -205,7 +223,13 @@ impl Worker {
         };
         match self
             .client
-            .call_once(op.method.as_str(), &built.path, &built.query, built.body)
+            .call_once(
+                op.method.as_str(),
+                &built.path,
+                &built.query,
+                built.body,
+                self.limits.get(&op.name),
+            )
             .await
         {
             Ok(a) => Ran::answered(

@@ -15,6 +15,7 @@ use crossgate::backend::{self, AnyStore};
 use crossgate::config::Config;
 use serde_json::Value;
 
+pub mod channel_mock;
 pub mod cluster;
 pub mod shopify_mock;
 

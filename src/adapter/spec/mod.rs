@@ -145,9 +145,14 @@ pub enum AuthSpec {
     Header { header: String, secret: String },
     /// `Authorization: Bearer <secret>`.
     Bearer { secret: String },
-    /// HTTP Basic with the secret as user name and an empty password (PrestaShop webservice
-    /// key).
-    Basic { secret: String },
+    /// HTTP Basic with the secret as user name and, when `password` names a second secret,
+    /// that as the password (WooCommerce: consumer key and consumer secret); else an empty
+    /// password (PrestaShop webservice key).
+    Basic {
+        secret: String,
+        #[serde(default)]
+        password: Option<String>,
+    },
     /// The secret as a query parameter (WeChat: `?access_token=`); never logged.
     Query { param: String, secret: String },
     /// TikTok Shop Open API: `x-tts-access-token` header (secret `secret`), plus `app_key`,
@@ -168,11 +173,22 @@ fn default_app_secret() -> String {
 }
 
 impl AuthSpec {
+    /// Every secret the credential is made of.
+    pub fn secret_names(&self) -> Vec<&str> {
+        match self {
+            AuthSpec::Basic {
+                secret,
+                password: Some(p),
+            } => vec![secret, p],
+            other => vec![other.secret_name()],
+        }
+    }
+
     pub fn secret_name(&self) -> &str {
         match self {
             AuthSpec::Header { secret, .. }
             | AuthSpec::Bearer { secret }
-            | AuthSpec::Basic { secret }
+            | AuthSpec::Basic { secret, .. }
             | AuthSpec::Query { secret, .. }
             | AuthSpec::TiktokShop { secret, .. } => secret,
         }

@@ -43,14 +43,16 @@ impl Method {
 /// placeholders:
 /// - the target: `{listing.id}`, `{listing.external_id}`, `{listing.product_id}`,
 ///   `{listing.sku}`, `{listing.stock_ref}`, `{order.id}`, `{order.external_id}`;
-/// - the command: `{command.id}`, `{stock}`, `{price.amount}`, `{price.currency}`, `{status}`
+/// - the command: `{command.id}`, `{command.number}` (a positive number unique to it),
+///   `{stock}`, `{price.amount}`, `{price.currency}`, `{status}`
 ///   (through `status_values`), `{shipment.carrier}`, `{shipment.tracking_number}`,
 ///   `{shipment.tracking_url}`, `{shipment.lines}` (through `line_keys`), `{now}` (RFC 3339);
 /// - `{setting:NAME}`, and `{lookup.NAME}` for the value a lookup read.
 ///
 /// A body string that is exactly one placeholder takes the value's JSON type (stock is a
 /// number, an amount a string); `{x|number}` makes a numeric text a JSON number. A body key
-/// whose placeholder has no value (a command that does not set the price) is left out.
+/// whose placeholder has no value (a command that does not set the price) is left out, and an
+/// object with `"$when" = "<value>"` is left out (from its array) when that value is absent.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationSpec {
@@ -88,6 +90,9 @@ pub struct OperationSpec {
     /// JSON Pointers of the channel's error text in a refusal, tried in order.
     #[serde(default)]
     pub error: Vec<String>,
+    /// The endpoint's own rate, when it is not the API's (`[api] rate_limit`).
+    #[serde(default)]
+    pub rate_limit: Option<super::RateLimitSpec>,
 }
 
 /// A GET whose answer gives a value the operation needs (Shopify's fulfillment order id).
@@ -121,6 +126,7 @@ pub const OUTBOUND_VALUES: &[&str] = &[
     "order.id",
     "order.external_id",
     "command.id",
+    "command.number",
     "stock",
     "price.amount",
     "price.currency",
@@ -241,6 +247,15 @@ impl OutboundSpec {
                     }
                 }
             }
+            if let Some(body) = &op.body {
+                let mut w = Vec::new();
+                whens(body, &format!("{at}.body"), &mut w);
+                for (where_, name) in w {
+                    if let Some(problem) = unknown_placeholder(&name, settings, &lookups) {
+                        p.push(format!("{where_}: {problem}"));
+                    }
+                }
+            }
             if let Some(a) = &op.accept {
                 p.extend(pointer_problem(&a.pointer, &format!("{at}.accept.pointer")));
             }
@@ -291,8 +306,32 @@ fn strings_of<'a>(v: &'a toml::Value, at: &str, out: &mut Vec<(String, &'a str)>
             }
         }
         toml::Value::Table(t) => {
-            for (k, x) in t {
+            // `$when` names a value without braces (checked apart, by `whens`).
+            for (k, x) in t.iter().filter(|(k, _)| k.as_str() != "$when") {
                 strings_of(x, &format!("{at}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every `$when` in a TOML body, with where it is.
+fn whens(v: &toml::Value, at: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                whens(x, &format!("{at}[{i}]"), out);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                match (k.as_str(), x) {
+                    ("$when", toml::Value::String(name)) => {
+                        out.push((format!("{at}.$when"), name.clone()));
+                    }
+                    ("$when", _) => out.push((format!("{at}.$when"), String::new())),
+                    _ => whens(x, &format!("{at}.{k}"), out),
+                }
             }
         }
         _ => {}

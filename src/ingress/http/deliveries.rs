@@ -320,8 +320,10 @@ async fn submit_import<S: Stores>(
     submit(app, &instance, &headers, body, Submission::AdapterFormat).await
 }
 
-/// A submission by an API-token holder, for phone and app instances only. `Idempotency-Key`
-/// makes a retry a duplicate.
+/// A submission by an API-token holder: orders for phone and app instances only (a channel's
+/// orders come from the channel, signed or fetched); canonical listings for any instance (a
+/// catalogue import, e.g. the Amazon offers the gateway sends stock and prices to).
+/// `Idempotency-Key` makes a retry a duplicate.
 async fn submit<S: Stores>(
     app: App<S>,
     instance_id: &str,
@@ -330,12 +332,14 @@ async fn submit<S: Stores>(
     how: Submission,
 ) -> Result<Delivered, Problem> {
     let inst = instance(&app, instance_id)?;
-    if !matches!(
+    let own_records = matches!(
         inst.adapter.spec().channel_kind,
         crate::model::ChannelKind::Phone | crate::model::ChannelKind::MobileApp
-    ) {
+    );
+    if !own_records && how != Submission::CanonicalListing {
         return Err(Problem::bad_request(
-            "only phone and app instances accept submitted records; channels push webhooks",
+            "only phone and app instances accept submitted orders; channels push webhooks or \
+             are polled (canonical listings are accepted for any instance)",
         ));
     }
     let Body(body) = body?;

@@ -395,7 +395,7 @@ async fn confirm_shipment<S: Stores>(
 ) -> Accepted {
     let Body(body) = body?;
     let order_id = OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
-    let shipment: ShipmentConfirmation = request(&body, "the shipment")?;
+    let mut shipment: ShipmentConfirmation = request(&body, "the shipment")?;
     let order = app
         .store
         .get_order(&order_id)
@@ -414,6 +414,10 @@ async fn confirm_shipment<S: Stores>(
             inst.adapter.spec().name
         )));
     }
+    if shipment.lines.is_empty() && sends_lines {
+        // The channel wants lines (Amazon, eBay): no lines means every line, in full.
+        shipment.lines = all_lines(&order)?;
+    }
     let idem = idempotency(
         &app,
         &headers,
@@ -430,6 +434,26 @@ async fn confirm_shipment<S: Stores>(
         chrono::Utc::now(),
     );
     enqueue(&app, &order.instance.clone(), vec![cmd], idem).await
+}
+
+/// Every line of the order, with the units ordered.
+fn all_lines(order: &Order) -> Result<Vec<crate::outbox::ShipmentLine>, Problem> {
+    order
+        .lines
+        .iter()
+        .map(|l| {
+            Ok(crate::outbox::ShipmentLine {
+                line_id: l.line_id.clone().ok_or_else(|| {
+                    unsendable(
+                        "the channel confirms shipments by line, and the order's lines carry no \
+                         channel line ids"
+                            .into(),
+                    )
+                })?,
+                quantity: l.quantity,
+            })
+        })
+        .collect()
 }
 
 /// A shipment names real lines of the order, no more units than were ordered, and a web
