@@ -421,3 +421,146 @@ settings = {{ api_base = "{base}", marketplace_id = "A1F83G8C2ARO7P", seller_id 
     );
     gw.stop().await;
 }
+
+/// A mock eBay: the Fulfillment API's getOrders (the first page of the eBay fixtures, as the
+/// only page), bulkUpdatePriceQuantity (a status per item: 400 for an impossible quantity) and
+/// createShippingFulfillment (201, no body).
+fn ebay_mock() -> Arc<ChannelMock> {
+    let mut page: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("tests/fixtures/ebay_rest/getOrders-page-1.json")).unwrap(),
+    )
+    .unwrap();
+    page["total"] = json!(page["orders"].as_array().unwrap().len());
+    ChannelMock::new(
+        ("authorization", "Bearer v^1.1#i^1#test"),
+        vec![
+            Endpoint {
+                method: "GET",
+                path: "/sell/fulfillment/v1/order",
+                schema: None,
+                answer: Box::new(move |_| (200, page.clone())),
+            },
+            Endpoint {
+                method: "POST",
+                path: "/sell/inventory/v1/bulk_update_price_quantity",
+                schema: Some(schema_file(
+                    "ebay_rest/outbound/bulk_update_price_quantity.schema.json",
+                )),
+                answer: Box::new(|b| {
+                    let r = &b["requests"][0];
+                    let too_many =
+                        r["shipToLocationAvailability"]["quantity"].as_i64() == Some(999_999);
+                    let item = if too_many {
+                        json!({"statusCode": 400, "sku": r["sku"], "offerId": r["offers"][0]["offerId"], "errors": [{"errorId": 25002, "domain": "API_INVENTORY", "category": "REQUEST", "message": "A user error has occurred. The quantity is not valid."}]})
+                    } else {
+                        json!({"statusCode": 200, "sku": r["sku"], "offerId": r["offers"][0]["offerId"], "errors": [], "warnings": []})
+                    };
+                    (200, json!({"responses": [item]}))
+                }),
+            },
+            Endpoint {
+                method: "POST",
+                path: "/sell/fulfillment/v1/order/{id}/shipping_fulfillment",
+                schema: Some(schema_file(
+                    "ebay_rest/outbound/shipping_fulfillment.schema.json",
+                )),
+                answer: Box::new(|_| (201, Value::Null)),
+            },
+        ],
+    )
+}
+
+/// eBay: stock and price of an offer in one bulkUpdatePriceQuantity request (eBay's per-item
+/// status read: a 400 item makes the command dead with eBay's message); a shipping fulfillment
+/// with every line of the polled order.
+#[tokio::test]
+async fn ebay_takes_price_quantity_and_shipping_fulfillments() {
+    let mock = ebay_mock();
+    let base = serve(mock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!(
+        r#"id = "ebayus"
+adapter = "ebay_rest"
+account = "seller-us"
+poll = true
+secrets = {{ access_token = "${{T}}" }}
+settings = {{ api_base = "{base}" }}"#
+    );
+    let gw = start(gateway_config(&dir, &instance, &[("T", "v^1.1#i^1#test")])).await;
+    let h = [("Content-Type".to_string(), "application/json".to_string())];
+    let listing = json!({"external_id": "6546431010", "revision": {"updated_at": "2026-03-01T10:00:00Z"}, "sku": "LTO5-SAS-1025", "title": "LTO-5 tape drive", "price": {"amount": "120.00", "currency": "USD"}, "stock": 2, "status": "active"});
+    let r = post(
+        &http(),
+        &gw.url("/v1/instances/ebayus/listings"),
+        &serde_json::to_vec(&listing).unwrap(),
+        &h,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = first_id(&gw, "listings?instance=ebayus").await;
+    let r = send(
+        &gw,
+        reqwest::Method::PATCH,
+        &format!("/v1/listings/{id}"),
+        &json!({"stock": 5, "price": {"amount": "115.50", "currency": "USD"}}),
+    )
+    .await;
+    let cmd = settled(&gw, &r).await;
+    assert_eq!(cmd["state"], "confirmed", "{cmd}");
+    assert_eq!(
+        mock.calls_to("POST", "/sell/inventory/v1/bulk_update_price_quantity")[0].body,
+        json!({"requests": [{"sku": "LTO5-SAS-1025", "shipToLocationAvailability": {"quantity": 5}, "offers": [{"offerId": "6546431010", "availableQuantity": 5, "price": {"value": "115.50", "currency": "USD"}}]}]})
+    );
+    let r = send(
+        &gw,
+        reqwest::Method::PATCH,
+        &format!("/v1/listings/{id}"),
+        &json!({"stock": 999_999}),
+    )
+    .await;
+    let cmd = settled(&gw, &r).await;
+    assert_eq!(cmd["state"], "dead", "{cmd}");
+    assert!(
+        cmd["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quantity is not valid"),
+        "{cmd}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let order = loop {
+        let r = get(&http(), &gw.url("/v1/orders?instance=ebayus")).await;
+        if let Some(id) = r.body["items"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order was never polled: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let r = send(
+        &gw,
+        reqwest::Method::POST,
+        &format!("/v1/orders/{order}/shipments"),
+        &json!({"carrier": "USPS", "tracking_number": "9400111899223197428490"}),
+    )
+    .await;
+    let cmd = settled(&gw, &r).await;
+    assert_eq!(cmd["state"], "confirmed", "{cmd}");
+    let f = &mock.calls_to("POST", "/sell/fulfillment/v1/order/")[0];
+    assert!(f.target.ends_with("/shipping_fulfillment"), "{}", f.target);
+    assert_eq!(f.body["shippingCarrierCode"], "USPS");
+    assert_eq!(
+        f.body["lineItems"],
+        json!([{"lineItemId": "10082609613103", "quantity": 1}])
+    );
+    assert!(
+        mock.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        mock.violations.lock().unwrap()
+    );
+    gw.stop().await;
+}

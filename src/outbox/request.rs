@@ -62,6 +62,11 @@ impl Values<'_> {
                 self.cmd.created_at.timestamp_millis().to_string(),
             )),
             ("now", _, _) => text(&self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ("now_ms", _, _) => text(
+                &self
+                    .now
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
             ("listing.id", Target::Listing { listing_id, .. }, _) => text(listing_id),
             ("listing.external_id", Target::Listing { external_id, .. }, _) => text(external_id),
             ("listing.product_id", Target::Listing { product_id, .. }, _) => opt(product_id),

@@ -46,7 +46,8 @@ impl Method {
 /// - the command: `{command.id}`, `{command.number}` (a positive number unique to it),
 ///   `{stock}`, `{price.amount}`, `{price.currency}`, `{status}`
 ///   (through `status_values`), `{shipment.carrier}`, `{shipment.tracking_number}`,
-///   `{shipment.tracking_url}`, `{shipment.lines}` (through `line_keys`), `{now}` (RFC 3339);
+///   `{shipment.tracking_url}`, `{shipment.lines}` (through `line_keys`), `{now}` (RFC 3339, seconds), `{now_ms}`
+///   (RFC 3339 with milliseconds);
 /// - `{setting:NAME}`, and `{lookup.NAME}` for the value a lookup read.
 ///
 /// A body string that is exactly one placeholder takes the value's JSON type (stock is a
@@ -136,6 +137,7 @@ pub const OUTBOUND_VALUES: &[&str] = &[
     "shipment.tracking_url",
     "shipment.lines",
     "now",
+    "now_ms",
 ];
 
 /// A placeholder's parts: `{name}` or `{name|number}`.
