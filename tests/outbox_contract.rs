@@ -309,7 +309,44 @@ async fn listing_and_depth<S: OutboxStore>(s: &S) {
     assert_eq!(s.outbox_depth("no-such").await.unwrap(), 0);
 }
 
-async fn outbox_contract<S: OutboxStore>(s: &S) {
+/// Many writers on one listing at once: every command is stored (writes that collide are
+/// planned again, not refused), and all but the last are coalesced into one open command.
+async fn contention<S: OutboxStore + Clone>(s: &S) {
+    let now = Utc::now();
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..10 {
+                ids.push(
+                    stored(&s, vec![stock("hot", w * 100 + i, now)], None)
+                        .await
+                        .remove(0)
+                        .id,
+                );
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let mut open = 0;
+    for id in &ids {
+        let c = s.outbox_get(id).await.unwrap().unwrap();
+        match c.state {
+            CommandState::Queued => open += 1,
+            CommandState::Coalesced => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((ids.len(), open), (160, 1));
+}
+
+async fn outbox_contract<S: OutboxStore + Clone>(s: &S) {
+    contention(s).await;
     enqueue_rules(s).await;
     claims_and_settling(s).await;
     retries(s).await;

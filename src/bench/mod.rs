@@ -31,6 +31,7 @@ use crossgate::adapter::signature::hmac_sha256;
 mod cluster;
 mod fx;
 mod hostile;
+mod outbox;
 use crossgate::model::OrderId;
 pub use fx::FxArgs;
 
@@ -47,6 +48,9 @@ pub enum BenchCommand {
     Fx(FxArgs),
     /// Signed deliveries at a fixed rate while hostile clients post unsigned, costly XML bodies.
     Hostile(hostile::HostileArgs),
+    /// Stock updates through the outbox to a mock Shopify it starts: commands per second,
+    /// channel requests, coalescing, time to drain (`--rate` for a channel quota).
+    Outbox(outbox::OutboxArgs),
     /// 1, 2 and 3 replicas on a Redis Cluster it starts (3 masters, 3 replicas, AOF always):
     /// throughput, p99 and CPU per delivery.
     Cluster(cluster::ClusterArgs),
@@ -137,6 +141,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Fx(args) => fx::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(config_path, args).await,
         BenchCommand::Cluster(args) => cluster::run(config_path, args).await,
+        BenchCommand::Outbox(args) => outbox::run(args).await,
     }
 }
 

@@ -22,7 +22,7 @@
 //! | `P:{I}:cmds` | sorted set, score = accepted ms | outbound command ids |
 //! | `P:{I}:cmdq:<target>` | string | the open commands of a listing or order, in order (JSON) |
 //! | `P:{I}:cmddue` | sorted set, score = due ms | targets with a command due |
-//! | `P:{I}:cmdver` | integer | outbox writes so far (optimistic concurrency) |
+//! | `P:{I}:cmdver:<target>` | integer | writes of that queue so far (optimistic concurrency) |
 //! | `P:{I}:idem:<key>` | string, PX | an `Idempotency-Key` and the commands it made |
 //! | `P:{I}:dls` | sorted set, score = dead-lettered ms | dead letter ids |
 //! | `P:{I}:seen:<source>` | set | order ids seen by webhook / by polling (reconciliation) |
@@ -199,10 +199,10 @@ impl InstanceKeys<'_> {
         self.key("cmddue")
     }
 
-    /// Counts every outbox write of the instance: a write planned on what it read commits only
-    /// if no other came between.
-    pub(super) fn commands_version(&self) -> String {
-        self.key("cmdver")
+    /// Counts the outbox writes of one listing's or order's queue: a write planned on what it
+    /// read commits only if no other came between.
+    pub(super) fn command_version(&self, target: &str) -> String {
+        self.key(&format!("cmdver:{target}"))
     }
 
     /// A call's `Idempotency-Key` (JSON `IdempotencyRecord`, PX its TTL).

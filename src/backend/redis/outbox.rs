@@ -16,34 +16,47 @@ const TRIES: usize = 50;
 macro_rules! optimistic {
     ($store:expr, $instance:expr, $plan:ident => $body:expr) => {{
         let mut landed = Err($store.too_busy($instance));
-        for _ in 0..TRIES {
-            let version = $store.outbox_version($instance).await?;
-            let mut $plan = Plan::new($store.keys.of($instance).commands_version());
+        for attempt in 0..TRIES {
+            let mut $plan = Plan::default();
             let answer = $body;
-            if $plan.ops.is_empty() || $store.outbox_commit(&version, $plan).await? {
+            if $plan.ops.is_empty() || $store.outbox_commit($plan).await? {
                 landed = Ok(answer);
                 break;
             }
+            conflict_pause(attempt).await;
         }
         landed
     }};
 }
 
-/// The writes of one commit, as the script's keys and operations.
+/// After a conflict: a random pause that grows with the attempts (up to 20 ms), so writers of
+/// one queue stop colliding in lockstep.
+async fn conflict_pause(attempt: usize) {
+    use rand::Rng;
+    let cap_us = (200u64 << attempt.min(7)).min(20_000);
+    let us = rand::rng().random_range(0..=cap_us);
+    tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+}
+
+/// The writes of one commit, as the script's keys and operations, and the values read that
+/// they were planned on (a target's version, an idempotency key's absence): the commit lands
+/// only if none has changed since.
+#[derive(Default)]
 struct Plan {
+    checks: Vec<(String, String)>,
     keys: Vec<String>,
     ops: Vec<[String; 4]>,
 }
 
 impl Plan {
-    fn new(version_key: String) -> Self {
-        Self {
-            keys: vec![version_key],
-            ops: Vec::new(),
+    /// The commit needs `key` still to hold `expected` ('' for absent).
+    fn check(&mut self, key: String, expected: String) {
+        if !self.checks.iter().any(|(k, _)| k == &key) {
+            self.checks.push((key, expected));
         }
     }
 
-    /// The key's index in KEYS (1-based, as Lua counts).
+    /// The key's index among the operations' keys (1-based; the script adds the checks).
     fn key(&mut self, key: String) -> String {
         let i = match self.keys.iter().position(|k| k == &key) {
             Some(i) => i,
@@ -70,22 +83,27 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
 }
 
 impl RedisStore {
-    async fn outbox_version(&self, instance: &str) -> StoreResult<String> {
+    /// The current value of `key` ('' when absent), recorded as a check of the plan.
+    async fn read_check(&self, plan: &mut Plan, key: String) -> StoreResult<()> {
         let v: Option<String> = redis::cmd("GET")
-            .arg(self.keys.of(instance).commands_version())
+            .arg(&key)
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(v.unwrap_or_else(|| "0".into()))
+        plan.check(key, v.unwrap_or_default());
+        Ok(())
     }
 
     /// A target's queue and its open commands, in queue order.
     async fn outbox_target(
         &self,
+        plan: &mut Plan,
         instance: &str,
         target: &str,
     ) -> StoreResult<(TargetQueue, Vec<Command>)> {
         let ik = self.keys.of(instance);
+        // The version first: a write that lands after this read changes it.
+        self.read_check(plan, ik.command_version(target)).await?;
         let q: TargetQueue = self
             .get_json(ik.command_queue(target), "outbox queue")
             .await?
@@ -128,6 +146,12 @@ impl RedisStore {
             json(&writes.queue)?,
             String::new(),
         );
+        plan.op(
+            "incr",
+            ik.command_version(target),
+            String::new(),
+            String::new(),
+        );
         match writes.due {
             Some(d) => plan.op(
                 "zadd",
@@ -140,14 +164,19 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Commits a plan made on `version`; `false` when another write came first.
-    async fn outbox_commit(&self, version: &str, plan: Plan) -> StoreResult<bool> {
+    /// Commits a plan; `false` when a value it was planned on has changed.
+    async fn outbox_commit(&self, plan: Plan) -> StoreResult<bool> {
         let mut eval = redis::cmd("EVALSHA");
         eval.arg(&*self.scripts.outbox_sha)
-            .arg(plan.keys.len())
-            .arg(&plan.keys)
-            .arg(version)
-            .arg(plan.ops.len());
+            .arg(plan.checks.len() + plan.keys.len());
+        for (k, _) in &plan.checks {
+            eval.arg(k);
+        }
+        eval.arg(&plan.keys).arg(plan.checks.len());
+        for (_, expected) in &plan.checks {
+            eval.arg(expected);
+        }
+        eval.arg(plan.ops.len());
         for op in &plan.ops {
             eval.arg(op);
         }
@@ -179,9 +208,13 @@ impl RedisStore {
         let now = Utc::now();
         let ik = self.keys.of(instance);
         if let Some(idem) = idem {
-            let record: Option<IdempotencyRecord> = self
-                .get_json(ik.idempotency(&idem.key), "idempotency record")
-                .await?;
+            let key = ik.idempotency(&idem.key);
+            let record: Option<IdempotencyRecord> =
+                self.get_json(key.clone(), "idempotency record").await?;
+            if record.is_none() {
+                // Two calls with one new key: only the first commit lands.
+                plan.check(key, String::new());
+            }
             if let Some(r) = crate::outbox::store::live_record(record, now) {
                 return Ok(if r.fingerprint == idem.fingerprint {
                     Enqueued::Repeat(r.command_ids)
@@ -197,7 +230,7 @@ impl RedisStore {
             let target = cmd.target.key();
             let (q, open) = match seen.remove(&target) {
                 Some(s) => s,
-                None => self.outbox_target(instance, &target).await?,
+                None => self.outbox_target(plan, instance, &target).await?,
             };
             let writes = queue::enqueue(q, open.clone(), cmd.clone(), now);
             let new = writes
@@ -334,7 +367,7 @@ impl OutboxStore for RedisStore {
                 .map_err(unavailable)?;
             let mut claimed = Vec::with_capacity(due.len());
             for target in due {
-                let (q, open) = self.outbox_target(instance, &target).await?;
+                let (q, open) = self.outbox_target(&mut plan, instance, &target).await?;
                 let writes = match open.into_iter().next() {
                     Some(head) => queue::claim(q, head, until),
                     None => Writes {
@@ -354,7 +387,7 @@ impl OutboxStore for RedisStore {
         let instance = cmd.instance.clone();
         let target = cmd.target.key();
         optimistic!(self, &instance, plan => {
-            let (q, open) = self.outbox_target(&instance, &target).await?;
+            let (q, open) = self.outbox_target(&mut plan, &instance, &target).await?;
             let writes = queue::settle(q, open, cmd.clone(), now);
             self.plan_writes(&mut plan, &instance, &target, &writes)?
         })
@@ -365,7 +398,7 @@ impl OutboxStore for RedisStore {
         let outcome: Result<Command, crate::outbox::queue::RetryRefusal> = optimistic!(self, instance, plan => {
             let cmd = self.outbox_get(id).await?.ok_or(StoreError::NotFound)?;
             let target = cmd.target.key();
-            let (q, open) = self.outbox_target(instance, &target).await?;
+            let (q, open) = self.outbox_target(&mut plan, instance, &target).await?;
             match queue::retry(q, open, cmd, now) {
                 Ok(writes) => {
                     self.plan_writes(&mut plan, instance, &target, &writes)?;
