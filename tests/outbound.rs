@@ -184,6 +184,22 @@ async fn listing_update_reaches_shopify(backend: Backend) {
             .collect::<Vec<_>>(),
         [json!({"product": {"id": 632910392u64, "status": "draft"}})]
     );
+    // Shopify echoes the set as inventory_levels/update: stored as Shopify's report (the
+    // listing shows the level), and no new command comes of it.
+    let echo = serde_json::to_vec(&json!({"inventory_item_id": 808950810u64, "location_id": LOCATION, "available": 42, "updated_at": "2026-12-07T10:00:00-05:00", "admin_graphql_api_id": format!("gid://shopify/InventoryLevel/{LOCATION}?inventory_item_id=808950810")})).unwrap();
+    take_in(&gw, &echo, "echo-1", "inventory_levels/update").await;
+    let shown = get(&http(), &gw.url(&format!("/v1/listings/{pink}"))).await;
+    assert_eq!(
+        shown.body["stock_levels"][0]["available"], 42,
+        "{}",
+        shown.text
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        calls_to(&shop, "inventory_levels").len(),
+        1,
+        "the echo started no push"
+    );
     // A price in another currency than the listing's is refused, and nothing is stored.
     let eur = send(
         &gw,
