@@ -314,14 +314,29 @@ pub fn judge(
     }
 }
 
-/// A value a lookup's answer holds at `pointer`.
-pub fn pick(body: &[u8], pointer: &str) -> Option<String> {
+/// The value a lookup's answer gives: at `pick`, or with `among`, at `pick` in the first
+/// element of that list that matches `where`.
+pub fn pick(body: &[u8], lookup: &crate::adapter::spec::LookupSpec) -> Option<String> {
     let json: Value = serde_json::from_slice(body).ok()?;
-    match json.pointer(pointer)? {
+    let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
+    };
+    let Some(list) = &lookup.among else {
+        return json.pointer(&lookup.pick).and_then(scalar);
+    };
+    json.pointer(list)?.as_array()?.iter().find_map(|el| {
+        let matches = lookup.matching.as_ref().is_none_or(|w| {
+            el.pointer(&w.pointer).and_then(scalar).as_deref() == Some(w.equals.as_str())
+        });
+        if matches {
+            el.pointer(&lookup.pick).and_then(scalar)
+        } else {
+            None
+        }
+    })
 }
 
 fn bounded(mut s: String) -> String {

@@ -13,7 +13,7 @@ use rand::Rng;
 use super::command::{Attempt, AttemptOutcome, Command, CommandState};
 use super::request::{self, Values, Verdict};
 use super::store::OutboxStore;
-use crate::adapter::spec::OperationSpec;
+use crate::adapter::spec::{IfNone, OperationSpec};
 use crate::channel::client::{ApiError, ChannelClient, DeclaredLimits, Limiter, RetryPolicy};
 use crate::config::{Instance, OutboxSettings};
 use crate::model::CommandField;
@@ -206,8 +206,15 @@ impl Worker {
                 let verdict = request::judge(op, answer.status, answer.retry_after, &answer.body);
                 return Ran::answered(answer.status, verdict);
             }
-            match request::pick(&answer.body, &l.pick) {
+            match request::pick(&answer.body, l) {
                 Some(v) => lookups.insert(l.name.clone(), v),
+                None if l.if_none == IfNone::Done => {
+                    return Ran::already_done(format!(
+                        "lookup '{}' found nothing left to do at the channel: done there \
+                         already (by an earlier attempt whose answer was lost, or by hand)",
+                        l.name
+                    ));
+                }
                 None => {
                     return Ran::unbuildable(format!(
                         "lookup '{}': the channel's answer has nothing at {}",
@@ -280,6 +287,11 @@ impl Ran {
             _ => AttemptOutcome::Unbuildable,
         };
         Self::without_status(outcome, e.to_string())
+    }
+
+    /// Nothing to send: the channel already has what the operation would do.
+    fn already_done(note: String) -> Self {
+        Self::without_status(AttemptOutcome::Confirmed, note)
     }
 
     fn unbuildable(problem: String) -> Self {

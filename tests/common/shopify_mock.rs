@@ -38,6 +38,8 @@ pub struct Shop {
     pub refuse_variant: Mutex<Option<u64>>,
     /// (inventory item, available) as set, in order.
     pub levels: Mutex<Vec<(u64, i64)>>,
+    /// Fulfillment orders fulfilled (closed) so far.
+    pub closed: Mutex<Vec<u64>>,
     /// Time each inventory request takes (to let commands pile up behind one).
     pub inventory_delay: Mutex<Duration>,
 }
@@ -217,9 +219,11 @@ async fn fulfillment_orders(State(shop): S, AxPath(order): AxPath<u64>, h: Heade
     if let Err(r) = shop.admit("GET", &path, &h, &[], None) {
         return *r;
     }
+    let closed = shop.closed.lock().unwrap().contains(&1046000778);
+    let status = if closed { "closed" } else { "open" };
     axum::Json(json!({"fulfillment_orders": [{
         "id": 1046000778, "shop_id": 548380009, "order_id": order, "assigned_location_id": LOCATION,
-        "request_status": "unsubmitted", "status": "open", "supported_actions": ["create_fulfillment"],
+        "request_status": "unsubmitted", "status": status, "supported_actions": ["create_fulfillment"],
     }]}))
     .into_response()
 }
@@ -231,6 +235,20 @@ async fn fulfillment_create(State(shop): S, h: HeaderMap, body: axum::body::Byte
         Err(r) => return *r,
     };
     let f = &b["fulfillment"];
+    let fo = f["line_items_by_fulfillment_order"][0]["fulfillment_order_id"]
+        .as_u64()
+        .unwrap_or(0);
+    {
+        let mut closed = shop.closed.lock().unwrap();
+        if closed.contains(&fo) {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({"errors": ["Fulfillment order 1046000778 has an unfulfillable status= closed."]})),
+            )
+                .into_response();
+        }
+        closed.push(fo);
+    }
     (
         StatusCode::CREATED,
         axum::Json(json!({"fulfillment": {

@@ -105,8 +105,29 @@ pub struct LookupSpec {
     pub path: String,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
-    /// JSON Pointer of the value in the answer.
+    /// JSON Pointer of the value in the answer; with `among`, in the chosen element.
     pub pick: String,
+    /// JSON Pointer of a list in the answer: the value is picked from its first element that
+    /// matches `where`.
+    #[serde(default)]
+    pub among: Option<String>,
+    /// What the element must hold (`{ pointer = "/status", equals = "open" }`).
+    #[serde(default, rename = "where")]
+    pub matching: Option<AcceptSpec>,
+    /// When the answer has no such value: `fail` (the command is dead) or `done` (there is
+    /// nothing left to do at the channel: an order with no open fulfillment order is fulfilled
+    /// already, by this command's own earlier request when a crash cut off its answer).
+    #[serde(default)]
+    pub if_none: IfNone,
+}
+
+/// What a lookup that finds nothing means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IfNone {
+    #[default]
+    Fail,
+    Done,
 }
 
 /// What a successful answer says.
@@ -235,6 +256,20 @@ impl OutboundSpec {
                         .map(|(k, v)| (format!("{at}.lookup[{j}].query.{k}"), v.as_str())),
                 );
                 p.extend(pointer_problem(&l.pick, &format!("{at}.lookup[{j}].pick")));
+                if let Some(a) = &l.among {
+                    p.extend(pointer_problem(a, &format!("{at}.lookup[{j}].among")));
+                }
+                if let Some(w) = &l.matching {
+                    p.extend(pointer_problem(
+                        &w.pointer,
+                        &format!("{at}.lookup[{j}].where.pointer"),
+                    ));
+                }
+                if l.matching.is_some() && l.among.is_none() {
+                    p.push(format!(
+                        "{at}.lookup[{j}].where: needs `among`, the list it chooses from"
+                    ));
+                }
             }
             for (where_, text) in texts {
                 match placeholders(text) {
