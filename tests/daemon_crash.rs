@@ -4,9 +4,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use crossgate::model::OrderId;
@@ -37,28 +37,7 @@ secrets = {{ webhook = "${{TEST_SHOPIFY_SECRET}}" }}
 }
 
 fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_crossgate"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(c: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = c.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("daemon did not become ready");
+    spawn_daemon(config, &[("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

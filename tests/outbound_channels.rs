@@ -37,39 +37,14 @@ async fn start(config: Arc<crossgate::config::Config>) -> Gateway {
 }
 
 async fn send(gw: &Gateway, method: reqwest::Method, path: &str, body: &Value) -> Reply {
-    let resp = http()
-        .request(method, gw.url(path))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(body).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    Reply {
-        status,
-        content_type: String::new(),
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    send_json(&http(), method, &gw.url(path), body, None).await
 }
 
-/// Waits until the command is final; it.
+/// The command of a 202 answer once it is final.
 async fn settled(gw: &Gateway, accepted: &Reply) -> Value {
     assert_eq!(accepted.status, 202, "{}", accepted.text);
-    let id = accepted.body["commands"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = get(&http(), &gw.url(&format!("/v1/outbound/{id}"))).await;
-        if ["confirmed", "dead"].contains(&r.body["state"].as_str().unwrap_or("")) {
-            return r.body;
-        }
-        assert!(Instant::now() < deadline, "never settled: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = accepted.body["commands"][0]["id"].as_str().unwrap();
+    command_in(gw, id, &["confirmed", "dead"]).await
 }
 
 async fn first_id(gw: &Gateway, what: &str) -> String {

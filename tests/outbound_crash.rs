@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,29 +45,13 @@ settings = {{ api_base = "{mock}/admin/api/2024-04", location_id = "{LOCATION}" 
 }
 
 fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_crossgate"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)
-        .env("TEST_SHOPIFY_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(c: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = c.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("daemon did not become ready");
+    spawn_daemon(
+        config,
+        &[
+            ("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET),
+            ("TEST_SHOPIFY_TOKEN", TOKEN),
+        ],
+    )
 }
 
 /// What the senders sent: per listing, the last level accepted (answered 202) and every level

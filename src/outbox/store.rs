@@ -92,6 +92,16 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn outbox_depth(&self, instance: &str) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
+/// Commands stored in one write belong to one instance (on Redis, one slot).
+pub fn one_instance(instance: &str, commands: &[Command]) -> StoreResult<()> {
+    if commands.iter().any(|c| c.instance != instance) {
+        return Err(crate::store::StoreError::Invalid(
+            "commands must belong to one instance".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The stored answer of an earlier call with this key, if it is still kept.
 pub fn live_record(
     record: Option<IdempotencyRecord>,

@@ -385,6 +385,69 @@ pub async fn post(
     into_reply(req.send().await.unwrap()).await
 }
 
+/// A request with a JSON body and any method, with an `Idempotency-Key` when given.
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> Reply {
+    let mut req = client
+        .request(method, url)
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(body).unwrap());
+    if let Some(k) = idempotency_key {
+        req = req.header("Idempotency-Key", k);
+    }
+    into_reply(req.send().await.unwrap()).await
+}
+
+/// An outbound command once it reached one of `states` (20 s at most).
+pub async fn command_in(gw: &Gateway, id: &str, states: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(&http(), &gw.url(&format!("/v1/outbound/{id}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if states.contains(&r.body["state"].as_str().unwrap_or("")) {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "command never reached {states:?}: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts the daemon binary on `config` with `env`, its output discarded.
+pub fn spawn_daemon(config: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crossgate"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the daemon at `base` is ready (`/readyz` 200, 20 s at most).
+pub async fn wait_ready(c: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = c.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("daemon did not become ready");
+}
+
 pub async fn get(client: &reqwest::Client, url: &str) -> Reply {
     into_reply(client.get(url).send().await.unwrap()).await
 }

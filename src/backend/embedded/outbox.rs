@@ -205,11 +205,7 @@ impl OutboxStore for EmbeddedStore {
         commands: Vec<Command>,
         idempotency: Option<Idempotency>,
     ) -> StoreResult<Enqueued> {
-        if commands.iter().any(|c| c.instance != instance) {
-            return Err(StoreError::Invalid(
-                "commands must belong to one instance".into(),
-            ));
-        }
+        crate::outbox::store::one_instance(instance, &commands)?;
         let instance = instance.to_string();
         self.run(move |txn| enqueue_in(txn, &instance, commands, idempotency))
             .await

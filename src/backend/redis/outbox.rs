@@ -271,11 +271,7 @@ impl OutboxStore for RedisStore {
         commands: Vec<Command>,
         idempotency: Option<Idempotency>,
     ) -> StoreResult<Enqueued> {
-        if commands.iter().any(|c| c.instance != instance) {
-            return Err(StoreError::Invalid(
-                "commands must belong to one instance".into(),
-            ));
-        }
+        crate::outbox::store::one_instance(instance, &commands)?;
         optimistic!(self, instance, plan => {
             self.enqueue_once(&mut plan, instance, &commands, idempotency.as_ref())
                 .await?
