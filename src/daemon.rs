@@ -205,7 +205,11 @@ async fn poll_task<S: Stores>(
             tokio::time::sleep(standby).await;
             continue;
         };
-        let wait = match poller.step_fenced(&store, &Mode::Live, Some(fence)).await {
+        // Each page has a trace id of its own: its log lines and its stored delivery carry it.
+        let page = poller.step_fenced(&store, &Mode::Live, Some(fence));
+        let wait = match crate::telemetry::with_trace_id(crate::telemetry::new_trace_id(), page)
+            .await
+        {
             Ok((_, report)) if !report.done => continue,
             Ok((state, _)) => {
                 tracing::debug!(instance = %id, pages = state.pages, orders = state.orders, "poll caught up");

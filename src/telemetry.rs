@@ -47,6 +47,55 @@ where
     };
 }
 
+tokio::task_local! {
+    /// The trace id of the request (or poll page) this task serves.
+    static TRACE_ID: String;
+}
+
+/// A new W3C trace id: 16 random bytes as 32 lower-case hex digits (never all zero).
+pub fn new_trace_id() -> String {
+    loop {
+        let id = format!("{:032x}", rand::random::<u128>());
+        if id.bytes().any(|b| b != b'0') {
+            return id;
+        }
+    }
+}
+
+/// The trace id of a request: the one in its W3C `traceparent` header
+/// (`00-<32 hex>-<16 hex>-<2 hex>`) when that is valid, so a sender's trace continues; else a
+/// new one.
+pub fn trace_id_of(traceparent: Option<&str>) -> String {
+    let valid = |id: &str| {
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && id.bytes().any(|b| b != b'0')
+    };
+    traceparent
+        .map(str::trim)
+        .and_then(|t| {
+            let mut parts = t.split('-');
+            let (version, id) = (parts.next()?, parts.next()?);
+            (version.len() == 2 && version != "ff" && valid(id)).then(|| id.to_string())
+        })
+        .unwrap_or_else(new_trace_id)
+}
+
+/// Runs `f` with `trace_id` as the task's trace id (what [`current_trace_id`] answers), inside
+/// a span carrying it, so every log line of `f` has it.
+pub async fn with_trace_id<F: std::future::Future>(trace_id: String, f: F) -> F::Output {
+    use tracing::Instrument;
+    let span = tracing::info_span!("trace", trace_id = %trace_id);
+    TRACE_ID.scope(trace_id, f.instrument(span)).await
+}
+
+/// The trace id of the request or poll page this task serves, if any.
+pub fn current_trace_id() -> Option<String> {
+    TRACE_ID.try_with(Clone::clone).ok()
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

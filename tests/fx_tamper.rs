@@ -78,16 +78,12 @@ async fn changed_deleted_or_reordered_entries_are_named() {
         // Stored first, as every order the daemon converts is: `fx verify` checks each
         // conversion against its order.
         let o = order(&format!("T-{i}"));
-        let delivery = crossgate::store::RawDelivery {
-            delivery_id: crossgate::pipeline::new_delivery_id("shop"),
-            instance: "shop".into(),
-            dedupe_id: format!("t-{i}"),
-            received_at: chrono::Utc::now(),
-            topic: Some("orders/create".into()),
-            headers: Vec::new(),
-            source: crossgate::store::DeliverySource::Webhook,
-            body: b"{}".to_vec(),
-        };
+        let delivery = crossgate::pipeline::Arrival::new(
+            crossgate::store::DeliverySource::Webhook,
+            format!("t-{i}"),
+            Some("orders/create".into()),
+        )
+        .delivery("shop", b"{}".to_vec(), chrono::Utc::now());
         store
             .ingest(
                 delivery,

@@ -40,6 +40,7 @@ fn delivery(instance: &str, dedupe: &str, at: DateTime<Utc>) -> RawDelivery {
         topic: Some("orders/create".into()),
         headers: vec![("x-shopify-topic".into(), "orders/create".into())],
         source: DeliverySource::Webhook,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         body: format!("{{\"raw\":\"{dedupe}\"}}").into_bytes(),
     }
 }

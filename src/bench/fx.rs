@@ -116,16 +116,12 @@ pub async fn run(args: FxArgs) -> Result<()> {
     // The orders are stored first, as the daemon's are: `fx verify` checks each conversion
     // against its order.
     for o in &orders {
-        let delivery = crossgate::store::RawDelivery {
-            delivery_id: crossgate::pipeline::new_delivery_id("bench"),
-            instance: "bench".into(),
-            dedupe_id: o.id.as_str().to_string(),
-            received_at: chrono::Utc::now(),
-            topic: None,
-            headers: Vec::new(),
-            source: crossgate::store::DeliverySource::Submitted,
-            body: b"{}".to_vec(),
-        };
+        let delivery = crossgate::pipeline::Arrival::new(
+            crossgate::store::DeliverySource::Submitted,
+            o.id.as_str().to_string(),
+            None,
+        )
+        .delivery("bench", b"{}".to_vec(), chrono::Utc::now());
         let records = vec![crossgate::model::Record::Order(Box::new(o.clone()))];
         crossgate::store::Store::ingest(
             &store,

@@ -49,6 +49,7 @@ impl Arrival {
             topic: self.topic,
             headers: self.headers,
             source: self.source,
+            trace_id: crate::telemetry::current_trace_id(),
             body,
         }
     }

@@ -24,6 +24,10 @@ pub struct RawDelivery {
     /// How it reached the gateway (reconciliation compares pushed and polled orders).
     #[serde(default)]
     pub source: DeliverySource,
+    /// The trace id of the request (or poll page) that brought it: what its answer's
+    /// `X-Trace-Id` header said, and what its log lines carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(skip)]
     pub body: Vec<u8>,
 }
@@ -104,6 +108,7 @@ impl Disposition {
             dead_lettered_at: delivery.received_at,
             reason: reason.clone(),
             failed_replays: 0,
+            trace_id: delivery.trace_id.clone(),
         };
         match self {
             Disposition::Apply(records) => (records, Vec::new()),
@@ -199,6 +204,9 @@ pub struct DeadLetter {
     /// Replays that failed so far.
     #[serde(default)]
     pub failed_replays: u32,
+    /// The trace id of the delivery it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Where a page of a listing starts: the (time, id) of the last item of the previous page.

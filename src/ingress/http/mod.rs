@@ -129,8 +129,25 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(|| async { Problem::not_found("route") })
         .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
+        .layer(middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
+}
+
+/// Gives every request a trace id (the sender's W3C `traceparent` one, or a new one): its log
+/// lines carry it, a delivery it stores keeps it, and the answer names it in `X-Trace-Id`, so
+/// ops can go from a channel's complaint to the delivery and its logs.
+async fn trace_request(req: Request, next: Next) -> Response {
+    let id = telemetry::trace_id_of(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut resp = telemetry::with_trace_id(id.clone(), next.run(req)).await;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-trace-id", v);
+    }
+    resp
 }
 
 /// Sheds load beyond `max_in_flight` and bounds each request's time; both answer 503 with
