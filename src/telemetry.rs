@@ -124,6 +124,11 @@ pub fn count_store_error(kind: &'static str) {
     metrics::counter!(names::STORE_ERRORS, "kind" => kind).increment(1);
 }
 
+/// An order revision stored with a hold of this kind.
+pub fn count_hold(kind: &str) {
+    metrics::counter!(names::HOLDS, "kind" => kind.to_string()).increment(1);
+}
+
 /// Time spent in one stage of taking a delivery in.
 pub fn record_stage(stage: &'static str, started: std::time::Instant) {
     metrics::histogram!(names::STAGE_DURATION, "stage" => stage)
@@ -240,6 +245,26 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "FX log checkpoints, by outcome (signed, failed).",
     ),
     (
+        names::FX_CONVERSIONS,
+        Kind::Counter,
+        "Order revisions the FX job converted, by outcome (converted, fx_pending: a rate is missing and the order is held).",
+    ),
+    (
+        names::FX_PENDING_ORDERS,
+        Kind::Gauge,
+        "Orders held fx_pending now (waiting for a rate).",
+    ),
+    (
+        names::TAX_QUOTES,
+        Kind::Counter,
+        "Order revisions the tax job quoted, by outcome (quoted, tax_pending: a rule is missing and the order is held).",
+    ),
+    (
+        names::HOLDS,
+        Kind::Counter,
+        "Order revisions stored with a hold the numbers put on them, by kind (totals_mismatch).",
+    ),
+    (
         names::OUTBOUND_COMMANDS,
         Kind::Counter,
         "Outbound command attempts, by instance and the state they left the command in (confirmed, failed, dead).",
@@ -297,6 +322,14 @@ pub fn register_zeros(instances: &[&str]) {
         metrics::counter!(STORE_ERRORS, "kind" => kind).increment(0);
     }
     metrics::counter!(REPLICA_ACK_SHORTFALLS).increment(0);
+    for outcome in ["converted", "fx_pending"] {
+        metrics::counter!(FX_CONVERSIONS, "outcome" => outcome).increment(0);
+    }
+    for outcome in ["quoted", "tax_pending"] {
+        metrics::counter!(TAX_QUOTES, "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!(FX_PENDING_ORDERS).set(0.0);
+    metrics::counter!(HOLDS, "kind" => crate::model::TOTALS_MISMATCH).increment(0);
 }
 
 /// Metric names, in one place.
@@ -351,6 +384,14 @@ pub mod names {
     pub const JOB_LAST_SUCCESS: &str = "crossgate_jobs_last_success_timestamp_seconds";
     /// Configuration reloads by trigger (`sighup`, `api`) and outcome (`applied`, `refused`).
     pub const CONFIG_RELOADS: &str = "crossgate_config_reloads_total";
+    /// FX conversions by outcome.
+    pub const FX_CONVERSIONS: &str = "crossgate_fx_conversions_total";
+    /// Orders held fx_pending now.
+    pub const FX_PENDING_ORDERS: &str = "crossgate_fx_pending_orders";
+    /// Tax quotes by outcome.
+    pub const TAX_QUOTES: &str = "crossgate_tax_quotes_total";
+    /// Order revisions stored with a hold, by kind.
+    pub const HOLDS: &str = "crossgate_holds_total";
     /// Outbound command attempts by instance and resulting state.
     pub const OUTBOUND_COMMANDS: &str = "crossgate_outbound_commands_total";
     /// Open outbound commands by instance.

@@ -204,3 +204,75 @@ async fn dead_letters_waiting_are_a_gauge_per_instance() {
         gw.stop().await;
     }
 }
+
+/// FX conversions and tax quotes are counted by outcome, and an order whose totals contradict
+/// their parts moves the holds counter (the recorder is process-wide: deltas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversions_quotes_and_holds_are_counted() {
+    // An instance of its own (the recorder is shared with the other tests of this binary).
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!(
+        "id = \"mx-shop\"\nadapter = \"shopify\"\naccount = \"mx.myshopify.com\"\nsecrets = {{ webhook = \"${{W}}\" }}\n[fx]\nreporting_currencies = [\"EUR\"]\n[tax]\nrules_dir = \"{}\"\nseller_country = \"CN\"\n",
+        repo().join("config/rules").display()
+    );
+    let config = instance_config(
+        dir.path(),
+        Backend::Embedded,
+        &repo().join("adapters"),
+        &unique_prefix("mx"),
+        &instance,
+        &[("W", SHOPIFY_SECRET)],
+    );
+    let config = std::sync::Arc::new(config);
+    let (store, _) = crossgate::backend::open(&config.store).await.unwrap();
+    let gw = Gateway::start_with(config, store, None).await;
+    let c = http();
+    let before = get(&c, &gw.url("/metrics")).await.text;
+    let at = |text: &str, s: &str| value(text, s).unwrap_or(0.0);
+    let holds = "crossgate_holds_total{kind=\"totals_mismatch\"}";
+    let pending = "crossgate_fx_conversions_total{outcome=\"fx_pending\"}";
+    let (quoted, tax_pending) = (
+        "crossgate_tax_quotes_total{outcome=\"quoted\"}",
+        "crossgate_tax_quotes_total{outcome=\"tax_pending\"}",
+    );
+    for s in [
+        holds,
+        pending,
+        quoted,
+        tax_pending,
+        "crossgate_fx_pending_orders",
+    ] {
+        assert!(value(&before, s).is_some(), "{s} from start-up: {before}");
+    }
+    // One order that adds up (no rates are loaded: fx_pending), one that does not.
+    let good = shopify_order(6_100_001, "2024-04-02T09:00:00-05:00");
+    let mut bad: serde_json::Value =
+        serde_json::from_slice(&shopify_order(6_100_002, "2024-04-02T09:00:00-05:00")).unwrap();
+    bad["order"]["total_price"] = serde_json::json!("1.00");
+    bad["order"]["total_price_set"]["shop_money"]["amount"] = serde_json::json!("1.00");
+    bad["order"]["total_price_set"]["presentment_money"]["amount"] = serde_json::json!("1.00");
+    let bad = serde_json::to_vec(&bad).unwrap();
+    for (i, body) in [good, bad].iter().enumerate() {
+        let h = shopify_headers(body, &format!("m-{i}"), "orders/create");
+        let r = post(&c, &gw.url("/webhooks/mx-shop"), body, &h).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = get(&c, &gw.url("/metrics")).await.text;
+        let fx = at(&now, pending) - at(&before, pending);
+        let tax = at(&now, quoted) + at(&now, tax_pending)
+            - at(&before, quoted)
+            - at(&before, tax_pending);
+        if fx >= 1.0 && tax >= 1.0 {
+            assert_eq!(at(&now, holds) - at(&before, holds), 1.0, "{now}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fx {fx}, tax {tax}: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    gw.stop().await;
+}

@@ -393,6 +393,12 @@ impl FxJob {
         let rev = revision_key(order);
         let (drafts, view) = convert_order(order, &rev, &self.book, &self.settings, Utc::now());
         let entries = store.fx_commit(drafts, view.clone()).await?;
+        let outcome = match view.status {
+            FxStatus::Converted => "converted",
+            FxStatus::FxPending => "fx_pending",
+        };
+        metrics::counter!(crate::telemetry::names::FX_CONVERSIONS, "outcome" => outcome)
+            .increment(1);
         Ok((view, entries))
     }
 

@@ -64,6 +64,20 @@ pub async fn store_delivery<S: Store>(
     cursor: Option<CursorWrite>,
 ) -> Result<IngestOutcome, StoreError> {
     let started = std::time::Instant::now();
+    // Orders the numbers put on hold, by id: counted once their revision is written.
+    let held: Vec<(String, Vec<String>)> = match &disposition {
+        Disposition::Apply(records) | Disposition::Partial { records, .. } => records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Order(o) if !o.holds.is_empty() => Some((
+                    r.id().to_string(),
+                    o.holds.iter().map(|h| h.kind.clone()).collect(),
+                )),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let outcome = store
         .ingest_with_cursor(delivery, disposition, cursor)
         .await
@@ -74,6 +88,11 @@ pub async fn store_delivery<S: Store>(
         })?;
     crate::telemetry::record_stage("store_write", started);
     if let IngestOutcome::Stored { records, .. } = &outcome {
+        for (id, kinds) in &held {
+            if records.iter().any(|r| &r.id == id && r.change.wrote()) {
+                kinds.iter().for_each(|k| crate::telemetry::count_hold(k));
+            }
+        }
         drain_if_queued(store, records).await;
     }
     Ok(outcome)

@@ -262,6 +262,11 @@ impl TaxJob {
             amount: q.annual_cny_addition,
         });
         store.tax_commit(q.clone(), annual).await?;
+        let outcome = match q.status {
+            QuoteStatus::Quoted => "quoted",
+            QuoteStatus::TaxPending => "tax_pending",
+        };
+        metrics::counter!(crate::telemetry::names::TAX_QUOTES, "outcome" => outcome).increment(1);
         Ok(q)
     }
 
