@@ -120,11 +120,17 @@ async fn housekeeping_task<S: Stores>(store: S, live: Arc<LiveConfig>) {
     loop {
         tick.tick().await;
         match store.housekeeping(Utc::now()).await {
-            Ok(r) if r.dedupe_keys_expired + r.raw_bodies_expired > 0 => tracing::info!(
-                dedupe_keys = r.dedupe_keys_expired,
-                raw_bodies = r.raw_bodies_expired,
-                "housekeeping removed expired entries"
-            ),
+            Ok(r)
+                if r.dedupe_keys_expired + r.raw_bodies_expired + r.idempotency_keys_expired
+                    > 0 =>
+            {
+                tracing::info!(
+                    dedupe_keys = r.dedupe_keys_expired,
+                    idempotency_keys = r.idempotency_keys_expired,
+                    raw_bodies = r.raw_bodies_expired,
+                    "housekeeping removed expired entries"
+                )
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }

@@ -366,6 +366,18 @@ async fn embedded_outbox_meets_the_contract() {
     )
     .unwrap();
     outbox_contract(&store).await;
+    // Housekeeping removes the keys whose time is up (Redis expires them by itself).
+    use crossgate::store::Store;
+    let report = store
+        .housekeeping(Utc::now() + chrono::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(report.idempotency_keys_expired, 2, "k1 and short: {report:?}");
+    let again = store
+        .housekeeping(Utc::now() + chrono::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(again.idempotency_keys_expired, 0);
 }
 
 #[tokio::test]

@@ -327,6 +327,8 @@ pub struct StreamEntry {
 pub struct Housekeeping {
     pub dedupe_keys_expired: u64,
     pub raw_bodies_expired: u64,
+    /// Outbox `Idempotency-Key`s past their time (Redis expires them itself).
+    pub idempotency_keys_expired: u64,
 }
 
 #[cfg(test)]

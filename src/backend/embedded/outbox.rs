@@ -153,8 +153,34 @@ fn enqueue_in(
         let mut t = txn.open_table(OUTBOX_IDEMPOTENCY).map_err(unavailable)?;
         t.insert((instance, idem.key.as_str()), json(&record)?.as_slice())
             .map_err(unavailable)?;
+        // Housekeeping removes it when its time is up ("i" + instance \0 key).
+        let mut exp = txn.open_table(EXPIRY).map_err(unavailable)?;
+        let entry = format!("i{instance}\0{}", idem.key);
+        exp.insert((record.expires_at.timestamp_millis(), entry.as_str()), ())
+            .map_err(unavailable)?;
     }
     Ok(Enqueued::Stored(stored))
+}
+
+/// Removes an idempotency record (`instance \0 key`) whose time is up; `true` when it did (a
+/// later call may have stored a new record under the same key since).
+pub(super) fn expire_idempotency(
+    txn: &WriteTransaction,
+    entry: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let Some((instance, key)) = entry.split_once('\0') else {
+        return Ok(false);
+    };
+    let mut t = txn.open_table(OUTBOX_IDEMPOTENCY).map_err(unavailable)?;
+    let expired = match t.get((instance, key)).map_err(unavailable)? {
+        Some(v) => parse::<IdempotencyRecord>(v.value(), "idempotency record")?.expires_at <= now,
+        None => false,
+    };
+    if expired {
+        t.remove((instance, key)).map_err(unavailable)?;
+    }
+    Ok(expired)
 }
 
 fn claim_in(

@@ -367,6 +367,10 @@ pub(super) fn housekeeping(
             && deliveries.remove(id).map_err(unavailable)?.is_some()
         {
             report.raw_bodies_expired += 1;
+        } else if let Some(key) = entry.strip_prefix('i')
+            && super::outbox::expire_idempotency(txn, key, now)?
+        {
+            report.idempotency_keys_expired += 1;
         }
     }
     Ok(report)
