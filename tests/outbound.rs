@@ -570,3 +570,70 @@ async fn bulk_updates_are_all_or_nothing_embedded() {
 async fn bulk_updates_are_all_or_nothing_redis() {
     bulk_updates_are_all_or_nothing(Backend::Redis).await;
 }
+
+/// `crossgate outbound list|show|retry`, through the daemon's API (`--url`) and, on Redis,
+/// through the store directly (the config's listen address answers nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_shows_and_retries_commands() {
+    let (mock, shop) = mock_shopify().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(Backend::Redis, &mock, &dir).await;
+    take_in(
+        &gw,
+        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
+        "p1",
+        "products/update",
+    )
+    .await;
+    *shop.refuse_variant.lock().unwrap() = Some(49148385);
+    let red = listing_id(&gw, "IPOD2008RED").await;
+    let price = json!({"price": {"amount": "150.00", "currency": "USD"}});
+    let r = send(
+        &gw,
+        reqwest::Method::PATCH,
+        &format!("/v1/listings/{red}"),
+        price,
+        None,
+    )
+    .await;
+    let id = r.body["commands"][0]["id"].as_str().unwrap().to_string();
+    settled(&gw, &id, &["dead"]).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .args(args)
+            .env("W", SHOPIFY_SECRET)
+            .env("T", TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    for via in [vec!["--url", gw.base.as_str()], vec![]] {
+        let mut args = vec!["outbound", "list", "--instance", "shop", "--status", "dead"];
+        args.extend(via.iter().copied());
+        let table = cli(&args);
+        assert!(
+            table.contains(&id) && table.contains("Price change not allowed"),
+            "{table}"
+        );
+        let mut args = vec!["outbound", "show", id.as_str()];
+        args.extend(via.iter().copied());
+        let shown: serde_json::Value = serde_json::from_str(&cli(&args)).unwrap();
+        assert_eq!(shown["attempts"][0]["status"], 422);
+    }
+    *shop.refuse_variant.lock().unwrap() = None;
+    let out = cli(&["outbound", "retry", &id, "--url", &gw.base]);
+    assert!(out.contains("queued again"), "{out}");
+    assert_eq!(
+        settled(&gw, &id, &["confirmed", "dead"]).await["state"],
+        "confirmed"
+    );
+    gw.stop().await;
+}

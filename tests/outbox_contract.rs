@@ -372,7 +372,10 @@ async fn embedded_outbox_meets_the_contract() {
         .housekeeping(Utc::now() + chrono::Duration::days(2))
         .await
         .unwrap();
-    assert_eq!(report.idempotency_keys_expired, 2, "k1 and short: {report:?}");
+    assert_eq!(
+        report.idempotency_keys_expired, 2,
+        "k1 and short: {report:?}"
+    );
     let again = store
         .housekeeping(Utc::now() + chrono::Duration::days(2))
         .await

@@ -8,6 +8,7 @@ mod dead_letters;
 mod fx;
 mod import;
 pub mod jobs;
+mod outbound;
 mod quote;
 pub mod reach;
 mod replay;
@@ -75,6 +76,9 @@ enum Command {
     /// List or replay dead letters through a running daemon's API.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLetterCommand),
+    /// Commands to channels (stock, price, status, shipments): list, show, retry.
+    #[command(subcommand)]
+    Outbound(outbound::OutboundCommand),
     /// Post the real sample deliveries, correctly signed, to a running daemon and show what
     /// was stored.
     Demo(crate::demo::DemoArgs),
@@ -115,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Backfill(args) => channels::backfill(config, args).await?,
         Command::Reconcile(args) => return channels::reconcile(config, args).await,
         Command::DeadLetters(cmd) => dead_letters::dead_letters(config, cmd).await?,
+        Command::Outbound(cmd) => outbound::outbound(config, cmd).await?,
         Command::Demo(args) => crate::demo::run(config, args).await?,
         Command::Bench(cmd) => crate::bench::run(config, cmd).await?,
         Command::Jobs(cmd) => jobs::jobs(config, cmd).await?,

@@ -231,6 +231,63 @@ impl Reach {
         }
     }
 
+    /// An instance's outbound commands, newest first.
+    pub async fn outbound_list(
+        &self,
+        instance: &str,
+        state: Option<crossgate::outbox::CommandState>,
+        limit: usize,
+    ) -> Result<Vec<crossgate::outbox::Command>> {
+        use crossgate::outbox::store::{OutboxQuery, OutboxStore};
+        match self {
+            Reach::Store(s) => {
+                let q = OutboxQuery {
+                    instance: instance.to_string(),
+                    state,
+                    after: None,
+                    limit,
+                };
+                Ok(with_store!(s, st => st.outbox_list(q).await)?.items)
+            }
+            Reach::Api(c) => {
+                let mut q = vec![
+                    ("instance", instance.to_string()),
+                    ("limit", limit.to_string()),
+                ];
+                q.extend(state.map(|s| ("status", s.as_str().to_string())));
+                let req = c.request(reqwest::Method::GET, "/v1/outbound").query(&q);
+                let page: Page<crossgate::outbox::Command> = c.send(req).await?;
+                Ok(page.items)
+            }
+        }
+    }
+
+    /// One outbound command with its attempts.
+    pub async fn outbound_get(&self, id: &str) -> Result<crossgate::outbox::Command> {
+        use crossgate::outbox::store::OutboxStore;
+        match self {
+            Reach::Store(s) => with_store!(s, st => st.outbox_get(id).await)?
+                .with_context(|| format!("no outbound command {id}")),
+            Reach::Api(c) => c.get(&format!("/v1/outbound/{id}")).await,
+        }
+    }
+
+    /// Sends a dead (or failed) outbound command again.
+    pub async fn outbound_retry(&self, id: &str) -> Result<crossgate::outbox::Command> {
+        use crossgate::outbox::store::{OutboxStore, RetryError};
+        match self {
+            Reach::Store(s) => match with_store!(s, st => st.outbox_retry(id, Utc::now()).await) {
+                Ok(c) => Ok(c),
+                Err(RetryError::Refused(r)) => bail!("{id}: {r}"),
+                Err(RetryError::Store(e)) => bail!("{id}: {e}"),
+            },
+            Reach::Api(c) => {
+                let path = format!("/v1/outbound/{id}/retry");
+                c.send(c.request(reqwest::Method::POST, &path)).await
+            }
+        }
+    }
+
     /// Normalizes a dead letter again with the current adapter.
     pub async fn replay(&self, config: &Config, id: &str) -> Result<Replayed> {
         match self {
