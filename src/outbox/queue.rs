@@ -55,6 +55,12 @@ pub fn enqueue(
     {
         let carried = earlier.without(&tail.confirmed).then(later);
         new.action = Action::Listing(carried);
+        // A failed tail waits out its backoff (a channel's Retry-After); its replacement too.
+        if let (Some(wait), Some(due)) = (tail.due_at, new.due_at)
+            && wait > due
+        {
+            new.due_at = Some(wait);
+        }
         new.replaces = tail.replaces.clone();
         new.replaces.push(tail.id.clone());
         tail.state = CommandState::Coalesced;
@@ -97,6 +103,16 @@ pub fn settle(
     cmd: Command,
     now: DateTime<Utc>,
 ) -> Writes {
+    if !queue.open.contains(&cmd.id) {
+        // Settled already (a worker whose claim ran out while it waited, after another took
+        // the command): what is stored stands.
+        let due = head_due(&queue, &open, now);
+        return Writes {
+            commands: Vec::new(),
+            queue,
+            due,
+        };
+    }
     if cmd.state.is_final() {
         queue.open.retain(|id| id != &cmd.id);
         // The next command has waited for this one; its `due_at` has passed, so it goes now.
@@ -258,6 +274,30 @@ mod tests {
         };
         assert_eq!(c.stock, None);
         assert!(c.price.is_some());
+    }
+
+    #[test]
+    fn a_replacement_waits_out_the_backoff_and_a_late_settle_changes_nothing() {
+        let now = Utc::now();
+        let mut failed = stock(1, now);
+        failed.state = CommandState::Failed;
+        failed.due_at = Some(now + chrono::Duration::seconds(60));
+        let q = TargetQueue {
+            open: vec![failed.id.clone()],
+            latest: Some(failed.id.clone()),
+        };
+        let w = enqueue(q, vec![failed.clone()], stock(2, now), now);
+        assert_eq!(
+            w.commands[1].due_at,
+            Some(now + chrono::Duration::seconds(60))
+        );
+        assert_eq!(w.due, Some(now + chrono::Duration::seconds(60)));
+        // The first command is no longer open: a worker settling it late writes nothing.
+        let mut late = failed;
+        late.state = CommandState::Confirmed;
+        let after = settle(w.queue.clone(), vec![w.commands[1].clone()], late, now);
+        assert!(after.commands.is_empty());
+        assert_eq!(after.queue, w.queue);
     }
 
     #[test]
