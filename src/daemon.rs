@@ -219,9 +219,8 @@ async fn poll_task<S: Stores>(
         };
         // Each page has a trace id of its own: its log lines and its stored delivery carry it.
         let page = poller.step_fenced(&store, &Mode::Live, Some(fence));
-        let wait = match crate::telemetry::with_trace_id(crate::telemetry::new_trace_id(), page)
-            .await
-        {
+        let trace = crate::telemetry::TraceStart::new();
+        let wait = match crate::telemetry::with_trace("poll_page", trace, page).await {
             Ok((_, report)) if !report.done => continue,
             Ok((state, _)) => {
                 tracing::debug!(instance = %id, pages = state.pages, orders = state.orders, "poll caught up");

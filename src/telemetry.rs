@@ -9,14 +9,29 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+pub mod otel;
+
+/// Where traces go, besides the logs (`[telemetry]`).
+#[derive(Debug, Clone, Default)]
+pub struct TraceExport {
+    /// OTLP/HTTP base URL (`http://collector:4318`); `None`: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
 /// Installs the global tracing subscriber on stderr. `RUST_LOG` overrides the configured level.
 /// Text logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
 /// (<https://no-color.org>), so a log file never gets escape codes.
 pub fn init_logging(level: &str, json: bool) {
+    init_tracing(level, json, &TraceExport::default());
+}
+
+/// [`init_logging`], and spans exported over OTLP when `export` names an endpoint.
+pub fn init_tracing(level: &str, json: bool, export: &TraceExport) {
     use std::io::IsTerminal;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;
-    init_logging_with(level, json, ansi, std::io::stderr);
+    init_logging_with(level, json, ansi, std::io::stderr, export);
 }
 
 /// Like [`init_logging`] with a chosen writer and no colour (tests capture logs this way).
@@ -24,27 +39,47 @@ pub fn init_logging_to<W>(level: &str, json: bool, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    init_logging_with(level, json, false, writer);
+    init_logging_with(level, json, false, writer, &TraceExport::default());
 }
 
-fn init_logging_with<W>(level: &str, json: bool, ansi: bool, writer: W)
+/// Like [`init_tracing`] with a chosen writer (tests export spans to a receiver of their own).
+pub fn init_tracing_to<W>(level: &str, json: bool, writer: W, export: &TraceExport)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    init_logging_with(level, json, false, writer, export);
+}
+
+fn init_logging_with<W>(level: &str, json: bool, ansi: bool, writer: W, export: &TraceExport)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi)
         .with_target(true);
-    // A second call (tests) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let fmt = if json {
+        fmt.json().flatten_event(true).boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let otel = export.otlp_endpoint.as_deref().and_then(|endpoint| {
+        otel::layer(endpoint, &export.service_name)
+            .inspect_err(|e| eprintln!("traces are not exported: {e}"))
+            .ok()
+    });
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
 }
 
 tokio::task_local! {
@@ -62,33 +97,70 @@ pub fn new_trace_id() -> String {
     }
 }
 
-/// The trace id of a request: the one in its W3C `traceparent` header
-/// (`00-<32 hex>-<16 hex>-<2 hex>`) when that is valid, so a sender's trace continues; else a
-/// new one.
-pub fn trace_id_of(traceparent: Option<&str>) -> String {
-    let valid = |id: &str| {
-        id.len() == 32
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            && id.bytes().any(|b| b != b'0')
-    };
-    traceparent
-        .map(str::trim)
-        .and_then(|t| {
-            let mut parts = t.split('-');
-            let (version, id) = (parts.next()?, parts.next()?);
-            (version.len() == 2 && version != "ff" && valid(id)).then(|| id.to_string())
-        })
-        .unwrap_or_else(new_trace_id)
+/// Where a trace starts: its id and, when it continues a sender's trace, the sender's span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStart {
+    pub trace_id: String,
+    /// The sender's span id (16 hex digits) from its `traceparent`.
+    pub parent_span_id: Option<String>,
 }
 
-/// Runs `f` with `trace_id` as the task's trace id (what [`current_trace_id`] answers), inside
-/// a span carrying it, so every log line of `f` has it.
-pub async fn with_trace_id<F: std::future::Future>(trace_id: String, f: F) -> F::Output {
+impl TraceStart {
+    /// A new trace.
+    pub fn new() -> Self {
+        Self {
+            trace_id: new_trace_id(),
+            parent_span_id: None,
+        }
+    }
+
+    /// The trace of a request: the one its W3C `traceparent` header
+    /// (`00-<32 hex>-<16 hex>-<2 hex>`) continues when that is valid, else a new one.
+    pub fn of(traceparent: Option<&str>) -> Self {
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && s.bytes().any(|b| b != b'0')
+        };
+        traceparent
+            .map(str::trim)
+            .and_then(|t| {
+                let mut parts = t.split('-');
+                let (version, id, span) = (parts.next()?, parts.next()?, parts.next()?);
+                (version.len() == 2 && version != "ff" && hex(id, 32) && hex(span, 16)).then(|| {
+                    Self {
+                        trace_id: id.to_string(),
+                        parent_span_id: Some(span.to_string()),
+                    }
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Default for TraceStart {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `f` as the root span `name` of the trace `start` (what [`current_trace_id`] answers
+/// inside it), so every log line and exported span of `f` carries that trace id.
+pub async fn with_trace<F: std::future::Future>(
+    name: &'static str,
+    start: TraceStart,
+    f: F,
+) -> F::Output {
     use tracing::Instrument;
-    let span = tracing::info_span!("trace", trace_id = %trace_id);
-    TRACE_ID.scope(trace_id, f.instrument(span)).await
+    let id = start.trace_id.clone();
+    let span = match name {
+        "poll_page" => tracing::info_span!("poll_page", trace_id = %id),
+        "outbound_command" => tracing::info_span!("outbound_command", trace_id = %id),
+        _ => tracing::info_span!("request", trace_id = %id),
+    };
+    otel::adopt_trace(&span, &start);
+    TRACE_ID.scope(id, f.instrument(span)).await
 }
 
 /// The trace id of the request or poll page this task serves, if any.

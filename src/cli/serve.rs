@@ -13,7 +13,7 @@ use super::load_config;
 
 pub async fn serve(config_path: &Path) -> Result<()> {
     let config = Arc::new(load_config(config_path)?);
-    telemetry::init_logging(&config.log.level, config.log.json);
+    telemetry::init_tracing(&config.log.level, config.log.json, &config.log.traces);
     let _ = telemetry::metrics();
     for var in &config.dev_defaults {
         tracing::warn!(
@@ -50,6 +50,7 @@ pub async fn serve(config_path: &Path) -> Result<()> {
     );
     with_store!(store, s => daemon::run(s, config.clone(), listener, daemon::shutdown_signal()).await)?;
     tracing::info!("stopped");
+    telemetry::otel::flush();
     Ok(())
 }
 

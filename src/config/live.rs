@@ -268,6 +268,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     {
         out.push("[store]".to_string());
     }
+    if old.log.traces.otlp_endpoint != new.log.traces.otlp_endpoint
+        || old.log.traces.service_name != new.log.traces.service_name
+    {
+        out.push("[telemetry]".to_string());
+    }
     if old.log.level != new.log.level || old.log.json != new.log.json {
         out.push("[log]".to_string());
     }

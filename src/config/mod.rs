@@ -124,6 +124,8 @@ pub struct ServerConfig {
 pub struct LogConfig {
     pub json: bool,
     pub level: String,
+    /// `[telemetry]`: where spans are exported.
+    pub traces: crate::telemetry::TraceExport,
 }
 
 /// A configured channel instance with its adapter and resolved secrets.

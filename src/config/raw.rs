@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub jobs: RawJobs,
     #[serde(default)]
     pub outbox: RawOutbox,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
     /// Channel instances: one per shop, seller account or app.
     #[serde(default, rename = "instance")]
     pub instances: Vec<RawInstance>,
@@ -438,6 +440,19 @@ pub struct RawCustomers {
     /// it changes every key.
     #[serde(default)]
     pub key_salt: Option<String>,
+}
+
+/// Traces exported with OpenTelemetry.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP/HTTP base URL of a collector, e.g. `http://127.0.0.1:4318` (spans are posted to
+    /// `<url>/v1/traces` as JSON). Unset: no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `crossgate`).
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -79,6 +79,7 @@ pub fn validate(
     let jobs = super::sections::jobs(c, &raw);
     let outbox = super::sections::outbox(c, &raw);
     let json_logs = log(c, &raw);
+    let telemetry = trace_export(c, &raw);
     let registry = super::instances::registry(c, &raw, base);
     let instances = super::instances::instances(c, &raw, &registry, &customer_key_salt);
     super::instances::instance_references(c, &raw, &instances);
@@ -117,6 +118,7 @@ pub fn validate(
         log: LogConfig {
             json: json_logs,
             level: raw.log.level,
+            traces: telemetry,
         },
         registry,
         instances,
@@ -305,6 +307,31 @@ fn customers(c: &mut Check, raw: &RawConfig) -> Option<Secret> {
         );
     }
     customer_key_salt
+}
+
+/// `[telemetry]`: where spans are exported (an http(s) URL without credentials or query).
+fn trace_export(c: &mut Check, raw: &RawConfig) -> crate::telemetry::TraceExport {
+    let t = &raw.telemetry;
+    let endpoint = t.otlp_endpoint.as_ref().and_then(|e| {
+        let ok = url::Url::parse(e).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+        });
+        if !ok {
+            c.issue(
+                "telemetry.otlp_endpoint",
+                "must be an http(s) URL without credentials or query, e.g. http://127.0.0.1:4318"
+                    .into(),
+            );
+        }
+        ok.then(|| e.clone())
+    });
+    crate::telemetry::TraceExport {
+        otlp_endpoint: endpoint,
+        service_name: t.service_name.clone().unwrap_or_else(|| "crossgate".into()),
+    }
 }
 
 /// `[log]`: whether logs are JSON; the level must be a tracing filter.

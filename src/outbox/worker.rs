@@ -58,7 +58,9 @@ impl Worker {
         let n = claimed.len();
         for cmd in claimed {
             let id = cmd.id.clone();
-            let done = self.deliver(cmd).await;
+            let trace = crate::telemetry::TraceStart::new();
+            let done =
+                crate::telemetry::with_trace("outbound_command", trace, self.deliver(cmd)).await;
             tracing::info!(instance = %self.inst.id, command = %id, state = done.state.as_str(), attempts = done.attempts.len(), "outbound command attempted");
             metrics::counter!(crate::telemetry::names::OUTBOUND_COMMANDS, "instance" => self.inst.id.clone(), "state" => done.state.as_str()).increment(1);
             store.outbox_settle(done, Utc::now()).await?;

@@ -210,11 +210,15 @@ pub async fn ingest<S: Store>(
     }
     let started = std::time::Instant::now();
     let (body, checked) = {
+        use tracing::Instrument;
         let (inst, headers) = (inst.clone(), headers.clone());
+        let span =
+            tracing::info_span!("verify_and_normalize", instance = %inst.id, bytes = body.len());
         on_cpu(body.len(), move || {
             let checked = verify_and_dispose(&inst, &headers, &body, now);
             (body, checked)
         })
+        .instrument(span)
         .await
     };
     crate::telemetry::record_stage("verify_and_normalize", started);

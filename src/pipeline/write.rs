@@ -3,6 +3,7 @@
 //! orders right after the write (the daemon's lifecycle loop retries what this leaves).
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::dispose::{dead_letter_reason, set_customer_keys};
 use crate::adapter::NormalizeError;
@@ -78,8 +79,10 @@ pub async fn store_delivery<S: Store>(
             .collect(),
         _ => Vec::new(),
     };
+    let span = tracing::info_span!("store_write", delivery = %delivery.delivery_id);
     let outcome = store
         .ingest_with_cursor(delivery, disposition, cursor)
+        .instrument(span)
         .await
         .inspect_err(|e| {
             if let Some(kind) = e.failure_kind() {

@@ -138,12 +138,13 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
 /// lines carry it, a delivery it stores keeps it, and the answer names it in `X-Trace-Id`, so
 /// ops can go from a channel's complaint to the delivery and its logs.
 async fn trace_request(req: Request, next: Next) -> Response {
-    let id = telemetry::trace_id_of(
+    let start = telemetry::TraceStart::of(
         req.headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok()),
     );
-    let mut resp = telemetry::with_trace_id(id.clone(), next.run(req)).await;
+    let id = start.trace_id.clone();
+    let mut resp = telemetry::with_trace("request", start, next.run(req)).await;
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-trace-id", v);
     }
