@@ -140,6 +140,10 @@ async fn housekeeping_task<S: Stores>(store: S, live: Arc<LiveConfig>) {
             }
             Err(e) => tracing::warn!(error = %e, "counting fx_pending orders failed"),
         }
+        match crate::tax::store::TaxStore::tax_pending_count(&store).await {
+            Ok(n) => metrics::gauge!(crate::telemetry::names::TAX_PENDING_ORDERS).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "counting tax_pending orders failed"),
+        }
         match store.dead_letters_waiting().await {
             Ok(waiting) => {
                 let config = live.get();

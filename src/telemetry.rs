@@ -332,6 +332,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Order revisions the tax job quoted, by outcome (quoted, tax_pending: a rule is missing and the order is held).",
     ),
     (
+        names::TAX_PENDING_ORDERS,
+        Kind::Gauge,
+        "Orders held tax_pending now (their latest quote lacks a rule).",
+    ),
+    (
         names::HOLDS,
         Kind::Counter,
         "Order revisions stored with a hold the numbers put on them, by kind (totals_mismatch).",
@@ -401,6 +406,7 @@ pub fn register_zeros(instances: &[&str]) {
         metrics::counter!(TAX_QUOTES, "outcome" => outcome).increment(0);
     }
     metrics::gauge!(FX_PENDING_ORDERS).set(0.0);
+    metrics::gauge!(TAX_PENDING_ORDERS).set(0.0);
     metrics::counter!(HOLDS, "kind" => crate::model::TOTALS_MISMATCH).increment(0);
 }
 
@@ -462,6 +468,8 @@ pub mod names {
     pub const FX_PENDING_ORDERS: &str = "crossgate_fx_pending_orders";
     /// Tax quotes by outcome.
     pub const TAX_QUOTES: &str = "crossgate_tax_quotes_total";
+    /// Orders held tax_pending now.
+    pub const TAX_PENDING_ORDERS: &str = "crossgate_tax_pending_orders";
     /// Order revisions stored with a hold, by kind.
     pub const HOLDS: &str = "crossgate_holds_total";
     /// Outbound command attempts by instance and resulting state.

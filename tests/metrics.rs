@@ -244,8 +244,13 @@ async fn conversions_quotes_and_holds_are_counted() {
     ] {
         assert!(value(&before, s).is_some(), "{s} from start-up: {before}");
     }
-    // One order that adds up (no rates are loaded: fx_pending), one that does not.
-    let good = shopify_order(6_100_001, "2024-04-02T09:00:00-05:00");
+    // One order that adds up (no rates are loaded: fx_pending; shipped to Brazil, which no
+    // rule pack covers: tax_pending), one that does not.
+    let mut good: serde_json::Value =
+        serde_json::from_slice(&shopify_order(6_100_001, "2024-04-02T09:00:00-05:00")).unwrap();
+    good["order"]["shipping_address"]["country_code"] = serde_json::json!("BR");
+    good["order"]["shipping_address"]["country"] = serde_json::json!("Brazil");
+    let good = serde_json::to_vec(&good).unwrap();
     let mut bad: serde_json::Value =
         serde_json::from_slice(&shopify_order(6_100_002, "2024-04-02T09:00:00-05:00")).unwrap();
     bad["order"]["total_price"] = serde_json::json!("1.00");
@@ -266,6 +271,14 @@ async fn conversions_quotes_and_holds_are_counted() {
             - at(&before, tax_pending);
         if fx >= 1.0 && tax >= 1.0 {
             assert_eq!(at(&now, holds) - at(&before, holds), 1.0, "{now}");
+            // The store's index of held quotes agrees with the quotes counted (this store
+            // holds only this test's orders).
+            let held = crossgate::with_store!(&gw.store, s => crossgate::tax::store::TaxStore::tax_pending_count(s).await).unwrap();
+            assert_eq!(
+                held as f64,
+                at(&now, tax_pending) - at(&before, tax_pending),
+                "{now}"
+            );
             break;
         }
         assert!(

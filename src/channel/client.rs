@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
+use tracing::Instrument;
 use url::Url;
 
 use crate::adapter::spec::{AdapterSpec, ApiSpec, AuthSpec, RateLimitSpec};
@@ -401,6 +402,12 @@ impl ChannelClient {
             .await
     }
 
+    /// The span of one request to the channel: the instance and the method (never the URL:
+    /// its query may hold a credential).
+    fn span(&self, method: &reqwest::Method) -> tracing::Span {
+        tracing::info_span!("channel_request", instance = %self.instance, method = %method)
+    }
+
     /// One request with the instance's headers and credentials (TikTok's signature is made
     /// per request: its timestamp must be fresh).
     fn request(
@@ -459,6 +466,7 @@ impl ChannelClient {
         let resp = self
             .request(&method, &url, body.as_ref())
             .send()
+            .instrument(self.span(&method))
             .await
             .map_err(|e| ApiError::Transport {
                 url: shown.clone(),
@@ -514,7 +522,8 @@ impl ChannelClient {
             if let Some(l) = limiter {
                 self.wait_turn(l).await;
             }
-            let wait = match self.request(&method, &base_url, body.as_ref()).send().await {
+            let sent = self.request(&method, &base_url, body.as_ref()).send();
+            let wait = match sent.instrument(self.span(&method)).await {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.is_success() {

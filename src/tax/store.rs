@@ -9,7 +9,8 @@ use super::{AnnualEntry, Quote};
 use crate::store::StoreResult;
 
 pub trait TaxStore: Send + Sync + 'static {
-    /// Stores an order's tax quote and, atomically, its share of the buyer's CBEC annual total.
+    /// Stores an order's tax quote and, atomically, its share of the buyer's CBEC annual total
+    /// and whether the order is held `tax_pending`.
     fn tax_commit(
         &self,
         quote: Quote,
@@ -17,6 +18,9 @@ pub trait TaxStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn tax_quote(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<Quote>>> + Send;
+
+    /// How many orders' latest quote is `tax_pending` (a rule is missing).
+    fn tax_pending_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// A buyer's CBEC purchases in a year (CNY), without the given order's own share.
     fn tax_annual(

@@ -70,6 +70,8 @@ pub(super) const FX_CHECKPOINTS: TableDefinition<u64, &[u8]> =
     TableDefinition::new("fx_checkpoints");
 /// Tax: order id → Quote JSON.
 pub(super) const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
+/// Tax: orders whose latest quote is tax_pending.
+pub(super) const TAX_PENDING: TableDefinition<&str, ()> = TableDefinition::new("tax_pending");
 /// Tax: `customer key|year|order id` → CNY amount (the CBEC annual total's parts).
 pub(super) const TAX_ANNUAL: TableDefinition<&str, &str> = TableDefinition::new("tax_annual");
 
@@ -132,6 +134,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(RECO_RANK).map_err(unavailable)?;
     txn.open_table(RECO_META).map_err(unavailable)?;
     txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+    txn.open_table(TAX_PENDING).map_err(unavailable)?;
     txn.open_table(OUTBOX).map_err(unavailable)?;
     txn.open_table(OUTBOX_BY_TIME).map_err(unavailable)?;
     txn.open_table(OUTBOX_QUEUES).map_err(unavailable)?;

@@ -3,7 +3,7 @@ use super::{EmbeddedStore, unavailable};
 use crate::store::{StoreError, StoreResult};
 use crate::tax::store::TaxStore;
 use crate::tax::{AnnualEntry, Quote};
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTableMetadata};
 
 impl TaxStore for EmbeddedStore {
     async fn tax_commit(&self, quote: Quote, annual: Option<AnnualEntry>) -> StoreResult<()> {
@@ -12,6 +12,16 @@ impl TaxStore for EmbeddedStore {
             let mut q = txn.open_table(TAX_QUOTES).map_err(unavailable)?;
             q.insert(quote.order_id.as_str(), json.as_slice())
                 .map_err(unavailable)?;
+            let mut pending = txn.open_table(TAX_PENDING).map_err(unavailable)?;
+            if quote.status == crate::tax::QuoteStatus::TaxPending {
+                pending
+                    .insert(quote.order_id.as_str(), ())
+                    .map_err(unavailable)?;
+            } else {
+                pending
+                    .remove(quote.order_id.as_str())
+                    .map_err(unavailable)?;
+            }
             if let Some(a) = annual {
                 let key = format!("{}|{}|{}", a.customer_key, a.year, quote.order_id);
                 let mut t = txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
@@ -42,6 +52,15 @@ impl TaxStore for EmbeddedStore {
                         .map_err(|e| StoreError::Corrupt(format!("tax quote: {e}")))
                 })
                 .transpose()
+        })
+        .await
+    }
+
+    async fn tax_pending_count(&self) -> StoreResult<u64> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(TAX_PENDING).map_err(unavailable)?;
+            t.len().map_err(unavailable)
         })
         .await
     }

@@ -31,6 +31,7 @@
 //! | `P:{I}:budget:<name>` | string, PX | a shared rate budget (GCRA arrival time, µs) |
 //! | `P:{fx}:docs`, `head`, `log`, `idx`, `pending`, `checkpoints`, `view:<order>` | | the FX log |
 //! | `P:{tax}:quote:<order>`, `annual:<customer>:<year>` | string | tax quotes, CBEC totals |
+//! | `P:{tax}:pending` | set | orders whose latest quote is tax_pending |
 //! | `P:{reco}:…` | | recommendation generations (see `reco.rs`) |
 
 /// Builds keys under one prefix.
@@ -102,6 +103,11 @@ impl Keys {
 
     pub(super) fn tax_quote(&self, order_id: &str) -> String {
         self.tagged("tax", &format!("quote:{order_id}"))
+    }
+
+    /// Orders whose latest quote is tax_pending (a set).
+    pub(super) fn tax_pending(&self) -> String {
+        self.tagged("tax", "pending")
     }
 
     pub(super) fn tax_annual(&self, customer_key: &str, year: i32) -> String {

@@ -11,6 +11,11 @@ impl TaxStore for RedisStore {
             .arg(self.keys.tax_quote(&quote.order_id))
             .arg(json)
             .ignore();
+        let held = quote.status == crate::tax::QuoteStatus::TaxPending;
+        pipe.cmd(if held { "SADD" } else { "SREM" })
+            .arg(self.keys.tax_pending())
+            .arg(&quote.order_id)
+            .ignore();
         if let Some(a) = annual {
             let key = self.keys.tax_annual(&a.customer_key, a.year);
             match a.amount {
@@ -30,6 +35,14 @@ impl TaxStore for RedisStore {
     async fn tax_quote(&self, order_id: &str) -> StoreResult<Option<Quote>> {
         self.get_json(self.keys.tax_quote(order_id), "tax quote")
             .await
+    }
+
+    async fn tax_pending_count(&self) -> StoreResult<u64> {
+        redis::cmd("SCARD")
+            .arg(self.keys.tax_pending())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
     }
 
     async fn tax_annual(
