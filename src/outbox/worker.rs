@@ -89,20 +89,20 @@ impl Worker {
             if sending.is_empty() || cmd.operations_done.contains(&op.name) {
                 continue;
             }
-            let verdict = self.run(op, &cmd, &sending).await;
+            let ran = self.run(op, &cmd, &sending).await;
             cmd.attempts.push(Attempt {
                 at: Utc::now(),
                 operation: op.name.clone(),
-                outcome: verdict.outcome,
-                status: verdict.status,
-                message: verdict.verdict.message.clone(),
+                outcome: ran.verdict.outcome,
+                status: ran.status,
+                message: ran.verdict.message.clone(),
             });
-            if verdict.verdict.outcome != AttemptOutcome::Confirmed {
-                last = Some(verdict.verdict);
+            if ran.verdict.outcome != AttemptOutcome::Confirmed {
+                last = Some(ran.verdict);
                 break;
             }
             cmd.operations_done.push(op.name.clone());
-            if let Some(r) = verdict.verdict.reference {
+            if let Some(r) = ran.verdict.reference {
                 cmd.channel_refs.insert(op.name.clone(), r);
             }
             // A field is confirmed once every operation that sends it is done (WooCommerce
@@ -270,7 +270,6 @@ impl Worker {
 /// What one operation came to.
 struct Ran {
     status: Option<u16>,
-    outcome: AttemptOutcome,
     verdict: Verdict,
 }
 
@@ -278,7 +277,6 @@ impl Ran {
     fn answered(status: u16, verdict: Verdict) -> Self {
         Self {
             status: Some(status),
-            outcome: verdict.outcome,
             verdict,
         }
     }
@@ -303,7 +301,6 @@ impl Ran {
     fn without_status(outcome: AttemptOutcome, message: String) -> Self {
         Self {
             status: None,
-            outcome,
             verdict: Verdict {
                 outcome,
                 message: Some(message),
