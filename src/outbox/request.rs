@@ -268,10 +268,7 @@ pub fn judge(
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let at = |p: &str| json.as_ref().and_then(|j| j.pointer(p));
     let message = || {
-        let found = op.error.iter().find_map(|p| at(p)).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let found = op.error.iter().find_map(|p| at(p)).map(as_text);
         Some(bounded(found.unwrap_or_else(|| format!("HTTP {status}"))))
     };
     let verdict = |outcome, message| Verdict {
@@ -282,21 +279,12 @@ pub fn judge(
     };
     match status {
         200..=299 => {
-            let text = |v: &Value| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
             if let Some(a) = &op.accept
-                && at(&a.pointer).and_then(text).as_deref() != Some(a.equals.as_str())
+                && at(&a.pointer).and_then(scalar).as_deref() != Some(a.equals.as_str())
             {
                 return verdict(AttemptOutcome::Refused, message());
             }
-            let reference = op.reference.as_deref().and_then(at).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
+            let reference = op.reference.as_deref().and_then(at).map(as_text);
             Verdict {
                 reference,
                 ..verdict(AttemptOutcome::Confirmed, None)
@@ -314,16 +302,30 @@ pub fn judge(
     }
 }
 
-/// The value a lookup's answer gives: at `pick`, or with `among`, at `pick` in the first
-/// element of that list that matches `where`.
-pub fn pick(body: &[u8], lookup: &crate::adapter::spec::LookupSpec) -> Option<String> {
-    let json: Value = serde_json::from_slice(body).ok()?;
-    let scalar = |v: &Value| match v {
+/// A string, number or boolean of a channel's answer as text (what `accept`, `where` and a
+/// lookup compare and keep).
+fn scalar(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    };
+    }
+}
+
+/// Any value of a channel's answer as text: a string as it is, anything else as JSON (an
+/// error list, a numeric id).
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The value a lookup's answer gives: at `pick`, or with `among`, at `pick` in the first
+/// element of that list that matches `where`.
+pub fn pick(body: &[u8], lookup: &crate::adapter::spec::LookupSpec) -> Option<String> {
+    let json: Value = serde_json::from_slice(body).ok()?;
     let Some(list) = &lookup.among else {
         return json.pointer(&lookup.pick).and_then(scalar);
     };
