@@ -45,6 +45,12 @@ async fn take_in(gw: &Gateway, body: &[u8], id: &str, topic: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
+/// Shopify's sample product (variants IPOD2008PINK, RED, GREEN, BLACK) by its webhook.
+async fn take_in_product(gw: &Gateway) {
+    let product = fixture("shopify/rest-2024-04-product-get-632910392.json");
+    take_in(gw, &product, "p1", "products/update").await;
+}
+
 async fn listing_id(gw: &Gateway, sku: &str) -> String {
     let r = get(
         &http(),
@@ -79,13 +85,7 @@ async fn listing_update_reaches_shopify(backend: Backend) {
     let (mock, shop) = mock_shopify().await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(backend, &mock, &dir).await;
-    take_in(
-        &gw,
-        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
-        "p1",
-        "products/update",
-    )
-    .await;
+    take_in_product(&gw).await;
     let pink = listing_id(&gw, "IPOD2008PINK").await;
     let patch = json!({"stock": 42, "price": {"amount": "189.50", "currency": "USD"}, "status": "inactive"});
     let path = format!("/v1/listings/{pink}");
@@ -233,13 +233,7 @@ async fn throttled_refused_and_retried(backend: Backend) {
     let (mock, shop) = mock_shopify().await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(backend, &mock, &dir).await;
-    take_in(
-        &gw,
-        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
-        "p1",
-        "products/update",
-    )
-    .await;
+    take_in_product(&gw).await;
     let red = listing_id(&gw, "IPOD2008RED").await;
     *shop.throttle.lock().unwrap() = 1;
     let r = send(
@@ -369,13 +363,7 @@ async fn burst_of_stock_levels_ends_at_the_last(backend: Backend) {
     *shop.inventory_delay.lock().unwrap() = Duration::from_millis(30);
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(backend, &mock, &dir).await;
-    take_in(
-        &gw,
-        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
-        "p1",
-        "products/update",
-    )
-    .await;
+    take_in_product(&gw).await;
     let path = format!("/v1/listings/{}", listing_id(&gw, "IPOD2008GREEN").await);
     let mut ids = Vec::new();
     for n in 1..=100 {
@@ -519,13 +507,7 @@ async fn bulk_updates_are_all_or_nothing(backend: Backend) {
     let (mock, shop) = mock_shopify().await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(backend, &mock, &dir).await;
-    take_in(
-        &gw,
-        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
-        "p1",
-        "products/update",
-    )
-    .await;
+    take_in_product(&gw).await;
     let bad = json!({"instance": "shop", "updates": [{"sku": "IPOD2008RED", "stock": 3}, {"sku": "NO-SUCH-SKU", "stock": 1}]});
     let r = send(
         &gw,
@@ -578,13 +560,7 @@ async fn the_cli_lists_shows_and_retries_commands() {
     let (mock, shop) = mock_shopify().await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(Backend::Redis, &mock, &dir).await;
-    take_in(
-        &gw,
-        &fixture("shopify/rest-2024-04-product-get-632910392.json"),
-        "p1",
-        "products/update",
-    )
-    .await;
+    take_in_product(&gw).await;
     *shop.refuse_variant.lock().unwrap() = Some(49148385);
     let red = listing_id(&gw, "IPOD2008RED").await;
     let price = json!({"price": {"amount": "150.00", "currency": "USD"}});

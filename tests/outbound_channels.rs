@@ -55,6 +55,32 @@ async fn first_id(gw: &Gateway, what: &str) -> String {
         .to_string()
 }
 
+/// Registers a canonical listing for `instance` (a catalogue import); its id.
+async fn register_listing(gw: &Gateway, instance: &str, listing: Value) -> String {
+    let h = [("Content-Type".to_string(), "application/json".to_string())];
+    let url = gw.url(&format!("/v1/instances/{instance}/listings"));
+    let r = post(&http(), &url, &serde_json::to_vec(&listing).unwrap(), &h).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    first_id(gw, &format!("listings?instance={instance}")).await
+}
+
+/// The id of the first order of `instance`, once its poller has brought one in.
+async fn polled_order(gw: &Gateway, instance: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(&http(), &gw.url(&format!("/v1/orders?instance={instance}"))).await;
+        if let Some(id) = r.body["items"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order was never polled: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
@@ -274,18 +300,8 @@ secrets = {{ access_token = "${{T}}" }}
 settings = {{ api_base = "{base}", marketplace_id = "A1F83G8C2ARO7P", seller_id = "A2EUQ1WTGCTBG2" }}"#
     );
     let gw = start(gateway_config(&dir, &instance, &[("T", "Atza|test")])).await;
-    let h = [("Content-Type".to_string(), "application/json".to_string())];
     // An Amazon listing comes in as a canonical listing (a catalogue import), by SKU.
-    let listing = json!({"external_id": "B0EXAMPLE1", "revision": {"updated_at": "2026-03-01T10:00:00Z"}, "sku": "GIFT-MUG/01", "title": "Gift mug", "price": {"amount": "12.99", "currency": "GBP"}, "stock": 4, "status": "active"});
-    let r = post(
-        &http(),
-        &gw.url("/v1/instances/amzuk/listings"),
-        &serde_json::to_vec(&listing).unwrap(),
-        &h,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let id = first_id(&gw, "listings?instance=amzuk").await;
+    let id = register_listing(&gw, "amzuk", json!({"external_id": "B0EXAMPLE1", "revision": {"updated_at": "2026-03-01T10:00:00Z"}, "sku": "GIFT-MUG/01", "title": "Gift mug", "price": {"amount": "12.99", "currency": "GBP"}, "stock": 4, "status": "active"})).await;
     let r = send(
         &gw,
         reqwest::Method::PATCH,
@@ -349,19 +365,7 @@ settings = {{ api_base = "{base}", marketplace_id = "A1F83G8C2ARO7P", seller_id 
     assert_eq!(r.status, 422, "{}", r.text);
 
     // The order, polled from searchOrders, then its shipment (every line, in full).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let order = loop {
-        let r = get(&http(), &gw.url("/v1/orders?instance=amzuk")).await;
-        if let Some(id) = r.body["items"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the order was never polled: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let order = polled_order(&gw, "amzuk").await;
     let r = send(
         &gw,
         reqwest::Method::POST,
@@ -462,17 +466,7 @@ secrets = {{ access_token = "${{T}}" }}
 settings = {{ api_base = "{base}" }}"#
     );
     let gw = start(gateway_config(&dir, &instance, &[("T", "v^1.1#i^1#test")])).await;
-    let h = [("Content-Type".to_string(), "application/json".to_string())];
-    let listing = json!({"external_id": "6546431010", "revision": {"updated_at": "2026-03-01T10:00:00Z"}, "sku": "LTO5-SAS-1025", "title": "LTO-5 tape drive", "price": {"amount": "120.00", "currency": "USD"}, "stock": 2, "status": "active"});
-    let r = post(
-        &http(),
-        &gw.url("/v1/instances/ebayus/listings"),
-        &serde_json::to_vec(&listing).unwrap(),
-        &h,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let id = first_id(&gw, "listings?instance=ebayus").await;
+    let id = register_listing(&gw, "ebayus", json!({"external_id": "6546431010", "revision": {"updated_at": "2026-03-01T10:00:00Z"}, "sku": "LTO5-SAS-1025", "title": "LTO-5 tape drive", "price": {"amount": "120.00", "currency": "USD"}, "stock": 2, "status": "active"})).await;
     let r = send(
         &gw,
         reqwest::Method::PATCH,
@@ -503,19 +497,7 @@ settings = {{ api_base = "{base}" }}"#
         "{cmd}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let order = loop {
-        let r = get(&http(), &gw.url("/v1/orders?instance=ebayus")).await;
-        if let Some(id) = r.body["items"][0]["id"].as_str() {
-            break id.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the order was never polled: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let order = polled_order(&gw, "ebayus").await;
     let r = send(
         &gw,
         reqwest::Method::POST,

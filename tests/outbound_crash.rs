@@ -66,14 +66,9 @@ struct Accepted {
 
 /// The inventory item ids of the fixture's variants, by listing id.
 async fn listings(c: &reqwest::Client, base: &str) -> Vec<(String, u64)> {
-    let r: Value = c
-        .get(format!("{base}/v1/listings?instance=shop"))
-        .send()
+    let r: Value = get(c, &format!("{base}/v1/listings?instance=shop"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .body;
     r["items"]
         .as_array()
         .unwrap()
@@ -136,14 +131,12 @@ async fn settled(c: &reqwest::Client, base: &str, shop: &Shop, want: &BTreeMap<u
         return false;
     }
     for state in ["queued", "sent", "failed"] {
-        let r: Value = c
-            .get(format!("{base}/v1/outbound?instance=shop&status={state}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = get(
+            c,
+            &format!("{base}/v1/outbound?instance=shop&status={state}"),
+        )
+        .await
+        .body;
         if !r["items"].as_array().unwrap().is_empty() {
             return false;
         }
@@ -241,14 +234,7 @@ async fn accepted_commands_survive_kill_9() {
     // Every accepted command was confirmed or replaced by a later one; none is dead.
     let mut states = BTreeMap::<String, usize>::new();
     for id in &acc.ids {
-        let r: Value = c
-            .get(format!("{base}/v1/outbound/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = get(&c, &format!("{base}/v1/outbound/{id}")).await.body;
         *states
             .entry(r["state"].as_str().unwrap_or("missing").to_string())
             .or_default() += 1;

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use serde_json::json;
 
@@ -17,26 +14,6 @@ const CANARIES: &[&str] = &[
     "77 Canary Wharf Lane",
     "Canaryville",
 ];
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 fn canary_order(external_id: &str) -> serde_json::Value {
     let mut v = app_order(external_id, "2024-05-01T10:00:00Z");
@@ -56,7 +33,7 @@ fn assert_clean(what: &str, text: &str) {
 
 #[tokio::test]
 async fn canaries_never_reach_logs_answers_or_metrics() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     crossgate::telemetry::init_logging_to("trace", true, capture.clone());
     let gw = Gateway::start(test_config(Backend::Embedded, &redis_url(), "")).await;
     let c = http();
@@ -136,7 +113,7 @@ async fn canaries_never_reach_logs_answers_or_metrics() {
     assert_clean("metrics", &get(&c, &gw.url("/metrics")).await.text);
     gw.stop().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(capture.bytes()).unwrap();
     assert!(
         logs.contains("delivery dead-lettered") && logs.contains("delivery refused"),
         "the capture really holds the gateway's logs:\n{logs}"

@@ -5,31 +5,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use crossgate::store::Store;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const SENDER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -54,7 +31,7 @@ async fn deliver(
 
 #[tokio::test]
 async fn a_delivery_its_dead_letter_and_its_logs_carry_one_trace_id() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     crossgate::telemetry::init_logging_to("debug", true, capture.clone());
     let gw = Gateway::start(test_config(Backend::Embedded, &redis_url(), "")).await;
 
@@ -118,7 +95,7 @@ async fn a_delivery_its_dead_letter_and_its_logs_carry_one_trace_id() {
     gw.stop().await;
 
     // The JSON log lines of the parked delivery carry the sender's trace id.
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(capture.bytes()).unwrap();
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains(SENDER_TRACE)).collect();
     assert!(!lines.is_empty(), "no log line carries the trace id");
     for l in lines {
