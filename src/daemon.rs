@@ -134,10 +134,8 @@ async fn housekeeping_task<S: Stores>(store: S, live: Arc<LiveConfig>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
-        match crate::fx::store::FxStore::fx_pending(&store).await {
-            Ok(ids) => {
-                metrics::gauge!(crate::telemetry::names::FX_PENDING_ORDERS).set(ids.len() as f64)
-            }
+        match crate::fx::store::FxStore::fx_pending_count(&store).await {
+            Ok(n) => metrics::gauge!(crate::telemetry::names::FX_PENDING_ORDERS).set(n as f64),
             Err(e) => tracing::warn!(error = %e, "counting fx_pending orders failed"),
         }
         match crate::tax::store::TaxStore::tax_pending_count(&store).await {

@@ -30,6 +30,9 @@ pub trait FxStore: Send + Sync + 'static {
     /// Orders waiting for a rate.
     fn fx_pending(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
+    /// How many orders wait for a rate (the gauge; without reading their ids).
+    fn fx_pending_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// The FX log head as last committed (sequence and hash of the newest entry): `fx verify`
     /// checks the stored entries end there (a deleted tail is noticed).
     fn fx_head(&self) -> impl Future<Output = StoreResult<Head>> + Send;

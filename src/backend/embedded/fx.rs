@@ -7,7 +7,7 @@ use crate::fx::store::FxStore;
 use crate::fx::{FxDraft, FxView, Head};
 use crate::store::{StoreError, StoreResult};
 use chrono::Utc;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 impl FxStore for EmbeddedStore {
     async fn fx_put_doc(&self, doc: RateDoc) -> StoreResult<bool> {
@@ -110,6 +110,15 @@ impl FxStore for EmbeddedStore {
                 out.push(k.value().to_string());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn fx_pending_count(&self) -> StoreResult<u64> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_PENDING).map_err(unavailable)?;
+            t.len().map_err(unavailable)
         })
         .await
     }

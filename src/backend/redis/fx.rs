@@ -120,6 +120,14 @@ impl FxStore for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn fx_pending_count(&self) -> StoreResult<u64> {
+        redis::cmd("SCARD")
+            .arg(self.keys.fx("pending"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn fx_head(&self) -> StoreResult<Head> {
         let mut conn = self.conn();
         let head: Option<String> = redis::cmd("GET")
