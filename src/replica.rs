@@ -123,7 +123,7 @@ impl Job {
 
 /// What `crossgate cluster status` and `GET /v1/cluster` show: the store's nodes and slots,
 /// who holds each lease, and what is left of each shared rate budget.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ClusterStatus {
     /// `embedded`, `redis` (one node) or `redis-cluster`.
     pub store: String,

@@ -27,6 +27,24 @@ fn committed_schemas_are_current() {
     );
 }
 
+/// `schemas/openapi.json` is the document the daemon serves at `GET /openapi.json`.
+#[test]
+fn committed_openapi_document_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.json");
+    let doc = crossgate::ingress::http::openapi_document();
+    let mut want = serde_json::to_string_pretty(&doc).unwrap();
+    want.push('\n');
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "schemas/openapi.json is stale: run `UPDATE_GOLDEN=1 cargo test --test schemas` and commit"
+    );
+}
+
 #[test]
 fn app_schema_leaves_out_gateway_fields() {
     let (_, schema) = crossgate::schemas::all()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// One field that could not be mapped. `field` is the canonical path (`lines[0].quantity`),
 /// `source` where it was read from (`line_items[0].quantity`). Problems never quote free-text
 /// payload values, so they are safe to return to senders and to keep in dead letters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldError {
     pub field: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -100,10 +100,11 @@ impl Rounding {
 }
 
 /// One side of a conversion: units of `currency` per EUR, and where that came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Leg {
     pub currency: String,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub per_eur: Decimal,
     /// The publication day (ECB) or the day the manual rate was applied to.
     pub date: NaiveDate,

@@ -27,7 +27,7 @@ use crate::store::StoreError;
 const MESSAGE_TAG: &str = "crossgate-fx-checkpoint/1";
 
 /// A signed head of the FX log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Checkpoint {
     /// The sequence number of the newest entry at signing.
     pub seq: u64,

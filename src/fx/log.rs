@@ -20,7 +20,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Where the converted order came from, as the merchant's books know it: what joins the log
 /// to them. Part of the hashed entry (entries logged before it existed have none and keep
 /// their hashes; exports look their orders up instead).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderRef {
     /// Adapter name, e.g. `shopify`.
     pub channel: String,
@@ -51,7 +51,7 @@ impl OrderRef {
 }
 
 /// One conversion, as logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FxEntry {
     /// Position in the log, from 1.
     pub seq: u64,
@@ -68,6 +68,7 @@ pub struct FxEntry {
     pub to: Money,
     /// Target units per source unit (10 decimals; the legs are authoritative).
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub rate: Decimal,
     pub rate_date: NaiveDate,
     pub from_leg: Leg,
@@ -128,7 +129,7 @@ pub fn conversion_key(order_id: &str, part: &str, to: &str) -> String {
 }
 
 /// A problem `fx verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     /// The entry (`fx.<seq>`) or the position where the chain breaks.
     pub entry: String,
@@ -288,23 +289,28 @@ pub const GRAND_TOTAL: &str = "total.grand_total";
 /// One line of the daily report: a currency pair on one day, over the orders' grand totals
 /// (every other part is a piece of the grand total; adding them too counted each order several
 /// times).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PairReport {
     pub from: String,
     pub to: String,
     /// Orders converted (each order's current grand total, once).
     pub count: u64,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub from_sum: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub to_sum: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub min_rate: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub max_rate: Decimal,
     /// The same source amounts at the rates of `revalued_at`, minus `to_sum` (a revaluation;
     /// zero when a rate of that day is missing).
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub revaluation: Decimal,
     /// The day whose rates the revaluation uses.
     pub revalued_at: Option<NaiveDate>,

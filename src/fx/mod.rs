@@ -79,7 +79,7 @@ impl Default for FxSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FxStatus {
     Converted,
@@ -88,7 +88,7 @@ pub enum FxStatus {
 }
 
 /// An order's amounts in one reporting currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reporting {
     /// `subtotal`, `shipping`, `discount`, `tax`, `grand_total`.
     pub totals: BTreeMap<String, Money>,
@@ -97,7 +97,7 @@ pub struct Reporting {
 }
 
 /// The FX state of an order revision (what `GET /v1/orders/{id}/fx` shows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FxView {
     pub order_id: String,
     pub revision: String,

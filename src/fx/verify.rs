@@ -16,7 +16,7 @@ use crate::model::OrderId;
 use crate::store::{Store, StoreError};
 
 /// What `fx verify` found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     pub entries: u64,
     pub head_seq: u64,

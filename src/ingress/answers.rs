@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,7 +15,7 @@ use crate::fx::log::{FxEntry, PairReport};
 use crate::store::{DeadLetter, Reconciliation, RecordResult};
 
 /// What happened to a delivery (a webhook, a submission, an import chunk).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryAnswer {
     pub status: DeliveryStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,7 +33,7 @@ pub struct DeliveryAnswer {
     pub dead_letter: Option<DeadLetterAnswer>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Stored,
@@ -45,7 +46,7 @@ pub enum DeliveryStatus {
 }
 
 /// Why a delivery, or one of its items, was dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeadLetterAnswer {
     pub dead_letter_id: String,
     /// The item's index in the delivery (absent for the whole delivery).
@@ -83,7 +84,7 @@ impl DeliveryAnswer {
 }
 
 /// A page of a listing, items in order; `next_cursor` is absent on the last page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,13 +101,13 @@ impl<T> From<crate::store::Page<T>> for Page<T> {
 }
 
 /// `GET /v1/dead-letters/{id}`: the dead letter and the delivery it came from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeadLetterDetail {
     pub dead_letter: DeadLetter,
     pub delivery: Option<DeliveryView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryView {
     pub topic: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -115,7 +116,7 @@ pub struct DeliveryView {
 }
 
 /// A raw body: text when it is UTF-8, else base64.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BodyView {
     /// `utf-8` or `base64`.
     pub encoding: String,
@@ -141,7 +142,7 @@ impl BodyView {
 }
 
 /// `POST /v1/dead-letters/{id}/replay`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayAnswer {
     /// `resolved`, or `fetch_queued` for a thin webhook (202).
     pub status: String,
@@ -152,14 +153,14 @@ pub struct ReplayAnswer {
 }
 
 /// `GET /v1/instances/{instance}/reconciliation`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReconciliationAnswer {
     pub instance: String,
     pub result: Reconciliation,
 }
 
 /// One FX log entry with the entry that superseded it, if any.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FxLogItem {
     #[serde(flatten)]
     pub entry: FxEntry,
@@ -180,7 +181,7 @@ impl From<(FxEntry, Option<String>)> for FxLogItem {
 }
 
 /// `GET /v1/fx/log` (JSON): a page; `next_cursor` is null on the last one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FxLogPage {
     pub items: Vec<FxLogItem>,
     pub next_cursor: Option<u64>,
@@ -188,7 +189,7 @@ pub struct FxLogPage {
 
 /// `GET /v1/fx/checkpoints`: the signed checkpoints, and the key this daemon signs with (the
 /// auditor checks against the public key they were given, not this one).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FxCheckpoints {
     pub key_id: Option<String>,
     /// Base64 of the 32-byte Ed25519 public key.
@@ -197,7 +198,7 @@ pub struct FxCheckpoints {
 }
 
 /// `GET /v1/fx/report?date=` or `?from=&to=` (and `revalue_at=`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FxReportAnswer {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -205,7 +206,7 @@ pub struct FxReportAnswer {
 }
 
 /// `POST /v1/fx/rates`: the rate document as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RatesStored {
     /// False when the same document was stored before.
     pub stored: bool,
@@ -216,7 +217,7 @@ pub struct RatesStored {
 }
 
 /// `GET /v1/recommendations/{customer_key}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RecommendationsAnswer {
     pub customer_key: String,
     pub strategy: String,
@@ -226,14 +227,14 @@ pub struct RecommendationsAnswer {
     pub items: Vec<ScoredItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScoredItem {
     pub item: String,
     pub score: f32,
 }
 
 /// `GET /v1/rankings`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RankingAnswer {
     pub by: String,
     pub country: String,
@@ -244,7 +245,7 @@ pub struct RankingAnswer {
     pub items: Vec<RankedItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RankedItem {
     pub rank: usize,
     pub item: String,
@@ -256,7 +257,7 @@ pub struct RankedItem {
 
 /// `POST|GET /v1/instances/{instance}/backfill`: a backfill run by the daemon, and how far it
 /// has got. A run resumes from its cursor, so starting it again after a stop continues.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BackfillStatus {
     pub instance: String,
     pub since: Option<DateTime<Utc>>,
@@ -308,7 +309,7 @@ impl BackfillStatus {
 }
 
 /// `GET /healthz`, `GET /readyz`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
     pub status: String,
 }
@@ -323,7 +324,7 @@ impl Status {
 
 /// `PATCH /v1/listings/{id}`, `POST /v1/listings/updates`, `POST /v1/orders/{id}/shipments`:
 /// the commands stored in the outbox (202).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CommandsAccepted {
     pub commands: Vec<crate::outbox::Command>,
     /// The call repeated an earlier one with the same `Idempotency-Key`: these are the

@@ -2,7 +2,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 #[derive(Debug)]
 pub struct Problem {
@@ -67,19 +68,34 @@ impl Problem {
     }
 }
 
+/// A problem as it is written: the schema of every error answer in the OpenAPI document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Problem")]
+pub struct ProblemBody {
+    /// `urn:crossgate:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What the problem adds: `field` (where in the request), `errors` (every field error),
+    /// `retry_after_secs`, ...
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:crossgate:problem:{}", self.slug),
-            "title": self.title,
-            "status": self.status.as_u16(),
-        });
-        let obj = body.as_object_mut().expect("object literal");
-        if let Some(d) = self.detail {
-            obj.insert("detail".into(), d.into());
-        }
-        obj.extend(self.extra);
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = ProblemBody {
+            kind: format!("urn:crossgate:problem:{}", self.slug),
+            title: self.title.to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            extra: self.extra,
+        };
+        let body = serde_json::to_string(&body).expect("a problem serializes");
+        let mut resp = (self.status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

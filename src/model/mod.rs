@@ -18,8 +18,8 @@ pub use lifecycle::{FactKind, LifecycleFact, Transition};
 pub use listing::{Listing, ListingStatus, RatingSummary};
 pub use money::{CurrencyCode, Money, MoneyError};
 pub use order::{
-    Address, ChannelKind, ChannelTaxLine, Customer, Discount, GATEWAY_ORDER_FIELDS, Hold, Order,
-    OrderLine, OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment,
+    Address, AppOrder, ChannelKind, ChannelTaxLine, Customer, Discount, GATEWAY_ORDER_FIELDS, Hold,
+    Order, OrderLine, OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment,
     ShipmentStatus, TOTALS_MISMATCH, Totals, Violation,
 };
 pub use outbound::CommandField;

@@ -430,6 +430,35 @@ pub const GATEWAY_ORDER_FIELDS: &[&str] = &[
     "payment_reconciliation",
 ];
 
+/// The order as the merchant's app or a call-centre tool submits it: the canonical order
+/// without [`GATEWAY_ORDER_FIELDS`]. A schema only (the submission is read as an [`Order`]).
+pub struct AppOrder;
+
+impl schemars::JsonSchema for AppOrder {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AppOrder".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = Order::json_schema(generator);
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "title".into(),
+                "Order (as posted by the merchant app)".into(),
+            );
+            if let Some(props) = obj.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                for f in GATEWAY_ORDER_FIELDS {
+                    props.remove(*f);
+                }
+            }
+            if let Some(req) = obj.get_mut("required").and_then(|r| r.as_array_mut()) {
+                req.retain(|v| !GATEWAY_ORDER_FIELDS.contains(&v.as_str().unwrap_or_default()));
+            }
+        }
+        schema
+    }
+}
+
 /// A rule an order broke; `path` names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

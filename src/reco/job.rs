@@ -299,7 +299,7 @@ pub fn dataset(snap: &Snapshot, include: impl Fn(&Interaction) -> bool) -> Datas
 }
 
 /// Time spent per strategy.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StrategyTime {
     pub strategy: String,
     pub fit_seconds: f64,
@@ -403,7 +403,7 @@ pub struct Which {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RunReport {
     pub events_read: u64,
     pub orders: usize,

@@ -19,7 +19,7 @@ use crate::fx::book::{RateBook, Rounding};
 use crate::model::{CurrencyCode, Money};
 
 /// Counts of what a ranking run could not use.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RankStats {
     /// Order lines whose amount has no rate into the reporting currency (left out of revenue;
     /// they count in units).

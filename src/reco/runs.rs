@@ -14,7 +14,7 @@ use crate::store::Store;
 
 /// A run asked for: which jobs, which strategies, from scratch or not.
 /// Every field is optional; the default runs both jobs as configured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsRun {
     pub recommend: bool,
@@ -90,7 +90,7 @@ pub async fn run_requested<S: Store + FxStore + RecoStore>(
 }
 
 /// When the current results were computed, and from what (`None`: never run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobsStatus {
     pub recommendations: Option<Value>,
     pub rankings: Option<Value>,

@@ -13,7 +13,9 @@ use super::StoreResult;
 
 /// A lease: `name` within a `scope` (an instance id, whose keys it shares a slot with, or
 /// [`Lease::JOBS`] for the jobs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Lease {
     pub scope: String,
     pub name: String,
@@ -57,7 +59,7 @@ pub struct Fence {
 }
 
 /// Who holds a lease now (for `crossgate cluster status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LeaseState {
     pub lease: Lease,
     pub holder: Option<String>,
@@ -67,7 +69,7 @@ pub struct LeaseState {
 }
 
 /// A range of a Redis Cluster's slots, its master and replicas, as `CLUSTER SLOTS` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SlotRange {
     pub start: u16,
     pub end: u16,
@@ -76,7 +78,7 @@ pub struct SlotRange {
 }
 
 /// What is left of a shared rate budget now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BudgetState {
     pub instance: String,
     pub name: String,

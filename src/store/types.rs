@@ -71,7 +71,7 @@ pub struct CursorWrite {
 }
 
 /// What a reconciliation found for one instance: orders only one path has seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reconciliation {
     /// Seen by polling, never pushed.
     pub polled_not_pushed: Vec<String>,
@@ -138,7 +138,7 @@ pub fn item_dead_letter_id(delivery_id: &str, index: usize) -> String {
     format!("{delivery_id}-{index}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeadLetterReason {
     /// `parse`, `fields`, `no_mapping`.
     pub kind: String,
@@ -148,7 +148,7 @@ pub struct DeadLetterReason {
 }
 
 /// A stored copy of an adapter field error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldErrorRecord {
     pub field: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +167,7 @@ impl From<&FieldError> for FieldErrorRecord {
 }
 
 /// What the store did with one record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordResult {
     pub kind: RecordKind,
     pub id: String,
@@ -188,7 +188,7 @@ pub enum IngestOutcome {
 }
 
 /// A parked delivery (or one item of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeadLetter {
     /// The delivery id, or `<delivery id>-<item>` for one item of a multi-item delivery.
     pub id: String,

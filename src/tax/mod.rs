@@ -20,7 +20,7 @@ use crate::tax::store::TaxStore;
 pub use pack::{Pack, Packs};
 
 /// Who collects a tax line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Collector {
     /// The seller, at the point of sale (IOSS, UK ≤ GBP 135, AU/NZ/SG/NO registrations).
@@ -32,7 +32,7 @@ pub enum Collector {
 }
 
 /// One tax or duty line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaxLine {
     /// `vat`, `gst`, `hst`, `pst`, `qst`, `consumption_tax`, `duty`.
     pub kind: String,
@@ -47,6 +47,7 @@ pub struct TaxLine {
         skip_serializing_if = "Option::is_none",
         with = "rust_decimal::serde::str_option"
     )]
+    #[schemars(with = "Option<Decimal>")]
     pub rate: Option<Decimal>,
     pub amount: Money,
     pub collector: Collector,
@@ -55,7 +56,7 @@ pub struct TaxLine {
 }
 
 /// One rule evaluated, with its inputs and outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     pub rule: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -65,7 +66,7 @@ pub struct Step {
     pub outcome: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuoteStatus {
     Quoted,
@@ -74,7 +75,7 @@ pub enum QuoteStatus {
 }
 
 /// The taxes of one order under one pack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Quote {
     pub order_id: String,
     pub pack_version: String,
@@ -106,6 +107,7 @@ pub struct Quote {
         skip_serializing_if = "Option::is_none",
         with = "rust_decimal::serde::str_option"
     )]
+    #[schemars(with = "Option<Decimal>")]
     pub annual_cny_addition: Option<Decimal>,
     pub explanation: Vec<Step>,
 }

@@ -1,21 +1,37 @@
 //! `POST /v1/admin/reload` and `GET /v1/admin/config`: reload adapter files, rule packs and the
 //! manual rate table without a restart, and see what is loaded and how the last reload went.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde_json::Value;
 
+use super::openapi::DocOperation;
 use super::{Answer, App};
 use crate::backend::Stores;
 use crate::config::{ReloadError, ReloadOutcome, ReloadStatus};
 use crate::ingress::problem::Problem;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/admin/reload", post(reload::<S>))
-        .route("/v1/admin/config", get(status::<S>))
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/admin/reload",
+            post_with(reload::<S>, |op| {
+                op.about(
+                    "operations",
+                    "Reloads adapter files, rule packs and manual rates",
+                )
+                .problem(409, "The new files change what needs a restart")
+                .problem(422, "The new files have problems (every one is listed)")
+            }),
+        )
+        .api_route(
+            "/v1/admin/config",
+            get_with(status::<S>, |op| {
+                op.about("operations", "What is loaded, and how the last reload went")
+            }),
+        )
 }
 
 /// Reloads this replica's configuration (each replica reads its own file: reload them all).

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::post_with;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use serde::Deserialize;
 
+use super::openapi::DocOperation;
 use super::records::parse_since;
 use super::{App, Body, instance};
 use crate::backend::Stores;
@@ -20,14 +21,27 @@ use crate::ingress::problem::Problem;
 /// The backfills this daemon runs or ran, by instance.
 pub type Backfills = Arc<Mutex<HashMap<String, BackfillStatus>>>;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new().route(
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new().api_route(
         "/v1/instances/{instance}/backfill",
-        post(start::<S>).get(status::<S>),
+        post_with(start::<S>, |op| {
+            op.about(
+                "backfill",
+                "Starts taking in the orders a channel updated in a period",
+            )
+            .json_body::<BackfillRequest>()
+            .answers::<BackfillStatus>(202, "Started")
+            .problem(404, "No such channel instance")
+            .problem(409, "A backfill of this instance is running")
+        })
+        .get_with(status::<S>, |op| {
+            op.about("backfill", "How far the instance's backfill has got")
+                .problem(404, "No such channel instance, or no backfill yet")
+        }),
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BackfillRequest {
     /// RFC 3339 time or YYYY-MM-DD (midnight UTC).

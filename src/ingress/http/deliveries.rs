@@ -3,14 +3,15 @@
 
 use std::time::Instant;
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::post_with;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::Utc;
 use serde_json::json;
 
+use super::openapi::DocOperation;
 use super::{App, Body, instance};
 use crate::adapter::{Headers, NormalizeError};
 use crate::backend::Stores;
@@ -22,14 +23,87 @@ use crate::pipeline::{self, IngestError, IngestReport, Ingested, Submission};
 use crate::store::IngestOutcome;
 use crate::telemetry::names;
 
-pub(super) fn submission_routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/instances/{instance}/orders", post(submit_order::<S>))
-        .route(
-            "/v1/instances/{instance}/listings",
-            post(submit_listing::<S>),
+/// `/webhooks/{instance}`: what channels push.
+pub(super) fn webhook_routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new().api_route(
+        "/webhooks/{instance}",
+        post_with(webhook::<S>, |op| {
+            op.about("deliveries", "A channel's signed delivery")
+                .raw_body(CHANNEL_MEDIA_TYPES)
+                .answers::<DeliveryAnswer>(200, "Stored, a duplicate, ignored, or a ping")
+                .or_text(200, &["text/plain", "application/xml", "text/xml"])
+                .answers::<DeliveryAnswer>(202, "Stored, and dead-lettered in whole or part")
+                .problem(401, "The signature does not verify")
+                .problem(404, "No such channel instance")
+        })
+        .get_with(subscription_check::<S>, |op| {
+            op.about(
+                "deliveries",
+                "A sender's subscription check (Meta's hub.challenge, WeChat's echostr)",
+            )
+            .text_answer(200, &["text/plain"], "The challenge, echoed")
+            .problem(403, "The check does not prove the instance's secret")
+            .problem(404, "No such instance, or its channel makes no such check")
+        }),
+    )
+}
+
+/// What channels send: JSON, XML, forms and CSV files.
+const CHANNEL_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "application/xml",
+    "text/xml",
+    "application/x-www-form-urlencoded",
+    "text/csv",
+];
+
+pub(super) fn submission_routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/instances/{instance}/orders",
+            post_with(submit_order::<S>, |op| {
+                op.about(
+                    "deliveries",
+                    "One canonical order (a phone or app instance)",
+                )
+                .json_body::<crate::model::AppOrder>()
+                .submission()
+            }),
         )
-        .route("/v1/instances/{instance}/imports", post(submit_import::<S>))
+        .api_route(
+            "/v1/instances/{instance}/listings",
+            post_with(submit_listing::<S>, |op| {
+                op.about("deliveries", "One canonical listing")
+                    .json_body::<crate::model::Listing>()
+                    .submission()
+            }),
+        )
+        .api_route(
+            "/v1/instances/{instance}/imports",
+            post_with(submit_import::<S>, |op| {
+                op.about("deliveries", "A file in the instance adapter's format")
+                    .raw_body(CHANNEL_MEDIA_TYPES)
+                    .submission()
+            }),
+        )
+}
+
+/// What every submission answers.
+trait SubmissionDoc {
+    fn submission(self) -> Self;
+}
+
+impl SubmissionDoc for aide::transform::TransformOperation<'_> {
+    fn submission(self) -> Self {
+        self.header(
+            "Idempotency-Key",
+            "A retry with the same key is a duplicate",
+        )
+        .answers::<DeliveryAnswer>(200, "Stored, or a duplicate")
+        .answers::<DeliveryAnswer>(202, "Stored, and dead-lettered in whole or part")
+        .problem(404, "No such channel instance")
+        .problem(422, "The records do not validate")
+    }
 }
 
 /// A delivery's answer with its HTTP status (202 when something was dead-lettered).
@@ -41,7 +115,7 @@ fn delivered(code: StatusCode, answer: DeliveryAnswer) -> Delivered {
 
 /// `POST /webhooks/{instance}`: a channel's signed delivery. Counted by outcome; a sender that
 /// needs a particular acknowledgement body gets it, and only once stored.
-pub(super) async fn webhook<S: Stores>(
+async fn webhook<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     RawQuery(query): RawQuery,
@@ -104,7 +178,7 @@ pub(super) async fn webhook<S: Stores>(
 /// `GET /webhooks/{instance}`: a sender's subscription check before it delivers (Meta's
 /// `hub.challenge`, WeChat's `echostr`). 200 with the challenge as plain text when the request
 /// proves the instance's secret; 403 when not; 404 for a channel that makes no such check.
-pub(super) async fn subscription_check<S: Stores>(
+async fn subscription_check<S: Stores>(
     State(app): State<App<S>>,
     Path(instance): Path<String>,
     super::Q(query): super::Q<std::collections::BTreeMap<String, String>>,

@@ -1,14 +1,16 @@
 //! FX for finance: an order's conversion, the log (JSON pages or CSV), its verification, the
 //! daily report, and rate documents in.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::openapi::DocOperation;
 use super::records::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Answer, App, Body, Q};
 use crate::backend::Stores;
@@ -17,14 +19,64 @@ use crate::ingress::answers::{FxCheckpoints, FxLogItem, FxLogPage, FxReportAnswe
 use crate::ingress::problem::Problem;
 use crate::model::OrderId;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/orders/{id}/fx", get(order_fx::<S>))
-        .route("/v1/fx/log", get(fx_log::<S>))
-        .route("/v1/fx/verify", get(fx_verify::<S>))
-        .route("/v1/fx/checkpoints", get(fx_checkpoints::<S>))
-        .route("/v1/fx/report", get(fx_report::<S>))
-        .route("/v1/fx/rates", post(fx_rates::<S>))
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/orders/{id}/fx",
+            get_with(order_fx::<S>, |op| {
+                op.about(
+                    "fx",
+                    "An order's amounts in the reporting currencies, or why it waits",
+                )
+                .problem(404, "No such order, or not converted yet")
+            }),
+        )
+        .api_route(
+            "/v1/fx/log",
+            get_with(fx_log::<S>, |op| {
+                op.about(
+                    "fx",
+                    "The FX log: JSON pages, or all of it as CSV or JSON lines",
+                )
+                .answers::<FxLogPage>(200, "A page (format=json)")
+                .or_text(200, &["text/csv", "application/x-ndjson"])
+            }),
+        )
+        .api_route(
+            "/v1/fx/verify",
+            get_with(fx_verify::<S>, |op| {
+                op.about("fx", "Checks the FX log's hash chain and checkpoints")
+            }),
+        )
+        .api_route(
+            "/v1/fx/checkpoints",
+            get_with(fx_checkpoints::<S>, |op| {
+                op.about("fx", "The signed checkpoints of the FX log")
+            }),
+        )
+        .api_route(
+            "/v1/fx/report",
+            get_with(fx_report::<S>, |op| {
+                op.about("fx", "Totals per currency pair for a day or a range")
+            }),
+        )
+        .api_route(
+            "/v1/fx/rates",
+            post_with(fx_rates::<S>, |op| {
+                op.about(
+                    "fx",
+                    "Stores a rate document: the ECB's XML, CSV or zip (source=ecb), or manual \
+                     rates (source=manual)",
+                )
+                .raw_body(&[
+                    "application/xml",
+                    "text/xml",
+                    "text/csv",
+                    "application/zip",
+                    "application/toml",
+                ])
+            }),
+        )
 }
 
 /// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.
@@ -37,7 +89,7 @@ async fn order_fx<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) 
         .ok_or_else(|| Problem::not_found("FX state of this order (not converted yet)"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct FxLogParams {
     from: Option<String>,
     to: Option<String>,
@@ -168,7 +220,7 @@ async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckp
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ReportParams {
     /// One day, or `from` and `to` (inclusive).
     date: Option<String>,
@@ -209,7 +261,7 @@ async fn fx_report<S: Stores>(
     Ok(axum::Json(FxReportAnswer { from, to, pairs }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct RatesParams {
     /// `ecb` (eurofxref XML) or `manual` (the TOML table).
     source: String,

@@ -2,23 +2,50 @@
 
 use std::time::Duration;
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use super::openapi::DocOperation;
 use super::{Answer, App};
 use crate::backend::Stores;
 use crate::ingress::answers::Status;
 use crate::ingress::problem::Problem;
 use crate::telemetry;
 
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/healthz",
+            get_with(healthz, |op| op.about("operations", "The process answers")),
+        )
+        .api_route(
+            "/readyz",
+            get_with(readyz::<S>, |op| {
+                op.about("operations", "The store takes a durable write, within 2 s")
+            }),
+        )
+        .api_route(
+            "/metrics",
+            get_with(metrics, |op| {
+                op.about("operations", "Prometheus metrics").text_answer(
+                    200,
+                    &["text/plain"],
+                    "The Prometheus text format (0.0.4)",
+                )
+            }),
+        )
+}
+
 /// `GET /healthz`: the process answers.
-pub(super) async fn healthz() -> axum::Json<Status> {
+async fn healthz() -> axum::Json<Status> {
     axum::Json(Status::new("ok"))
 }
 
 /// `GET /readyz`: the store takes a durable write (a probe), within 2 s.
-pub(super) async fn readyz<S: Stores>(State(app): State<App<S>>) -> Answer<Status> {
+async fn readyz<S: Stores>(State(app): State<App<S>>) -> Answer<Status> {
     let probe = app.store.ready(chrono::Utc::now());
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(())) => Ok(axum::Json(Status::new("ready"))),
@@ -31,7 +58,7 @@ pub(super) async fn readyz<S: Stores>(State(app): State<App<S>>) -> Answer<Statu
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub(super) async fn metrics() -> Response {
+async fn metrics() -> Response {
     let body = telemetry::metrics().render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -1,20 +1,36 @@
 //! The recommendation and ranking jobs on demand: what `crossgate jobs run|status` asks of a
 //! running daemon (which holds the embedded store).
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::extract::State;
-use axum::routing::{get, post};
 
+use super::openapi::DocOperation;
 use super::{Answer, App, Body};
 use crate::backend::Stores;
 use crate::ingress::problem::Problem;
 use crate::reco::job::{Quiet, RunReport};
 use crate::reco::runs::{self, JobsRun, JobsStatus, RunError};
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/jobs", get(status::<S>))
-        .route("/v1/jobs/run", post(run::<S>))
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/jobs",
+            get_with(status::<S>, |op| {
+                op.about(
+                    "jobs",
+                    "When the current results were computed, and from what",
+                )
+            }),
+        )
+        .api_route(
+            "/v1/jobs/run",
+            post_with(run::<S>, |op| {
+                op.about("jobs", "Runs the recommendation and ranking jobs now")
+                    .json_body::<JobsRun>()
+                    .problem(409, "The store has no data to run on, or a run failed")
+            }),
+        )
 }
 
 /// `GET /v1/jobs`: when the current results were computed, and from what.

@@ -11,6 +11,7 @@ mod deliveries;
 mod fx;
 mod health;
 mod jobs;
+mod openapi;
 mod outbound;
 mod reco;
 mod records;
@@ -18,6 +19,7 @@ mod tax;
 
 use std::sync::Arc;
 
+use aide::axum::ApiRouter;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
@@ -25,7 +27,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
@@ -100,10 +102,38 @@ impl<S> App<S> {
     }
 }
 
-/// Builds the router.
+/// Builds the router, and the OpenAPI document of its routes that it serves at
+/// `GET /openapi.json`.
 pub fn router<S: Stores>(app: App<S>) -> Router {
     let body_limit = app.config().server.body_limit;
-    let api = Router::new()
+    let token = middleware::from_fn_with_state(app.clone(), require_token::<S>);
+    let (routes, api) = documented::<S>(|v1| v1.route_layer(token));
+    let document: Bytes = serde_json::to_vec(&api)
+        .expect("the OpenAPI document serializes")
+        .into();
+    routes
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
+        )
+        .fallback(|| async { Problem::not_found("route") })
+        .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
+        .layer(middleware::from_fn(trace_request))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+/// The OpenAPI document of every route, as `GET /openapi.json` serves it (the routes do not
+/// depend on the store, so any store type gives the same document).
+pub fn openapi_document() -> aide::openapi::OpenApi {
+    documented::<crate::backend::embedded::EmbeddedStore>(|v1| v1).1
+}
+
+/// Every documented route, `/v1` wrapped by `guard_v1` (the API token), with the document.
+fn documented<S: Stores>(
+    guard_v1: impl FnOnce(ApiRouter<App<S>>) -> ApiRouter<App<S>>,
+) -> (Router<App<S>>, aide::openapi::OpenApi) {
+    let v1 = ApiRouter::new()
         .merge(records::routes())
         .merge(outbound::routes())
         .merge(deliveries::submission_routes())
@@ -113,25 +143,15 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
         .merge(jobs::routes())
         .merge(backfill::routes())
         .merge(cluster::routes())
-        .merge(admin::routes())
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            require_token::<S>,
-        ));
-    Router::new()
-        .route(
-            "/webhooks/{instance}",
-            post(deliveries::webhook::<S>).get(deliveries::subscription_check::<S>),
-        )
-        .merge(api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<S>))
-        .route("/metrics", get(health::metrics))
-        .fallback(|| async { Problem::not_found("route") })
-        .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
-        .layer(middleware::from_fn(trace_request))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(app)
+        .merge(admin::routes());
+    let routes = ApiRouter::new()
+        .merge(deliveries::webhook_routes())
+        .merge(guard_v1(v1))
+        .merge(health::routes());
+    let mut api = aide::openapi::OpenApi::default();
+    let router = routes.finish_api(&mut api);
+    openapi::finish(&mut api);
+    (router, api)
 }
 
 /// Gives every request a trace id (the sender's W3C `traceparent` one, or a new one): its log

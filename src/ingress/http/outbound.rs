@@ -3,13 +3,15 @@
 //! outbox; the worker delivers it. `Idempotency-Key` makes a repeated call answer what the
 //! first one did, without a second command.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, patch_with, post_with};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, patch, post};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::openapi::DocOperation;
 use super::{Answer, App, Body, Problem, Q};
 use crate::backend::Stores;
 use crate::config::Instance;
@@ -24,15 +26,77 @@ use crate::store::{Cursor, ListingQuery};
 /// Updates in one bulk call.
 const MAX_UPDATES: usize = 1000;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/listings/{id}", patch(update_listing::<S>))
-        .route("/v1/listings/updates", post(update_listings::<S>))
-        .route("/v1/orders/{id}/shipments", post(confirm_shipment::<S>))
-        .route("/v1/outbound", get(list_commands::<S>))
-        .route("/v1/outbound/{id}", get(get_command::<S>))
-        .route("/v1/outbound/{id}/retry", post(retry_command::<S>))
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    let accepted = "The commands, durably in the outbox";
+    ApiRouter::new()
+        .api_route(
+            "/v1/listings/{id}",
+            patch_with(update_listing::<S>, move |op| {
+                op.about(
+                    "outbound",
+                    "Sends a listing's stock, price or status to its channel",
+                )
+                .json_body::<ListingUpdate>()
+                .header("Idempotency-Key", IDEMPOTENCY_KEY)
+                .answers::<CommandsAccepted>(202, accepted)
+                .problem(404, "No such listing")
+                .problem(422, NOT_SENDABLE)
+            }),
+        )
+        .api_route(
+            "/v1/listings/updates",
+            post_with(update_listings::<S>, move |op| {
+                op.about(
+                    "outbound",
+                    "Updates up to 1,000 listings by SKU, all or none",
+                )
+                .json_body::<BulkUpdate>()
+                .header("Idempotency-Key", IDEMPOTENCY_KEY)
+                .answers::<CommandsAccepted>(202, accepted)
+                .problem(404, "No such channel instance")
+                .problem(422, NOT_SENDABLE)
+            }),
+        )
+        .api_route(
+            "/v1/orders/{id}/shipments",
+            post_with(confirm_shipment::<S>, move |op| {
+                op.about("outbound", "Confirms a shipment to the order's channel")
+                    .json_body::<ShipmentConfirmation>()
+                    .header("Idempotency-Key", IDEMPOTENCY_KEY)
+                    .answers::<CommandsAccepted>(202, accepted)
+                    .problem(404, "No such order")
+                    .problem(422, NOT_SENDABLE)
+            }),
+        )
+        .api_route(
+            "/v1/outbound",
+            get_with(list_commands::<S>, |op| {
+                op.about("outbound", "An instance's commands, newest first")
+                    .problem(404, "No such channel instance")
+            }),
+        )
+        .api_route(
+            "/v1/outbound/{id}",
+            get_with(get_command::<S>, |op| {
+                op.about("outbound", "A command with its attempts")
+                    .problem(404, "No such command")
+            }),
+        )
+        .api_route(
+            "/v1/outbound/{id}/retry",
+            post_with(retry_command::<S>, |op| {
+                op.about("outbound", "Sends a failed or dead command again now")
+                    .problem(404, "No such command")
+                    .problem(409, "The command cannot be retried")
+            }),
+        )
 }
+
+const IDEMPOTENCY_KEY: &str = "1 to 255 visible ASCII characters: a repeated call with the same \
+     key and request answers the first call's commands and stores nothing";
+
+const NOT_SENDABLE: &str = "The channel cannot take this command, the price is in another \
+     currency, the key was used for another request, or a line does not match the order";
 
 type Accepted = Result<(StatusCode, axum::Json<CommandsAccepted>), Problem>;
 
@@ -48,7 +112,7 @@ fn request<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T,
 }
 
 /// A listing update as the API takes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListingUpdate {
     #[serde(default)]
@@ -270,14 +334,14 @@ async fn update_listing<S: Stores>(
     enqueue(&app, &listing.instance.clone(), vec![cmd], idem).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkUpdate {
     instance: String,
     updates: Vec<SkuUpdate>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SkuUpdate {
     sku: String,
@@ -287,7 +351,7 @@ struct SkuUpdate {
 
 /// [`ListingUpdate`]'s fields, for the bulk form (`flatten` cannot deny unknown fields; the
 /// bulk item lists them itself).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ListingUpdateFields {
     #[serde(default)]
     stock: Option<i64>,
@@ -495,7 +559,7 @@ fn check_shipment(s: &ShipmentConfirmation, order: &Order) -> Result<(), Problem
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CommandParams {
     instance: Option<String>,

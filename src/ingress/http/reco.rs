@@ -1,11 +1,13 @@
 //! Recommendations and rankings, as the last job run published them.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::openapi::DocOperation;
 use super::{Answer, App, Q};
 use crate::backend::Stores;
 use crate::ingress::answers::{RankedItem, RankingAnswer, RecommendationsAnswer, ScoredItem};
@@ -13,16 +15,25 @@ use crate::ingress::problem::Problem;
 use crate::reco::store::RecoPart;
 use crate::reco::{job, models};
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route(
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
             "/v1/recommendations/{customer_key}",
-            get(recommendations::<S>),
+            get_with(recommendations::<S>, |op| {
+                op.about("recommendations", "A customer's list from the last job run")
+                    .problem(503, "No recommendation run has been published yet")
+            }),
         )
-        .route("/v1/rankings", get(rankings::<S>))
+        .api_route(
+            "/v1/rankings",
+            get_with(rankings::<S>, |op| {
+                op.about("recommendations", "A ranking from the last job run")
+                    .problem(503, "No ranking run has been published yet")
+            }),
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoParams {
     k: Option<usize>,
@@ -95,7 +106,7 @@ async fn recommendations<S: Stores>(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RankParams {
     by: Option<String>,

@@ -3,14 +3,16 @@
 //! Query vocabulary, on every route: `instance` is a channel instance id (`shop-eu`),
 //! `channel` a channel name (`shopify`).
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::DocOperation;
 use super::{Answer, App, Q, instance};
 use crate::backend::Stores;
 use crate::ingress::answers::{
@@ -22,21 +24,73 @@ use crate::pipeline::{self, ReplayError};
 use crate::store::{Cursor, DeadLetter, DeadLetterQuery, ListingQuery, OrderQuery, StoreError};
 use crate::telemetry::names;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/orders", get(list_orders::<S>))
-        .route("/v1/orders/{id}", get(get_order::<S>))
-        .route("/v1/listings", get(list_listings::<S>))
-        .route("/v1/listings/{id}", get(get_listing::<S>))
-        .route("/v1/dead-letters", get(list_dead_letters::<S>))
-        .route("/v1/dead-letters/{id}", get(get_dead_letter::<S>))
-        .route(
-            "/v1/dead-letters/{id}/replay",
-            post(replay_dead_letter::<S>),
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/orders",
+            get_with(list_orders::<S>, |op| {
+                op.about("records", "Orders, oldest first, a page at a time")
+            }),
         )
-        .route(
+        .api_route(
+            "/v1/orders/{id}",
+            get_with(get_order::<S>, |op| {
+                op.about("records", "One order, with its FX and tax holds")
+                    .problem(404, "No such order")
+            }),
+        )
+        .api_route(
+            "/v1/listings",
+            get_with(list_listings::<S>, |op| {
+                op.about("records", "Listings by the channel's update time")
+            }),
+        )
+        .api_route(
+            "/v1/listings/{id}",
+            get_with(get_listing::<S>, |op| {
+                op.about("records", "One listing")
+                    .problem(404, "No such listing")
+            }),
+        )
+        .api_route(
+            "/v1/dead-letters",
+            get_with(list_dead_letters::<S>, |op| {
+                op.about("dead letters", "Dead letters, a page at a time")
+            }),
+        )
+        .api_route(
+            "/v1/dead-letters/{id}",
+            get_with(get_dead_letter::<S>, |op| {
+                op.about(
+                    "dead letters",
+                    "A dead letter and the delivery it came from",
+                )
+                .problem(404, "No such dead letter")
+            }),
+        )
+        .api_route(
+            "/v1/dead-letters/{id}/replay",
+            post_with(replay_dead_letter::<S>, |op| {
+                op.about(
+                    "dead letters",
+                    "Normalizes the delivery again with the current adapter",
+                )
+                .answers::<ReplayAnswer>(200, "Resolved: the records stored")
+                .answers::<ReplayAnswer>(202, "A thin webhook, queued for another fetch")
+                .problem(404, "No such dead letter")
+                .problem(409, "The dead letter cannot be replayed")
+                .problem(422, "The delivery still cannot be normalized")
+            }),
+        )
+        .api_route(
             "/v1/instances/{instance}/reconciliation",
-            get(reconciliation::<S>),
+            get_with(reconciliation::<S>, |op| {
+                op.about(
+                    "records",
+                    "Orders seen by polling but never pushed, and the reverse",
+                )
+                .problem(404, "No such channel instance")
+            }),
         )
 }
 
@@ -74,7 +128,7 @@ async fn get_listing<S: Stores>(
         .ok_or_else(|| Problem::not_found("listing"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     /// Channel instance id.
@@ -160,7 +214,7 @@ async fn list_orders<S: Stores>(
     Ok(axum::Json(page.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListingParams {
     instance: Option<String>,
@@ -311,7 +365,7 @@ fn replay_problem(e: ReplayError) -> Problem {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct SinceParam {
     since: Option<String>,
 }

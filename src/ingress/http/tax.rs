@@ -1,11 +1,13 @@
 //! Tax: a quote for an order JSON (nothing stored), an order's stored quote, a requote.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::openapi::DocOperation;
 use super::{Answer, App, Body, Q};
 use crate::backend::Stores;
 use crate::fx::book::RateBook;
@@ -13,14 +15,35 @@ use crate::ingress::problem::Problem;
 use crate::model::OrderId;
 use crate::tax::Quote;
 
-pub(super) fn routes<S: Stores>() -> Router<App<S>> {
-    Router::new()
-        .route("/v1/quote", post(quote::<S>))
-        .route("/v1/orders/{id}/tax", get(order_tax::<S>))
-        .route("/v1/orders/{id}/quote", post(requote::<S>))
+pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/quote",
+            post_with(quote::<S>, |op| {
+                op.about(
+                    "tax",
+                    "Landed cost and its explanation for an order (nothing stored)",
+                )
+                .json_body::<crate::model::AppOrder>()
+            }),
+        )
+        .api_route(
+            "/v1/orders/{id}/tax",
+            get_with(order_tax::<S>, |op| {
+                op.about("tax", "An order's stored tax quote")
+                    .problem(404, "No such order, or not quoted yet")
+            }),
+        )
+        .api_route(
+            "/v1/orders/{id}/quote",
+            post_with(requote::<S>, |op| {
+                op.about("tax", "Quotes a stored order again with the active pack")
+                    .problem(404, "No such order")
+            }),
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct QuoteParams {
     /// A rule pack version (default: the active one).
     pack: Option<String>,
