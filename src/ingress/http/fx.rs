@@ -91,7 +91,9 @@ async fn order_fx<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) 
 
 #[derive(Debug, Deserialize, JsonSchema)]
 struct FxLogParams {
+    #[schemars(extend("format" = "date"))]
     from: Option<String>,
+    #[schemars(extend("format" = "date"))]
     to: Option<String>,
     currency: Option<String>,
     /// The gateway's order id, or the channel's order number.
@@ -104,6 +106,7 @@ struct FxLogParams {
     /// `csv`, or `jsonl` (one JSON object per line, with `superseded_by`).
     format: Option<String>,
     cursor: Option<u64>,
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<usize>,
 }
 
@@ -223,10 +226,14 @@ async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckp
 #[derive(Debug, Deserialize, JsonSchema)]
 struct ReportParams {
     /// One day, or `from` and `to` (inclusive).
+    #[schemars(extend("format" = "date"))]
     date: Option<String>,
+    #[schemars(extend("format" = "date"))]
     from: Option<String>,
+    #[schemars(extend("format" = "date"))]
     to: Option<String>,
     /// Revalue at this day's rates (default: the newest stored ECB day).
+    #[schemars(extend("format" = "date"))]
     revalue_at: Option<String>,
 }
 

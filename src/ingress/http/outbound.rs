@@ -562,8 +562,11 @@ fn check_shipment(s: &ShipmentConfirmation, order: &Order) -> Result<(), Problem
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CommandParams {
+    /// Required: the channel instance id.
     instance: Option<String>,
+    /// `queued`, `sent`, `confirmed`, `failed`, `dead` or `coalesced`.
     status: Option<String>,
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<usize>,
     cursor: Option<String>,
 }

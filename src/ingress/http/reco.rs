@@ -28,6 +28,7 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
             "/v1/rankings",
             get_with(rankings::<S>, |op| {
                 op.about("recommendations", "A ranking from the last job run")
+                    .problem(404, "No sales or listings for this country and channel")
                     .problem(503, "No ranking run has been published yet")
             }),
         )

@@ -137,6 +137,7 @@ struct ListParams {
     channel: Option<String>,
     /// RFC 3339 instant or a date (YYYY-MM-DD, midnight UTC).
     since: Option<String>,
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -223,6 +224,7 @@ struct ListingParams {
     sku: Option<String>,
     /// The channel's `updated_at` at or after: RFC 3339 or YYYY-MM-DD.
     updated_since: Option<String>,
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<usize>,
     cursor: Option<String>,
 }
