@@ -340,7 +340,9 @@ async fn fetch_task<S: Stores>(
         if fetcher.is_empty() || replica.hold(&store, &lease).await.is_none() {
             continue;
         }
-        match fetcher.pass(&store, &config).await {
+        let pass = fetcher.pass(&store, &config);
+        let trace = crate::telemetry::TraceStart::new();
+        match crate::telemetry::with_trace("fetch_pass", trace, pass).await {
             Ok(p) if p.resolved + p.failed + p.unmappable > 0 => tracing::info!(
                 resolved = p.resolved,
                 failed = p.failed,
@@ -430,7 +432,9 @@ async fn reco_task<S: Stores>(
         };
         let quiet = crate::reco::job::Quiet;
         let config = live.get();
-        let result = crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet).await;
+        let run = crate::reco::job::run(&store, &config.jobs, &config.fx, which, &quiet);
+        let trace = crate::telemetry::TraceStart::new();
+        let result = crate::telemetry::with_trace("jobs", trace, run).await;
         if let Ok(r) = &result {
             crate::telemetry::record_job_run(r.total_seconds);
         }

@@ -153,6 +153,7 @@ impl Fetcher {
 
 /// Fetches and resolves one parked delivery. `Ok(false)`: fetched, but the record does not map
 /// (now an ordinary dead letter).
+#[tracing::instrument(name = "fetch", skip_all, fields(instance = %inst.id))]
 async fn fetch_one<S: Store>(
     store: &S,
     inst: &Arc<Instance>,

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -429,7 +430,10 @@ pub async fn reset<S: RecoStore>(store: &S) -> Result<(), StoreError> {
     store.reco_reset(RECO_GROUP).await
 }
 
-/// One run: ingest new events, compute, publish.
+/// One run: ingest new events, compute, publish. Its span (`jobs_run`, with `jobs_ingest`
+/// under it) is a child of the request that asked for it, or the root of the daemon's
+/// scheduled run.
+#[tracing::instrument(name = "jobs_run", skip_all, fields(recommend = which.recommend, rank = which.rank))]
 pub async fn run<S: Store + FxStore + RecoStore>(
     store: &S,
     settings: &JobSettings,
@@ -441,7 +445,9 @@ pub async fn run<S: Store + FxStore + RecoStore>(
     // (`POST /v1/jobs/run`) read the same consumer group and publish the same results.
     let _running = RUNNING.lock().await;
     let started = Instant::now();
-    let events_read = ingest(store, settings.batch.max(1), progress).await?;
+    let events_read = ingest(store, settings.batch.max(1), progress)
+        .instrument(tracing::info_span!("jobs_ingest"))
+        .await?;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let t = Instant::now();
     progress.stage("loading interactions", None);
