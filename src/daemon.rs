@@ -340,9 +340,7 @@ async fn fetch_task<S: Stores>(
         if fetcher.is_empty() || replica.hold(&store, &lease).await.is_none() {
             continue;
         }
-        let pass = fetcher.pass(&store, &config);
-        let trace = crate::telemetry::TraceStart::new();
-        match crate::telemetry::with_trace("fetch_pass", trace, pass).await {
+        match fetcher.pass(&store, &config).await {
             Ok(p) if p.resolved + p.failed + p.unmappable > 0 => tracing::info!(
                 resolved = p.resolved,
                 failed = p.failed,

@@ -157,7 +157,7 @@ pub async fn with_trace<F: std::future::Future>(
     let span = match name {
         "poll_page" => tracing::info_span!("poll_page", trace_id = %id),
         "outbound_command" => tracing::info_span!("outbound_command", trace_id = %id),
-        "fetch_pass" => tracing::info_span!("fetch_pass", trace_id = %id),
+        "fetch" => tracing::info_span!("fetch", trace_id = %id),
         "jobs" => tracing::info_span!("jobs", trace_id = %id),
         _ => tracing::info_span!("request", trace_id = %id),
     };

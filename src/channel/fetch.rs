@@ -94,7 +94,16 @@ impl Fetcher {
                     {
                         continue;
                     }
-                    match fetch_one(store, inst, client, &dl.id).await {
+                    // The fetch continues the trace of the thin webhook that announced it.
+                    let trace = crate::telemetry::TraceStart {
+                        trace_id: dl
+                            .trace_id
+                            .clone()
+                            .unwrap_or_else(crate::telemetry::new_trace_id),
+                        parent_span_id: None,
+                    };
+                    let fetched = fetch_one(store, inst, client, &dl.id);
+                    match crate::telemetry::with_trace("fetch", trace, fetched).await {
                         Ok(true) => {
                             out.resolved += 1;
                             self.next_try.remove(&dl.id);
@@ -153,7 +162,6 @@ impl Fetcher {
 
 /// Fetches and resolves one parked delivery. `Ok(false)`: fetched, but the record does not map
 /// (now an ordinary dead letter).
-#[tracing::instrument(name = "fetch", skip_all, fields(instance = %inst.id))]
 async fn fetch_one<S: Store>(
     store: &S,
     inst: &Arc<Instance>,
