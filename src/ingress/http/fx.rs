@@ -80,7 +80,10 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
 }
 
 /// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.
-async fn order_fx<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<FxView> {
+pub(super) async fn order_fx<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Answer<FxView> {
     OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
     app.store
         .fx_view(&id)

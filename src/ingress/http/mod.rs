@@ -7,6 +7,7 @@
 mod admin;
 mod backfill;
 mod cluster;
+mod console;
 mod deliveries;
 mod fx;
 mod health;
@@ -116,6 +117,7 @@ pub fn router<S: Stores>(app: App<S>) -> Router {
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         )
+        .merge(console::routes(app.clone()))
         .fallback(|| async { Problem::not_found("route") })
         .layer(middleware::from_fn_with_state(app.clone(), admission::<S>))
         .layer(middleware::from_fn(trace_request))

@@ -96,7 +96,10 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
 
 /// `GET /v1/orders/{id}`: the order, with the holds of the FX and tax jobs (an order waiting
 /// for an exchange rate, or whose taxes cannot be computed, says so).
-async fn get_order<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<Order> {
+pub(super) async fn get_order<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Answer<Order> {
     let id = OrderId::parse(&id).map_err(|_| Problem::not_found("order"))?;
     let mut o = app
         .store
@@ -130,16 +133,16 @@ async fn get_listing<S: Stores>(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     /// Channel instance id.
-    instance: Option<String>,
+    pub(super) instance: Option<String>,
     /// Refused with a pointer to `instance` (it named an instance id here before).
-    channel: Option<String>,
+    pub(super) channel: Option<String>,
     /// RFC 3339 instant or a date (YYYY-MM-DD, midnight UTC).
-    since: Option<String>,
+    pub(super) since: Option<String>,
     #[schemars(range(min = 1, max = 500))]
-    limit: Option<usize>,
-    cursor: Option<String>,
+    pub(super) limit: Option<usize>,
+    pub(super) cursor: Option<String>,
 }
 
 pub(super) const DEFAULT_LIMIT: usize = 50;
@@ -272,7 +275,7 @@ async fn list_listings<S: Stores>(
 }
 
 /// `GET /v1/dead-letters?instance=&limit=&cursor=`
-async fn list_dead_letters<S: Stores>(
+pub(super) async fn list_dead_letters<S: Stores>(
     State(app): State<App<S>>,
     Q(p): Q<ListParams>,
 ) -> Answer<Page<DeadLetter>> {
@@ -287,7 +290,7 @@ async fn list_dead_letters<S: Stores>(
 }
 
 /// `GET /v1/dead-letters/{id}`: the dead letter and its raw delivery.
-async fn get_dead_letter<S: Stores>(
+pub(super) async fn get_dead_letter<S: Stores>(
     State(app): State<App<S>>,
     Path(id): Path<String>,
 ) -> Answer<DeadLetterDetail> {
@@ -311,7 +314,7 @@ async fn get_dead_letter<S: Stores>(
 
 /// `POST /v1/dead-letters/{id}/replay`: normalizes the delivery again with the current
 /// adapter; 202 when it is a thin webhook queued for another fetch.
-async fn replay_dead_letter<S: Stores>(
+pub(super) async fn replay_dead_letter<S: Stores>(
     State(app): State<App<S>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<ReplayAnswer>), Problem> {

@@ -77,7 +77,10 @@ async fn quote<S: Stores>(
 }
 
 /// `GET /v1/orders/{id}/tax`: the stored quote of an order.
-async fn order_tax<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -> Answer<Quote> {
+pub(super) async fn order_tax<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+) -> Answer<Quote> {
     app.store
         .tax_quote(&id)
         .await?

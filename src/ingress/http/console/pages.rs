@@ -1,0 +1,439 @@
+//! The console's pages. Each reads what `/v1` answers, through its handlers.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::view::{self, Frame};
+use super::{Session, csrf_refusal, keys};
+use crate::backend::Stores;
+use crate::ingress::answers::DeadLetterDetail;
+use crate::ingress::http::{App, Q, fx, records, tax};
+use crate::ingress::problem::Problem;
+use crate::model::{Order, OrderId};
+
+/// What an action's redirect says on the page it lands on (fixed texts: nothing from the
+/// request is reflected).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Done {
+    done: Option<String>,
+}
+
+impl Done {
+    fn notice(&self) -> Option<&'static str> {
+        match self.done.as_deref()? {
+            "resolved" => Some("Replayed: the delivery normalized and its records are stored."),
+            "fetch_queued" => Some("Replayed: the record will be fetched from the channel again."),
+            "still_failing" => {
+                Some("Replayed: the delivery still does not normalize (see the errors below).")
+            }
+            "cannot_replay" => Some("This dead letter cannot be replayed."),
+            _ => None,
+        }
+    }
+}
+
+fn render<S>(
+    app: &App<S>,
+    session: &str,
+    title: &str,
+    notice: Option<&str>,
+    body: Markup,
+) -> Response {
+    let keys = keys(app);
+    let frame = Frame {
+        title,
+        csrf: &keys.csrf(session),
+        login: keys.login,
+        notice,
+    };
+    Html(view::page(&frame, body).into_string()).into_response()
+}
+
+/// A problem from the `/v1` handler a page relies on, shown as a page.
+fn problem_page<S>(app: &App<S>, session: &str, p: &Problem) -> Response {
+    let body = html! {
+        p role="alert" class="error" { (p.title) @if let Some(d) = &p.detail { ": " (d) } }
+    };
+    let mut resp = render(app, session, "Not available", None, body);
+    *resp.status_mut() = p.status;
+    resp
+}
+
+/// `/console`: per instance, what ops look at first.
+pub(super) async fn overview<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+) -> Response {
+    let config = app.config();
+    let waiting = match app.store.dead_letters_waiting().await {
+        Ok(w) => w,
+        Err(e) => return problem_page(&app, &session, &e.into()),
+    };
+    let mut rows = Vec::new();
+    for (id, inst) in &config.instances {
+        let spec = inst.adapter.spec();
+        let backlog = app.store.outbox_depth(id).await.ok();
+        let poll = app
+            .store
+            .get_cursor(id, "poll")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| serde_json::from_str::<crate::channel::poll::PollState>(&c).ok());
+        rows.push(html! {
+            tr {
+                th scope="row" { (id) }
+                td { (spec.name) }
+                td { (format!("{:?}", spec.channel_kind).to_lowercase()) }
+                td class="num" {
+                    a href={ "/console/dead-letters?instance=" (id) } {
+                        (waiting.get(id).copied().unwrap_or(0))
+                    }
+                }
+                td class="num" { (backlog.map_or_else(|| "—".to_string(), |b| b.to_string())) }
+                td {
+                    @match poll.as_ref().and_then(|p| p.watermark) {
+                        Some(w) => (w.format("%Y-%m-%d %H:%M:%S UTC")),
+                        None => "—",
+                    }
+                }
+            }
+        });
+    }
+    let body = html! {
+        div class="table-wrap" {
+            table {
+                caption { "Channel instances" }
+                thead { tr {
+                    th scope="col" { "Instance" } th scope="col" { "Adapter" }
+                    th scope="col" { "Kind" } th scope="col" class="num" { "Dead letters waiting" }
+                    th scope="col" class="num" { "Outbound backlog" } th scope="col" { "Polled up to" }
+                } }
+                tbody { @for r in &rows { (r) } }
+            }
+        }
+    };
+    render(&app, &session, "Overview", None, body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct DeadLetterFilter {
+    instance: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `/console/dead-letters?instance=`: what is parked, newest first as `/v1` lists them.
+pub(super) async fn dead_letters<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Query(f): Query<DeadLetterFilter>,
+) -> Response {
+    let instance = f.instance.filter(|i| !i.is_empty());
+    let params = records::ListParams {
+        instance: instance.clone(),
+        channel: None,
+        since: None,
+        limit: Some(100),
+        cursor: f.cursor.clone(),
+    };
+    let page = match records::list_dead_letters(State(app.clone()), Q(params)).await {
+        Ok(Json(p)) => p,
+        Err(p) => return problem_page(&app, &session, &p),
+    };
+    let config = app.config();
+    let body = html! {
+        form method="get" action="/console/dead-letters" class="actions" {
+            label for="instance" { "Instance" }
+            select id="instance" name="instance" {
+                option value="" { "every instance" }
+                @for id in config.instances.keys() {
+                    option value=(id) selected[instance.as_deref() == Some(id.as_str())] { (id) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if page.items.is_empty() {
+            p { "No dead letters." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Dead-lettered" } th scope="col" { "Instance" }
+                        th scope="col" { "Kind" } th scope="col" { "Reason" }
+                    } }
+                    tbody {
+                        @for dl in &page.items {
+                            tr {
+                                td { a href={ "/console/dead-letters/" (dl.id) } { (dl.dead_lettered_at.format("%Y-%m-%d %H:%M:%S")) } }
+                                td { (dl.instance) }
+                                td { (dl.reason.kind) }
+                                td { (dl.reason.message) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &page.next_cursor {
+                a href={ "/console/dead-letters?instance=" (instance.as_deref().unwrap_or("")) "&cursor=" (next) } { "Older" }
+            }
+        }
+    };
+    render(&app, &session, "Dead letters", None, body)
+}
+
+/// `/console/dead-letters/{id}`: the reason, every field error, and the raw body masked.
+pub(super) async fn dead_letter<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Path(id): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    dead_letter_page(&app, &session, id, done.notice(), false).await
+}
+
+async fn dead_letter_page<S: Stores>(
+    app: &App<S>,
+    session: &str,
+    id: String,
+    notice: Option<&str>,
+    reveal: bool,
+) -> Response {
+    let detail: DeadLetterDetail =
+        match records::get_dead_letter(State(app.clone()), Path(id.clone())).await {
+            Ok(Json(d)) => d,
+            Err(p) => return problem_page(app, session, &p),
+        };
+    let dl = &detail.dead_letter;
+    let csrf = keys(app).csrf(session);
+    let body = html! {
+        dl {
+            dt { "Instance" } dd { (dl.instance) }
+            dt { "Received" } dd { (dl.received_at.to_rfc3339()) }
+            dt { "Kind" } dd { (dl.reason.kind) }
+            dt { "Reason" } dd { (dl.reason.message) }
+            dt { "Failed replays" } dd { (dl.failed_replays) }
+            @if let Some(t) = &dl.trace_id { dt { "Trace id" } dd { code { (t) } } }
+        }
+        @if !dl.reason.errors.is_empty() {
+            div class="table-wrap" {
+                table {
+                    caption { "Field errors" }
+                    thead { tr { th scope="col" { "Field" } th scope="col" { "Source" } th scope="col" { "Problem" } } }
+                    tbody {
+                        @for e in &dl.reason.errors {
+                            tr { td { code { (e.field) } } td { (e.source.as_deref().unwrap_or("—")) } td { (e.problem) } }
+                        }
+                    }
+                }
+            }
+        }
+        div class="actions" {
+            form method="post" action={ "/console/dead-letters/" (id) "/replay" } {
+                (view::csrf_field(&csrf))
+                button type="submit" { "Replay with the current adapter" }
+            }
+            @if !reveal && detail.delivery.is_some() {
+                form method="post" action={ "/console/dead-letters/" (id) "/reveal" } {
+                    (view::csrf_field(&csrf))
+                    button type="submit" { "Reveal personal data" }
+                }
+            }
+        }
+        @if let Some(d) = &detail.delivery {
+            h2 { "Raw body" @if !reveal { " (personal data masked)" } }
+            @if reveal {
+                pre { (view::revealed_body(&d.body.encoding, &d.body.data)) }
+            } @else {
+                @match view::masked_body(&d.body.encoding, &d.body.data) {
+                    Some(text) => pre { (text) },
+                    None => p { "Not shown: " (d.body.data.len()) " characters that cannot be masked field by field. Reveal to see them." },
+                }
+            }
+        } @else {
+            p { "The raw body is gone (past its retention)." }
+        }
+    };
+    render(app, session, "Dead letter", notice, body)
+}
+
+/// Replays the dead letter with the current adapter, then shows it again (or what it became).
+pub(super) async fn replay<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&app, &session, &body) {
+        return refused;
+    }
+    let done = match records::replay_dead_letter(State(app.clone()), Path(id.clone())).await {
+        Ok((_, Json(answer))) => answer.status,
+        Err(p) if p.status.as_u16() == 422 => "still_failing".to_string(),
+        Err(_) => "cannot_replay".to_string(),
+    };
+    if done == "resolved" {
+        return Redirect::to("/console/dead-letters?done=resolved").into_response();
+    }
+    Redirect::to(&format!("/console/dead-letters/{id}?done={done}")).into_response()
+}
+
+/// Shows the raw body unmasked; the reveal is logged (who: the console session; what: the
+/// dead letter's id, never the content).
+pub(super) async fn reveal<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&app, &session, &body) {
+        return refused;
+    }
+    tracing::info!(dead_letter_id = %id, "console: raw body revealed");
+    dead_letter_page(&app, &session, id, None, true).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct OrderSearch {
+    q: Option<String>,
+}
+
+/// `/console/orders?q=`: an order by the gateway's id, or by the channel's order number in
+/// any instance.
+pub(super) async fn orders<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Query(search): Query<OrderSearch>,
+) -> Response {
+    let q = search.q.as_deref().map(str::trim).unwrap_or("");
+    let mut found: Vec<Order> = Vec::new();
+    if !q.is_empty() {
+        let mut ids: Vec<OrderId> = OrderId::parse(q).into_iter().collect();
+        for instance in app.config().instances.keys() {
+            ids.push(OrderId::derive(instance, q));
+        }
+        for id in ids {
+            if let Ok(Json(o)) =
+                records::get_order(State(app.clone()), Path(id.as_str().to_string())).await
+            {
+                found.push(o);
+            }
+        }
+    }
+    let body = html! {
+        form method="get" action="/console/orders" class="actions" {
+            label for="q" { "Order number or id" }
+            input id="q" name="q" type="search" value=(q) required;
+            button type="submit" { "Look up" }
+        }
+        @if !q.is_empty() && found.is_empty() {
+            p { "No order with that number or id." }
+        }
+        @if !found.is_empty() {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Order" } th scope="col" { "Instance" } th scope="col" { "Number" }
+                        th scope="col" { "Status" } th scope="col" class="num" { "Total" } th scope="col" { "Holds" }
+                    } }
+                    tbody {
+                        @for o in &found {
+                            tr {
+                                td { a href={ "/console/orders/" (o.id.as_str()) } { (o.id.as_str()) } }
+                                td { (o.instance) }
+                                td { (o.number.as_deref().unwrap_or(&o.external_id)) }
+                                td { (format!("{:?}", o.status).to_lowercase()) }
+                                td class="num" { (o.totals.grand_total) }
+                                td { @for h in &o.holds { span class="hold" { (h.kind) } " " } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    render(&app, &session, "Orders", None, body)
+}
+
+/// `/console/orders/{id}`: the order, its holds, its FX conversion and its tax quote.
+pub(super) async fn order<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let o = match records::get_order(State(app.clone()), Path(id.clone())).await {
+        Ok(Json(o)) => o,
+        Err(p) => return problem_page(&app, &session, &p),
+    };
+    let fx = fx::order_fx(State(app.clone()), Path(id.clone()))
+        .await
+        .ok()
+        .map(|j| j.0);
+    let quote = tax::order_tax(State(app.clone()), Path(id))
+        .await
+        .ok()
+        .map(|j| j.0);
+    let body = html! {
+        dl {
+            dt { "Instance" } dd { (o.instance) " (" (o.channel) ")" }
+            dt { "Channel's number" } dd { (o.number.as_deref().unwrap_or(&o.external_id)) }
+            dt { "Status" } dd { (format!("{:?}", o.status).to_lowercase()) }
+            dt { "Placed" } dd { (o.placed_at.to_rfc3339()) }
+            dt { "Total" } dd { (o.totals.grand_total) }
+        }
+        @if !o.holds.is_empty() {
+            h2 { "Holds" }
+            ul { @for h in &o.holds { li { span class="hold" { (h.kind) } ": " (h.reason) } } }
+        }
+        h2 { "Lines" }
+        div class="table-wrap" {
+            table {
+                thead { tr {
+                    th scope="col" { "SKU" } th scope="col" { "Title" } th scope="col" class="num" { "Quantity" }
+                    th scope="col" class="num" { "Unit price" } th scope="col" { "HS code" }
+                } }
+                tbody {
+                    @for l in &o.lines {
+                        tr {
+                            td { (l.sku.as_deref().unwrap_or("—")) } td { (l.title) }
+                            td class="num" { (l.quantity) } td class="num" { (l.unit_price) }
+                            td { (l.hs_code.as_deref().unwrap_or("—")) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "FX" }
+        @match &fx {
+            None => p { "Not converted yet." },
+            Some(v) => {
+                p { "Status: " (format!("{:?}", v.status).to_lowercase()) }
+                @for m in &v.missing { p class="hold" { (m) } }
+                @for (currency, r) in &v.reporting {
+                    p { (currency) ": " @if let Some(t) = r.totals.get("grand_total") { (t) } }
+                }
+            }
+        }
+        h2 { "Tax" }
+        @match &quote {
+            None => p { "Not quoted yet." },
+            Some(q) => {
+                p {
+                    "Regime: " (q.regime.as_deref().unwrap_or("—")) ". Tax and duty: "
+                    @match &q.tax_total { Some(t) => (t), None => { "none yet (held: " (q.missing.join("; ")) ")" } }
+                }
+                ol { @for s in &q.explanation { li { code { (s.rule) } ": " (s.outcome) } } }
+            }
+        }
+    };
+    render(
+        &app,
+        &session,
+        &format!("Order {}", o.external_id),
+        None,
+        body,
+    )
+}

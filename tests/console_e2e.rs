@@ -1,0 +1,92 @@
+//! The console end to end in a real browser (issue 16): a gateway with the API token, a real
+//! signed Shopify order and one that dead-letters, and `tests/e2e/console.test.mjs` driving
+//! Debian's Chromium (`/usr/bin/chromium`, which `.ci/run` installs) with playwright-core
+//! from npm (installed here into `tests/e2e/node_modules` from its lock file). Screenshots go
+//! to `target/e2e-artifacts/`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const TOKEN: &str = "console-e2e-token";
+const ORDER_NUMBER: u64 = 450_789_469;
+
+/// playwright-core, from the lock file, once.
+fn install_playwright(dir: &Path) {
+    if dir.join("node_modules/playwright-core").exists() {
+        return;
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("npm runs (Node.js is needed for the console's browser tests)");
+    assert!(
+        out.status.success(),
+        "npm ci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_works_in_a_real_browser() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "the console's browser test needs Debian's Chromium: apt-get install chromium"
+    );
+    let e2e = repo().join("tests/e2e");
+    install_playwright(&e2e);
+    let dir = tempfile::tempdir().unwrap();
+    let tc = test_config_in(
+        dir.path(),
+        Backend::Embedded,
+        &redis_url(),
+        "api_token = \"${TEST_API_TOKEN}\"",
+        &repo().join("adapters"),
+        &[("TEST_API_TOKEN", TOKEN)],
+        &unique_prefix("e2e"),
+    );
+    let gw = Gateway::start(tc).await;
+    let c = http();
+    let order = shopify_order(ORDER_NUMBER, "2024-04-02T09:00:00-05:00");
+    let h = shopify_headers(&order, "e2e-1", "orders/create");
+    let r = post(&c, &gw.url("/webhooks/shop"), &order, &h).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let broken = String::from_utf8(shopify_order(2, "2024-04-02T09:00:00-05:00"))
+        .unwrap()
+        .replace("\"quantity\": 1", "\"quantity\": \"one\"")
+        .into_bytes();
+    let h = shopify_headers(&broken, "e2e-2", "orders/create");
+    let r = post(&c, &gw.url("/webhooks/shop"), &broken, &h).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+
+    let artifacts = repo().join("target/e2e-artifacts");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["--test", "console.test.mjs"])
+        .current_dir(&e2e)
+        .env("CONSOLE_BASE", &gw.base)
+        .env("CONSOLE_TOKEN", TOKEN)
+        .env("ORDER_NUMBER", ORDER_NUMBER.to_string())
+        .env("CUSTOMER_EMAIL", "bob.norman@mail.example.com")
+        .env("ARTIFACTS", &artifacts)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the browser test finishes within 5 minutes")
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("# pass 1"), "{report}");
+    for shot in ["overview", "dead-letter", "order", "overview-narrow"] {
+        assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
+    gw.stop().await;
+}

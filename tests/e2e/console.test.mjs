@@ -1,0 +1,125 @@
+// The console in a real browser (issue 16): Debian's Chromium, headless, driven by
+// playwright-core. tests/console_e2e.rs starts a gateway with real signed deliveries (a
+// Shopify order, and one that dead-letters) and runs this file with:
+//   CONSOLE_BASE   the gateway's base URL
+//   CONSOLE_TOKEN  its API token
+//   ORDER_NUMBER   the Shopify order's number on the channel
+//   CUSTOMER_EMAIL an e-mail address in the dead-lettered body (personal data)
+//   ARTIFACTS      where screenshots go
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const base = process.env.CONSOLE_BASE;
+const token = process.env.CONSOLE_TOKEN;
+const orderNumber = process.env.ORDER_NUMBER;
+const email = process.env.CUSTOMER_EMAIL;
+const artifacts = process.env.ARTIFACTS;
+mkdirSync(artifacts, { recursive: true });
+
+const launch = () =>
+  chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+
+/// Every visible form control has a label (a <label for>, or an aria-label).
+async function assertLabelled(page) {
+  const unlabelled = await page.$$eval(
+    'input:not([type=hidden]), select, textarea',
+    (els) => els.filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label')).map((e) => e.outerHTML),
+  );
+  assert.deepEqual(unlabelled, [], 'controls without a label');
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+}
+
+test('ops log in, find the dead letter, replay it, and look an order up', async () => {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const violations = [];
+    // What the Content-Security-Policy refused (the deliberate wrong login's 401 is not one).
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) violations.push(m.text());
+    });
+
+    // The console asks for the token first; a wrong one is refused.
+    await page.goto(`${base}/console`);
+    assert.match(page.url(), /\/console\/login$/);
+    await assertLabelled(page);
+    await page.getByLabel('API token').fill('not-the-token');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').waitFor();
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    const cookies = await page.context().cookies();
+    const session = cookies.find((c) => c.name === 'crossgate_console');
+    assert.ok(session.httpOnly, 'the session cookie is HttpOnly');
+    assert.equal(session.sameSite, 'Strict');
+
+    // Overview: the Shopify instance with one dead letter waiting.
+    const shopRow = page.getByRole('row', { name: /^shop\b/ });
+    await shopRow.waitFor();
+    assert.match(await shopRow.innerText(), /shopify/);
+    assert.equal((await shopRow.getByRole('link').innerText()).trim(), '1');
+    await shot(page, 'overview');
+
+    // The dead letter: its field error, and the raw body with personal data masked.
+    await page.getByRole('link', { name: 'Dead letters', exact: true }).click();
+    await page.getByLabel('Instance').selectOption('shop');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByRole('cell', { name: 'fields' }).first().waitFor();
+    await page.locator('tbody tr a').first().click();
+    await page.getByRole('heading', { name: 'Dead letter' }).waitFor();
+    await assertLabelled(page);
+    const errors = page.getByRole('table', { name: 'Field errors' });
+    assert.match(await errors.innerText(), /quantity/);
+    const masked = await page.locator('pre').innerText();
+    assert.ok(!masked.includes(email), 'personal data is masked');
+    assert.ok(masked.includes('•••'));
+    await shot(page, 'dead-letter');
+
+    // Revealing shows the body as sent.
+    await page.getByRole('button', { name: 'Reveal personal data' }).click();
+    assert.ok((await page.locator('pre').innerText()).includes(email));
+
+    // Replaying with the adapter as it is: still failing, and the page says so.
+    await page.getByRole('button', { name: 'Replay with the current adapter' }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /still does not normalize/);
+
+    // The order, by the channel's number: the canonical order with its lines.
+    await page.getByRole('link', { name: 'Orders', exact: true }).click();
+    await page.getByLabel('Order number or id').fill(orderNumber);
+    await page.getByRole('button', { name: 'Look up' }).click();
+    await page.locator('tbody tr a').first().click();
+    await page.getByRole('heading', { name: /^Order / }).waitFor();
+    const text = await page.locator('main').innerText();
+    assert.match(text, /598\.94 USD/);
+    assert.match(text, /IPOD2008GREEN/);
+    await shot(page, 'order');
+
+    // A narrow screen: the pages still fit (tables scroll inside their box).
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.goto(`${base}/console`);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the overview is ${overflow}px wider than a 375px screen`);
+    await shot(page, 'overview-narrow');
+
+    // A form without the session's CSRF token is refused.
+    const forged = await page.request.post(`${base}/console/logout`, {
+      form: { csrf: 'forged' },
+      maxRedirects: 0,
+    });
+    assert.equal(forged.status(), 403);
+    assert.deepEqual(violations, [], 'nothing on the pages broke the Content-Security-Policy');
+  } finally {
+    await browser.close();
+  }
+});
