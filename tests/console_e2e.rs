@@ -1,5 +1,6 @@
-//! The console end to end in a real browser (issue 16): a gateway with the API token, a real
-//! signed Shopify order and one that dead-letters, and `tests/e2e/console.test.mjs` driving
+//! The console end to end in a real browser (issue 16): a gateway with the API token whose
+//! Shopify adapter is broken (it reads the order id from a field Shopify does not send), two
+//! real signed Shopify orders that dead-letter, and `tests/e2e/console.test.mjs` driving
 //! Debian's Chromium (`/usr/bin/chromium`, which `.ci/run` installs) with playwright-core
 //! from npm (installed here into `tests/e2e/node_modules` from its lock file). Screenshots go
 //! to `target/e2e-artifacts/`.
@@ -41,12 +42,16 @@ async fn the_console_works_in_a_real_browser() {
     let e2e = repo().join("tests/e2e");
     install_playwright(&e2e);
     let dir = tempfile::tempdir().unwrap();
+    let adapters = copy_adapters(dir.path(), "adapters", &["shopify", "app", "phone"]);
+    let good = std::fs::read_to_string(adapters.join("shopify.toml")).unwrap();
+    let broken = good.replacen("external_id = \"id\"", "external_id = \"order_uuid\"", 1);
+    std::fs::write(adapters.join("shopify.toml"), broken).unwrap();
     let tc = test_config_in(
         dir.path(),
         Backend::Embedded,
         &redis_url(),
         "api_token = \"${TEST_API_TOKEN}\"",
-        &repo().join("adapters"),
+        &adapters,
         &[("TEST_API_TOKEN", TOKEN)],
         &unique_prefix("e2e"),
     );
@@ -55,7 +60,11 @@ async fn the_console_works_in_a_real_browser() {
     let order = shopify_order(ORDER_NUMBER, "2024-04-02T09:00:00-05:00");
     let h = shopify_headers(&order, "e2e-1", "orders/create");
     let r = post(&c, &gw.url("/webhooks/shop"), &order, &h).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.status, 202,
+        "the broken adapter dead-letters it: {}",
+        r.text
+    );
     let broken = String::from_utf8(shopify_order(2, "2024-04-02T09:00:00-05:00"))
         .unwrap()
         .replace("\"quantity\": 1", "\"quantity\": \"one\"")
@@ -73,6 +82,8 @@ async fn the_console_works_in_a_real_browser() {
         .env("ORDER_NUMBER", ORDER_NUMBER.to_string())
         .env("CUSTOMER_EMAIL", "bob.norman@mail.example.com")
         .env("ARTIFACTS", &artifacts)
+        .env("ADAPTER_FILE", adapters.join("shopify.toml"))
+        .env("FIXED_ADAPTER", repo().join("adapters/shopify.toml"))
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
         .await

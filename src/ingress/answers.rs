@@ -152,6 +152,14 @@ pub struct ReplayAnswer {
     pub detail: Option<String>,
 }
 
+/// `POST /v1/dead-letters/{id}/discard`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DiscardAnswer {
+    pub dead_letter_id: String,
+    /// `discarded`.
+    pub status: String,
+}
+
 /// `GET /v1/instances/{instance}/reconciliation`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReconciliationAnswer {

@@ -1,14 +1,16 @@
 // The console in a real browser (issue 16): Debian's Chromium, headless, driven by
-// playwright-core. tests/console_e2e.rs starts a gateway with real signed deliveries (a
-// Shopify order, and one that dead-letters) and runs this file with:
+// playwright-core. tests/console_e2e.rs starts a gateway whose Shopify adapter is broken, with
+// two real signed Shopify orders that dead-lettered (one for the adapter, one for its own bad
+// quantities), and runs this file with:
 //   CONSOLE_BASE   the gateway's base URL
 //   CONSOLE_TOKEN  its API token
 //   ORDER_NUMBER   the Shopify order's number on the channel
 //   CUSTOMER_EMAIL an e-mail address in the dead-lettered body (personal data)
 //   ARTIFACTS      where screenshots go
+//   ADAPTER_FILE   the gateway's Shopify adapter file, FIXED_ADAPTER the good one
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const base = process.env.CONSOLE_BASE;
@@ -38,7 +40,7 @@ async function shot(page, name) {
   await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
 }
 
-test('ops log in, find the dead letter, replay it, and look an order up', async () => {
+test('ops log in, replay a dead letter after an adapter fix, discard another, and look the order up', async () => {
   const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -63,23 +65,23 @@ test('ops log in, find the dead letter, replay it, and look an order up', async 
     assert.ok(session.httpOnly, 'the session cookie is HttpOnly');
     assert.equal(session.sameSite, 'Strict');
 
-    // Overview: the Shopify instance with one dead letter waiting.
+    // Overview: the Shopify instance with two dead letters waiting.
     const shopRow = page.getByRole('row', { name: /^shop\b/ });
     await shopRow.waitFor();
     assert.match(await shopRow.innerText(), /shopify/);
-    assert.equal((await shopRow.getByRole('link').innerText()).trim(), '1');
+    assert.equal((await shopRow.getByRole('link').innerText()).trim(), '2');
     await shot(page, 'overview');
 
-    // The dead letter: its field error, and the raw body with personal data masked.
+    // The adapter's dead letter: its field error, and the raw body with personal data masked.
     await page.getByRole('link', { name: 'Dead letters', exact: true }).click();
     await page.getByLabel('Instance').selectOption('shop');
     await page.getByRole('button', { name: 'Filter' }).click();
-    await page.getByRole('cell', { name: 'fields' }).first().waitFor();
-    await page.locator('tbody tr a').first().click();
+    // (the other one also has bad quantities)
+    await page.getByRole('row').filter({ hasText: 'external_id' }).filter({ hasNotText: 'quantity' }).getByRole('link').click();
     await page.getByRole('heading', { name: 'Dead letter' }).waitFor();
     await assertLabelled(page);
     const errors = page.getByRole('table', { name: 'Field errors' });
-    assert.match(await errors.innerText(), /quantity/);
+    assert.match(await errors.innerText(), /external_id/);
     const masked = await page.locator('pre').innerText();
     assert.ok(!masked.includes(email), 'personal data is masked');
     assert.ok(masked.includes('•••'));
@@ -94,7 +96,25 @@ test('ops log in, find the dead letter, replay it, and look an order up', async 
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /still does not normalize/);
 
-    // The order, by the channel's number: the canonical order with its lines.
+    // Ops fix the adapter file and reload; the replay now stores the order.
+    copyFileSync(process.env.FIXED_ADAPTER, process.env.ADAPTER_FILE);
+    const reload = await page.request.post(`${base}/v1/admin/reload`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    assert.equal(reload.status(), 200, await reload.text());
+    await page.getByRole('button', { name: 'Replay with the current adapter' }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /records are stored/);
+
+    // The other one cannot be fixed by the adapter: discarded, with a reason.
+    await page.getByRole('row').filter({ hasText: 'quantity' }).getByRole('link').click();
+    await page.getByLabel('Reason for discarding').fill('test order with a broken quantity; the channel resent it');
+    await page.getByRole('button', { name: 'Discard', exact: true }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /Discarded/);
+    await page.getByText('No dead letters.').waitFor();
+
+    // The replayed order, by the channel's number: the canonical order with its lines.
     await page.getByRole('link', { name: 'Orders', exact: true }).click();
     await page.getByLabel('Order number or id').fill(orderNumber);
     await page.getByRole('button', { name: 'Look up' }).click();

@@ -284,6 +284,20 @@ impl<S: Stores> FromRequest<App<S>> for Body {
     }
 }
 
+/// A JSON request body read into `T`; a problem names the field (never its value).
+pub(super) fn request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let problem = crate::adapter::sanitize_serde_message(&e.into_inner().to_string());
+        Problem::bad_request(format!("{what}: {field}: {problem}"))
+            .with("field", serde_json::Value::String(field))
+    })
+}
+
 /// The instance `id` names, or 404.
 fn instance<S>(app: &App<S>, id: &str) -> Result<Arc<crate::config::Instance>, Problem> {
     app.config()

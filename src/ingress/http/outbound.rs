@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::openapi::DocOperation;
-use super::{Answer, App, Body, Problem, Q};
+use super::{Answer, App, Body, Problem, Q, request};
 use crate::backend::Stores;
 use crate::config::Instance;
 use crate::ingress::answers::{CommandsAccepted, Page};
@@ -99,17 +99,6 @@ const NOT_SENDABLE: &str = "The channel cannot take this command, the price is i
      currency, the key was used for another request, or a line does not match the order";
 
 type Accepted = Result<(StatusCode, axum::Json<CommandsAccepted>), Problem>;
-
-/// A JSON request body read into `T`; a problem names the field (never its value).
-fn request<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Problem> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let problem = crate::adapter::sanitize_serde_message(&e.into_inner().to_string());
-        Problem::bad_request(format!("{what}: {field}: {problem}"))
-            .with("field", serde_json::Value::String(field))
-    })
-}
 
 /// A listing update as the API takes it.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -16,7 +16,8 @@ use super::openapi::DocOperation;
 use super::{Answer, App, Q, instance};
 use crate::backend::Stores;
 use crate::ingress::answers::{
-    BodyView, DeadLetterDetail, DeliveryView, Page, ReconciliationAnswer, ReplayAnswer,
+    BodyView, DeadLetterDetail, DeliveryView, DiscardAnswer, Page, ReconciliationAnswer,
+    ReplayAnswer,
 };
 use crate::ingress::problem::Problem;
 use crate::model::{Listing, ListingId, Order, OrderId};
@@ -80,6 +81,18 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
                 .problem(404, "No such dead letter")
                 .problem(409, "The dead letter cannot be replayed")
                 .problem(422, "The delivery still cannot be normalized")
+            }),
+        )
+        .api_route(
+            "/v1/dead-letters/{id}/discard",
+            post_with(discard_dead_letter::<S>, |op| {
+                op.about(
+                    "dead letters",
+                    "Discards a dead letter with a reason: it no longer waits, and its raw body \
+                     expires with the usual retention",
+                )
+                .json_body::<DiscardRequest>()
+                .problem(404, "No such dead letter")
             }),
         )
         .api_route(
@@ -339,6 +352,51 @@ pub(super) async fn replay_dead_letter<S: Stores>(
         }
         Err(e) => Err(replay_problem(e)),
     }
+}
+
+/// `POST /v1/dead-letters/{id}/discard` with `{"reason": ...}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DiscardRequest {
+    /// Why it is discarded (1 to 500 characters): kept in the log of the discard.
+    #[schemars(length(min = 1, max = 500))]
+    pub(super) reason: String,
+}
+
+/// Discards a dead letter: it is resolved with no records (the one way a dead letter leaves),
+/// so it no longer waits and its raw body expires like any processed delivery's. The reason
+/// is logged with the dead letter's id; it is the operator's text, not the payload's.
+pub(super) async fn discard_dead_letter<S: Stores>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    body: Result<super::Body, Problem>,
+) -> Answer<DiscardAnswer> {
+    let super::Body(body) = body?;
+    let req: DiscardRequest = super::request(&body, "the discard")?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Problem::bad_request("reason: must be 1 to 500 characters")
+            .with("field", json!("reason")));
+    }
+    let dl = match app.store.get_dead_letter(&id).await {
+        Ok(Some(dl)) => dl,
+        Ok(None) | Err(StoreError::Invalid(_)) => return Err(Problem::not_found("dead letter")),
+        Err(e) => return Err(e.into()),
+    };
+    match app
+        .store
+        .resolve_dead_letter(&id, Vec::new(), Utc::now())
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(Problem::not_found("dead letter")),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(dead_letter_id = %id, instance = %dl.instance, kind = %dl.reason.kind, reason, "dead letter discarded");
+    Ok(axum::Json(DiscardAnswer {
+        dead_letter_id: id,
+        status: "discarded".into(),
+    }))
 }
 
 fn replay_problem(e: ReplayError) -> Problem {

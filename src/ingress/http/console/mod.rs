@@ -30,6 +30,10 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
             post(pages::replay::<S>),
         )
         .route(
+            "/console/dead-letters/{id}/discard",
+            post(pages::discard::<S>),
+        )
+        .route(
             "/console/dead-letters/{id}/reveal",
             post(pages::reveal::<S>),
         )

@@ -31,6 +31,8 @@ impl Done {
                 Some("Replayed: the delivery still does not normalize (see the errors below).")
             }
             "cannot_replay" => Some("This dead letter cannot be replayed."),
+            "discarded" => Some("Discarded: the dead letter no longer waits."),
+            "discard_refused" => Some("Not discarded: give a reason of 1 to 500 characters."),
             _ => None,
         }
     }
@@ -124,6 +126,7 @@ pub(super) async fn overview<S: Stores>(
 pub(super) struct DeadLetterFilter {
     instance: Option<String>,
     cursor: Option<String>,
+    done: Option<String>,
 }
 
 /// `/console/dead-letters?instance=`: what is parked, newest first as `/v1` lists them.
@@ -182,7 +185,8 @@ pub(super) async fn dead_letters<S: Stores>(
             }
         }
     };
-    render(&app, &session, "Dead letters", None, body)
+    let done = Done { done: f.done };
+    render(&app, &session, "Dead letters", done.notice(), body)
 }
 
 /// `/console/dead-letters/{id}`: the reason, every field error, and the raw body masked.
@@ -236,6 +240,12 @@ async fn dead_letter_page<S: Stores>(
                 (view::csrf_field(&csrf))
                 button type="submit" { "Replay with the current adapter" }
             }
+            form method="post" action={ "/console/dead-letters/" (id) "/discard" } {
+                (view::csrf_field(&csrf))
+                label for="discard-reason" { "Reason for discarding" }
+                input id="discard-reason" name="reason" type="text" maxlength="500" required;
+                button type="submit" { "Discard" }
+            }
             @if !reveal && detail.delivery.is_some() {
                 form method="post" action={ "/console/dead-letters/" (id) "/reveal" } {
                     (view::csrf_field(&csrf))
@@ -279,6 +289,29 @@ pub(super) async fn replay<S: Stores>(
         return Redirect::to("/console/dead-letters?done=resolved").into_response();
     }
     Redirect::to(&format!("/console/dead-letters/{id}?done={done}")).into_response()
+}
+
+/// Discards the dead letter with the operator's reason.
+pub(super) async fn discard<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&app, &session, &body) {
+        return refused;
+    }
+    let reason = super::form(&body).remove("reason").unwrap_or_default();
+    let request = serde_json::json!({ "reason": reason }).to_string();
+    let body = Ok(crate::ingress::http::Body(request.into()));
+    match records::discard_dead_letter(State(app.clone()), Path(id.clone()), body).await {
+        Ok(_) => Redirect::to("/console/dead-letters?done=discarded").into_response(),
+        Err(p) if p.status.as_u16() == 400 => {
+            Redirect::to(&format!("/console/dead-letters/{id}?done=discard_refused"))
+                .into_response()
+        }
+        Err(p) => problem_page(&app, &session, &p),
+    }
 }
 
 /// Shows the raw body unmasked; the reveal is logged (who: the console session; what: the
