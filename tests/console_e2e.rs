@@ -33,6 +33,32 @@ fn install_playwright(dir: &Path) {
     );
 }
 
+/// Waits until the app order `external_id` is converted.
+async fn converted(gw: &Gateway, external_id: &str) {
+    let id = crossgate::model::OrderId::derive("app", external_id);
+    let c = authorized();
+    for _ in 0..400 {
+        let r = get(&c, &gw.url(&format!("/v1/orders/{}/fx", id.as_str()))).await;
+        if r.status == 200 && r.body["status"] == "converted" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{external_id} was never converted");
+}
+
+fn authorized() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_works_in_a_real_browser() {
     assert!(
@@ -56,7 +82,7 @@ async fn the_console_works_in_a_real_browser() {
         &unique_prefix("e2e"),
     );
     let gw = Gateway::start(tc).await;
-    let c = http();
+    let c = authorized();
     let order = shopify_order(ORDER_NUMBER, "2024-04-02T09:00:00-05:00");
     let h = shopify_headers(&order, "e2e-1", "orders/create");
     let r = post(&c, &gw.url("/webhooks/shop"), &order, &h).await;
@@ -72,6 +98,38 @@ async fn the_console_works_in_a_real_browser() {
     let h = shopify_headers(&broken, "e2e-2", "orders/create");
     let r = post(&c, &gw.url("/webhooks/shop"), &broken, &h).await;
     assert_eq!(r.status, 202, "{}", r.text);
+
+    // Finance's side: the ECB's rates for early 2017 and three app orders converted at them.
+    let rates = fixture("fx-ecb/eurofxref-hist-90d-2017-03-03.xml");
+    let r = post(
+        &c,
+        &gw.url("/v1/fx/rates?source=ecb&origin=e2e"),
+        &rates,
+        &[],
+    )
+    .await;
+    assert!(r.status < 300, "{}", r.text);
+    for (n, (currency, day)) in [("USD", "15"), ("GBP", "16"), ("JPY", "20")]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("FX-{n}");
+        let text = serde_json::to_string(&app_order(&id, "2017-02-15T11:00:00+01:00"))
+            .unwrap()
+            .replace("\"JPY\"", &format!("\"{currency}\""));
+        let mut o: serde_json::Value = serde_json::from_str(&text).unwrap();
+        o["placed_at"] = serde_json::json!(format!("2017-02-{day}T11:00:00+01:00"));
+        let body = serde_json::to_vec(&o).unwrap();
+        let r = post(
+            &c,
+            &gw.url("/webhooks/app"),
+            &body,
+            &app_headers(&body, &id),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        converted(&gw, &id).await;
+    }
 
     let artifacts = repo().join("target/e2e-artifacts");
     let mut cmd = tokio::process::Command::new("node");
@@ -96,7 +154,13 @@ async fn the_console_works_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains("# pass 1"), "{report}");
-    for shot in ["overview", "dead-letter", "order", "overview-narrow"] {
+    for shot in [
+        "overview",
+        "dead-letter",
+        "order",
+        "fx-review",
+        "overview-narrow",
+    ] {
         assert!(artifacts.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
     gw.stop().await;

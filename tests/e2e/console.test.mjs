@@ -125,6 +125,40 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     assert.match(text, /IPOD2008GREEN/);
     await shot(page, 'order');
 
+    // The FX review for the period of the rates: per-pair totals as /v1/fx/report has them,
+    // a chart per pair with the ECB series and the rates used, and the rows as CSV.
+    const [from, to] = ['2017-01-01', '2017-03-03'];
+    await page.getByRole('link', { name: 'FX review', exact: true }).click();
+    await page.getByLabel('From', { exact: true }).fill(from);
+    await page.getByLabel('To', { exact: true }).fill(to);
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.locator('#pair-totals').waitFor();
+    await assertLabelled(page);
+    const shown = await page.$$eval('#pair-totals tbody tr', (rows) =>
+      rows.map((r) => [...r.cells].map((c) => c.innerText.trim())),
+    );
+    const report = await (
+      await page.request.get(`${base}/v1/fx/report?from=${from}&to=${to}`, {
+        headers: { Authorization: `Bearer ${token}` },
+      })
+    ).json();
+    const expected = report.pairs.map((p) => [p.from, p.to, String(p.count), p.from_sum, p.to_sum, p.min_rate, p.max_rate]);
+    assert.deepEqual(shown, expected, 'the page\'s totals are the API\'s');
+    const charts = await page.$$eval('figure.chart svg', (svgs) =>
+      svgs.map((s) => ({ series: Number(s.dataset.series), used: Number(s.dataset.used), points: s.querySelectorAll('circle.used').length })),
+    );
+    assert.ok(charts.length >= 3, `a chart per converted pair: ${JSON.stringify(charts)}`);
+    for (const c of charts) {
+      assert.ok(c.series >= 40, `about 43 ECB days in the period: ${JSON.stringify(c)}`);
+      assert.ok(c.used >= 1 && c.points === c.used, JSON.stringify(c));
+    }
+    await shot(page, 'fx-review');
+    const rows = await page.locator('table:has(caption) tbody tr').count();
+    const csvHref = await page.getByRole('link', { name: 'Download these rows as CSV' }).getAttribute('href');
+    const csv = await (await page.request.get(`${base}${csvHref}`)).text();
+    const csvRows = csv.trim().split('\n').length - 1;
+    assert.equal(csvRows, rows, 'the CSV has exactly the rows shown');
+
     // A narrow screen: the pages still fit (tables scroll inside their box).
     await page.setViewportSize({ width: 375, height: 800 });
     await page.goto(`${base}/console`);

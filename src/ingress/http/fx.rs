@@ -92,25 +92,25 @@ pub(super) async fn order_fx<S: Stores>(
         .ok_or_else(|| Problem::not_found("FX state of this order (not converted yet)"))
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-struct FxLogParams {
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub(super) struct FxLogParams {
     #[schemars(extend("format" = "date"))]
-    from: Option<String>,
+    pub(super) from: Option<String>,
     #[schemars(extend("format" = "date"))]
-    to: Option<String>,
-    currency: Option<String>,
+    pub(super) to: Option<String>,
+    pub(super) currency: Option<String>,
     /// The gateway's order id, or the channel's order number.
-    order: Option<String>,
-    channel: Option<String>,
-    instance: Option<String>,
+    pub(super) order: Option<String>,
+    pub(super) channel: Option<String>,
+    pub(super) instance: Option<String>,
     /// `grand_total` (default) or `all`.
-    parts: Option<String>,
+    pub(super) parts: Option<String>,
     /// `json` (default, paginated), or every matching entry streamed from one snapshot:
     /// `csv`, or `jsonl` (one JSON object per line, with `superseded_by`).
-    format: Option<String>,
-    cursor: Option<u64>,
+    pub(super) format: Option<String>,
+    pub(super) cursor: Option<u64>,
     #[schemars(range(min = 1, max = 500))]
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
 }
 
 fn date_param(s: Option<&str>, name: &str) -> Result<Option<NaiveDate>, Problem> {
@@ -121,7 +121,7 @@ fn date_param(s: Option<&str>, name: &str) -> Result<Option<NaiveDate>, Problem>
     .transpose()
 }
 
-fn fx_filter(p: &FxLogParams) -> Result<LogFilter, Problem> {
+pub(super) fn fx_filter(p: &FxLogParams) -> Result<LogFilter, Problem> {
     Ok(LogFilter {
         from: date_param(p.from.as_deref(), "from")?,
         to: date_param(p.to.as_deref(), "to")?,
@@ -140,7 +140,7 @@ fn fx_filter(p: &FxLogParams) -> Result<LogFilter, Problem> {
 }
 
 /// `GET /v1/fx/log`: the FX log for finance (JSON pages, or the whole selection as CSV).
-async fn fx_log<S: Stores>(
+pub(super) async fn fx_log<S: Stores>(
     State(app): State<App<S>>,
     Q(p): Q<FxLogParams>,
 ) -> Result<Response, Problem> {
@@ -211,12 +211,12 @@ async fn fx_log_stream<S: Stores>(
 }
 
 /// `GET /v1/fx/verify`: recomputes the log and checks its chain.
-async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Answer<Verification> {
+pub(super) async fn fx_verify<S: Stores>(State(app): State<App<S>>) -> Answer<Verification> {
     Ok(axum::Json(crate::fx::verify_log(&app.store).await?))
 }
 
 /// `GET /v1/fx/checkpoints`: every signed checkpoint of the log, oldest first.
-async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckpoints> {
+pub(super) async fn fx_checkpoints<S: Stores>(State(app): State<App<S>>) -> Answer<FxCheckpoints> {
     let checkpoints = app.store.fx_checkpoints().await?;
     let key = app.config().fx.checkpoints.as_ref().map(|c| c.key.public());
     Ok(axum::Json(FxCheckpoints {

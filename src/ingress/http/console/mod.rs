@@ -6,6 +6,8 @@
 //! No page needs JavaScript.
 
 mod auth;
+mod chart;
+mod fx;
 mod pages;
 mod view;
 
@@ -38,6 +40,8 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
             post(pages::reveal::<S>),
         )
         .route("/console/orders", get(pages::orders::<S>))
+        .route("/console/fx", get(fx::review::<S>))
+        .route("/console/fx/export.csv", get(fx::export::<S>))
         .route("/console/orders/{id}", get(pages::order::<S>))
         .route("/console/logout", post(logout::<S>))
         .route_layer(middleware::from_fn_with_state(app, require_session::<S>));

@@ -38,7 +38,7 @@ impl Done {
     }
 }
 
-fn render<S>(
+pub(super) fn render<S>(
     app: &App<S>,
     session: &str,
     title: &str,
@@ -56,7 +56,7 @@ fn render<S>(
 }
 
 /// A problem from the `/v1` handler a page relies on, shown as a page.
-fn problem_page<S>(app: &App<S>, session: &str, p: &Problem) -> Response {
+pub(super) fn problem_page<S>(app: &App<S>, session: &str, p: &Problem) -> Response {
     let body = html! {
         p role="alert" class="error" { (p.title) @if let Some(d) = &p.detail { ": " (d) } }
     };

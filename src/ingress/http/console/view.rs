@@ -30,6 +30,7 @@ pub(super) fn page(frame: &Frame<'_>, body: Markup) -> Markup {
                         a href="/console" { "Overview" }
                         a href="/console/dead-letters" { "Dead letters" }
                         a href="/console/orders" { "Orders" }
+                        a href="/console/fx" { "FX review" }
                         @if frame.login {
                             form method="post" action="/console/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(frame.csrf);
@@ -174,6 +175,8 @@ pre { background: #fff; border: 1px solid #ddd; padding: 0.75rem; overflow-x: au
 .notice { background: #e8f4ea; border-left: 4px solid #2e7d32; padding: 0.5rem; }
 .error { background: #fdecea; border-left: 4px solid #c62828; padding: 0.5rem; }
 .hold { color: #8a4b00; font-weight: 600; }
+figure.chart { margin: 0 0 1.5rem; max-width: 48rem; }
+figure.chart svg { background: #fff; border: 1px solid #ddd; }
 .actions { display: flex; flex-wrap: wrap; gap: 0.75rem; margin: 1rem 0; }
 .actions button, form button { padding: 0.4rem 0.9rem; }
 label { font-weight: 600; margin-right: 0.4rem; }

@@ -1,0 +1,247 @@
+//! The FX review for finance: the log's conversions for a period (grand totals), per-pair
+//! totals of exactly those rows, the rates used plotted against the ECB series, the log's
+//! verification and its latest signed checkpoint, and the same rows as CSV.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::NaiveDate;
+use maud::{Markup, html};
+use rust_decimal::prelude::ToPrimitive;
+use serde::Deserialize;
+
+use super::pages::{problem_page, render};
+use super::{Session, chart};
+use crate::backend::Stores;
+use crate::fx::book::RateBook;
+use crate::fx::log::{FxEntry, PairReport, ReportRange};
+use crate::ingress::http::fx::{FxLogParams, fx_checkpoints, fx_filter, fx_log, fx_verify};
+use crate::ingress::http::{App, Q};
+use crate::ingress::problem::Problem;
+
+/// Rows shown on the page; the totals and the CSV cover every matching row.
+const SHOWN: usize = 500;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct FxFilter {
+    from: Option<String>,
+    to: Option<String>,
+    currency: Option<String>,
+    order: Option<String>,
+    channel: Option<String>,
+}
+
+impl FxFilter {
+    /// The `/v1/fx/log` parameters of this filter (grand totals), the period defaulting to the
+    /// 30 days up to `latest`.
+    fn params(&self, latest: NaiveDate, format: Option<&str>) -> FxLogParams {
+        let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        FxLogParams {
+            from: some(&self.from).or_else(|| Some((latest - chrono::Days::new(30)).to_string())),
+            to: some(&self.to).or_else(|| Some(latest.to_string())),
+            currency: some(&self.currency),
+            order: some(&self.order),
+            channel: some(&self.channel),
+            format: format.map(str::to_string),
+            ..FxLogParams::default()
+        }
+    }
+}
+
+async fn book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
+    let docs = app.store.fx_docs().await?;
+    Ok(RateBook::new(docs, app.config().fx.max_age_days))
+}
+
+fn latest(book: &RateBook) -> NaiveDate {
+    book.latest_ecb_day()
+        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+}
+
+/// `/console/fx`.
+pub(super) async fn review<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Query(f): Query<FxFilter>,
+) -> Response {
+    match review_body(&app, &f).await {
+        Ok(body) => render(&app, &session, "FX review", None, body),
+        Err(p) => problem_page(&app, &session, &p),
+    }
+}
+
+async fn review_body<S: Stores>(app: &App<S>, f: &FxFilter) -> Result<Markup, Problem> {
+    let book = book(app).await?;
+    let params = f.params(latest(&book), None);
+    let filter = fx_filter(&params)?;
+    let (from, to) = (
+        filter.from.unwrap_or_default(),
+        filter.to.unwrap_or_default(),
+    );
+    let items = crate::fx::export_all(&app.store, &filter).await?;
+    let entries: Vec<FxEntry> = items.iter().map(|(e, _)| e.clone()).collect();
+    let range = ReportRange {
+        from,
+        to,
+        revalue_at: None,
+    };
+    let pairs = crate::fx::log::report(&entries, &range, &book);
+    let Json(verification) = fx_verify(State(app.clone())).await?;
+    let Json(checkpoints) = fx_checkpoints(State(app.clone())).await?;
+    let csv = csv_link(&params);
+    Ok(html! {
+        (filter_form(&params))
+        p { a href=(csv) download="fx-log.csv" { "Download these rows as CSV" } }
+        h2 { "Totals per currency pair" }
+        (pair_table(&pairs))
+        h2 { "Rates used against the ECB reference rates" }
+        @for p in pairs.iter().filter(|p| p.from != p.to).take(4) {
+            (rate_chart(p, &entries, &book, from, to))
+        }
+        h2 { "The log" }
+        p {
+            @if verification.findings.is_empty() {
+                "Verified: " (verification.entries) " entries, the hash chain and every order's \
+                 conversion agree."
+            } @else {
+                span class="hold" { (verification.findings.len()) " finding(s)" }
+                " in " (verification.entries) " entries: run crossgate fx verify for the detail."
+            }
+            @match checkpoints.checkpoints.last() {
+                Some(c) => { " Latest signed checkpoint: entry " (c.seq) " at " (c.at.format("%Y-%m-%d %H:%M UTC")) " (key " (c.key_id) ")." }
+                None => " No signed checkpoint yet.",
+            }
+        }
+        (entry_table(&items))
+    })
+}
+
+fn filter_form(p: &FxLogParams) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    html! {
+        form method="get" action="/console/fx" class="actions" {
+            label for="from" { "From" } input id="from" name="from" type="date" value=(v(&p.from));
+            label for="to" { "To" } input id="to" name="to" type="date" value=(v(&p.to));
+            label for="currency" { "Currency" } input id="currency" name="currency" type="text" size="4" value=(v(&p.currency));
+            label for="channel" { "Channel" } input id="channel" name="channel" type="text" size="10" value=(v(&p.channel));
+            label for="order" { "Order" } input id="order" name="order" type="text" size="14" value=(v(&p.order));
+            button type="submit" { "Show" }
+        }
+    }
+}
+
+fn csv_link(p: &FxLogParams) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("from", &p.from),
+        ("to", &p.to),
+        ("currency", &p.currency),
+        ("channel", &p.channel),
+        ("order", &p.order),
+    ] {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    format!("/console/fx/export.csv?{}", q.finish())
+}
+
+fn pair_table(pairs: &[PairReport]) -> Markup {
+    html! {
+        @if pairs.is_empty() {
+            p { "No conversions in this period." }
+        } @else {
+            div class="table-wrap" {
+                table id="pair-totals" {
+                    thead { tr {
+                        th scope="col" { "From" } th scope="col" { "To" } th scope="col" class="num" { "Orders" }
+                        th scope="col" class="num" { "Sum from" } th scope="col" class="num" { "Sum to" }
+                        th scope="col" class="num" { "Lowest rate" } th scope="col" class="num" { "Highest rate" }
+                    } }
+                    tbody {
+                        @for p in pairs {
+                            tr {
+                                td { (p.from) } td { (p.to) } td class="num" { (p.count) }
+                                td class="num" { (p.from_sum) } td class="num" { (p.to_sum) }
+                                td class="num" { (p.min_rate) } td class="num" { (p.max_rate) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn entry_table(items: &[crate::fx::export::ExportItem]) -> Markup {
+    html! {
+        @if items.len() > SHOWN {
+            p { "The first " (SHOWN) " of " (items.len()) " rows; the totals and the CSV cover them all." }
+        }
+        div class="table-wrap" {
+            table {
+                caption { "Conversions (grand totals)" }
+                thead { tr {
+                    th scope="col" { "Rate date" } th scope="col" { "Order" } th scope="col" class="num" { "From" }
+                    th scope="col" class="num" { "To" } th scope="col" class="num" { "Rate" } th scope="col" { "Superseded" }
+                } }
+                tbody {
+                    @for (e, superseded) in items.iter().take(SHOWN) {
+                        tr {
+                            td { (e.rate_date) }
+                            td { (e.order.as_ref().map_or(e.order_id.as_str(), |o| o.number.as_str())) }
+                            td class="num" { (e.from) } td class="num" { (e.to) } td class="num" { (e.rate) }
+                            td { (if superseded.is_some() { "yes" } else { "" }) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The ECB series of a pair over the period (one point per published day), and the rates the
+/// log used.
+fn rate_chart(
+    pair: &PairReport,
+    entries: &[FxEntry],
+    book: &RateBook,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Markup {
+    let rate_on = |d: NaiveDate| -> Option<f64> {
+        let (a, b) = (book.leg(&pair.from, d).ok()?, book.leg(&pair.to, d).ok()?);
+        // Only the day's own publication (a leg from an earlier day repeats it).
+        (a.date == d && b.date == d).then(|| (b.per_eur / a.per_eur).to_f64())?
+    };
+    let series: Vec<(NaiveDate, f64)> = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .filter_map(|d| rate_on(d).map(|r| (d, r)))
+        .collect();
+    let used: BTreeMap<NaiveDate, f64> = entries
+        .iter()
+        .filter(|e| e.from.currency().code() == pair.from && e.to.currency().code() == pair.to)
+        .filter_map(|e| Some((e.rate_date, e.rate.to_f64()?)))
+        .collect();
+    let title = format!("{} → {}", pair.from, pair.to);
+    chart::line_with_points(&title, from, to, &series, &used)
+}
+
+/// `/console/fx/export.csv`: the rows of the page's filter, as `/v1/fx/log?format=csv` gives
+/// them.
+pub(super) async fn export<S: Stores>(
+    State(app): State<App<S>>,
+    Query(f): Query<FxFilter>,
+) -> Response {
+    let latest = match book(&app).await {
+        Ok(b) => latest(&b),
+        Err(p) => return p.into_response(),
+    };
+    match fx_log(State(app), Q(f.params(latest, Some("csv")))).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
