@@ -96,12 +96,17 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /still does not normalize/);
 
-    // Ops fix the adapter file and reload; the replay now stores the order.
+    // Ops fix the adapter file and reload it from the console; the replay now stores the order.
+    const deadLetterPage = page.url().split('?')[0];
+    await page.getByRole('link', { name: 'Adapters and rules', exact: true }).click();
+    const digestBefore = await page.getByRole('row', { name: /^shopify/ }).innerText();
     copyFileSync(process.env.FIXED_ADAPTER, process.env.ADAPTER_FILE);
-    const reload = await page.request.post(`${base}/v1/admin/reload`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-    assert.equal(reload.status(), 200, await reload.text());
+    await page.getByRole('button', { name: /^Reload/ }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /Reloaded/);
+    assert.notEqual(await page.getByRole('row', { name: /^shopify/ }).innerText(), digestBefore, 'the new file is loaded');
+    await shot(page, 'adapters');
+    await page.goto(deadLetterPage);
     await page.getByRole('button', { name: 'Replay with the current adapter' }).click();
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /records are stored/);

@@ -37,7 +37,7 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
 /// Reloads this replica's configuration (each replica reads its own file: reload them all).
 /// 200 with what changed; 422 with every problem when the new files are not valid, or 409
 /// when they change what needs a restart. Either way the running configuration stays.
-async fn reload<S: Stores>(State(app): State<App<S>>) -> Answer<ReloadOutcome> {
+pub(super) async fn reload<S: Stores>(State(app): State<App<S>>) -> Answer<ReloadOutcome> {
     match app.live.reload_reported("api").await {
         Ok(o) => Ok(axum::Json(o)),
         Err(e) => {
@@ -63,6 +63,6 @@ async fn reload<S: Stores>(State(app): State<App<S>>) -> Answer<ReloadOutcome> {
 
 /// The configuration generation in use: adapters with their file digests, rule packs,
 /// warnings, and the last refused reload.
-async fn status<S: Stores>(State(app): State<App<S>>) -> Answer<ReloadStatus> {
+pub(super) async fn status<S: Stores>(State(app): State<App<S>>) -> Answer<ReloadStatus> {
     Ok(axum::Json(app.live.status()))
 }

@@ -5,6 +5,7 @@
 //! same typed answers as `/v1`, by calling its handlers: there is no second source of truth.
 //! No page needs JavaScript.
 
+mod adapters;
 mod auth;
 mod chart;
 mod fx;
@@ -41,6 +42,8 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
         )
         .route("/console/orders", get(pages::orders::<S>))
         .route("/console/fx", get(fx::review::<S>))
+        .route("/console/adapters", get(adapters::loaded::<S>))
+        .route("/console/adapters/reload", post(adapters::reload::<S>))
         .route("/console/fx/export.csv", get(fx::export::<S>))
         .route("/console/orders/{id}", get(pages::order::<S>))
         .route("/console/logout", post(logout::<S>))

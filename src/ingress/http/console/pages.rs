@@ -19,11 +19,11 @@ use crate::model::{Order, OrderId};
 /// request is reflected).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Done {
-    done: Option<String>,
+    pub(super) done: Option<String>,
 }
 
 impl Done {
-    fn notice(&self) -> Option<&'static str> {
+    pub(super) fn notice(&self) -> Option<&'static str> {
         match self.done.as_deref()? {
             "resolved" => Some("Replayed: the delivery normalized and its records are stored."),
             "fetch_queued" => Some("Replayed: the record will be fetched from the channel again."),
@@ -32,6 +32,10 @@ impl Done {
             }
             "cannot_replay" => Some("This dead letter cannot be replayed."),
             "discarded" => Some("Discarded: the dead letter no longer waits."),
+            "reloaded" => Some("Reloaded: the files below are in use."),
+            "reload_refused" => Some(
+                "Not reloaded: the new files have problems (below); the running configuration stays.",
+            ),
             "discard_refused" => Some("Not discarded: give a reason of 1 to 500 characters."),
             _ => None,
         }

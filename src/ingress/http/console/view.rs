@@ -31,6 +31,7 @@ pub(super) fn page(frame: &Frame<'_>, body: Markup) -> Markup {
                         a href="/console/dead-letters" { "Dead letters" }
                         a href="/console/orders" { "Orders" }
                         a href="/console/fx" { "FX review" }
+                        a href="/console/adapters" { "Adapters and rules" }
                         @if frame.login {
                             form method="post" action="/console/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(frame.csrf);
