@@ -70,6 +70,10 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     await shopRow.waitFor();
     assert.match(await shopRow.innerText(), /shopify/);
     assert.equal((await shopRow.getByRole('link').innerText()).trim(), '2');
+    // Its deliveries of the last hour, and the app's three orders.
+    assert.match(await shopRow.innerText(), /2 dead_lettered/);
+    assert.match(await page.getByRole('row', { name: /^app\b/ }).innerText(), /3 stored/);
+    assert.equal(await page.locator('svg.bars').count(), await page.locator('tbody tr').count());
     await shot(page, 'overview');
 
     // The adapter's dead letter: its field error, and the raw body with personal data masked.

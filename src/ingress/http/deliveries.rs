@@ -153,6 +153,9 @@ async fn webhook<S: Stores>(
     };
     metrics::counter!(names::DELIVERIES, "instance" => label.clone(), "outcome" => outcome)
         .increment(1);
+    if known {
+        crate::telemetry::history::record_delivery(&instance, outcome, Utc::now());
+    }
     if outcome == "ignored" {
         // An authentic notification the adapter does not map: the channel has news; poll now.
         app.wake_poller(&instance);

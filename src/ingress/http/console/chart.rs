@@ -84,6 +84,25 @@ pub(super) fn line_with_points(
     }
 }
 
+/// A small bar per value (deliveries per hour, oldest first), scaled to the largest.
+pub(super) fn bars(label: &str, values: &[u64]) -> Markup {
+    let (w, h) = (120.0, 28.0);
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = w / values.len().max(1) as f64;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (w) " " (h) } width="120" height="28"
+            role="img" aria-label=(label) class="bars" {
+            title { (label) }
+            line x1="0" y1=(h - 0.5) x2=(w) y2=(h - 0.5) stroke="#bbb" {}
+            @for (i, v) in values.iter().enumerate() {
+                @let bar = (*v as f64 / max) * (h - 2.0);
+                rect x=(format!("{:.1}", i as f64 * step + 0.5)) y=(format!("{:.1}", h - 1.0 - bar))
+                    width=(format!("{:.1}", (step - 1.0).max(1.0))) height=(format!("{bar:.1}")) fill="#1d5fa8" {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,44 +79,45 @@ pub(super) async fn overview<S: Stores>(
         Ok(w) => w,
         Err(e) => return problem_page(&app, &session, &e.into()),
     };
+    let digests: std::collections::BTreeMap<String, String> =
+        match crate::ingress::http::admin::status(State(app.clone())).await {
+            Ok(Json(s)) => s.adapters.into_iter().map(|a| (a.name, a.digest)).collect(),
+            Err(p) => return problem_page(&app, &session, &p),
+        };
+    let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for (id, inst) in &config.instances {
         let spec = inst.adapter.spec();
         let backlog = app.store.outbox_depth(id).await.ok();
-        let poll = app
+        let watermark = app
             .store
             .get_cursor(id, "poll")
             .await
             .ok()
             .flatten()
-            .and_then(|c| serde_json::from_str::<crate::channel::poll::PollState>(&c).ok());
-        rows.push(html! {
-            tr {
-                th scope="row" { (id) }
-                td { (spec.name) }
-                td { (format!("{:?}", spec.channel_kind).to_lowercase()) }
-                td class="num" {
-                    a href={ "/console/dead-letters?instance=" (id) } {
-                        (waiting.get(id).copied().unwrap_or(0))
-                    }
-                }
-                td class="num" { (backlog.map_or_else(|| "—".to_string(), |b| b.to_string())) }
-                td {
-                    @match poll.as_ref().and_then(|p| p.watermark) {
-                        Some(w) => (w.format("%Y-%m-%d %H:%M:%S UTC")),
-                        None => "—",
-                    }
-                }
-            }
-        });
+            .and_then(|c| serde_json::from_str::<crate::channel::poll::PollState>(&c).ok())
+            .and_then(|p| p.watermark);
+        let history = crate::telemetry::history::delivery_summary(id, now);
+        rows.push(overview_row(&OverviewRow {
+            id,
+            adapter: &spec.name,
+            digest: digests.get(&spec.name).map(String::as_str),
+            waiting: waiting.get(id).copied().unwrap_or(0),
+            backlog,
+            watermark,
+            history: &history,
+            now,
+        }));
     }
     let body = html! {
         div class="table-wrap" {
             table {
-                caption { "Channel instances" }
+                caption { "Channel instances (deliveries as this replica received them)" }
                 thead { tr {
                     th scope="col" { "Instance" } th scope="col" { "Adapter" }
-                    th scope="col" { "Kind" } th scope="col" class="num" { "Dead letters waiting" }
+                    th scope="col" { "Last delivery" } th scope="col" { "Last hour" }
+                    th scope="col" { "Last 24 hours" }
+                    th scope="col" class="num" { "Dead letters waiting" }
                     th scope="col" class="num" { "Outbound backlog" } th scope="col" { "Polled up to" }
                 } }
                 tbody { @for r in &rows { (r) } }
@@ -124,6 +125,57 @@ pub(super) async fn overview<S: Stores>(
         }
     };
     render(&app, &session, "Overview", None, body)
+}
+
+struct OverviewRow<'a> {
+    id: &'a str,
+    adapter: &'a str,
+    digest: Option<&'a str>,
+    waiting: u64,
+    backlog: Option<u64>,
+    watermark: Option<chrono::DateTime<chrono::Utc>>,
+    history: &'a crate::telemetry::history::DeliverySummary,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+fn ago(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (now - t).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+fn overview_row(r: &OverviewRow<'_>) -> Markup {
+    let hour: Vec<String> = r
+        .history
+        .last_hour
+        .iter()
+        .map(|(o, n)| format!("{n} {o}"))
+        .collect();
+    let day_total: u64 = r.history.last_day.values().sum();
+    let bars_label = format!("{day_total} deliveries in the last 24 hours, per hour");
+    html! {
+        tr {
+            th scope="row" { (r.id) }
+            td { (r.adapter) @if let Some(d) = r.digest { br; code { (d) } } }
+            td { @match r.history.last { Some(t) => (ago(r.now, t)), None => "—" } }
+            td { @if hour.is_empty() { "—" } @else { (hour.join(", ")) } }
+            td { (super::chart::bars(&bars_label, &r.history.hourly)) }
+            td class="num" {
+                a href={ "/console/dead-letters?instance=" (r.id) } { (r.waiting) }
+            }
+            td class="num" { (r.backlog.map_or_else(|| "—".to_string(), |b| b.to_string())) }
+            td {
+                @match r.watermark {
+                    Some(w) => { (w.format("%Y-%m-%d %H:%M UTC")) " (" (ago(r.now, w)) ")" }
+                    None => "—",
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
