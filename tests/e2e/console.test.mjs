@@ -80,6 +80,10 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     await page.getByRole('link', { name: 'Dead letters', exact: true }).click();
     await page.getByLabel('Instance').selectOption('shop');
     await page.getByRole('button', { name: 'Filter' }).click();
+    // Replaying everything shown with the adapter as it is resolves nothing.
+    await page.getByRole('button', { name: 'Replay all 2 shown with the current adapters' }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /0 resolved .* 2 still failing/);
     // (the other one also has bad quantities)
     await page.getByRole('row').filter({ hasText: 'external_id' }).filter({ hasNotText: 'quantity' }).getByRole('link').click();
     await page.getByRole('heading', { name: 'Dead letter' }).waitFor();

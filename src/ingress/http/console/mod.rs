@@ -27,6 +27,7 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
     let pages = Router::new()
         .route("/console", get(pages::overview::<S>))
         .route("/console/dead-letters", get(pages::dead_letters::<S>))
+        .route("/console/dead-letters/replay", post(pages::replay_all::<S>))
         .route("/console/dead-letters/{id}", get(pages::dead_letter::<S>))
         .route(
             "/console/dead-letters/{id}/replay",

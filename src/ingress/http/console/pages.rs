@@ -183,6 +183,9 @@ pub(super) struct DeadLetterFilter {
     instance: Option<String>,
     cursor: Option<String>,
     done: Option<String>,
+    /// Counts after "replay all" (numbers only: nothing from the request is shown as text).
+    resolved: Option<u32>,
+    failed: Option<u32>,
 }
 
 /// `/console/dead-letters?instance=`: what is parked, newest first as `/v1` lists them.
@@ -215,6 +218,15 @@ pub(super) async fn dead_letters<S: Stores>(
             }
             button type="submit" { "Filter" }
         }
+        @if !page.items.is_empty() {
+            form method="post" action="/console/dead-letters/replay" class="actions" {
+                (view::csrf_field(&keys(&app).csrf(&session)))
+                input type="hidden" name="instance" value=(instance.as_deref().unwrap_or(""));
+                button type="submit" {
+                    "Replay all " (page.items.len()) " shown with the current adapters"
+                }
+            }
+        }
         @if page.items.is_empty() {
             p { "No dead letters." }
         } @else {
@@ -241,8 +253,13 @@ pub(super) async fn dead_letters<S: Stores>(
             }
         }
     };
-    let done = Done { done: f.done };
-    render(&app, &session, "Dead letters", done.notice(), body)
+    let notice = match (f.resolved, f.failed) {
+        (Some(r), Some(x)) => Some(format!(
+            "Replayed: {r} resolved (or queued for a fetch), {x} still failing or not replayable."
+        )),
+        _ => Done { done: f.done }.notice().map(str::to_string),
+    };
+    render(&app, &session, "Dead letters", notice.as_deref(), body)
 }
 
 /// `/console/dead-letters/{id}`: the reason, every field error, and the raw body masked.
@@ -345,6 +362,46 @@ pub(super) async fn replay<S: Stores>(
         return Redirect::to("/console/dead-letters?done=resolved").into_response();
     }
     Redirect::to(&format!("/console/dead-letters/{id}?done={done}")).into_response()
+}
+
+/// Replays every dead letter the list shows (the first page of the instance's, or of all),
+/// one by one with the current adapters, and says how many resolved.
+pub(super) async fn replay_all<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&app, &session, &body) {
+        return refused;
+    }
+    let instance = super::form(&body)
+        .remove("instance")
+        .filter(|i| !i.is_empty());
+    let params = records::ListParams {
+        instance: instance.clone(),
+        channel: None,
+        since: None,
+        limit: Some(100),
+        cursor: None,
+    };
+    let page = match records::list_dead_letters(State(app.clone()), Q(params)).await {
+        Ok(Json(p)) => p,
+        Err(p) => return problem_page(&app, &session, &p),
+    };
+    let (mut resolved, mut failed) = (0u32, 0u32);
+    for dl in page.items {
+        match records::replay_dead_letter(State(app.clone()), Path(dl.id)).await {
+            Ok(_) => resolved += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    tracing::info!(resolved, failed, "console: dead letters replayed");
+    let instance = instance.unwrap_or_default();
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("instance", &instance)
+        .append_pair("resolved", &resolved.to_string())
+        .append_pair("failed", &failed.to_string());
+    Redirect::to(&format!("/console/dead-letters?{}", q.finish())).into_response()
 }
 
 /// Discards the dead letter with the operator's reason.
