@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use crossgate::adapter::signature::hmac_sha256;
 
 mod cluster;
+mod console;
 mod fx;
 mod hostile;
 mod outbox;
@@ -54,6 +55,9 @@ pub enum BenchCommand {
     /// 1, 2 and 3 replicas on a Redis Cluster it starts (3 masters, 3 replicas, AOF always):
     /// throughput, p99 and CPU per delivery.
     Cluster(cluster::ClusterArgs),
+    /// The console's pages timed in the server on an embedded store of `--orders` converted
+    /// orders (100,000 by default).
+    Console(console::ConsoleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -142,6 +146,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Hostile(args) => hostile::run(config_path, args).await,
         BenchCommand::Cluster(args) => cluster::run(config_path, args).await,
         BenchCommand::Outbox(args) => outbox::run(args).await,
+        BenchCommand::Console(args) => console::run(args).await,
     }
 }
 

@@ -165,6 +165,11 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
       assert.ok(c.series >= 40, `about 43 ECB days in the period: ${JSON.stringify(c)}`);
       assert.ok(c.used >= 1 && c.points === c.used, JSON.stringify(c));
     }
+    // Verifying the whole log is asked for (it recomputes every conversion).
+    await page.getByRole('button', { name: 'Verify the whole log now' }).click();
+    await page.getByRole('status').waitFor();
+    assert.match(await page.getByRole('status').innerText(), /^Verified: \d+ entries/);
+    assert.equal(await page.getByLabel('From', { exact: true }).inputValue(), from, 'the filter stays');
     await shot(page, 'fx-review');
     const rows = await page.locator('table:has(caption) tbody tr').count();
     const csvHref = await page.getByRole('link', { name: 'Download these rows as CSV' }).getAttribute('href');

@@ -66,13 +66,42 @@ pub(super) async fn review<S: Stores>(
     Extension(Session(session)): Extension<Session>,
     Query(f): Query<FxFilter>,
 ) -> Response {
-    match review_body(&app, &f).await {
+    let csrf = super::keys(&app).csrf(&session);
+    match review_body(&app, &f, &csrf, None).await {
         Ok(body) => render(&app, &session, "FX review", None, body),
         Err(p) => problem_page(&app, &session, &p),
     }
 }
 
-async fn review_body<S: Stores>(app: &App<S>, f: &FxFilter) -> Result<Markup, Problem> {
+/// Verifies the whole log, then shows the page with the result.
+pub(super) async fn verify<S: Stores>(
+    State(app): State<App<S>>,
+    Extension(Session(session)): Extension<Session>,
+    Query(f): Query<FxFilter>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refused) = super::csrf_refusal(&app, &session, &body) {
+        return refused;
+    }
+    let verification = match fx_verify(State(app.clone())).await {
+        Ok(Json(v)) => v,
+        Err(p) => return problem_page(&app, &session, &p),
+    };
+    let csrf = super::keys(&app).csrf(&session);
+    match review_body(&app, &f, &csrf, Some(verification)).await {
+        Ok(body) => render(&app, &session, "FX review", None, body),
+        Err(p) => problem_page(&app, &session, &p),
+    }
+}
+
+/// The page; with the log's verification when the viewer asked for it (it reads and
+/// recomputes the whole log, so it is not run on every view).
+async fn review_body<S: Stores>(
+    app: &App<S>,
+    f: &FxFilter,
+    csrf: &str,
+    verification: Option<crate::fx::Verification>,
+) -> Result<Markup, Problem> {
     let book = book(app).await?;
     let params = f.params(latest(&book), None);
     let filter = fx_filter(&params)?;
@@ -88,9 +117,9 @@ async fn review_body<S: Stores>(app: &App<S>, f: &FxFilter) -> Result<Markup, Pr
         revalue_at: None,
     };
     let pairs = crate::fx::log::report(&entries, &range, &book);
-    let Json(verification) = fx_verify(State(app.clone())).await?;
     let Json(checkpoints) = fx_checkpoints(State(app.clone())).await?;
-    let csv = csv_link(&params);
+    let query = filter_query(&params);
+    let csv = format!("/console/fx/export.csv?{query}");
     Ok(html! {
         (filter_form(&params))
         p { a href=(csv) download="fx-log.csv" { "Download these rows as CSV" } }
@@ -101,18 +130,26 @@ async fn review_body<S: Stores>(app: &App<S>, f: &FxFilter) -> Result<Markup, Pr
             (rate_chart(p, &entries, &book, from, to))
         }
         h2 { "The log" }
+        @if let Some(v) = verification {
+            p role="status" class=(if v.findings.is_empty() { "notice" } else { "error" }) {
+                @if v.findings.is_empty() {
+                    "Verified: " (v.entries) " entries, the hash chain and every order's \
+                     conversion agree."
+                } @else {
+                    (v.findings.len()) " finding(s) in " (v.entries) " entries: run \
+                     crossgate fx verify for the detail."
+                }
+            }
+        }
         p {
-            @if verification.findings.is_empty() {
-                "Verified: " (verification.entries) " entries, the hash chain and every order's \
-                 conversion agree."
-            } @else {
-                span class="hold" { (verification.findings.len()) " finding(s)" }
-                " in " (verification.entries) " entries: run crossgate fx verify for the detail."
-            }
             @match checkpoints.checkpoints.last() {
-                Some(c) => { " Latest signed checkpoint: entry " (c.seq) " at " (c.at.format("%Y-%m-%d %H:%M UTC")) " (key " (c.key_id) ")." }
-                None => " No signed checkpoint yet.",
+                Some(c) => { "Latest signed checkpoint: entry " (c.seq) " at " (c.at.format("%Y-%m-%d %H:%M UTC")) " (key " (c.key_id) ")." }
+                None => "No signed checkpoint yet.",
             }
+        }
+        form method="post" action={ "/console/fx/verify?" (query) } class="actions" {
+            (super::view::csrf_field(csrf))
+            button type="submit" { "Verify the whole log now" }
         }
         (entry_table(&items))
     })
@@ -132,7 +169,8 @@ fn filter_form(p: &FxLogParams) -> Markup {
     }
 }
 
-fn csv_link(p: &FxLogParams) -> String {
+/// The filter as a query string (for the CSV link and the verify form).
+fn filter_query(p: &FxLogParams) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in [
         ("from", &p.from),
@@ -145,7 +183,7 @@ fn csv_link(p: &FxLogParams) -> String {
             q.append_pair(k, v);
         }
     }
-    format!("/console/fx/export.csv?{}", q.finish())
+    q.finish()
 }
 
 fn pair_table(pairs: &[PairReport]) -> Markup {

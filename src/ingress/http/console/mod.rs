@@ -46,6 +46,7 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
         .route("/console/adapters", get(adapters::loaded::<S>))
         .route("/console/adapters/reload", post(adapters::reload::<S>))
         .route("/console/fx/export.csv", get(fx::export::<S>))
+        .route("/console/fx/verify", post(fx::verify::<S>))
         .route("/console/orders/{id}", get(pages::order::<S>))
         .route("/console/logout", post(logout::<S>))
         .route_layer(middleware::from_fn_with_state(app, require_session::<S>));

@@ -1,0 +1,169 @@
+//! `crossgate bench console`: the console's pages, timed in the server (no network), on an
+//! embedded store (the default, fsync on) holding `--orders` app orders converted at the
+//! ECB's rates, so the FX review reads a log of two grand totals per order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tower::ServiceExt;
+
+#[derive(Args)]
+pub struct ConsoleArgs {
+    /// Orders in the store (spread over February 2017, converted to EUR and CNY).
+    #[arg(long, default_value_t = 100_000)]
+    orders: usize,
+    /// Timed requests per page (after one untimed).
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// ECB rate document the orders are converted at.
+    #[arg(
+        long,
+        default_value = "../shared/fixtures/fx-ecb/eurofxref-hist-90d-2017-03-03.xml"
+    )]
+    ecb: PathBuf,
+}
+
+fn config(dir: &Path) -> Result<crossgate::config::Config> {
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "adapters_dir = \"{adapters}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[store]\nbackend = \"embedded\"\npath = \"{db}\"\n[fx]\nreporting_currencies = [\"EUR\", \"CNY\"]\n[jobs]\nevery_secs = 0\n[[instance]]\nid = \"bench\"\nadapter = \"app\"\naccount = \"bench\"\nsecrets = {{ webhook = \"${{BENCH_APP_SECRET}}\" }}\n",
+            adapters = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("adapters")
+                .display(),
+            db = dir.join("console.redb").display(),
+        ),
+    )?;
+    let env = HashMap::from([(
+        "BENCH_APP_SECRET".to_string(),
+        "whsec_YmVuY2gtY29uc29sZS1hcHAtc2VjcmV0LTMyYg==".to_string(),
+    )]);
+    Ok(crossgate::config::Config::load_with_env(&file, &env)?)
+}
+
+fn orders(n: usize) -> Result<Vec<crossgate::model::Order>> {
+    use crossgate::model::OrderId;
+    let app: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/order-jp.json"),
+    )?)?;
+    (0..n)
+        .map(|i| {
+            let mut v = app.clone();
+            let m = v.as_object_mut().context("the app fixture is an object")?;
+            let ext = format!("CB-{i}");
+            let day = 1 + i % 28;
+            m.insert("external_id".into(), ext.clone().into());
+            m.insert("number".into(), format!("#{ext}").into());
+            m.insert(
+                "placed_at".into(),
+                format!("2017-02-{day:02}T11:00:00+01:00").into(),
+            );
+            m.insert("id".into(), OrderId::derive("bench", &ext).as_str().into());
+            m.insert("instance".into(), "bench".into());
+            m.insert("channel".into(), "app".into());
+            m.insert("channel_kind".into(), "mobile_app".into());
+            m.insert("account".into(), "bench".into());
+            Ok(serde_json::from_value(v)?)
+        })
+        .collect()
+}
+
+pub async fn run(args: ConsoleArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = Arc::new(config(dir.path())?);
+    let (store, _) = crossgate::backend::open(&config.store).await?;
+    crossgate::with_store!(store, s => fill_and_time(s, config, &args).await)
+}
+
+async fn fill_and_time<S: crossgate::backend::Stores>(
+    store: S,
+    config: Arc<crossgate::config::Config>,
+    args: &ConsoleArgs,
+) -> Result<()> {
+    let orders = orders(args.orders)?;
+    let started = Instant::now();
+    for o in &orders {
+        let delivery = crossgate::pipeline::Arrival::new(
+            crossgate::store::DeliverySource::Submitted,
+            o.id.as_str().to_string(),
+            None,
+        )
+        .delivery("bench", b"{}".to_vec(), chrono::Utc::now());
+        let records = vec![crossgate::model::Record::Order(Box::new(o.clone()))];
+        crossgate::store::Store::ingest(
+            &store,
+            delivery,
+            crossgate::store::Disposition::Apply(records),
+        )
+        .await?;
+    }
+    crossgate::outln!(
+        "{} orders stored in {:.1} s",
+        orders.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let bytes =
+        std::fs::read(&args.ecb).with_context(|| format!("reading {}", args.ecb.display()))?;
+    let doc = crossgate::fx::document(
+        crossgate::fx::rates::RateSource::Ecb,
+        "bench",
+        &bytes,
+        chrono::Utc::now(),
+    )?;
+    store.fx_put_doc(doc).await?;
+    let started = Instant::now();
+    let job = crossgate::fx::FxJob::new(&store, config.fx.clone()).await?;
+    let mut entries = 0;
+    for o in &orders {
+        entries += job.convert(&store, o).await?.1.len();
+    }
+    crossgate::outln!(
+        "{entries} FX-log entries for {} orders in {:.1} s",
+        orders.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let live = Arc::new(crossgate::config::LiveConfig::new(config));
+    let router = crossgate::ingress::router(crossgate::ingress::App::new(store, live));
+    let middle = &orders[orders.len() / 2];
+    let pages = [
+        "/console".to_string(),
+        "/console/dead-letters".to_string(),
+        format!("/console/orders?q={}", middle.external_id),
+        format!("/console/orders/{}", middle.id.as_str()),
+        "/console/fx?from=2017-02-10&to=2017-02-10".to_string(),
+        "/console/fx?from=2017-02-01&to=2017-02-28".to_string(),
+        "/console/adapters".to_string(),
+    ];
+    crossgate::outln!(
+        "page (server time, {} requests after one untimed)                 median      max",
+        args.repeat
+    );
+    for page in &pages {
+        let mut times = Vec::with_capacity(args.repeat);
+        for i in 0..=args.repeat {
+            let req = axum::http::Request::get(page.as_str()).body(axum::body::Body::empty())?;
+            let started = Instant::now();
+            let resp = router.clone().oneshot(req).await?;
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            anyhow::ensure!(status.is_success(), "{page}: {status}");
+            anyhow::ensure!(!body.is_empty(), "{page}: empty page");
+            if i > 0 {
+                times.push(took);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        crossgate::outln!(
+            "{page:<66} {:>7.1} ms {:>7.1} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+    Ok(())
+}
