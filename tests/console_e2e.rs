@@ -36,7 +36,7 @@ fn install_playwright(dir: &Path) {
 /// Waits until the app order `external_id` is converted.
 async fn converted(gw: &Gateway, external_id: &str) {
     let id = crossgate::model::OrderId::derive("app", external_id);
-    let c = authorized();
+    let c = authorized(TOKEN);
     for _ in 0..400 {
         let r = get(&c, &gw.url(&format!("/v1/orders/{}/fx", id.as_str()))).await;
         if r.status == 200 && r.body["status"] == "converted" {
@@ -45,18 +45,6 @@ async fn converted(gw: &Gateway, external_id: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{external_id} was never converted");
-}
-
-fn authorized() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {TOKEN}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,7 +70,7 @@ async fn the_console_works_in_a_real_browser() {
         &unique_prefix("e2e"),
     );
     let gw = Gateway::start(tc).await;
-    let c = authorized();
+    let c = authorized(TOKEN);
     let order = shopify_order(ORDER_NUMBER, "2024-04-02T09:00:00-05:00");
     let h = shopify_headers(&order, "e2e-1", "orders/create");
     let r = post(&c, &gw.url("/webhooks/shop"), &order, &h).await;

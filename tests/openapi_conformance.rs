@@ -38,19 +38,6 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-/// A client that sends the API token.
-fn authorized() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {TOKEN}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
 fn json_headers() -> Vec<(String, String)> {
     vec![("Content-Type".into(), "application/json".into())]
 }
@@ -154,7 +141,7 @@ async fn the_daemon_answers_as_its_openapi_document_says() {
         &unique_prefix("oas"),
     );
     let gw = Gateway::start(tc).await;
-    let c = authorized();
+    let c = authorized(TOKEN);
     let served = get(&c, &gw.url("/openapi.json")).await;
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("schemas/openapi.json")).unwrap(),

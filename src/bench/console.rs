@@ -87,21 +87,7 @@ async fn fill_and_time<S: crossgate::backend::Stores>(
 ) -> Result<()> {
     let orders = orders(args.orders)?;
     let started = Instant::now();
-    for o in &orders {
-        let delivery = crossgate::pipeline::Arrival::new(
-            crossgate::store::DeliverySource::Submitted,
-            o.id.as_str().to_string(),
-            None,
-        )
-        .delivery("bench", b"{}".to_vec(), chrono::Utc::now());
-        let records = vec![crossgate::model::Record::Order(Box::new(o.clone()))];
-        crossgate::store::Store::ingest(
-            &store,
-            delivery,
-            crossgate::store::Disposition::Apply(records),
-        )
-        .await?;
-    }
+    super::fx::store_orders(&store, &orders).await?;
     crossgate::outln!(
         "{} orders stored in {:.1} s",
         orders.len(),

@@ -115,21 +115,7 @@ pub async fn run(args: FxArgs) -> Result<()> {
     );
     // The orders are stored first, as the daemon's are: `fx verify` checks each conversion
     // against its order.
-    for o in &orders {
-        let delivery = crossgate::pipeline::Arrival::new(
-            crossgate::store::DeliverySource::Submitted,
-            o.id.as_str().to_string(),
-            None,
-        )
-        .delivery("bench", b"{}".to_vec(), chrono::Utc::now());
-        let records = vec![crossgate::model::Record::Order(Box::new(o.clone()))];
-        crossgate::store::Store::ingest(
-            &store,
-            delivery,
-            crossgate::store::Disposition::Apply(records),
-        )
-        .await?;
-    }
+    store_orders(&store, &orders).await?;
     let job = std::sync::Arc::new(FxJob::new(&store, std::sync::Arc::new(settings)).await?);
     let orders = std::sync::Arc::new(orders);
     let started = Instant::now();
@@ -170,6 +156,30 @@ pub async fn run(args: FxArgs) -> Result<()> {
     );
     export_through_daemon(&args.redis_url, &prefix, v.entries).await?;
     store.flush_prefix().await?;
+    Ok(())
+}
+
+/// Stores each order as a submission of the instance `bench` (one durable write each), as the
+/// daemon stores an app's orders.
+pub(super) async fn store_orders<S: crossgate::store::Store>(
+    store: &S,
+    orders: &[crossgate::model::Order],
+) -> Result<()> {
+    for o in orders {
+        let delivery = crossgate::pipeline::Arrival::new(
+            crossgate::store::DeliverySource::Submitted,
+            o.id.as_str().to_string(),
+            None,
+        )
+        .delivery("bench", b"{}".to_vec(), chrono::Utc::now());
+        let records = vec![crossgate::model::Record::Order(Box::new(o.clone()))];
+        crossgate::store::Store::ingest(
+            store,
+            delivery,
+            crossgate::store::Disposition::Apply(records),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -431,6 +431,19 @@ pub async fn send_json(
     into_reply(req.send().await.unwrap()).await
 }
 
+/// A client that sends `token` as the API token on every request.
+pub fn authorized(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// An outbound command once it reached one of `states` (20 s at most).
 pub async fn command_in(gw: &Gateway, id: &str, states: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);

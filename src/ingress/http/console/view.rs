@@ -17,13 +17,7 @@ pub(super) fn page(frame: &Frame<'_>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (frame.title) " · crossgate" }
-                link rel="stylesheet" href="/console/style.css";
-                link rel="icon" href="data:,";
-            }
+            (head(frame.title))
             body {
                 header {
                     nav aria-label="Console" {
@@ -52,17 +46,25 @@ pub(super) fn page(frame: &Frame<'_>, body: Markup) -> Markup {
     }
 }
 
+/// Every page's head: the stylesheet (the only thing the CSP lets load) and no favicon
+/// request.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · crossgate" }
+            link rel="stylesheet" href="/console/style.css";
+            link rel="icon" href="data:,";
+        }
+    }
+}
+
 pub(super) fn login_page(failed: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in · crossgate" }
-                link rel="stylesheet" href="/console/style.css";
-                link rel="icon" href="data:,";
-            }
+            (head("Log in"))
             body {
                 main class="login" {
                     h1 { "crossgate console" }
