@@ -87,6 +87,16 @@ pub enum FxStatus {
     FxPending,
 }
 
+impl FxStatus {
+    /// The name the API and the metrics use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FxStatus::Converted => "converted",
+            FxStatus::FxPending => "fx_pending",
+        }
+    }
+}
+
 /// An order's amounts in one reporting currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reporting {
@@ -393,11 +403,7 @@ impl FxJob {
         let rev = revision_key(order);
         let (drafts, view) = convert_order(order, &rev, &self.book, &self.settings, Utc::now());
         let entries = store.fx_commit(drafts, view.clone()).await?;
-        let outcome = match view.status {
-            FxStatus::Converted => "converted",
-            FxStatus::FxPending => "fx_pending",
-        };
-        metrics::counter!(crate::telemetry::names::FX_CONVERSIONS, "outcome" => outcome)
+        metrics::counter!(crate::telemetry::names::FX_CONVERSIONS, "outcome" => view.status.as_str())
             .increment(1);
         Ok((view, entries))
     }
@@ -549,4 +555,16 @@ pub async fn report<S: Store + FxStore>(
     let book = RateBook::new(store.fx_docs().await?, max_age_days);
     let entries = read_log(store).await?;
     Ok(log::report(&entries, range, &book))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FxStatus;
+
+    #[test]
+    fn status_names_are_the_serialized_ones() {
+        for s in [FxStatus::Converted, FxStatus::FxPending] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }

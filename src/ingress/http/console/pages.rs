@@ -491,7 +491,7 @@ pub(super) async fn orders<S: Stores>(
                                 td { a href={ "/console/orders/" (o.id.as_str()) } { (o.id.as_str()) } }
                                 td { (o.instance) }
                                 td { (o.number.as_deref().unwrap_or(&o.external_id)) }
-                                td { (format!("{:?}", o.status).to_lowercase()) }
+                                td { (o.status.as_str()) }
                                 td class="num" { (o.totals.grand_total) }
                                 td { @for h in &o.holds { span class="hold" { (h.kind) } " " } }
                             }
@@ -526,7 +526,7 @@ pub(super) async fn order<S: Stores>(
         dl {
             dt { "Instance" } dd { (o.instance) " (" (o.channel) ")" }
             dt { "Channel's number" } dd { (o.number.as_deref().unwrap_or(&o.external_id)) }
-            dt { "Status" } dd { (format!("{:?}", o.status).to_lowercase()) }
+            dt { "Status" } dd { (o.status.as_str()) }
             dt { "Placed" } dd { (o.placed_at.to_rfc3339()) }
             dt { "Total" } dd { (o.totals.grand_total) }
         }
@@ -556,7 +556,7 @@ pub(super) async fn order<S: Stores>(
         @match &fx {
             None => p { "Not converted yet." },
             Some(v) => {
-                p { "Status: " (format!("{:?}", v.status).to_lowercase()) }
+                p { "Status: " (v.status.as_str()) }
                 @for m in &v.missing { p class="hold" { (m) } }
                 @for (currency, r) in &v.reporting {
                     p { (currency) ": " @if let Some(t) = r.totals.get("grand_total") { (t) } }
