@@ -188,6 +188,24 @@ pub(super) struct DeadLetterFilter {
     failed: Option<u32>,
 }
 
+/// The dead letters the list shows (and "replay all" replays): a page of 100, as
+/// `GET /v1/dead-letters` answers it.
+async fn shown_dead_letters<S: Stores>(
+    app: &App<S>,
+    instance: Option<String>,
+    cursor: Option<String>,
+) -> Result<crate::ingress::answers::Page<crate::store::DeadLetter>, Problem> {
+    let params = records::ListParams {
+        instance,
+        channel: None,
+        since: None,
+        limit: Some(100),
+        cursor,
+    };
+    let Json(page) = records::list_dead_letters(State(app.clone()), Q(params)).await?;
+    Ok(page)
+}
+
 /// `/console/dead-letters?instance=`: what is parked, newest first as `/v1` lists them.
 pub(super) async fn dead_letters<S: Stores>(
     State(app): State<App<S>>,
@@ -195,15 +213,8 @@ pub(super) async fn dead_letters<S: Stores>(
     Query(f): Query<DeadLetterFilter>,
 ) -> Response {
     let instance = f.instance.filter(|i| !i.is_empty());
-    let params = records::ListParams {
-        instance: instance.clone(),
-        channel: None,
-        since: None,
-        limit: Some(100),
-        cursor: f.cursor.clone(),
-    };
-    let page = match records::list_dead_letters(State(app.clone()), Q(params)).await {
-        Ok(Json(p)) => p,
+    let page = match shown_dead_letters(&app, instance.clone(), f.cursor.clone()).await {
+        Ok(p) => p,
         Err(p) => return problem_page(&app, &session, &p),
     };
     let config = app.config();
@@ -377,15 +388,8 @@ pub(super) async fn replay_all<S: Stores>(
     let instance = super::form(&body)
         .remove("instance")
         .filter(|i| !i.is_empty());
-    let params = records::ListParams {
-        instance: instance.clone(),
-        channel: None,
-        since: None,
-        limit: Some(100),
-        cursor: None,
-    };
-    let page = match records::list_dead_letters(State(app.clone()), Q(params)).await {
-        Ok(Json(p)) => p,
+    let page = match shown_dead_letters(&app, instance.clone(), None).await {
+        Ok(p) => p,
         Err(p) => return problem_page(&app, &session, &p),
     };
     let (mut resolved, mut failed) = (0u32, 0u32);
