@@ -120,6 +120,14 @@ pub struct Leg {
     pub via: Option<Box<Leg>>,
 }
 
+impl Leg {
+    /// Units of `to`'s currency per unit of this leg's, as the FX log records it (10
+    /// decimal places).
+    pub fn rate_to(&self, to: &Leg) -> Decimal {
+        (to.per_eur / self.per_eur).round_dp(10)
+    }
+}
+
 /// A converted amount with everything needed to recompute it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
@@ -132,7 +140,7 @@ pub struct Converted {
 impl Converted {
     /// Units of the target per unit of the source (for people; the legs are authoritative).
     pub fn rate(&self) -> Decimal {
-        (self.to_leg.per_eur / self.from_leg.per_eur).round_dp(10)
+        self.from_leg.rate_to(&self.to_leg)
     }
 
     /// The rate date shown: the older of the two legs' dates.

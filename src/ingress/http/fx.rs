@@ -14,6 +14,7 @@ use super::openapi::DocOperation;
 use super::records::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Answer, App, Body, Q};
 use crate::backend::Stores;
+use crate::fx::book::RateBook;
 use crate::fx::{FxView, LogFilter, Verification};
 use crate::ingress::answers::{FxCheckpoints, FxLogItem, FxLogPage, FxReportAnswer, RatesStored};
 use crate::ingress::problem::Problem;
@@ -77,6 +78,12 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
                 ])
             }),
         )
+}
+
+/// The rate book the active FX settings read (tax quotes and the console's FX review).
+pub(super) async fn rate_book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
+    let docs = app.store.fx_docs().await?;
+    Ok(RateBook::new(docs, app.config().fx.max_age_days))
 }
 
 /// `GET /v1/orders/{id}/fx`: the order's amounts in the reporting currencies, or why it waits.

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::openapi::DocOperation;
 use super::{Answer, App, Body, Q};
 use crate::backend::Stores;
-use crate::fx::book::RateBook;
 use crate::ingress::problem::Problem;
 use crate::model::OrderId;
 use crate::tax::Quote;
@@ -51,12 +50,6 @@ struct QuoteParams {
     annual_cny: Option<String>,
 }
 
-/// The rate book the active FX settings read.
-async fn rate_book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
-    let docs = app.store.fx_docs().await?;
-    Ok(RateBook::new(docs, app.config().fx.max_age_days))
-}
-
 /// `POST /v1/quote`: landed cost and explanation for an order JSON (nothing is stored).
 async fn quote<S: Stores>(
     State(app): State<App<S>>,
@@ -70,7 +63,7 @@ async fn quote<S: Stores>(
         Some(Err(_)) => return Err(Problem::bad_request("annual_cny must be a decimal")),
         None => Decimal::ZERO,
     };
-    let book = rate_book(&app).await?;
+    let book = super::fx::rate_book(&app).await?;
     crate::tax::quote_order(&order, &app.config().tax, p.pack.as_deref(), &book, annual)
         .map(axum::Json)
         .map_err(Problem::bad_request)
@@ -97,7 +90,7 @@ async fn requote<S: Stores>(State(app): State<App<S>>, Path(id): Path<String>) -
         .get_order(&oid)
         .await?
         .ok_or_else(|| Problem::not_found("order"))?;
-    let book = rate_book(&app).await?;
+    let book = super::fx::rate_book(&app).await?;
     let config = app.config();
     let job = crate::tax::TaxJob::new(config.tax.clone(), config.fx.max_age_days);
     Ok(axum::Json(job.quote(&app.store, &order, &book).await?))

@@ -17,7 +17,9 @@ use super::{Session, chart};
 use crate::backend::Stores;
 use crate::fx::book::RateBook;
 use crate::fx::log::{FxEntry, PairReport, ReportRange};
-use crate::ingress::http::fx::{FxLogParams, fx_checkpoints, fx_filter, fx_log, fx_verify};
+use crate::ingress::http::fx::{
+    FxLogParams, fx_checkpoints, fx_filter, fx_log, fx_verify, rate_book,
+};
 use crate::ingress::http::{App, Q};
 use crate::ingress::problem::Problem;
 
@@ -50,11 +52,6 @@ impl FxFilter {
     }
 }
 
-async fn book<S: Stores>(app: &App<S>) -> Result<RateBook, Problem> {
-    let docs = app.store.fx_docs().await?;
-    Ok(RateBook::new(docs, app.config().fx.max_age_days))
-}
-
 fn latest(book: &RateBook) -> NaiveDate {
     book.latest_ecb_day()
         .unwrap_or_else(|| chrono::Utc::now().date_naive())
@@ -66,11 +63,7 @@ pub(super) async fn review<S: Stores>(
     Extension(Session(session)): Extension<Session>,
     Query(f): Query<FxFilter>,
 ) -> Response {
-    let csrf = super::keys(&app).csrf(&session);
-    match review_body(&app, &f, &csrf, None).await {
-        Ok(body) => render(&app, &session, "FX review", None, body),
-        Err(p) => problem_page(&app, &session, &p),
-    }
+    review_page(&app, &session, &f, None).await
 }
 
 /// Verifies the whole log, then shows the page with the result.
@@ -87,10 +80,19 @@ pub(super) async fn verify<S: Stores>(
         Ok(Json(v)) => v,
         Err(p) => return problem_page(&app, &session, &p),
     };
-    let csrf = super::keys(&app).csrf(&session);
-    match review_body(&app, &f, &csrf, Some(verification)).await {
-        Ok(body) => render(&app, &session, "FX review", None, body),
-        Err(p) => problem_page(&app, &session, &p),
+    review_page(&app, &session, &f, Some(verification)).await
+}
+
+async fn review_page<S: Stores>(
+    app: &App<S>,
+    session: &str,
+    f: &FxFilter,
+    verification: Option<crate::fx::Verification>,
+) -> Response {
+    let csrf = super::keys(app).csrf(session);
+    match review_body(app, f, &csrf, verification).await {
+        Ok(body) => render(app, session, "FX review", None, body),
+        Err(p) => problem_page(app, session, &p),
     }
 }
 
@@ -102,7 +104,7 @@ async fn review_body<S: Stores>(
     csrf: &str,
     verification: Option<crate::fx::Verification>,
 ) -> Result<Markup, Problem> {
-    let book = book(app).await?;
+    let book = rate_book(app).await?;
     let params = f.params(latest(&book), None);
     let filter = fx_filter(&params)?;
     let (from, to) = (
@@ -110,7 +112,7 @@ async fn review_body<S: Stores>(
         filter.to.unwrap_or_default(),
     );
     let items = crate::fx::export_all(&app.store, &filter).await?;
-    let entries: Vec<FxEntry> = items.iter().map(|(e, _)| e.clone()).collect();
+    let (entries, superseded): (Vec<FxEntry>, Vec<Option<String>>) = items.into_iter().unzip();
     let range = ReportRange {
         from,
         to,
@@ -151,7 +153,7 @@ async fn review_body<S: Stores>(
             (super::view::csrf_field(csrf))
             button type="submit" { "Verify the whole log now" }
         }
-        (entry_table(&items))
+        (entry_table(&entries, &superseded))
     })
 }
 
@@ -213,10 +215,10 @@ fn pair_table(pairs: &[PairReport]) -> Markup {
     }
 }
 
-fn entry_table(items: &[crate::fx::export::ExportItem]) -> Markup {
+fn entry_table(entries: &[FxEntry], superseded: &[Option<String>]) -> Markup {
     html! {
-        @if items.len() > SHOWN {
-            p { "The first " (SHOWN) " of " (items.len()) " rows; the totals and the CSV cover them all." }
+        @if entries.len() > SHOWN {
+            p { "The first " (SHOWN) " of " (entries.len()) " rows; the totals and the CSV cover them all." }
         }
         div class="table-wrap" {
             table {
@@ -226,7 +228,7 @@ fn entry_table(items: &[crate::fx::export::ExportItem]) -> Markup {
                     th scope="col" class="num" { "To" } th scope="col" class="num" { "Rate" } th scope="col" { "Superseded" }
                 } }
                 tbody {
-                    @for (e, superseded) in items.iter().take(SHOWN) {
+                    @for (e, superseded) in entries.iter().zip(superseded).take(SHOWN) {
                         tr {
                             td { (e.rate_date) }
                             td { (e.order.as_ref().map_or(e.order_id.as_str(), |o| o.number.as_str())) }
@@ -252,7 +254,7 @@ fn rate_chart(
     let rate_on = |d: NaiveDate| -> Option<f64> {
         let (a, b) = (book.leg(&pair.from, d).ok()?, book.leg(&pair.to, d).ok()?);
         // Only the day's own publication (a leg from an earlier day repeats it).
-        (a.date == d && b.date == d).then(|| (b.per_eur / a.per_eur).to_f64())?
+        (a.date == d && b.date == d).then(|| a.rate_to(&b).to_f64())?
     };
     let series: Vec<(NaiveDate, f64)> = from
         .iter_days()
@@ -274,7 +276,7 @@ pub(super) async fn export<S: Stores>(
     State(app): State<App<S>>,
     Query(f): Query<FxFilter>,
 ) -> Response {
-    let latest = match book(&app).await {
+    let latest = match rate_book(&app).await {
         Ok(b) => latest(&b),
         Err(p) => return p.into_response(),
     };
