@@ -328,13 +328,23 @@ pub struct ReportRange {
 /// Per currency pair: the current (not superseded) grand-total entries in the range.
 pub fn report(entries: &[FxEntry], range: &ReportRange, book: &RateBook) -> Vec<PairReport> {
     let superseded = superseded_by(entries);
+    let current = entries.iter().filter(|e| !superseded.contains_key(&e.id));
+    report_of(current, range, book)
+}
+
+/// Per currency pair: the grand-total entries in the range among `current`, entries already
+/// known not to be superseded (a selection of the log, whose superseding entries may lie
+/// outside it, as an export marks them).
+pub fn report_of<'a>(
+    current: impl Iterator<Item = &'a FxEntry>,
+    range: &ReportRange,
+    book: &RateBook,
+) -> Vec<PairReport> {
     let mut pairs: BTreeMap<(String, String), PairReport> = BTreeMap::new();
     let latest = range.revalue_at.or_else(|| book.latest_ecb_day());
-    for e in entries.iter().filter(|e| {
-        (range.from..=range.to).contains(&e.rate_date)
-            && e.part == GRAND_TOTAL
-            && !superseded.contains_key(&e.id)
-    }) {
+    for e in
+        current.filter(|e| (range.from..=range.to).contains(&e.rate_date) && e.part == GRAND_TOTAL)
+    {
         let key = (
             e.from.currency().code().to_string(),
             e.to.currency().code().to_string(),
@@ -376,4 +386,48 @@ pub fn report(entries: &[FxEntry], range: &ReportRange, book: &RateBook) -> Vec<
         }
     }
     pairs.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, day: &str, supersedes: Option<&str>) -> FxEntry {
+        serde_json::from_value(serde_json::json!({
+            "seq": 1, "id": id, "order_id": "o.shop.x", "revision": "r",
+            "part": GRAND_TOTAL,
+            "from": {"amount": "10.00", "currency": "GBP"},
+            "to": {"amount": "11.70", "currency": "EUR"},
+            "rate": "1.17", "rate_date": day,
+            "from_leg": {"currency": "GBP", "per_eur": "0.85", "date": day, "source": "ecb", "doc_hash": "d"},
+            "to_leg": {"currency": "EUR", "per_eur": "1", "date": day, "source": "fixed"},
+            "rounding": "half_up:2", "logged_at": "2017-02-15T10:00:00Z",
+            "supersedes": supersedes,
+            "prev_hash": GENESIS, "hash": "h"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_selection_counts_what_the_whole_log_supersedes_as_superseded() {
+        // The order's first conversion is in February; its revision moved it to March.
+        let first = entry("fx.1", "2017-02-15", None);
+        let revised = entry("fx.2", "2017-03-01", Some("fx.1"));
+        let book = RateBook::new(Vec::new(), 4);
+        let february = ReportRange {
+            from: NaiveDate::from_ymd_opt(2017, 2, 1).unwrap(),
+            to: NaiveDate::from_ymd_opt(2017, 2, 28).unwrap(),
+            revalue_at: None,
+        };
+        let whole = [first.clone(), revised];
+        assert!(report(&whole, &february, &book).is_empty());
+        // A selection of February alone no longer holds the revision: the caller says which
+        // entries are current.
+        assert!(report_of(std::iter::empty(), &february, &book).is_empty());
+        assert_eq!(
+            report_of([&first].into_iter(), &february, &book)[0].count,
+            1
+        );
+        assert_eq!(report(&[first], &february, &book)[0].count, 1);
+    }
 }

@@ -118,7 +118,13 @@ async fn review_body<S: Stores>(
         to,
         revalue_at: None,
     };
-    let pairs = crate::fx::log::report(&entries, &range, &book);
+    // Superseded as the whole log says (the export marks them), as `/v1/fx/report` counts.
+    let current = entries
+        .iter()
+        .zip(&superseded)
+        .filter(|(_, by)| by.is_none())
+        .map(|(e, _)| e);
+    let pairs = crate::fx::log::report_of(current, &range, &book);
     let Json(checkpoints) = fx_checkpoints(State(app.clone())).await?;
     let query = filter_query(&params);
     let csv = format!("/console/fx/export.csv?{query}");
