@@ -42,24 +42,67 @@ impl OperationOutput for Problem {
 
 fn problem_response(ctx: &mut GenContext, description: &str) -> Response {
     let schema = ctx.schema.subschema_for::<ProblemBody>();
+    response(description, &[PROBLEM_JSON], &schema)
+}
+
+/// The schema of `T` (a reference to its component).
+fn schema_of<T: JsonSchema>() -> schemars::Schema {
+    in_context(|ctx| ctx.schema.subschema_for::<T>())
+}
+
+/// A body that is text.
+fn text() -> schemars::Schema {
+    schemars::json_schema!({"type": "string"})
+}
+
+fn schema_object(json_schema: schemars::Schema) -> SchemaObject {
+    SchemaObject {
+        json_schema,
+        example: None,
+        external_docs: None,
+    }
+}
+
+/// Each of `media_types` with `schema`: a response's or a request body's content.
+fn content<C: FromIterator<(String, MediaType)>>(
+    media_types: &[&str],
+    schema: &schemars::Schema,
+) -> C {
+    media_types
+        .iter()
+        .map(|t| {
+            let media = MediaType {
+                schema: Some(schema_object(schema.clone())),
+                ..Default::default()
+            };
+            ((*t).to_string(), media)
+        })
+        .collect()
+}
+
+/// An answer in `media_types`, each with `schema`.
+fn response(description: &str, media_types: &[&str], schema: &schemars::Schema) -> Response {
     Response {
         description: description.to_string(),
-        content: [(PROBLEM_JSON.to_string(), media(schema))]
-            .into_iter()
-            .collect(),
+        content: content(media_types, schema),
         ..Default::default()
     }
 }
 
-fn media(json_schema: schemars::Schema) -> MediaType {
-    MediaType {
-        schema: Some(SchemaObject {
-            json_schema,
-            example: None,
-            external_docs: None,
-        }),
+/// Sets `code`'s answer, replacing one already there.
+fn set_response(op: &mut Operation, code: u16, response: Response) {
+    responses(op)
+        .responses
+        .insert(StatusCode::Code(code), ReferenceOr::Item(response));
+}
+
+/// A required request body in `media_types`, each with `schema`.
+fn set_body(op: &mut Operation, media_types: &[&str], schema: &schemars::Schema) {
+    op.request_body = Some(ReferenceOr::Item(RequestBody {
+        content: content(media_types, schema),
+        required: true,
         ..Default::default()
-    }
+    }));
 }
 
 fn responses(op: &mut Operation) -> &mut openapi::Responses {
@@ -101,18 +144,8 @@ impl DocOperation for TransformOperation<'_> {
     }
 
     fn answers<T: JsonSchema>(mut self, code: u16, description: &str) -> Self {
-        let op = self.inner_mut();
-        let schema = in_context(|ctx| ctx.schema.subschema_for::<T>());
-        responses(op).responses.insert(
-            StatusCode::Code(code),
-            ReferenceOr::Item(Response {
-                description: description.to_string(),
-                content: [("application/json".to_string(), media(schema))]
-                    .into_iter()
-                    .collect(),
-                ..Default::default()
-            }),
-        );
+        let json = response(description, &["application/json"], &schema_of::<T>());
+        set_response(self.inner_mut(), code, json);
         self
     }
 
@@ -122,63 +155,30 @@ impl DocOperation for TransformOperation<'_> {
             .entry(StatusCode::Code(code))
             .or_insert_with(|| ReferenceOr::Item(Response::default()));
         if let ReferenceOr::Item(r) = entry {
-            for t in media_types {
-                r.content.insert(
-                    (*t).to_string(),
-                    media(schemars::json_schema!({"type": "string"})),
-                );
-            }
+            r.content.extend(content::<Vec<_>>(media_types, &text()));
         }
         self
     }
 
     fn problem(mut self, code: u16, when: &str) -> Self {
         let response = in_context(|ctx| problem_response(ctx, when));
-        responses(self.inner_mut())
-            .responses
-            .insert(StatusCode::Code(code), ReferenceOr::Item(response));
+        set_response(self.inner_mut(), code, response);
         self
     }
 
     fn json_body<T: JsonSchema>(mut self) -> Self {
-        let schema = in_context(|ctx| ctx.schema.subschema_for::<T>());
-        self.inner_mut().request_body = Some(ReferenceOr::Item(RequestBody {
-            content: [("application/json".to_string(), media(schema))]
-                .into_iter()
-                .collect(),
-            required: true,
-            ..Default::default()
-        }));
+        set_body(self.inner_mut(), &["application/json"], &schema_of::<T>());
         self
     }
 
     fn raw_body(mut self, media_types: &[&str]) -> Self {
-        self.inner_mut().request_body = Some(ReferenceOr::Item(RequestBody {
-            content: media_types
-                .iter()
-                .map(|t| ((*t).to_string(), media(schemars::json_schema!({}))))
-                .collect(),
-            required: true,
-            ..Default::default()
-        }));
+        set_body(self.inner_mut(), media_types, &schemars::json_schema!({}));
         self
     }
 
     fn text_answer(mut self, code: u16, media_types: &[&str], description: &str) -> Self {
-        let response = Response {
-            description: description.to_string(),
-            content: media_types
-                .iter()
-                .map(|t| {
-                    let schema = schemars::json_schema!({"type": "string"});
-                    ((*t).to_string(), media(schema))
-                })
-                .collect(),
-            ..Default::default()
-        };
-        responses(self.inner_mut())
-            .responses
-            .insert(StatusCode::Code(code), ReferenceOr::Item(response));
+        let text = response(description, media_types, &text());
+        set_response(self.inner_mut(), code, text);
         self
     }
 
@@ -197,11 +197,7 @@ fn parameter_data(name: &str, description: &str, required: bool) -> ParameterDat
         name: name.to_string(),
         description: Some(description.to_string()),
         required,
-        format: ParameterSchemaOrContent::Schema(SchemaObject {
-            json_schema: schemars::json_schema!({"type": "string"}),
-            example: None,
-            external_docs: None,
-        }),
+        format: ParameterSchemaOrContent::Schema(schema_object(text())),
         extensions: Default::default(),
         deprecated: None,
         example: None,
