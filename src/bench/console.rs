@@ -46,33 +46,6 @@ fn config(dir: &Path) -> Result<crossgate::config::Config> {
     Ok(crossgate::config::Config::load_with_env(&file, &env)?)
 }
 
-fn orders(n: usize) -> Result<Vec<crossgate::model::Order>> {
-    use crossgate::model::OrderId;
-    let app: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/order-jp.json"),
-    )?)?;
-    (0..n)
-        .map(|i| {
-            let mut v = app.clone();
-            let m = v.as_object_mut().context("the app fixture is an object")?;
-            let ext = format!("CB-{i}");
-            let day = 1 + i % 28;
-            m.insert("external_id".into(), ext.clone().into());
-            m.insert("number".into(), format!("#{ext}").into());
-            m.insert(
-                "placed_at".into(),
-                format!("2017-02-{day:02}T11:00:00+01:00").into(),
-            );
-            m.insert("id".into(), OrderId::derive("bench", &ext).as_str().into());
-            m.insert("instance".into(), "bench".into());
-            m.insert("channel".into(), "app".into());
-            m.insert("channel_kind".into(), "mobile_app".into());
-            m.insert("account".into(), "bench".into());
-            Ok(serde_json::from_value(v)?)
-        })
-        .collect()
-}
-
 pub async fn run(args: ConsoleArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let config = Arc::new(config(dir.path())?);
@@ -85,7 +58,8 @@ async fn fill_and_time<S: crossgate::backend::Stores>(
     config: Arc<crossgate::config::Config>,
     args: &ConsoleArgs,
 ) -> Result<()> {
-    let orders = orders(args.orders)?;
+    let orders =
+        super::fx::app_orders(args.orders, "CB", |i| format!("2017-02-{:02}", 1 + i % 28))?;
     let started = Instant::now();
     super::fx::store_orders(&store, &orders).await?;
     crossgate::outln!(

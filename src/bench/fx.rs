@@ -31,7 +31,7 @@ pub struct FxArgs {
 
 pub async fn run(args: FxArgs) -> Result<()> {
     use crossgate::fx::{FxJob, FxSettings, book::RateBook, convert_order, revision_key};
-    use crossgate::model::{CurrencyCode, Order, OrderId};
+    use crossgate::model::CurrencyCode;
     let bytes =
         std::fs::read(&args.ecb).with_context(|| format!("reading {}", args.ecb.display()))?;
     let started = Instant::now();
@@ -49,24 +49,7 @@ pub async fn run(args: FxArgs) -> Result<()> {
         doc.days.iter().map(|d| d.rates.len()).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
-    let app: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/order-jp.json"),
-    )?)?;
-    let orders: Vec<Order> = (0..args.orders)
-        .map(|i| {
-            let mut v = app.clone();
-            let m = v.as_object_mut().expect("object");
-            let ext = format!("FXB-{i}");
-            m.insert("external_id".into(), ext.clone().into());
-            m.insert("placed_at".into(), "2017-02-15T11:00:00+01:00".into());
-            m.insert("id".into(), OrderId::derive("bench", &ext).as_str().into());
-            m.insert("instance".into(), "bench".into());
-            m.insert("channel".into(), "app".into());
-            m.insert("channel_kind".into(), "mobile_app".into());
-            m.insert("account".into(), "bench".into());
-            serde_json::from_value(v).expect("the app fixture is an order")
-        })
-        .collect();
+    let orders = app_orders(args.orders, "FXB", |_| "2017-02-15".into())?;
     let settings = FxSettings {
         reporting: vec![
             CurrencyCode::parse("EUR")?,
@@ -157,6 +140,38 @@ pub async fn run(args: FxArgs) -> Result<()> {
     export_through_daemon(&args.redis_url, &prefix, v.entries).await?;
     store.flush_prefix().await?;
     Ok(())
+}
+
+/// `n` orders of the app fixture for the instance `bench`: external ids `<prefix>-<i>`, placed
+/// at 11:00 (+01:00) on the day `day(i)` gives (YYYY-MM-DD).
+pub(super) fn app_orders(
+    n: usize,
+    prefix: &str,
+    day: impl Fn(usize) -> String,
+) -> Result<Vec<crossgate::model::Order>> {
+    use crossgate::model::OrderId;
+    let app: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app/order-jp.json"),
+    )?)?;
+    (0..n)
+        .map(|i| {
+            let mut v = app.clone();
+            let m = v.as_object_mut().context("the app fixture is an object")?;
+            let ext = format!("{prefix}-{i}");
+            m.insert("external_id".into(), ext.clone().into());
+            m.insert("number".into(), format!("#{ext}").into());
+            m.insert(
+                "placed_at".into(),
+                format!("{}T11:00:00+01:00", day(i)).into(),
+            );
+            m.insert("id".into(), OrderId::derive("bench", &ext).as_str().into());
+            m.insert("instance".into(), "bench".into());
+            m.insert("channel".into(), "app".into());
+            m.insert("channel_kind".into(), "mobile_app".into());
+            m.insert("account".into(), "bench".into());
+            Ok(serde_json::from_value(v)?)
+        })
+        .collect()
 }
 
 /// Stores each order as a submission of the instance `bench` (one durable write each), as the
