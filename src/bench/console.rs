@@ -87,6 +87,14 @@ async fn fill_and_time<S: crossgate::backend::Stores>(
         orders.len(),
         started.elapsed().as_secs_f64()
     );
+    // What the daemon's FX loop does after its passes: the review index follows the log.
+    let started = Instant::now();
+    let coverage = crossgate::fx::review::catch_up(&store, usize::MAX).await?;
+    crossgate::outln!(
+        "FX review index over {} entries built in {:.1} s",
+        coverage.upto,
+        started.elapsed().as_secs_f64()
+    );
     let live = Arc::new(crossgate::config::LiveConfig::new(config));
     let router = crossgate::ingress::router(crossgate::ingress::App::new(store, live));
     let middle = &orders[orders.len() / 2];
@@ -97,6 +105,11 @@ async fn fill_and_time<S: crossgate::backend::Stores>(
         format!("/console/orders/{}", middle.id.as_str()),
         "/console/fx?from=2017-02-10&to=2017-02-10".to_string(),
         "/console/fx?from=2017-02-01&to=2017-02-28".to_string(),
+        "/console/fx?from=2017-02-01&to=2017-02-28&currency=CNY".to_string(),
+        format!(
+            "/console/fx?from=2017-02-01&to=2017-02-28&order={}",
+            middle.external_id
+        ),
         "/console/adapters".to_string(),
     ];
     crossgate::outln!(

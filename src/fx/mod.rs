@@ -12,6 +12,7 @@ mod ecb_hist;
 pub mod export;
 pub mod log;
 pub mod rates;
+pub mod review;
 pub mod store;
 mod verify;
 

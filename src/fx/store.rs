@@ -6,6 +6,7 @@ use std::future::Future;
 use super::checkpoint::Checkpoint;
 use super::log::FxEntry;
 use super::rates::RateDoc;
+use super::review::ReviewTable;
 use super::{FxDraft, FxView, Head};
 use crate::store::StoreResult;
 
@@ -51,4 +52,33 @@ pub trait FxStore: Send + Sync + 'static {
 
     /// Every stored checkpoint, oldest first.
     fn fx_checkpoints(&self) -> impl Future<Output = StoreResult<Vec<Checkpoint>>> + Send;
+
+    /// The last log sequence the review index ([`crate::fx::review`]) covers (0: none).
+    fn fx_review_upto(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Review buckets by key, `None` where there is none yet.
+    fn fx_review_buckets(
+        &self,
+        keys: Vec<String>,
+    ) -> impl Future<Output = StoreResult<Vec<Option<String>>>> + Send;
+
+    /// Atomically, if the index still covers up to `expect`: writes the buckets and rows and
+    /// moves the index to `upto`. `false` (and nothing written) when another writer moved it.
+    fn fx_review_apply(
+        &self,
+        expect: u64,
+        upto: u64,
+        buckets: Vec<(String, String)>,
+        rows: Vec<(String, String)>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Up to `limit` keys and values of a review table with `start <= key < end`, in key
+    /// order.
+    fn fx_review_scan(
+        &self,
+        table: ReviewTable,
+        start: String,
+        end: String,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
 }

@@ -3,6 +3,7 @@ use super::{EmbeddedStore, unavailable};
 use crate::fx::checkpoint::Checkpoint;
 use crate::fx::log::FxEntry;
 use crate::fx::rates::RateDoc;
+use crate::fx::review::ReviewTable;
 use crate::fx::store::FxStore;
 use crate::fx::{FxDraft, FxView, Head};
 use crate::store::{StoreError, StoreResult};
@@ -183,5 +184,98 @@ impl FxStore for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn fx_review_upto(&self) -> StoreResult<u64> {
+        self.read(|db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_IDX).map_err(unavailable)?;
+            review_upto(&t)
+        })
+        .await
+    }
+
+    async fn fx_review_buckets(&self, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
+            keys.iter()
+                .map(|k| {
+                    Ok(t.get(k.as_str())
+                        .map_err(unavailable)?
+                        .map(|v| v.value().to_string()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn fx_review_apply(
+        &self,
+        expect: u64,
+        upto: u64,
+        buckets: Vec<(String, String)>,
+        rows: Vec<(String, String)>,
+    ) -> StoreResult<bool> {
+        self.run(move |txn| {
+            let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
+            if review_upto(&idx)? != expect {
+                return Ok(false);
+            }
+            let mut b = txn.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
+            for (k, v) in &buckets {
+                b.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+            }
+            let mut r = txn.open_table(FX_REVIEW_ROWS).map_err(unavailable)?;
+            for (k, v) in &rows {
+                r.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+            }
+            idx.insert(FX_REVIEW_KEY, upto.to_string().as_str())
+                .map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fx_review_scan(
+        &self,
+        table: ReviewTable,
+        start: String,
+        end: String,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let t = r
+                .open_table(match table {
+                    ReviewTable::Buckets => FX_REVIEW_BUCKETS,
+                    ReviewTable::Rows => FX_REVIEW_ROWS,
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            if start >= end {
+                return Ok(out);
+            }
+            for item in t.range(start.as_str()..end.as_str()).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                out.push((k.value().to_string(), v.value().to_string()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Where the review index stands (`~review` in the FX index; 0 before its first batch).
+fn review_upto(t: &impl ReadableTable<&'static str, &'static str>) -> StoreResult<u64> {
+    match t.get(FX_REVIEW_KEY).map_err(unavailable)? {
+        Some(v) => v
+            .value()
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("FX review position: {e}"))),
+        None => Ok(0),
     }
 }

@@ -68,6 +68,13 @@ pub(super) const FX_HEAD_KEY: &str = "~head";
 /// FX: signed checkpoints, sequence → JSON (append-only).
 pub(super) const FX_CHECKPOINTS: TableDefinition<u64, &[u8]> =
     TableDefinition::new("fx_checkpoints");
+/// FX review index (`crate::fx::review`): bucket key → bucket JSON, and
+/// `rate date|seq` → row JSON. How far it covers the log is `~review` in `FX_IDX`.
+pub(super) const FX_REVIEW_BUCKETS: TableDefinition<&str, &str> =
+    TableDefinition::new("fx_review_buckets");
+pub(super) const FX_REVIEW_ROWS: TableDefinition<&str, &str> =
+    TableDefinition::new("fx_review_rows");
+pub(super) const FX_REVIEW_KEY: &str = "~review";
 /// Tax: order id → Quote JSON.
 pub(super) const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
 /// Tax: orders whose latest quote is tax_pending.
@@ -128,6 +135,8 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(FX_VIEWS).map_err(unavailable)?;
     txn.open_table(FX_PENDING).map_err(unavailable)?;
     txn.open_table(FX_CHECKPOINTS).map_err(unavailable)?;
+    txn.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
+    txn.open_table(FX_REVIEW_ROWS).map_err(unavailable)?;
     txn.open_table(TAX_QUOTES).map_err(unavailable)?;
     txn.open_table(RECO_DATA).map_err(unavailable)?;
     txn.open_table(RECO_LISTS).map_err(unavailable)?;

@@ -2,6 +2,7 @@ use super::*;
 use crate::fx::checkpoint::Checkpoint;
 use crate::fx::log::FxEntry;
 use crate::fx::rates::RateDoc;
+use crate::fx::review::ReviewTable;
 use crate::fx::store::FxStore;
 use crate::fx::{FxDraft, FxView, Head};
 
@@ -200,5 +201,99 @@ impl FxStore for RedisStore {
                     .map_err(|e| StoreError::Corrupt(format!("FX checkpoint: {e}")))
             })
             .collect()
+    }
+
+    async fn fx_review_upto(&self) -> StoreResult<u64> {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(self.keys.fx("review"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        v.map_or(Ok(0), |v| {
+            v.parse()
+                .map_err(|e| StoreError::Corrupt(format!("FX review position: {e}")))
+        })
+    }
+
+    async fn fx_review_buckets(&self, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        redis::cmd("HMGET")
+            .arg(self.keys.fx("review_buckets"))
+            .arg(&keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fx_review_apply(
+        &self,
+        expect: u64,
+        upto: u64,
+        buckets: Vec<(String, String)>,
+        rows: Vec<(String, String)>,
+    ) -> StoreResult<bool> {
+        let mut inv = self.scripts.fx_review.prepare_invoke();
+        inv.key(self.keys.fx("review"))
+            .key(self.keys.fx("review_bucket_keys"))
+            .key(self.keys.fx("review_buckets"))
+            .key(self.keys.fx("review_row_keys"))
+            .key(self.keys.fx("review_rows"));
+        inv.arg(expect).arg(upto).arg(buckets.len());
+        for (k, v) in &buckets {
+            inv.arg(k).arg(v);
+        }
+        inv.arg(rows.len());
+        for (k, v) in &rows {
+            inv.arg(k).arg(v);
+        }
+        let applied: i64 = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(applied == 1)
+    }
+
+    async fn fx_review_scan(
+        &self,
+        table: ReviewTable,
+        start: String,
+        end: String,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, String)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (keys, values) = match table {
+            ReviewTable::Buckets => ("review_bucket_keys", "review_buckets"),
+            ReviewTable::Rows => ("review_row_keys", "review_rows"),
+        };
+        let mut conn = self.conn();
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.fx(keys))
+            .arg(format!("[{start}"))
+            .arg(format!("({end}"))
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.fx(values))
+            .arg(&members)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .into_iter()
+            .zip(found)
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 }

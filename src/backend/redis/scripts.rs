@@ -11,6 +11,7 @@ const APPLY: &str = include_str!("lua/apply.lua");
 const BUDGET: &str = include_str!("lua/budget.lua");
 const FACT: &str = include_str!("lua/fact.lua");
 const FX_COMMIT: &str = include_str!("lua/fx_commit.lua");
+const FX_REVIEW: &str = include_str!("lua/fx_review.lua");
 const INGEST: &str = include_str!("lua/ingest.lua");
 const OUTBOX_COMMIT: &str = include_str!("lua/outbox_commit.lua");
 const LEASE: &str = include_str!("lua/lease.lua");
@@ -29,6 +30,7 @@ pub(super) struct Scripts {
     pub(super) resolve: Script,
     pub(super) fact: Script,
     pub(super) fx_commit: Script,
+    pub(super) fx_review: Script,
     pub(super) lease: Script,
     pub(super) release: Script,
     pub(super) budget: Script,
@@ -45,6 +47,7 @@ impl Scripts {
             resolve: Script::new(&format!("{APPLY}\n{RESOLVE}")),
             fact: Script::new(&format!("{APPLY}\n{FACT}")),
             fx_commit: Script::new(FX_COMMIT),
+            fx_review: Script::new(FX_REVIEW),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
             budget: Script::new(BUDGET),

@@ -2,8 +2,6 @@
 //! actually used as points, on one time axis. Presentation attributes only (the CSP allows no
 //! inline style), and a text alternative for screen readers.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use maud::{Markup, html};
 
@@ -37,9 +35,9 @@ pub(super) fn line_with_points(
     from: NaiveDate,
     to: NaiveDate,
     series: &[(NaiveDate, f64)],
-    used: &BTreeMap<NaiveDate, f64>,
+    used: &[(NaiveDate, f64)],
 ) -> Markup {
-    let values = series.iter().map(|(_, v)| *v).chain(used.values().copied());
+    let values = series.iter().chain(used).map(|(_, v)| *v);
     let (low, high) = values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
     if low > high {
         return html! { p { (title) ": no rates in this period." } };
@@ -111,7 +109,7 @@ mod tests {
     fn points_land_inside_the_plot_and_higher_values_higher() {
         let d = |n| NaiveDate::from_ymd_opt(2017, 2, n).unwrap();
         let series = [(d(1), 1.05), (d(2), 1.07), (d(3), 1.06)];
-        let used = BTreeMap::from([(d(2), 1.07)]);
+        let used = [(d(2), 1.07)];
         let svg = line_with_points("USD → EUR", d(1), d(3), &series, &used).into_string();
         assert!(
             svg.contains("data-series=\"3\"") && svg.contains("data-used=\"1\""),
@@ -125,7 +123,7 @@ mod tests {
         };
         assert!(s.y(1.07) < s.y(1.05), "SVG y grows downwards");
         assert!((PAD_LEFT..=WIDTH - PAD).contains(&s.x(d(3))));
-        let empty = line_with_points("X", d(1), d(3), &[], &BTreeMap::new()).into_string();
+        let empty = line_with_points("X", d(1), d(3), &[], &[]).into_string();
         assert!(empty.contains("no rates"));
     }
 }

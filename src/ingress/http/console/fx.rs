@@ -2,8 +2,6 @@
 //! totals of exactly those rows, the rates used plotted against the ECB series, the log's
 //! verification and its latest signed checkpoint, and the same rows as CSV.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,7 +14,8 @@ use super::pages::{problem_page, render};
 use super::{Session, chart};
 use crate::backend::Stores;
 use crate::fx::book::RateBook;
-use crate::fx::log::{FxEntry, PairReport, ReportRange};
+use crate::fx::log::PairReport;
+use crate::fx::review::{self, Row, Selection, Totals};
 use crate::ingress::http::fx::{
     FxLogParams, fx_checkpoints, fx_filter, fx_log, fx_verify, rate_book,
 };
@@ -96,8 +95,13 @@ async fn review_page<S: Stores>(
     }
 }
 
+/// Log batches a page view applies to the review index itself when the daemon's FX loop has
+/// not yet (a page stays fast; it says how far the index covers).
+const PAGE_BATCHES: usize = 1;
+
 /// The page; with the log's verification when the viewer asked for it (it reads and
-/// recomputes the whole log, so it is not run on every view).
+/// recomputes the whole log, so it is not run on every view). Totals, chart and rows come from
+/// the review index, so the page costs the same on a log of any size.
 async fn review_body<S: Stores>(
     app: &App<S>,
     f: &FxFilter,
@@ -107,48 +111,36 @@ async fn review_body<S: Stores>(
     let book = rate_book(app).await?;
     let params = f.params(latest(&book), None);
     let filter = fx_filter(&params)?;
-    let (from, to) = (
-        filter.from.unwrap_or_default(),
-        filter.to.unwrap_or_default(),
-    );
-    let items = crate::fx::export_all(&app.store, &filter).await?;
-    let (entries, superseded): (Vec<FxEntry>, Vec<Option<String>>) = items.into_iter().unzip();
-    let range = ReportRange {
-        from,
-        to,
-        revalue_at: None,
+    let sel = Selection {
+        from: filter.from.unwrap_or_default(),
+        to: filter.to.unwrap_or_default(),
+        currency: filter.currency,
+        channel: filter.channel,
+        order: filter.order,
     };
-    // Superseded as the whole log says (the export marks them), as `/v1/fx/report` counts.
-    let current = entries
-        .iter()
-        .zip(&superseded)
-        .filter(|(_, by)| by.is_none())
-        .map(|(e, _)| e);
-    let pairs = crate::fx::log::report_of(current, &range, &book);
+    let coverage = review::catch_up(&app.store, PAGE_BATCHES).await?;
+    let totals = review::totals(&app.store, &sel).await?;
+    let rows = review::scan_rows(&app.store, &sel, SHOWN).await?;
     let Json(checkpoints) = fx_checkpoints(State(app.clone())).await?;
     let query = filter_query(&params);
     let csv = format!("/console/fx/export.csv?{query}");
     Ok(html! {
         (filter_form(&params))
-        p { a href=(csv) download="fx-log.csv" { "Download these rows as CSV" } }
-        h2 { "Totals per currency pair" }
-        (pair_table(&pairs))
-        h2 { "Rates used against the ECB reference rates" }
-        @for p in pairs.iter().filter(|p| p.from != p.to).take(4) {
-            (rate_chart(p, &entries, &book, from, to))
-        }
-        h2 { "The log" }
-        @if let Some(v) = verification {
-            p role="status" class=(if v.findings.is_empty() { "notice" } else { "error" }) {
-                @if v.findings.is_empty() {
-                    "Verified: " (v.entries) " entries, the hash chain and every order's \
-                     conversion agree."
-                } @else {
-                    (v.findings.len()) " finding(s) in " (v.entries) " entries: run \
-                     crossgate fx verify for the detail."
-                }
+        @if !coverage.complete() {
+            p role="status" class="error" {
+                "The review covers the log up to entry " (coverage.upto) " of " (coverage.head)
+                "; the daemon is still indexing the rest. The CSV covers every entry."
             }
         }
+        p { a href=(csv) download="fx-log.csv" { "Download these rows as CSV" } }
+        h2 { "Totals per currency pair" }
+        (pair_table(&totals.pairs))
+        h2 { "Rates used against the ECB reference rates" }
+        @for p in totals.pairs.iter().filter(|p| p.from != p.to).take(4) {
+            (rate_chart(p, &totals, &book, &sel))
+        }
+        h2 { "The log" }
+        (verification_status(verification))
         p {
             @match checkpoints.checkpoints.last() {
                 Some(c) => { "Latest signed checkpoint: entry " (c.seq) " at " (c.at.format("%Y-%m-%d %H:%M UTC")) " (key " (c.key_id) ")." }
@@ -159,8 +151,24 @@ async fn review_body<S: Stores>(
             (super::view::csrf_field(csrf))
             button type="submit" { "Verify the whole log now" }
         }
-        (entry_table(&entries, &superseded))
+        (entry_table(&rows, totals.rows))
     })
+}
+
+fn verification_status(v: Option<crate::fx::Verification>) -> Markup {
+    html! {
+        @if let Some(v) = v {
+            p role="status" class=(if v.findings.is_empty() { "notice" } else { "error" }) {
+                @if v.findings.is_empty() {
+                    "Verified: " (v.entries) " entries, the hash chain and every order's \
+                     conversion agree."
+                } @else {
+                    (v.findings.len()) " finding(s) in " (v.entries) " entries: run \
+                     crossgate fx verify for the detail."
+                }
+            }
+        }
+    }
 }
 
 fn filter_form(p: &FxLogParams) -> Markup {
@@ -221,10 +229,10 @@ fn pair_table(pairs: &[PairReport]) -> Markup {
     }
 }
 
-fn entry_table(entries: &[FxEntry], superseded: &[Option<String>]) -> Markup {
+fn entry_table(rows: &[Row], total: u64) -> Markup {
     html! {
-        @if entries.len() > SHOWN {
-            p { "The first " (SHOWN) " of " (entries.len()) " rows; the totals and the CSV cover them all." }
+        @if total > rows.len() as u64 {
+            p { "The first " (rows.len()) " of " (total) " rows; the totals and the CSV cover them all." }
         }
         div class="table-wrap" {
             table {
@@ -234,12 +242,12 @@ fn entry_table(entries: &[FxEntry], superseded: &[Option<String>]) -> Markup {
                     th scope="col" class="num" { "To" } th scope="col" class="num" { "Rate" } th scope="col" { "Superseded" }
                 } }
                 tbody {
-                    @for (e, superseded) in entries.iter().zip(superseded).take(SHOWN) {
+                    @for r in rows {
                         tr {
-                            td { (e.rate_date) }
-                            td { (e.order.as_ref().map_or(e.order_id.as_str(), |o| o.number.as_str())) }
-                            td class="num" { (e.from) } td class="num" { (e.to) } td class="num" { (e.rate) }
-                            td { (if superseded.is_some() { "yes" } else { "" }) }
+                            td { (r.rate_date) }
+                            td { (r.number.as_deref().unwrap_or(&r.order_id)) }
+                            td class="num" { (r.from) } td class="num" { (r.to) } td class="num" { (r.rate) }
+                            td { (if r.superseded { "yes" } else { "" }) }
                         }
                     }
                 }
@@ -248,32 +256,29 @@ fn entry_table(entries: &[FxEntry], superseded: &[Option<String>]) -> Markup {
     }
 }
 
-/// The ECB series of a pair over the period (one point per published day), and the rates the
+/// The ECB series of a pair over the period (one point per published day), and every rate the
 /// log used.
-fn rate_chart(
-    pair: &PairReport,
-    entries: &[FxEntry],
-    book: &RateBook,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Markup {
+fn rate_chart(pair: &PairReport, totals: &Totals, book: &RateBook, sel: &Selection) -> Markup {
     let rate_on = |d: NaiveDate| -> Option<f64> {
         let (a, b) = (book.leg(&pair.from, d).ok()?, book.leg(&pair.to, d).ok()?);
         // Only the day's own publication (a leg from an earlier day repeats it).
         (a.date == d && b.date == d).then(|| a.rate_to(&b).to_f64())?
     };
-    let series: Vec<(NaiveDate, f64)> = from
+    let series: Vec<(NaiveDate, f64)> = sel
+        .from
         .iter_days()
-        .take_while(|d| *d <= to)
+        .take_while(|d| *d <= sel.to)
         .filter_map(|d| rate_on(d).map(|r| (d, r)))
         .collect();
-    let used: BTreeMap<NaiveDate, f64> = entries
-        .iter()
-        .filter(|e| e.from.currency().code() == pair.from && e.to.currency().code() == pair.to)
-        .filter_map(|e| Some((e.rate_date, e.rate.to_f64()?)))
+    let used: Vec<(NaiveDate, f64)> = totals
+        .used
+        .get(&(pair.from.clone(), pair.to.clone()))
+        .into_iter()
+        .flatten()
+        .flat_map(|(d, rates)| rates.keys().filter_map(|r| Some((*d, r.to_f64()?))))
         .collect();
     let title = format!("{} → {}", pair.from, pair.to);
-    chart::line_with_points(&title, from, to, &series, &used)
+    chart::line_with_points(&title, sel.from, sel.to, &series, &used)
 }
 
 /// `/console/fx/export.csv`: the rows of the page's filter, as `/v1/fx/log?format=csv` gives
