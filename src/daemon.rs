@@ -309,10 +309,11 @@ fn record_poll_success(instance: &str, watermark: Option<chrono::DateTime<Utc>>)
     let now = Utc::now();
     let label = instance.to_string();
     metrics::gauge!(POLL_LAST_SUCCESS, "instance" => label.clone()).set(now.timestamp() as f64);
-    if let Some(w) = watermark {
-        let lag = (now - w).num_milliseconds().max(0) as f64 / 1000.0;
+    let lag = watermark.map(|w| (now - w).num_milliseconds().max(0) as f64 / 1000.0);
+    if let Some(lag) = lag {
         metrics::gauge!(POLL_LAG, "instance" => label).set(lag);
     }
+    crate::telemetry::history::record_poll(instance, now, lag);
 }
 
 /// Fetches the records that thin webhooks name, with the clients of the configuration in

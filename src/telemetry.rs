@@ -419,6 +419,7 @@ pub fn set_reconciliation_gauges(instance: &str, polled_only: usize, pushed_only
     let gauge = |only: &'static str| metrics::gauge!(names::RECONCILE_UNMATCHED, "instance" => instance.to_string(), "only" => only);
     gauge("poll").set(polled_only as f64);
     gauge("webhook").set(pushed_only as f64);
+    history::record_reconciliation(instance, polled_only, pushed_only);
 }
 
 pub mod names {

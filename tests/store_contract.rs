@@ -31,6 +31,75 @@ fn order(instance: &str, external_id: &str, updated_at: &str) -> Record {
     Record::Order(Box::new(o))
 }
 
+/// An order whose customer has the key `key` (as the pipeline sets it with the salt).
+fn order_of_customer(instance: &str, external_id: &str, updated_at: &str, key: &str) -> Record {
+    let Record::Order(mut o) = order(instance, external_id, updated_at) else {
+        unreachable!()
+    };
+    o.customer
+        .as_mut()
+        .expect("the app order has a customer")
+        .key = Some(key.into());
+    Record::Order(o)
+}
+
+/// The orders of a customer key, in every instance; a revision that changes the key moves the
+/// order to the new key.
+async fn customers<S: crossgate::backend::Stores>(store: &S, now: DateTime<Utc>) {
+    let ids = |orders: Vec<Order>| {
+        let mut ids: Vec<String> = orders
+            .into_iter()
+            .map(|o| o.id.as_str().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    for (inst, ext, dedupe) in [(INST, "C-1", "c-1"), (OTHER, "C-2", "c-2")] {
+        let o = order_of_customer(inst, ext, "2024-05-01T10:00:00+09:00", "c.alpha");
+        let stored = store
+            .ingest(delivery(inst, dedupe, now), Disposition::Apply(vec![o]))
+            .await
+            .unwrap();
+        assert_eq!(changes(&stored), [Change::Created]);
+    }
+    let both = [
+        OrderId::derive(OTHER, "C-2").as_str().to_string(),
+        OrderId::derive(INST, "C-1").as_str().to_string(),
+    ];
+    let mut want = both.to_vec();
+    want.sort();
+    assert_eq!(
+        ids(store.orders_of_customer("c.alpha", 10).await.unwrap()),
+        want
+    );
+    assert_eq!(
+        store.orders_of_customer("c.alpha", 1).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .orders_of_customer("c.nobody", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The customer changed their address: the revision carries another key.
+    let moved = order_of_customer(INST, "C-1", "2024-05-02T10:00:00+09:00", "c.beta");
+    let stored = store
+        .ingest(delivery(INST, "c-3", now), Disposition::Apply(vec![moved]))
+        .await
+        .unwrap();
+    assert_eq!(changes(&stored), [Change::Updated]);
+    assert_eq!(
+        ids(store.orders_of_customer("c.alpha", 10).await.unwrap()),
+        [OrderId::derive(OTHER, "C-2").as_str().to_string()]
+    );
+    assert_eq!(
+        ids(store.orders_of_customer("c.beta", 10).await.unwrap()),
+        [OrderId::derive(INST, "C-1").as_str().to_string()]
+    );
+}
+
 fn delivery(instance: &str, dedupe: &str, at: DateTime<Utc>) -> RawDelivery {
     RawDelivery {
         delivery_id: crossgate::pipeline::new_delivery_id(instance),
@@ -510,6 +579,7 @@ async fn contract<S: crossgate::backend::Stores>(store: &S) {
     contract_revisions(store, now).await;
     contract_dead_letters(store, now).await;
     contract_listing_and_events(store, now).await;
+    customers(store, now).await;
 }
 
 /// Dedupe, instances, and reads of exactly what was stored.

@@ -282,6 +282,53 @@ async fn dedupe_and_revisions_redis() {
     dedupe_and_revisions(Backend::Redis).await;
 }
 
+/// Every dead letter of a listing, following its cursor one item at a time.
+async fn all_dead_letters(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    query: &str,
+) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut url = gw.url(&format!("/v1/dead-letters?limit=1&{query}"));
+    loop {
+        let page = get(c, &url).await;
+        assert_eq!(page.status, 200, "{query}: {}", page.text);
+        out.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(cur) => url = gw.url(&format!("/v1/dead-letters?limit=1&{query}&cursor={cur}")),
+            None => return out,
+        }
+    }
+}
+
+/// The dead-letter listing by kind and time: each kind's letters, together all of them; a
+/// period without any gives none; bad filters are refused.
+async fn dead_letter_filters(c: &reqwest::Client, gw: &Gateway, total: usize) {
+    let today = chrono::Utc::now().date_naive();
+    let (parse, fields) = (
+        all_dead_letters(c, gw, "kind=parse").await,
+        all_dead_letters(c, gw, "kind=fields").await,
+    );
+    assert!(parse.iter().all(|d| d["reason"]["kind"] == "parse"));
+    assert!(fields.iter().all(|d| d["reason"]["kind"] == "fields"));
+    assert!(!parse.is_empty() && !fields.is_empty());
+    assert_eq!(parse.len() + fields.len(), total);
+    let within = format!("since={today}&until={today}");
+    assert_eq!(all_dead_letters(c, gw, &within).await.len(), total);
+    let before = format!("until={}", today.pred_opt().unwrap());
+    assert!(all_dead_letters(c, gw, &before).await.is_empty());
+    let after = format!("since={}", today.succ_opt().unwrap());
+    assert!(all_dead_letters(c, gw, &after).await.is_empty());
+    for bad in [
+        "kind=bogus".to_string(),
+        format!("since={}&until={today}", today.succ_opt().unwrap()),
+        "until=soon".to_string(),
+    ] {
+        let r = get(c, &gw.url(&format!("/v1/dead-letters?{bad}"))).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+}
+
 async fn bad_input(backend: Backend) {
     let gw = start(backend).await;
     let c = http();
@@ -427,6 +474,7 @@ async fn bad_input(backend: Backend) {
     assert_eq!(r.content_type, "application/problem+json");
     assert_eq!(counts(&gw).await, (0, 0, expected_dls));
     assert_eq!(get(&c, &gw.url("/healthz")).await.status, 200);
+    dead_letter_filters(&c, &gw, expected_dls).await;
     // And good deliveries still go through.
     let ok = shopify_order(78, "2024-04-02T09:00:00-05:00");
     assert_eq!(

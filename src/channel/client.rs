@@ -312,6 +312,7 @@ impl ChannelClient {
                 }
             };
             metrics::counter!(crate::telemetry::names::BUDGET_WAITS, "instance" => self.instance.clone()).increment(1);
+            crate::telemetry::history::record_budget_wait(&self.instance, chrono::Utc::now());
             tokio::time::sleep(wait).await;
         }
     }

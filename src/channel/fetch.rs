@@ -78,6 +78,7 @@ impl Fetcher {
                 continue;
             };
             let mut after = None;
+            let mut waiting = 0u64;
             loop {
                 let page = store
                     .list_dead_letters(DeadLetterQuery {
@@ -87,6 +88,7 @@ impl Fetcher {
                     })
                     .await?;
                 for dl in page.items.iter().filter(|d| d.reason.kind == FETCH_PENDING) {
+                    waiting += 1;
                     if self
                         .next_try
                         .get(&dl.id)
@@ -106,17 +108,20 @@ impl Fetcher {
                     match crate::telemetry::with_trace("fetch", trace, fetched).await {
                         Ok(true) => {
                             out.resolved += 1;
+                            waiting -= 1;
                             self.next_try.remove(&dl.id);
                             metrics::counter!(crate::telemetry::names::FETCHES, "instance" => id.clone(), "outcome" => "ok").increment(1);
                         }
                         Ok(false) => {
                             out.unmappable += 1;
+                            waiting -= 1;
                             self.next_try.remove(&dl.id);
                         }
                         Err(FetchError::Api(e @ super::client::ApiError::Status { .. })) => {
                             // The channel refuses (404: no such record, 401/403: credentials):
                             // retrying will not help; people look at it (a replay re-queues it).
                             out.unmappable += 1;
+                            waiting -= 1;
                             self.next_try.remove(&dl.id);
                             metrics::counter!(crate::telemetry::names::FETCHES, "instance" => id.clone(), "outcome" => "refused").increment(1);
                             tracing::warn!(instance = %id, dead_letter_id = %dl.id, error = %e, "thin webhook fetch refused by the channel");
@@ -155,6 +160,7 @@ impl Fetcher {
                     None => break,
                 }
             }
+            crate::telemetry::history::record_fetch_backlog(id, waiting);
         }
         Ok(out)
     }

@@ -100,6 +100,14 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_order(&self, id: &OrderId) -> impl Future<Output = StoreResult<Option<Order>>> + Send;
 
+    /// The orders whose customer key is `customer_key`, up to `limit`, in no set order (an
+    /// order whose key changed in a later revision is not among them).
+    fn orders_of_customer(
+        &self,
+        customer_key: &str,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Order>>> + Send;
+
     fn get_listing(
         &self,
         id: &ListingId,

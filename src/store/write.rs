@@ -26,6 +26,8 @@ pub(crate) struct Prepared {
     pub sku: Option<String>,
     /// A stock level's stock item (its index entry).
     pub stock_ref: Option<String>,
+    /// An order's customer key (its index entry: the orders of a customer).
+    pub customer_key: Option<String>,
     pub json: String,
 }
 
@@ -82,6 +84,10 @@ pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
         },
         stock_ref: match record {
             Record::Stock(s) => Some(s.stock_ref.clone()),
+            _ => None,
+        },
+        customer_key: match record {
+            Record::Order(o) => o.customer.as_ref().and_then(|c| c.key.clone()),
             _ => None,
         },
         json,

@@ -74,12 +74,23 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     assert.match(await shopRow.innerText(), /2 dead_lettered/);
     assert.match(await page.getByRole('row', { name: /^app\b/ }).innerText(), /3 stored/);
     assert.equal(await page.locator('svg.bars').count(), await page.locator('tbody tr').count());
+    // Channel health: neither instance is polled, fetched or rate-limited here.
+    for (const column of ['Last poll', 'Fetch backlog', 'Rate-budget waits (1 h)', 'Reconciliation gaps']) {
+      await page.getByRole('columnheader', { name: column }).waitFor();
+    }
     await shot(page, 'overview');
 
     // The adapter's dead letter: its field error, and the raw body with personal data masked.
     await page.getByRole('link', { name: 'Dead letters', exact: true }).click();
     await page.getByLabel('Instance').selectOption('shop');
+    // By kind: both are field errors, neither failed to parse.
+    await page.getByLabel('Kind').selectOption('parse');
     await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No dead letters.').waitFor();
+    await page.getByLabel('Kind').selectOption('fields');
+    await page.getByLabel('From', { exact: true }).fill(new Date().toISOString().slice(0, 10));
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await assertLabelled(page);
     // Replaying everything shown with the adapter as it is resolves nothing.
     await page.getByRole('button', { name: 'Replay all 2 shown with the current adapters' }).click();
     await page.getByRole('status').waitFor();
@@ -131,12 +142,24 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     await page.getByRole('link', { name: 'Orders', exact: true }).click();
     await page.getByLabel('Order number or id').fill(orderNumber);
     await page.getByRole('button', { name: 'Look up' }).click();
+    const orderId = (await page.locator('tbody tr a').first().innerText()).trim();
     await page.locator('tbody tr a').first().click();
     await page.getByRole('heading', { name: /^Order / }).waitFor();
     const text = await page.locator('main').innerText();
     assert.match(text, /598\.94 USD/);
     assert.match(text, /IPOD2008GREEN/);
+    // Its timeline, oldest first, from the dates the order carries.
+    const timeline = await page.$$eval('ol.timeline li time', (ts) => ts.map((t) => t.getAttribute('datetime')));
+    assert.ok(timeline.length >= 2, JSON.stringify(timeline));
+    assert.deepEqual([...timeline].sort((a, b) => Date.parse(a) - Date.parse(b)), timeline, 'oldest first');
+    assert.match(await page.locator('ol.timeline').innerText(), /placed on shopify/);
     await shot(page, 'order');
+
+    // The same order by its customer's e-mail (turned into the salted customer key).
+    await page.getByRole('link', { name: 'Orders', exact: true }).click();
+    await page.getByLabel(/customer email/).fill(email);
+    await page.getByRole('button', { name: 'Look up' }).click();
+    await page.getByRole('link', { name: orderId, exact: true }).waitFor();
 
     // The FX review for the period of the rates: per-pair totals as /v1/fx/report has them,
     // a chart per pair with the ECB series and the rates used, and the rows as CSV.

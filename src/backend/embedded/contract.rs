@@ -90,6 +90,38 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn orders_of_customer(
+        &self,
+        customer_key: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Order>> {
+        let key = customer_key.to_string();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let by_customer = r.open_table(CUSTOMER_ORDERS).map_err(unavailable)?;
+            let records = r.open_table(RECORDS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let life = r.open_table(LIFE).map_err(unavailable)?;
+            let facts = r.open_table(FACTS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            let range = (key.as_str(), "")..=(key.as_str(), "\u{10FFFF}");
+            for item in by_customer.range(range).map_err(unavailable)? {
+                let (k, _) = item.map_err(unavailable)?;
+                let (_, id) = k.value();
+                if let Some(Record::Order(o)) = record_in(&records, &events, id)?
+                    && o.customer.as_ref().and_then(|c| c.key.as_deref()) == Some(key.as_str())
+                {
+                    out.push(order_view(&life, &facts, *o)?);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
         let id = id.as_str().to_string();
         self.read(move |db| {

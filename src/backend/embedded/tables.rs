@@ -54,6 +54,11 @@ pub(super) const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe
 /// (instance, delivery source, order id): which paths have seen an order (reconciliation)
 pub(super) const SEEN: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("seen");
 
+/// (customer key, order id): the orders of a customer (entries of a key an order no longer
+/// has are skipped by readers).
+pub(super) const CUSTOMER_ORDERS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("customer_orders");
+
 /// FX: rate documents by hash (JSON).
 pub(super) const FX_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("fx_docs");
 /// FX log: sequence → entry JSON.
@@ -129,6 +134,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(CURSORS).map_err(unavailable)?;
     txn.open_table(PROBE).map_err(unavailable)?;
     txn.open_table(SEEN).map_err(unavailable)?;
+    txn.open_table(CUSTOMER_ORDERS).map_err(unavailable)?;
     txn.open_table(FX_DOCS).map_err(unavailable)?;
     txn.open_table(FX_LOG).map_err(unavailable)?;
     txn.open_table(FX_IDX).map_err(unavailable)?;

@@ -205,6 +205,13 @@ impl Tx<'_> {
                         .insert((p.instance.as_str(), stock_ref, p.id.as_str()), ())
                         .map_err(unavailable)?;
                 }
+                if let Some(key) = p.customer_key.as_deref() {
+                    let mut by_customer =
+                        self.txn.open_table(CUSTOMER_ORDERS).map_err(unavailable)?;
+                    by_customer
+                        .insert((key, p.id.as_str()), ())
+                        .map_err(unavailable)?;
+                }
                 if p.kind == RecordKind::Order {
                     if let Some(old) = &stored {
                         index

@@ -30,6 +30,14 @@ impl Store for RedisStore {
         self.reconciliation(instance, since).await
     }
 
+    async fn orders_of_customer(
+        &self,
+        customer_key: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Order>> {
+        self.customer_orders(customer_key, limit).await
+    }
+
     async fn get_order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
         self.order(id).await
     }

@@ -243,6 +243,11 @@ impl InstanceKeys<'_> {
         self.key(&format!("sku:{sku}"))
     }
 
+    /// The instance's orders of a customer key (a set).
+    pub(super) fn customer(&self, customer_key: &str) -> String {
+        self.key(&format!("cust:{customer_key}"))
+    }
+
     /// The orders seen by one source (`webhook` or `poll`), for reconciliation.
     pub(super) fn seen(&self, source: &str) -> String {
         self.key(&format!("seen:{source}"))

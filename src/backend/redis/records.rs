@@ -122,6 +122,38 @@ impl RedisStore {
         Ok((merged, next))
     }
 
+    /// The orders of a customer key: its set in every instance (one round trip), then the
+    /// orders that still carry that key.
+    pub(super) async fn customer_orders(
+        &self,
+        customer_key: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Order>> {
+        let instances = self.instances_for(None);
+        let mut pipe = redis::pipe();
+        for inst in &instances {
+            pipe.cmd("SMEMBERS")
+                .arg(self.keys.of(inst).customer(customer_key));
+        }
+        let members: Vec<Vec<String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut ids: Vec<(String, String)> = instances
+            .into_iter()
+            .zip(members)
+            .flat_map(|(inst, ids)| ids.into_iter().map(move |id| (inst.clone(), id)))
+            .collect();
+        ids.sort();
+        let orders = self.order_views(&ids).await?;
+        Ok(orders
+            .into_iter()
+            .flatten()
+            .filter(|o| o.customer.as_ref().and_then(|c| c.key.as_deref()) == Some(customer_key))
+            .take(limit)
+            .collect())
+    }
+
     pub(super) async fn order(&self, id: &OrderId) -> StoreResult<Option<Order>> {
         let ids = [(id.instance().to_string(), id.as_str().to_string())];
         Ok(self.order_views(&ids).await?.pop().flatten())

@@ -10,7 +10,11 @@ impl RedisStore {
         match p.kind {
             RecordKind::Order => {
                 let rec = ik.record(&p.id);
-                ([rec.clone(), ik.lifecycle(&p.id), rec], "order")
+                let customer = match &p.customer_key {
+                    Some(key) => ik.customer(key),
+                    None => rec.clone(),
+                };
+                ([rec, ik.lifecycle(&p.id), customer], "order")
             }
             RecordKind::Listing => {
                 let rec = ik.record(&p.id);
@@ -36,10 +40,12 @@ impl RedisStore {
         }
     }
 
-    /// The `order` argument of a record: a listing's SKU (empty without one), else the order.
+    /// The `order` argument of a record: a listing's SKU and an order's customer key (empty
+    /// without one), else the order.
     fn order_arg(p: &Prepared) -> &str {
         match p.kind {
             RecordKind::Listing => p.sku.as_deref().unwrap_or(""),
+            RecordKind::Order => p.customer_key.as_deref().unwrap_or(""),
             _ => &p.order_id,
         }
     }

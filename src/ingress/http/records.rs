@@ -41,6 +41,16 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
             }),
         )
         .api_route(
+            "/v1/customers/{key}/orders",
+            get_with(customer_orders::<S>, |op| {
+                op.about(
+                    "records",
+                    "The orders of a customer key (the salted key the gateway sets), newest \
+                     first, up to 100",
+                )
+            }),
+        )
+        .api_route(
             "/v1/listings",
             get_with(list_listings::<S>, |op| {
                 op.about("records", "Listings by the channel's update time")
@@ -56,7 +66,10 @@ pub(super) fn routes<S: Stores>() -> ApiRouter<App<S>> {
         .api_route(
             "/v1/dead-letters",
             get_with(list_dead_letters::<S>, |op| {
-                op.about("dead letters", "Dead letters, a page at a time")
+                op.about(
+                    "dead letters",
+                    "Dead letters, oldest first, a page at a time; by instance, kind and time",
+                )
             }),
         )
         .api_route(
@@ -214,6 +227,22 @@ fn parse_page<S>(
     Ok((p.instance.clone(), limit, cursor))
 }
 
+/// Orders a customer lookup answers.
+pub(super) const CUSTOMER_ORDERS: usize = 100;
+
+/// `GET /v1/customers/{key}/orders`: newest first by the channel's update time.
+pub(super) async fn customer_orders<S: Stores>(
+    State(app): State<App<S>>,
+    Path(key): Path<String>,
+) -> Answer<Page<Order>> {
+    let mut items = app.store.orders_of_customer(&key, CUSTOMER_ORDERS).await?;
+    items.sort_by_key(|o| std::cmp::Reverse(o.revision.updated_at));
+    Ok(axum::Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
 /// `GET /v1/orders?instance=&since=&limit=&cursor=`
 async fn list_orders<S: Stores>(
     State(app): State<App<S>>,
@@ -290,16 +319,147 @@ async fn list_listings<S: Stores>(
 /// `GET /v1/dead-letters?instance=&limit=&cursor=`
 pub(super) async fn list_dead_letters<S: Stores>(
     State(app): State<App<S>>,
-    Q(p): Q<ListParams>,
+    Q(p): Q<DeadLetterParams>,
 ) -> Answer<Page<DeadLetter>> {
-    let (instance, limit, after) = parse_page(&p, &app)?;
-    let query = DeadLetterQuery {
-        instance,
-        after,
-        limit,
+    let list = ListParams {
+        instance: p.instance.clone(),
+        channel: None,
+        since: None,
+        limit: p.limit,
+        cursor: p.cursor.clone(),
     };
-    let page = app.store.list_dead_letters(query).await?;
-    Ok(axum::Json(page.into()))
+    let (instance, limit, mut after) = parse_page(&list, &app)?;
+    let filter = DeadLetterFilter::of(&p)?;
+    // The index is in time order: start at `since` unless the cursor is past it.
+    if let Some(since) = filter.since {
+        let start = Cursor {
+            millis: since.timestamp_millis() - 1,
+            id: "\u{10FFFF}".into(),
+        };
+        if after.as_ref().is_none_or(|c| c.millis < start.millis) {
+            after = Some(start);
+        }
+    }
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let page = app
+            .store
+            .list_dead_letters(DeadLetterQuery {
+                instance: instance.clone(),
+                after: after.clone(),
+                limit: SCAN_PAGE,
+            })
+            .await?;
+        let more = page.next.is_some();
+        let n = page.items.len();
+        for (i, dl) in page.items.into_iter().enumerate() {
+            scanned += 1;
+            let at = Cursor {
+                millis: dl.dead_lettered_at.timestamp_millis(),
+                id: dl.id.clone(),
+            };
+            if filter.until.is_some_and(|u| dl.dead_lettered_at > u) {
+                return Ok(axum::Json(Page::from(crate::store::Page {
+                    items,
+                    next: None,
+                })));
+            }
+            if filter.kind.as_deref().is_none_or(|k| k == dl.reason.kind) {
+                items.push(dl);
+            }
+            after = Some(at);
+            // A full page, or the scan budget spent: the client continues from here.
+            if items.len() == limit || scanned == SCAN_BUDGET {
+                let rest = more || i + 1 < n;
+                let page = crate::store::Page {
+                    items,
+                    next: after.filter(|_| rest),
+                };
+                return Ok(axum::Json(page.into()));
+            }
+        }
+        if !more {
+            return Ok(axum::Json(Page::from(crate::store::Page {
+                items,
+                next: None,
+            })));
+        }
+    }
+}
+
+/// Dead letters read from the store per step of a filtered listing, and at most per request
+/// (a selective filter over a long list answers a shorter page with a cursor to go on).
+const SCAN_PAGE: usize = 200;
+const SCAN_BUDGET: usize = 10_000;
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterParams {
+    /// Channel instance id.
+    pub(crate) instance: Option<String>,
+    /// Why it was parked: `parse`, `fields`, `no_mapping`, `fetch_pending` or
+    /// `fetch_refused`.
+    pub(crate) kind: Option<String>,
+    /// Dead-lettered at or after: RFC 3339 instant or a date (YYYY-MM-DD, midnight UTC).
+    pub(crate) since: Option<String>,
+    /// Dead-lettered at or before: RFC 3339 instant or a date (YYYY-MM-DD: the whole day).
+    pub(crate) until: Option<String>,
+    #[schemars(range(min = 1, max = 500))]
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
+}
+
+/// The kinds a dead letter's reason has.
+pub(crate) const DEAD_LETTER_KINDS: &[&str] = &[
+    "parse",
+    "fields",
+    "no_mapping",
+    crate::pipeline::FETCH_PENDING,
+    "fetch_refused",
+];
+
+struct DeadLetterFilter {
+    kind: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl DeadLetterFilter {
+    fn of(p: &DeadLetterParams) -> Result<Self, Problem> {
+        if let Some(k) = &p.kind
+            && !DEAD_LETTER_KINDS.contains(&k.as_str())
+        {
+            return Err(Problem::bad_request(format!(
+                "kind must be one of {}",
+                DEAD_LETTER_KINDS.join(", ")
+            )));
+        }
+        let since = since_param(p.since.as_deref())?;
+        let until = match p.until.as_deref() {
+            None => None,
+            Some(u) => Some(match NaiveDate::parse_from_str(u, "%Y-%m-%d") {
+                Ok(d) => d
+                    .succ_opt()
+                    .and_then(|n| n.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc() - chrono::Duration::microseconds(1))
+                    .ok_or_else(|| Problem::bad_request("until is out of range"))?,
+                Err(_) => parse_since(u).ok_or_else(|| {
+                    Problem::bad_request("until must be an RFC 3339 time or YYYY-MM-DD")
+                })?,
+            }),
+        };
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(Problem::bad_request("since must not be after until"));
+        }
+        Ok(DeadLetterFilter {
+            kind: p.kind.clone(),
+            since,
+            until,
+        })
+    }
 }
 
 /// `GET /v1/dead-letters/{id}`: the dead letter and its raw delivery.

@@ -3,7 +3,9 @@
 -- `KEYS[first_record_key]`, and per record 7 ARGV entries (id, kind, rev, ms, doc, rank, order)
 -- from `ARGV[first_record_arg]`.
 --
--- Per kind, the three keys are: order `rec:<id>`, `life:<id>`, `rec:<id>`; listing `rec:<id>`,
+-- Per kind, the three keys are: order `rec:<id>`, `life:<id>`, `cust:<customer key>` (the
+-- orders of a customer; `rec:<id>` when it has none, and then its `order` argument, which
+-- carries an order's customer key, is empty); listing `rec:<id>`,
 -- `listings` (its index by updated time), `sku:<sku>` (the listings of a SKU; `rec:<id>` when
 -- it has none, and then its `order` argument, which carries a listing's SKU, is empty); fact
 -- about an order of the same instance (`fact`) `life:<order>`, `rec:<order>`, `rec:<order>`;
@@ -73,6 +75,7 @@ local function apply(events_key, orders_key, first_record_key, first_record_arg,
           local after = mx(sr, fr)
           redis.call('HSET', key, 'rev', rev, 'ms', ms, 'doc', doc, 'srank', sr)
           redis.call('ZADD', KEYS[orders_key], ms, id)
+          if order_id ~= '' then redis.call('SADD', key3, id) end
           if before == nil or after > before then
             for _, v in ipairs({'order', id, 'from', before or '', 'to', after}) do
               args[#args + 1] = v

@@ -98,7 +98,9 @@ pub(super) async fn overview<S: Stores>(
             .and_then(|c| serde_json::from_str::<crate::channel::poll::PollState>(&c).ok())
             .and_then(|p| p.watermark);
         let history = crate::telemetry::history::delivery_summary(id, now);
+        let health = crate::telemetry::history::health(id, now);
         rows.push(overview_row(&OverviewRow {
+            health: &health,
             id,
             adapter: &spec.name,
             digest: digests.get(&spec.name).map(String::as_str),
@@ -119,6 +121,9 @@ pub(super) async fn overview<S: Stores>(
                     th scope="col" { "Last 24 hours" }
                     th scope="col" class="num" { "Dead letters waiting" }
                     th scope="col" class="num" { "Outbound backlog" } th scope="col" { "Polled up to" }
+                    th scope="col" { "Last poll" } th scope="col" class="num" { "Fetch backlog" }
+                    th scope="col" class="num" { "Rate-budget waits (1 h)" }
+                    th scope="col" { "Reconciliation gaps" }
                 } }
                 tbody { @for r in &rows { (r) } }
             }
@@ -135,6 +140,7 @@ struct OverviewRow<'a> {
     backlog: Option<u64>,
     watermark: Option<chrono::DateTime<chrono::Utc>>,
     history: &'a crate::telemetry::history::DeliverySummary,
+    health: &'a crate::telemetry::history::Health,
     now: chrono::DateTime<chrono::Utc>,
 }
 
@@ -174,6 +180,24 @@ fn overview_row(r: &OverviewRow<'_>) -> Markup {
                     None => "—",
                 }
             }
+            td {
+                @match r.health.last_poll {
+                    Some(t) => {
+                        (ago(r.now, t))
+                        @if let Some(lag) = r.health.poll_lag_secs { ", " (format!("{lag:.0}")) " s behind" }
+                    }
+                    None => "—",
+                }
+            }
+            td class="num" { (r.health.fetch_backlog.map_or_else(|| "—".to_string(), |b| b.to_string())) }
+            td class="num" { (r.health.budget_waits_last_hour) }
+            td {
+                @match r.health.reconciliation {
+                    Some((0, 0)) => "none",
+                    Some((polled, pushed)) => { (polled) " only polled, " (pushed) " only by webhook" }
+                    None => "—",
+                }
+            }
         }
     }
 }
@@ -181,6 +205,9 @@ fn overview_row(r: &OverviewRow<'_>) -> Markup {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct DeadLetterFilter {
     instance: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     cursor: Option<String>,
     done: Option<String>,
     /// Counts after "replay all" (numbers only: nothing from the request is shown as text).
@@ -188,51 +215,113 @@ pub(super) struct DeadLetterFilter {
     failed: Option<u32>,
 }
 
-/// The dead letters the list shows (and "replay all" replays): a page of 100, as
-/// `GET /v1/dead-letters` answers it.
+impl DeadLetterFilter {
+    /// From a form's fields (replay all carries the list's filter).
+    fn of_form(mut form: std::collections::HashMap<String, String>) -> Self {
+        DeadLetterFilter {
+            instance: form.remove("instance"),
+            kind: form.remove("kind"),
+            since: form.remove("since"),
+            until: form.remove("until"),
+            ..Default::default()
+        }
+    }
+
+    /// The filter's `/v1/dead-letters` parameters (empty fields are no filter).
+    fn params(&self, cursor: Option<String>) -> records::DeadLetterParams {
+        let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        records::DeadLetterParams {
+            instance: some(&self.instance),
+            kind: some(&self.kind),
+            since: some(&self.since),
+            until: some(&self.until),
+            limit: Some(100),
+            cursor,
+        }
+    }
+
+    /// The filter as a query string (paging links and the replay-all redirect).
+    fn query(&self) -> url::form_urlencoded::Serializer<'static, String> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        let p = self.params(None);
+        for (k, v) in [
+            ("instance", &p.instance),
+            ("kind", &p.kind),
+            ("since", &p.since),
+            ("until", &p.until),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        q
+    }
+}
+
+/// The dead letters the list shows (and "replay all" replays): a page of 100 matching the
+/// filter, as `GET /v1/dead-letters` answers it.
 async fn shown_dead_letters<S: Stores>(
     app: &App<S>,
-    instance: Option<String>,
+    filter: &DeadLetterFilter,
     cursor: Option<String>,
 ) -> Result<crate::ingress::answers::Page<crate::store::DeadLetter>, Problem> {
-    let params = records::ListParams {
-        instance,
-        channel: None,
-        since: None,
-        limit: Some(100),
-        cursor,
-    };
-    let Json(page) = records::list_dead_letters(State(app.clone()), Q(params)).await?;
+    let Json(page) =
+        records::list_dead_letters(State(app.clone()), Q(filter.params(cursor))).await?;
     Ok(page)
 }
 
-/// `/console/dead-letters?instance=`: what is parked, newest first as `/v1` lists them.
+fn dead_letter_filter_form(f: &DeadLetterFilter, instances: Vec<&String>) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    html! {
+        form method="get" action="/console/dead-letters" class="actions" {
+            label for="instance" { "Instance" }
+            select id="instance" name="instance" {
+                option value="" { "every instance" }
+                @for id in instances {
+                    option value=(id) selected[f.instance.as_deref() == Some(id.as_str())] { (id) }
+                }
+            }
+            label for="kind" { "Kind" }
+            select id="kind" name="kind" {
+                option value="" { "every kind" }
+                @for k in records::DEAD_LETTER_KINDS {
+                    option value=(k) selected[f.kind.as_deref() == Some(*k)] { (k) }
+                }
+            }
+            label for="since" { "From" } input id="since" name="since" type="date" value=(v(&f.since));
+            label for="until" { "To" } input id="until" name="until" type="date" value=(v(&f.until));
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+/// `/console/dead-letters?instance=&kind=&since=&until=`: what is parked, oldest first as
+/// `/v1` lists them.
 pub(super) async fn dead_letters<S: Stores>(
     State(app): State<App<S>>,
     Extension(Session(session)): Extension<Session>,
     Query(f): Query<DeadLetterFilter>,
 ) -> Response {
-    let instance = f.instance.filter(|i| !i.is_empty());
-    let page = match shown_dead_letters(&app, instance.clone(), f.cursor.clone()).await {
+    let page = match shown_dead_letters(&app, &f, f.cursor.clone()).await {
         Ok(p) => p,
         Err(p) => return problem_page(&app, &session, &p),
     };
     let config = app.config();
+    let p = f.params(None);
+    let hidden = [
+        ("instance", &p.instance),
+        ("kind", &p.kind),
+        ("since", &p.since),
+        ("until", &p.until),
+    ];
     let body = html! {
-        form method="get" action="/console/dead-letters" class="actions" {
-            label for="instance" { "Instance" }
-            select id="instance" name="instance" {
-                option value="" { "every instance" }
-                @for id in config.instances.keys() {
-                    option value=(id) selected[instance.as_deref() == Some(id.as_str())] { (id) }
-                }
-            }
-            button type="submit" { "Filter" }
-        }
+        (dead_letter_filter_form(&f, config.instances.keys().collect()))
         @if !page.items.is_empty() {
             form method="post" action="/console/dead-letters/replay" class="actions" {
                 (view::csrf_field(&keys(&app).csrf(&session)))
-                input type="hidden" name="instance" value=(instance.as_deref().unwrap_or(""));
+                @for (name, value) in hidden {
+                    input type="hidden" name=(name) value=(value.as_deref().unwrap_or(""));
+                }
                 button type="submit" {
                     "Replay all " (page.items.len()) " shown with the current adapters"
                 }
@@ -259,9 +348,9 @@ pub(super) async fn dead_letters<S: Stores>(
                     }
                 }
             }
-            @if let Some(next) = &page.next_cursor {
-                a href={ "/console/dead-letters?instance=" (instance.as_deref().unwrap_or("")) "&cursor=" (next) } { "Older" }
-            }
+        }
+        @if let Some(next) = &page.next_cursor {
+            a href={ "/console/dead-letters?" (f.query().append_pair("cursor", next).finish()) } { "More" }
         }
     };
     let notice = match (f.resolved, f.failed) {
@@ -385,10 +474,8 @@ pub(super) async fn replay_all<S: Stores>(
     if let Some(refused) = csrf_refusal(&app, &session, &body) {
         return refused;
     }
-    let instance = super::form(&body)
-        .remove("instance")
-        .filter(|i| !i.is_empty());
-    let page = match shown_dead_letters(&app, instance.clone(), None).await {
+    let filter = DeadLetterFilter::of_form(super::form(&body));
+    let page = match shown_dead_letters(&app, &filter, None).await {
         Ok(p) => p,
         Err(p) => return problem_page(&app, &session, &p),
     };
@@ -400,10 +487,8 @@ pub(super) async fn replay_all<S: Stores>(
         }
     }
     tracing::info!(resolved, failed, "console: dead letters replayed");
-    let instance = instance.unwrap_or_default();
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("instance", &instance)
-        .append_pair("resolved", &resolved.to_string())
+    let mut q = filter.query();
+    q.append_pair("resolved", &resolved.to_string())
         .append_pair("failed", &failed.to_string());
     Redirect::to(&format!("/console/dead-letters?{}", q.finish())).into_response()
 }
@@ -472,15 +557,23 @@ pub(super) async fn orders<S: Stores>(
                 found.push(o);
             }
         }
+        if let Some(key) = customer_key_of(&app.config(), q) {
+            match records::customer_orders(State(app.clone()), Path(key)).await {
+                Ok(Json(page)) => found.extend(page.items),
+                Err(p) => return problem_page(&app, &session, &p),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        found.retain(|o| seen.insert(o.id.clone()));
     }
     let body = html! {
         form method="get" action="/console/orders" class="actions" {
-            label for="q" { "Order number or id" }
+            label for="q" { "Order number or id, or customer email, phone or key" }
             input id="q" name="q" type="search" value=(q) required;
             button type="submit" { "Look up" }
         }
         @if !q.is_empty() && found.is_empty() {
-            p { "No order with that number or id." }
+            p { "No order with that number, id or customer." }
         }
         @if !found.is_empty() {
             div class="table-wrap" {
@@ -534,6 +627,13 @@ pub(super) async fn order<S: Stores>(
             dt { "Placed" } dd { (o.placed_at.to_rfc3339()) }
             dt { "Total" } dd { (o.totals.grand_total) }
         }
+        h2 { "Timeline" }
+        p { "From the order's dated facts: the stored order is its latest revision, with every payment and shipment the channel reported." }
+        ol class="timeline" {
+            @for (at, what) in timeline(&o, fx.as_ref()) {
+                li { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M UTC")) } " " (what) }
+            }
+        }
         @if !o.holds.is_empty() {
             h2 { "Holds" }
             ul { @for h in &o.holds { li { span class="hold" { (h.kind) } ": " (h.reason) } } }
@@ -586,4 +686,83 @@ pub(super) async fn order<S: Stores>(
         None,
         body,
     )
+}
+
+/// What happened to an order, oldest first, from the dates it carries: placed, each payment
+/// and refund, each shipment, the channel's latest revision, and the FX conversion.
+fn timeline(
+    o: &Order,
+    fx: Option<&crate::fx::FxView>,
+) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default()
+    };
+    let mut out = vec![(o.placed_at.to_utc(), format!("placed on {}", o.channel))];
+    for p in &o.payments {
+        if let Some(at) = p.processed_at {
+            let mut what = format!(
+                "payment {} of {}",
+                name(serde_json::to_value(p.status)),
+                p.amount
+            );
+            if let Some(r) = &p.refunded {
+                what.push_str(&format!(" ({r} refunded)"));
+            }
+            out.push((at.to_utc(), what));
+        }
+    }
+    for s in &o.shipments {
+        if let Some(at) = s.shipped_at {
+            let carrier = s.carrier.as_deref().unwrap_or("an unnamed carrier");
+            out.push((
+                at.to_utc(),
+                format!(
+                    "shipment {} with {carrier}",
+                    name(serde_json::to_value(s.status))
+                ),
+            ));
+        }
+    }
+    let seq = o
+        .revision
+        .sequence
+        .map(|s| format!(" (sequence {s})"))
+        .unwrap_or_default();
+    out.push((
+        o.revision.updated_at.to_utc(),
+        format!(
+            "latest revision from the channel{seq}: {}",
+            o.status.as_str()
+        ),
+    ));
+    if let Some(v) = fx {
+        out.push((
+            v.updated_at,
+            format!("FX: {}", v.status.as_str().replace('_', " ")),
+        ));
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+/// The customer key a lookup names: a key itself (`c.…`), or an email or phone turned into
+/// one with the configured salt (`[customers] key_salt`, the same for every instance), as the
+/// gateway keys orders (the address itself is not stored).
+fn customer_key_of(config: &crate::config::Config, q: &str) -> Option<String> {
+    if q.starts_with("c.") {
+        return Some(q.to_string());
+    }
+    let salt = config
+        .instances
+        .values()
+        .find_map(|i| i.customer_key_salt.as_ref())?;
+    let email = q.contains('@');
+    let customer = crate::model::Customer {
+        email: email.then(|| q.to_string()),
+        phone: (!email).then(|| q.to_string()),
+        ..Default::default()
+    };
+    customer.derive_key(salt.expose().as_bytes())
 }
