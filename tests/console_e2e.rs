@@ -14,6 +14,8 @@ use std::time::Duration;
 use common::*;
 
 const TOKEN: &str = "console-e2e-token";
+/// The read-only token (`[server] read_token`).
+const READ_TOKEN: &str = "console-e2e-reader";
 const ORDER_NUMBER: u64 = 450_789_469;
 
 /// playwright-core, from the lock file, once.
@@ -64,9 +66,9 @@ async fn the_console_works_in_a_real_browser() {
         dir.path(),
         Backend::Embedded,
         &redis_url(),
-        "api_token = \"${TEST_API_TOKEN}\"",
+        "api_token = \"${TEST_API_TOKEN}\"\nread_token = \"${TEST_READ_TOKEN}\"",
         &adapters,
-        &[("TEST_API_TOKEN", TOKEN)],
+        &[("TEST_API_TOKEN", TOKEN), ("TEST_READ_TOKEN", READ_TOKEN)],
         &unique_prefix("e2e"),
     );
     let gw = Gateway::start(tc).await;
@@ -125,6 +127,7 @@ async fn the_console_works_in_a_real_browser() {
         .current_dir(&e2e)
         .env("CONSOLE_BASE", &gw.base)
         .env("CONSOLE_TOKEN", TOKEN)
+        .env("READ_TOKEN", READ_TOKEN)
         .env("ORDER_NUMBER", ORDER_NUMBER.to_string())
         .env("CUSTOMER_EMAIL", "bob.norman@mail.example.com")
         .env("ARTIFACTS", &artifacts)

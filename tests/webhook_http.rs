@@ -712,9 +712,12 @@ async fn api_token_protects_v1() {
         dir.path(),
         Backend::Embedded,
         &redis_url(),
-        "api_token = \"${TEST_API_TOKEN}\"",
+        "api_token = \"${TEST_API_TOKEN}\"\nread_token = \"${TEST_READ_TOKEN}\"",
         &repo().join("adapters"),
-        &[("TEST_API_TOKEN", "s3cr3t-token")],
+        &[
+            ("TEST_API_TOKEN", "s3cr3t-token"),
+            ("TEST_READ_TOKEN", "r3ad-only"),
+        ],
         &unique_prefix("tok"),
     );
     let gw = Gateway::start(tc).await;
@@ -734,6 +737,20 @@ async fn api_token_protects_v1() {
         .await
         .unwrap();
     assert_eq!(right.status(), 200);
+    // The read-only token may GET, and nothing else.
+    let reader = authorized("r3ad-only");
+    assert_eq!(get(&reader, &gw.url("/v1/orders")).await.status, 200);
+    let write = post(&reader, &gw.url("/v1/jobs/run"), b"", &[]).await;
+    assert_eq!(write.status, 403, "{}", write.text);
+    assert_eq!(write.content_type, "application/problem+json");
+    let full = post(
+        &authorized("s3cr3t-token"),
+        &gw.url("/v1/jobs/run"),
+        b"",
+        &[],
+    )
+    .await;
+    assert_ne!(full.status, 403, "{}", full.text);
     // Webhooks and health stay reachable without the API token.
     assert_eq!(get(&c, &gw.url("/healthz")).await.status, 200);
     let body = shopify_order(1, "2024-04-02T09:00:00-05:00");

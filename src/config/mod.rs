@@ -118,6 +118,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub max_in_flight: usize,
     pub api_token: Option<Secret>,
+    /// May only read (`GET` on `/v1`, the console without actions).
+    pub read_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +230,33 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         validate(raw, &repo().join("config"), Path::new("test.toml"), &env)
+    }
+
+    #[test]
+    fn a_read_token_needs_an_api_token_and_another_value() {
+        let text = |server: &str| format!("[server]\n{server}\n[store]\nbackend = \"embedded\"\n");
+        let env = [("A", "one-token"), ("B", "two-token")];
+        let alone = check(&text("read_token = \"${B}\""), &env).unwrap_err();
+        assert!(
+            alone.iter().any(|i| i.path == "server.read_token"),
+            "{alone:?}"
+        );
+        let same = check(&text("api_token = \"${A}\"\nread_token = \"${A}\""), &env).unwrap_err();
+        assert!(
+            same.iter().any(|i| i.path == "server.read_token"),
+            "{same:?}"
+        );
+        let ok = check(&text("api_token = \"${A}\"\nread_token = \"${B}\""), &env).unwrap();
+        assert_eq!(
+            ok.server.read_token.map(|t| t.expose().to_string()),
+            Some("two-token".into())
+        );
+        let literal =
+            check(&text("api_token = \"${A}\"\nread_token = \"plain\""), &env).unwrap_err();
+        assert!(
+            literal.iter().any(|i| i.path == "server.read_token"),
+            "secrets only by reference: {literal:?}"
+        );
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct RawServer {
     /// Bearer token for the `/v1` API, as `${ENV_VAR}`. Required in production.
     #[serde(default)]
     pub api_token: Option<String>,
+    /// A second token that may only read: `GET` on `/v1` and the console's pages without its
+    /// actions. As `${ENV_VAR}`; needs `api_token`.
+    #[serde(default)]
+    pub read_token: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -102,6 +106,7 @@ impl Default for RawServer {
             header_read_timeout_secs: default_header_timeout(),
             max_in_flight: default_max_in_flight(),
             api_token: None,
+            read_token: None,
         }
     }
 }

@@ -72,6 +72,7 @@ pub fn validate(
         env,
     };
     let (listen, api_token) = server(c, &raw);
+    let read_token = read_token(c, &raw, api_token.as_ref());
     let (redis_url, redis_nodes) = store(c, &raw);
     let customer_key_salt = customers(c, &raw);
     let fx = super::sections::fx(c, &raw, base);
@@ -98,6 +99,7 @@ pub fn validate(
             header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
             max_in_flight: raw.server.max_in_flight,
             api_token,
+            read_token,
         },
         store: StoreSettings {
             backend: raw.store.backend,
@@ -181,6 +183,29 @@ fn server(c: &mut Check, raw: &RawConfig) -> (Option<SocketAddr>, Option<Secret>
         );
     }
     (listen, api_token)
+}
+
+/// The read-only token: only beside an API token, and never the same value.
+fn read_token(c: &mut Check, raw: &RawConfig, api_token: Option<&Secret>) -> Option<Secret> {
+    let text = raw.server.read_token.as_deref()?;
+    let token = c.secret("server.read_token", text)?;
+    match api_token {
+        None if raw.server.api_token.is_none() => {
+            c.issue(
+                "server.read_token",
+                "needs server.api_token (without it every request may do everything)".into(),
+            );
+            None
+        }
+        Some(api) if api.expose() == token.expose() => {
+            c.issue(
+                "server.read_token",
+                "must differ from server.api_token (else reading and writing are one token)".into(),
+            );
+            None
+        }
+        _ => Some(token),
+    }
 }
 
 /// A Redis URL as written, or the secret it references; checked when Redis is the backend.

@@ -4,6 +4,7 @@
 // quantities), and runs this file with:
 //   CONSOLE_BASE   the gateway's base URL
 //   CONSOLE_TOKEN  its API token
+//   READ_TOKEN     its read-only token
 //   ORDER_NUMBER   the Shopify order's number on the channel
 //   CUSTOMER_EMAIL an e-mail address in the dead-lettered body (personal data)
 //   ARTIFACTS      where screenshots go
@@ -15,6 +16,7 @@ import { chromium } from 'playwright-core';
 
 const base = process.env.CONSOLE_BASE;
 const token = process.env.CONSOLE_TOKEN;
+const readToken = process.env.READ_TOKEN;
 const orderNumber = process.env.ORDER_NUMBER;
 const email = process.env.CUSTOMER_EMAIL;
 const artifacts = process.env.ARTIFACTS;
@@ -214,6 +216,31 @@ test('ops log in, replay a dead letter after an adapter fix, discard another, an
     });
     assert.equal(forged.status(), 403);
     assert.deepEqual(violations, [], 'nothing on the pages broke the Content-Security-Policy');
+
+    // Finance with the read-only token: every page reads, no action goes through.
+    const reader = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await reader.goto(`${base}/console/login`);
+    await reader.getByLabel('API token').fill(readToken);
+    await reader.getByRole('button', { name: 'Log in' }).click();
+    await reader.getByRole('heading', { name: 'Overview' }).waitFor();
+    assert.match(await reader.locator('main').innerText(), /Read-only login/);
+    await reader.getByRole('link', { name: 'FX review', exact: true }).click();
+    await reader.locator('#pair-totals').waitFor();
+    await reader.getByRole('button', { name: 'Verify the whole log now' }).click();
+    await reader.getByRole('status').waitFor();
+    assert.match(await reader.getByRole('status').innerText(), /^Verified/, 'verifying only reads');
+    await reader.getByRole('link', { name: 'Adapters and rules', exact: true }).click();
+    const [refused] = await Promise.all([
+      reader.waitForResponse((r) => r.url().endsWith('/console/adapters/reload')),
+      reader.getByRole('button', { name: /^Reload/ }).click(),
+    ]);
+    assert.equal(refused.status(), 403, 'a read-only login cannot reload');
+    // And on /v1: it may GET, not POST.
+    const auth = { Authorization: `Bearer ${readToken}` };
+    assert.equal((await reader.request.get(`${base}/v1/dead-letters`, { headers: auth })).status(), 200);
+    const post = await reader.request.post(`${base}/v1/jobs/run`, { headers: auth });
+    assert.equal(post.status(), 403);
+    assert.match((await post.json()).detail, /read-only token may only GET/);
   } finally {
     await browser.close();
   }

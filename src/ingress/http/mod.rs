@@ -202,13 +202,15 @@ async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Nex
     }
 }
 
-/// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured.
+/// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured; the read-only
+/// token (`[server] read_token`) may `GET` (and `HEAD`) and nothing else.
 async fn require_token<S: Stores>(
     State(app): State<App<S>>,
     headers: HeaderMap,
     req: Request,
     next: Next,
 ) -> Response {
+    use crate::adapter::signature::is_one_of;
     let config = app.config();
     if let Some(token) = &config.server.api_token {
         let given = headers
@@ -216,13 +218,29 @@ async fn require_token<S: Stores>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::adapter::signature::is_one_of(&[token.expose()], given) {
-            return Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "API token required",
-            )
-            .into_response();
+        if !is_one_of(&[token.expose()], given) {
+            let reads = matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            let reader = config
+                .server
+                .read_token
+                .as_ref()
+                .is_some_and(|r| is_one_of(&[r.expose()], given));
+            if reader && !reads {
+                return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                    .detail("the read-only token may only GET; this needs the API token")
+                    .into_response();
+            }
+            if !reader {
+                return Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "API token required",
+                )
+                .into_response();
+            }
         }
     }
     next.run(req).await

@@ -228,7 +228,10 @@ pub(super) fn finish(api: &mut OpenApi) {
         ReferenceOr::Item(SecurityScheme::Http {
             scheme: "bearer".into(),
             bearer_format: None,
-            description: Some("`[server] api_token`, when one is configured".into()),
+            description: Some(
+                "`[server] api_token`, when one is configured; `[server] read_token` may GET"
+                    .into(),
+            ),
             extensions: Default::default(),
         }),
     );
@@ -249,15 +252,24 @@ pub(super) fn finish(api: &mut OpenApi) {
         let ReferenceOr::Item(item) = item else {
             continue;
         };
-        let ops = [
-            &mut item.get,
+        if let Some(op) = &mut item.get {
+            complete_operation(path, op, &problem);
+        }
+        let writes = [
             &mut item.put,
             &mut item.post,
             &mut item.delete,
             &mut item.patch,
         ];
-        for op in ops.into_iter().flatten() {
+        for op in writes.into_iter().flatten() {
             complete_operation(path, op, &problem);
+            if path.starts_with("/v1/") {
+                let refused = Response {
+                    description: "The read-only token may only GET".into(),
+                    ..problem.clone()
+                };
+                answer(op, 403, refused);
+            }
         }
     }
 }

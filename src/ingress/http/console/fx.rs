@@ -72,7 +72,7 @@ pub(super) async fn verify<S: Stores>(
     Query(f): Query<FxFilter>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refused) = super::csrf_refusal(&app, &session, &body) {
+    if let Some(refused) = super::csrf_refusal_for_reading(&app, &session, &body) {
         return refused;
     }
     let verification = match fx_verify(State(app.clone())).await {

@@ -59,7 +59,10 @@ pub(super) fn routes<S: Stores>(app: App<S>) -> Router<App<S>> {
 
 fn keys<S>(app: &App<S>) -> auth::Keys {
     let config = app.config();
-    auth::Keys::new(config.server.api_token.as_ref().map(|t| t.expose()))
+    auth::Keys::new(
+        config.server.api_token.as_ref().map(|t| t.expose()),
+        config.server.read_token.as_ref().map(|t| t.expose()),
+    )
 }
 
 fn now() -> i64 {
@@ -133,13 +136,13 @@ async fn login<S: Stores>(State(app): State<App<S>>, body: Bytes) -> Response {
     let keys = keys(&app);
     let fields = form(&body);
     let given = fields.get("token").map(String::as_str).unwrap_or("");
-    if !keys.is_token(given) {
+    let Some(scope) = keys.token_scope(given) else {
         tracing::warn!("console login refused");
         let page = view::login_page(true).into_string();
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
-    }
-    tracing::info!("console login");
-    let cookie = auth::set_cookie(Some(&keys.new_session(now())));
+    };
+    tracing::info!(read_only = scope == auth::Scope::Read, "console login");
+    let cookie = auth::set_cookie(Some(&keys.new_session(now(), scope)));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response()
 }
 
@@ -148,7 +151,7 @@ async fn logout<S: Stores>(
     axum::Extension(Session(session)): axum::Extension<Session>,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&app, &session, &body) {
+    if let Some(refused) = csrf_refusal_for_reading(&app, &session, &body) {
         return refused;
     }
     let cookie = auth::set_cookie(None);
@@ -159,9 +162,23 @@ async fn logout<S: Stores>(
         .into_response()
 }
 
-/// A form that changes something must carry the session's CSRF token: the refusal when it
-/// does not.
+/// A form that changes something must carry the session's CSRF token, and come from a
+/// session that may change things: the refusal when it does not.
 fn csrf_refusal<S>(app: &App<S>, session: &str, body: &Bytes) -> Option<Response> {
+    if let Some(refused) = csrf_refusal_for_reading(app, session, body) {
+        return Some(refused);
+    }
+    if auth::Scope::of(session) == auth::Scope::Read {
+        tracing::warn!("console action refused: read-only login");
+        let text = "This login may only read: log in with the API token to change anything.";
+        return Some((StatusCode::FORBIDDEN, text).into_response());
+    }
+    None
+}
+
+/// A form that only reads (verify the FX log, log out) must still carry the session's CSRF
+/// token; any session may send it.
+fn csrf_refusal_for_reading<S>(app: &App<S>, session: &str, body: &Bytes) -> Option<Response> {
     let fields = form(body);
     let token = fields.get("csrf").map(String::as_str).unwrap_or("");
     if keys(app).csrf_ok(session, token) {

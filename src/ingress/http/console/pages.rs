@@ -54,6 +54,7 @@ pub(super) fn render<S>(
         title,
         csrf: &keys.csrf(session),
         login: keys.login,
+        read_only: super::auth::Scope::of(session) == super::auth::Scope::Read,
         notice,
     };
     Html(view::page(&frame, body).into_string()).into_response()

@@ -10,6 +10,8 @@ pub(super) struct Frame<'a> {
     pub title: &'a str,
     pub csrf: &'a str,
     pub login: bool,
+    /// A read-only login: the page says actions are refused.
+    pub read_only: bool,
     pub notice: Option<&'a str>,
 }
 
@@ -36,6 +38,9 @@ pub(super) fn page(frame: &Frame<'_>, body: Markup) -> Markup {
                 }
                 main {
                     h1 { (frame.title) }
+                    @if frame.read_only {
+                        p class="notice" { "Read-only login: pages show everything, actions are refused." }
+                    }
                     @if let Some(n) = frame.notice {
                         p role="status" class="notice" { (n) }
                     }
