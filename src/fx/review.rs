@@ -9,7 +9,9 @@
 //!   totals are a sum over at most days × channels × pairs buckets, whatever the number of
 //!   orders;
 //! - **rows**: one small row per grand-total entry in rate-date order (marked when superseded),
-//!   so a page of rows is read without parsing the log.
+//!   so a page of rows is read without parsing the log;
+//! - **orders**: each row's key under its order's id and number, so one order's rows are read
+//!   without scanning the period.
 //!
 //! A revision's entry supersedes an earlier one: its bucket gets the new amounts and loses the
 //! old ones, so the totals always count each order's current grand total once, as
@@ -31,11 +33,12 @@ const BATCH: usize = 2_000;
 /// Rows read per scan step.
 const SCAN: usize = 1_000;
 
-/// The two tables of the index.
+/// The tables of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewTable {
     Buckets,
     Rows,
+    Orders,
 }
 
 /// One bucket: a rate date, channel, instance and currency pair.
@@ -54,7 +57,7 @@ pub struct Bucket {
 }
 
 /// One grand-total entry, as the review shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Row {
     pub seq: u64,
     pub rate_date: NaiveDate,
@@ -66,6 +69,7 @@ pub struct Row {
     pub from: Money,
     pub to: Money,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "Decimal")]
     pub rate: Decimal,
     pub superseded: bool,
 }
@@ -89,6 +93,16 @@ impl Row {
 
     fn key(&self) -> String {
         format!("{}|{:020}", self.rate_date, self.seq)
+    }
+
+    /// Its keys in the orders table: under the order's id, and its number without `#`.
+    fn order_keys(&self) -> Vec<String> {
+        let key = self.key();
+        let mut out = vec![format!("id:{}|{key}", self.order_id)];
+        if let Some(n) = &self.number {
+            out.push(format!("no:{}|{key}", n.strip_prefix('#').unwrap_or(n)));
+        }
+        out
     }
 
     fn bucket_key(&self) -> String {
@@ -141,19 +155,19 @@ pub async fn catch_up<S: FxStore>(store: &S, max_batches: usize) -> Result<Cover
                     .map_err(|e| corrupt(&format!("entry {seq}"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (buckets, rows) = changes(store, &entries).await?;
+        let writes = changes(store, &entries).await?;
         // Another replica may have applied this batch first: then read where it got to.
-        store.fx_review_apply(upto, last, buckets, rows).await?;
+        store.fx_review_apply(upto, last, writes).await?;
         upto = store.fx_review_upto().await?;
     }
     Ok(Coverage { upto, head })
 }
 
-/// The bucket and row writes for a batch of log entries, in sequence order.
+/// The writes for a batch of log entries, in sequence order.
 async fn changes<S: FxStore>(
     store: &S,
     entries: &[FxEntry],
-) -> Result<(Vec<(String, String)>, Vec<(String, String)>), StoreError> {
+) -> Result<Vec<(ReviewTable, String, String)>, StoreError> {
     let totals: Vec<&FxEntry> = entries.iter().filter(|e| e.part == GRAND_TOTAL).collect();
     let mut rows: BTreeMap<u64, Row> = BTreeMap::new();
     // Entries superseded by this batch that an earlier batch indexed.
@@ -174,7 +188,9 @@ async fn changes<S: FxStore>(
     keys.extend(totals.iter().map(|e| Row::of(e).bucket_key()));
     keys.sort();
     keys.dedup();
-    let stored = store.fx_review_buckets(keys.clone()).await?;
+    let stored = store
+        .fx_review_get(ReviewTable::Buckets, keys.clone())
+        .await?;
     let mut buckets: HashMap<String, Bucket> = HashMap::new();
     for (k, v) in keys.into_iter().zip(stored) {
         let b = match v {
@@ -203,26 +219,20 @@ async fn changes<S: FxStore>(
     }
     written.sort_unstable();
     written.dedup();
-    let rows = written
-        .iter()
-        .filter_map(|s| rows.get(s))
-        .map(|r| {
-            Ok((
-                r.key(),
-                serde_json::to_string(r).map_err(|e| corrupt("row", e))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let buckets = buckets
-        .into_iter()
-        .map(|(k, b)| {
-            Ok((
-                k,
-                serde_json::to_string(&b).map_err(|e| corrupt("bucket", e))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok((buckets, rows))
+    let mut writes = Vec::new();
+    for r in written.iter().filter_map(|s| rows.get(s)) {
+        let key = r.key();
+        for order_key in r.order_keys() {
+            writes.push((ReviewTable::Orders, order_key, key.clone()));
+        }
+        let json = serde_json::to_string(r).map_err(|e| corrupt("row", e))?;
+        writes.push((ReviewTable::Rows, key, json));
+    }
+    for (k, b) in buckets {
+        let json = serde_json::to_string(&b).map_err(|e| corrupt("bucket", e))?;
+        writes.push((ReviewTable::Buckets, k, json));
+    }
+    Ok(writes)
 }
 
 /// `fx.<seq>` → seq.
@@ -348,7 +358,7 @@ impl Totals {
 pub async fn totals<S: FxStore>(store: &S, sel: &Selection) -> Result<Totals, StoreError> {
     let mut out = Totals::default();
     if sel.order.is_some() {
-        for r in scan_rows(store, sel, usize::MAX).await? {
+        for r in order_rows(store, sel).await? {
             let mut b = Bucket::default();
             b.add(&r);
             if r.superseded {
@@ -381,12 +391,52 @@ pub async fn totals<S: FxStore>(store: &S, sel: &Selection) -> Result<Totals, St
     Ok(out)
 }
 
+/// The rows of the selection's order (by its id or number), through the orders table.
+async fn order_rows<S: FxStore>(store: &S, sel: &Selection) -> Result<Vec<Row>, StoreError> {
+    let Some(order) = sel.order.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for prefix in [
+        format!("id:{order}|"),
+        format!("no:{}|", order.strip_prefix('#').unwrap_or(order)),
+    ] {
+        // Every key under the prefix: `|` is followed by `}` in byte order.
+        let end = format!("{}}}", &prefix[..prefix.len() - 1]);
+        for (_, row_key) in scan(store, ReviewTable::Orders, prefix, &end, usize::MAX).await? {
+            keys.push(row_key);
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let (start, end) = sel.range();
+    keys.retain(|k| *k >= start && *k < end);
+    let mut out = Vec::new();
+    for json in store
+        .fx_review_get(ReviewTable::Rows, keys)
+        .await?
+        .into_iter()
+        .flatten()
+    {
+        let r: Row = serde_json::from_str(&json).map_err(|e| corrupt("row", e))?;
+        if sel.row_matches(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// The selection's first `limit` rows, in rate-date then sequence order.
 pub async fn scan_rows<S: FxStore>(
     store: &S,
     sel: &Selection,
     limit: usize,
 ) -> Result<Vec<Row>, StoreError> {
+    if sel.order.is_some() {
+        let mut rows = order_rows(store, sel).await?;
+        rows.truncate(limit);
+        return Ok(rows);
+    }
     let (start, end) = sel.range();
     let mut out = Vec::new();
     let mut next = start;

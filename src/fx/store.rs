@@ -56,20 +56,21 @@ pub trait FxStore: Send + Sync + 'static {
     /// The last log sequence the review index ([`crate::fx::review`]) covers (0: none).
     fn fx_review_upto(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    /// Review buckets by key, `None` where there is none yet.
-    fn fx_review_buckets(
+    /// Values of a review table by key, `None` where there is none.
+    fn fx_review_get(
         &self,
+        table: ReviewTable,
         keys: Vec<String>,
     ) -> impl Future<Output = StoreResult<Vec<Option<String>>>> + Send;
 
-    /// Atomically, if the index still covers up to `expect`: writes the buckets and rows and
-    /// moves the index to `upto`. `false` (and nothing written) when another writer moved it.
+    /// Atomically, if the index still covers up to `expect`: writes each (table, key, value)
+    /// and moves the index to `upto`. `false` (and nothing written) when another writer moved
+    /// it.
     fn fx_review_apply(
         &self,
         expect: u64,
         upto: u64,
-        buckets: Vec<(String, String)>,
-        rows: Vec<(String, String)>,
+        writes: Vec<(ReviewTable, String, String)>,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Up to `limit` keys and values of a review table with `start <= key < end`, in key

@@ -213,6 +213,37 @@ pub struct FxReportAnswer {
     pub pairs: Vec<PairReport>,
 }
 
+/// `GET /v1/fx/review`: a period's grand totals from the FX review index.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct FxReviewAnswer {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The last FX log entry the index covers, and the log's last entry: when they differ the
+    /// answer leaves out the newest conversions.
+    pub indexed_upto: u64,
+    pub log_head: u64,
+    /// Per currency pair, the current grand totals (as `/v1/fx/report` counts them, without
+    /// the revaluation).
+    pub pairs: Vec<PairReport>,
+    /// Grand-total entries selected, superseded ones included.
+    pub rows_total: u64,
+    /// The first `limit` of them, by rate date.
+    pub rows: Vec<crate::fx::review::Row>,
+    /// Each rate used, per pair and day, and by how many current grand totals.
+    pub rates_used: Vec<RateUsed>,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RateUsed {
+    pub from: String,
+    pub to: String,
+    pub date: NaiveDate,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "rust_decimal::Decimal")]
+    pub rate: rust_decimal::Decimal,
+    pub count: u64,
+}
+
 /// `POST /v1/fx/rates`: the rate document as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RatesStored {

@@ -195,10 +195,14 @@ impl FxStore for EmbeddedStore {
         .await
     }
 
-    async fn fx_review_buckets(&self, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
+    async fn fx_review_get(
+        &self,
+        table: ReviewTable,
+        keys: Vec<String>,
+    ) -> StoreResult<Vec<Option<String>>> {
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = r.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
+            let t = r.open_table(review_table(table)).map_err(unavailable)?;
             keys.iter()
                 .map(|k| {
                     Ok(t.get(k.as_str())
@@ -214,21 +218,18 @@ impl FxStore for EmbeddedStore {
         &self,
         expect: u64,
         upto: u64,
-        buckets: Vec<(String, String)>,
-        rows: Vec<(String, String)>,
+        writes: Vec<(ReviewTable, String, String)>,
     ) -> StoreResult<bool> {
         self.run(move |txn| {
             let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
             if review_upto(&idx)? != expect {
                 return Ok(false);
             }
-            let mut b = txn.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
-            for (k, v) in &buckets {
-                b.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
-            }
-            let mut r = txn.open_table(FX_REVIEW_ROWS).map_err(unavailable)?;
-            for (k, v) in &rows {
-                r.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+            for table in [ReviewTable::Buckets, ReviewTable::Rows, ReviewTable::Orders] {
+                let mut t = txn.open_table(review_table(table)).map_err(unavailable)?;
+                for (_, k, v) in writes.iter().filter(|(w, _, _)| *w == table) {
+                    t.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+                }
             }
             idx.insert(FX_REVIEW_KEY, upto.to_string().as_str())
                 .map_err(unavailable)?;
@@ -246,12 +247,7 @@ impl FxStore for EmbeddedStore {
     ) -> StoreResult<Vec<(String, String)>> {
         self.read(move |db| {
             let r = db.begin_read().map_err(unavailable)?;
-            let t = r
-                .open_table(match table {
-                    ReviewTable::Buckets => FX_REVIEW_BUCKETS,
-                    ReviewTable::Rows => FX_REVIEW_ROWS,
-                })
-                .map_err(unavailable)?;
+            let t = r.open_table(review_table(table)).map_err(unavailable)?;
             let mut out = Vec::new();
             if start >= end {
                 return Ok(out);
@@ -266,6 +262,14 @@ impl FxStore for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+}
+
+fn review_table(table: ReviewTable) -> redb::TableDefinition<'static, &'static str, &'static str> {
+    match table {
+        ReviewTable::Buckets => FX_REVIEW_BUCKETS,
+        ReviewTable::Rows => FX_REVIEW_ROWS,
+        ReviewTable::Orders => FX_REVIEW_ORDERS,
     }
 }
 

@@ -79,6 +79,10 @@ pub(super) const FX_REVIEW_BUCKETS: TableDefinition<&str, &str> =
     TableDefinition::new("fx_review_buckets");
 pub(super) const FX_REVIEW_ROWS: TableDefinition<&str, &str> =
     TableDefinition::new("fx_review_rows");
+/// FX review index: `id:<order id>|<row key>` and `no:<order number>|<row key>` → row key
+/// (the rows of an order).
+pub(super) const FX_REVIEW_ORDERS: TableDefinition<&str, &str> =
+    TableDefinition::new("fx_review_orders");
 pub(super) const FX_REVIEW_KEY: &str = "~review";
 /// Tax: order id → Quote JSON.
 pub(super) const TAX_QUOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("tax_quotes");
@@ -143,6 +147,7 @@ pub(super) fn create_all(db: &Database) -> StoreResult<()> {
     txn.open_table(FX_CHECKPOINTS).map_err(unavailable)?;
     txn.open_table(FX_REVIEW_BUCKETS).map_err(unavailable)?;
     txn.open_table(FX_REVIEW_ROWS).map_err(unavailable)?;
+    txn.open_table(FX_REVIEW_ORDERS).map_err(unavailable)?;
     txn.open_table(TAX_QUOTES).map_err(unavailable)?;
     txn.open_table(RECO_DATA).map_err(unavailable)?;
     txn.open_table(RECO_LISTS).map_err(unavailable)?;

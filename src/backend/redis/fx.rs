@@ -215,12 +215,16 @@ impl FxStore for RedisStore {
         })
     }
 
-    async fn fx_review_buckets(&self, keys: Vec<String>) -> StoreResult<Vec<Option<String>>> {
+    async fn fx_review_get(
+        &self,
+        table: ReviewTable,
+        keys: Vec<String>,
+    ) -> StoreResult<Vec<Option<String>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         redis::cmd("HMGET")
-            .arg(self.keys.fx("review_buckets"))
+            .arg(self.keys.fx(review_keys(table).1))
             .arg(&keys)
             .query_async(&mut self.conn())
             .await
@@ -231,22 +235,19 @@ impl FxStore for RedisStore {
         &self,
         expect: u64,
         upto: u64,
-        buckets: Vec<(String, String)>,
-        rows: Vec<(String, String)>,
+        writes: Vec<(ReviewTable, String, String)>,
     ) -> StoreResult<bool> {
+        let tables = [ReviewTable::Buckets, ReviewTable::Rows, ReviewTable::Orders];
         let mut inv = self.scripts.fx_review.prepare_invoke();
-        inv.key(self.keys.fx("review"))
-            .key(self.keys.fx("review_bucket_keys"))
-            .key(self.keys.fx("review_buckets"))
-            .key(self.keys.fx("review_row_keys"))
-            .key(self.keys.fx("review_rows"));
-        inv.arg(expect).arg(upto).arg(buckets.len());
-        for (k, v) in &buckets {
-            inv.arg(k).arg(v);
+        inv.key(self.keys.fx("review"));
+        for t in tables {
+            let (keys, values) = review_keys(t);
+            inv.key(self.keys.fx(keys)).key(self.keys.fx(values));
         }
-        inv.arg(rows.len());
-        for (k, v) in &rows {
-            inv.arg(k).arg(v);
+        inv.arg(expect).arg(upto).arg(writes.len());
+        for (table, k, v) in &writes {
+            let i = tables.iter().position(|t| t == table).unwrap_or(0);
+            inv.arg(i).arg(k).arg(v);
         }
         let applied: i64 = inv
             .invoke_async(&mut self.conn())
@@ -265,10 +266,7 @@ impl FxStore for RedisStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        let (keys, values) = match table {
-            ReviewTable::Buckets => ("review_bucket_keys", "review_buckets"),
-            ReviewTable::Rows => ("review_row_keys", "review_rows"),
-        };
+        let (keys, values) = review_keys(table);
         let mut conn = self.conn();
         let members: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.keys.fx(keys))
@@ -295,5 +293,14 @@ impl FxStore for RedisStore {
             .zip(found)
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect())
+    }
+}
+
+/// The sorted set of a review table's keys (lexical) and the hash of its values.
+fn review_keys(table: ReviewTable) -> (&'static str, &'static str) {
+    match table {
+        ReviewTable::Buckets => ("review_bucket_keys", "review_buckets"),
+        ReviewTable::Rows => ("review_row_keys", "review_rows"),
+        ReviewTable::Orders => ("review_order_keys", "review_orders"),
     }
 }

@@ -15,9 +15,10 @@ use super::{Session, chart};
 use crate::backend::Stores;
 use crate::fx::book::RateBook;
 use crate::fx::log::PairReport;
-use crate::fx::review::{self, Row, Selection, Totals};
+use crate::fx::review::Row;
+use crate::ingress::answers::FxReviewAnswer;
 use crate::ingress::http::fx::{
-    FxLogParams, fx_checkpoints, fx_filter, fx_log, fx_verify, rate_book,
+    FxLogParams, FxReviewParams, fx_checkpoints, fx_log, fx_review, fx_verify, rate_book,
 };
 use crate::ingress::http::{App, Q};
 use crate::ingress::problem::Problem;
@@ -95,13 +96,10 @@ async fn review_page<S: Stores>(
     }
 }
 
-/// Log batches a page view applies to the review index itself when the daemon's FX loop has
-/// not yet (a page stays fast; it says how far the index covers).
-const PAGE_BATCHES: usize = 1;
-
 /// The page; with the log's verification when the viewer asked for it (it reads and
-/// recomputes the whole log, so it is not run on every view). Totals, chart and rows come from
-/// the review index, so the page costs the same on a log of any size.
+/// recomputes the whole log, so it is not run on every view). Totals, chart and rows are what
+/// `GET /v1/fx/review` answers from the review index, so the page costs the same on a log of
+/// any size.
 async fn review_body<S: Stores>(
     app: &App<S>,
     f: &FxFilter,
@@ -110,34 +108,32 @@ async fn review_body<S: Stores>(
 ) -> Result<Markup, Problem> {
     let book = rate_book(app).await?;
     let params = f.params(latest(&book), None);
-    let filter = fx_filter(&params)?;
-    let sel = Selection {
-        from: filter.from.unwrap_or_default(),
-        to: filter.to.unwrap_or_default(),
-        currency: filter.currency,
-        channel: filter.channel,
-        order: filter.order,
+    let request = FxReviewParams {
+        from: params.from.clone().unwrap_or_default(),
+        to: params.to.clone().unwrap_or_default(),
+        currency: params.currency.clone(),
+        channel: params.channel.clone(),
+        order: params.order.clone(),
+        limit: Some(SHOWN),
     };
-    let coverage = review::catch_up(&app.store, PAGE_BATCHES).await?;
-    let totals = review::totals(&app.store, &sel).await?;
-    let rows = review::scan_rows(&app.store, &sel, SHOWN).await?;
+    let Json(review) = fx_review(State(app.clone()), Q(request)).await?;
     let Json(checkpoints) = fx_checkpoints(State(app.clone())).await?;
     let query = filter_query(&params);
     let csv = format!("/console/fx/export.csv?{query}");
     Ok(html! {
         (filter_form(&params))
-        @if !coverage.complete() {
+        @if review.indexed_upto < review.log_head {
             p role="status" class="error" {
-                "The review covers the log up to entry " (coverage.upto) " of " (coverage.head)
+                "The review covers the log up to entry " (review.indexed_upto) " of " (review.log_head)
                 "; the daemon is still indexing the rest. The CSV covers every entry."
             }
         }
         p { a href=(csv) download="fx-log.csv" { "Download these rows as CSV" } }
         h2 { "Totals per currency pair" }
-        (pair_table(&totals.pairs))
+        (pair_table(&review.pairs))
         h2 { "Rates used against the ECB reference rates" }
-        @for p in totals.pairs.iter().filter(|p| p.from != p.to).take(4) {
-            (rate_chart(p, &totals, &book, &sel))
+        @for p in review.pairs.iter().filter(|p| p.from != p.to).take(4) {
+            (rate_chart(p, &review, &book))
         }
         h2 { "The log" }
         (verification_status(verification))
@@ -151,7 +147,7 @@ async fn review_body<S: Stores>(
             (super::view::csrf_field(csrf))
             button type="submit" { "Verify the whole log now" }
         }
-        (entry_table(&rows, totals.rows))
+        (entry_table(&review.rows, review.rows_total))
     })
 }
 
@@ -258,27 +254,26 @@ fn entry_table(rows: &[Row], total: u64) -> Markup {
 
 /// The ECB series of a pair over the period (one point per published day), and every rate the
 /// log used.
-fn rate_chart(pair: &PairReport, totals: &Totals, book: &RateBook, sel: &Selection) -> Markup {
+fn rate_chart(pair: &PairReport, review: &FxReviewAnswer, book: &RateBook) -> Markup {
     let rate_on = |d: NaiveDate| -> Option<f64> {
         let (a, b) = (book.leg(&pair.from, d).ok()?, book.leg(&pair.to, d).ok()?);
         // Only the day's own publication (a leg from an earlier day repeats it).
         (a.date == d && b.date == d).then(|| a.rate_to(&b).to_f64())?
     };
-    let series: Vec<(NaiveDate, f64)> = sel
+    let series: Vec<(NaiveDate, f64)> = review
         .from
         .iter_days()
-        .take_while(|d| *d <= sel.to)
+        .take_while(|d| *d <= review.to)
         .filter_map(|d| rate_on(d).map(|r| (d, r)))
         .collect();
-    let used: Vec<(NaiveDate, f64)> = totals
-        .used
-        .get(&(pair.from.clone(), pair.to.clone()))
-        .into_iter()
-        .flatten()
-        .flat_map(|(d, rates)| rates.keys().filter_map(|r| Some((*d, r.to_f64()?))))
+    let used: Vec<(NaiveDate, f64)> = review
+        .rates_used
+        .iter()
+        .filter(|u| u.from == pair.from && u.to == pair.to)
+        .filter_map(|u| Some((u.date, u.rate.to_f64()?)))
         .collect();
     let title = format!("{} → {}", pair.from, pair.to);
-    chart::line_with_points(&title, sel.from, sel.to, &series, &used)
+    chart::line_with_points(&title, review.from, review.to, &series, &used)
 }
 
 /// `/console/fx/export.csv`: the rows of the page's filter, as `/v1/fx/log?format=csv` gives
