@@ -183,19 +183,14 @@ fn filter_form(p: &FxLogParams) -> Markup {
 
 /// The filter as a query string (for the CSV link and the verify form).
 fn filter_query(p: &FxLogParams) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
+    super::view::query([
         ("from", &p.from),
         ("to", &p.to),
         ("currency", &p.currency),
         ("channel", &p.channel),
         ("order", &p.order),
-    ] {
-        if let Some(v) = v {
-            q.append_pair(k, v);
-        }
-    }
-    q.finish()
+    ])
+    .finish()
 }
 
 fn pair_table(pairs: &[PairReport]) -> Markup {

@@ -243,19 +243,13 @@ impl DeadLetterFilter {
 
     /// The filter as a query string (paging links and the replay-all redirect).
     fn query(&self) -> url::form_urlencoded::Serializer<'static, String> {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
         let p = self.params(None);
-        for (k, v) in [
+        view::query([
             ("instance", &p.instance),
             ("kind", &p.kind),
             ("since", &p.since),
             ("until", &p.until),
-        ] {
-            if let Some(v) = v {
-                q.append_pair(k, v);
-            }
-        }
-        q
+        ])
     }
 }
 

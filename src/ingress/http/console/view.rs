@@ -191,6 +191,20 @@ label { font-weight: 600; margin-right: 0.4rem; }
 @media (max-width: 40rem) { th, td { padding: 0.25rem; font-size: 0.9rem; } main { padding: 0.5rem; } }
 "#;
 
+/// A filter's fields as a query string, leaving out the empty ones (links and redirects that
+/// keep a page's filter).
+pub(super) fn query<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a Option<String>)>,
+) -> url::form_urlencoded::Serializer<'static, String> {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
