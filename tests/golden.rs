@@ -400,3 +400,39 @@ fn normalization_is_deterministic() {
         );
     }
 }
+
+/// WooCommerce names a product's tax class (`tax_class`, "" for its standard class): the
+/// listing carries it for the tax job, and the blank standard slug carries none.
+#[test]
+fn a_woocommerce_product_names_its_tax_class() {
+    let registry = Registry::load_dir(&repo().join("adapters")).unwrap();
+    let adapter = registry.get("woocommerce").unwrap();
+    let mut product: Value = serde_json::from_slice(
+        &std::fs::read(fixture_path(
+            "woocommerce/rest-v3-product-retrieve-794.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let settings = [("currency".to_string(), "USD".to_string())].into();
+    let ctx = RecordContext {
+        instance: "golden",
+        channel: adapter.name(),
+        channel_kind: adapter.spec().channel_kind,
+        account: "golden-account",
+        settings: &settings,
+        received_at: chrono::Utc::now(),
+    };
+    let class_of = |product: &Value| {
+        let body = serde_json::to_vec(product).unwrap();
+        let doc = adapter.parse(&body).unwrap();
+        let routed = adapter.map(&doc, Target::Listing, &ctx).unwrap();
+        match &routed.into_records().unwrap()[..] {
+            [crossgate::model::Record::Listing(l)] => l.tax_class.clone(),
+            other => panic!("one listing expected, got {other:?}"),
+        }
+    };
+    assert_eq!(class_of(&product), None);
+    product["tax_class"] = json!("books");
+    assert_eq!(class_of(&product).as_deref(), Some("books"));
+}

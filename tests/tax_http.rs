@@ -91,3 +91,122 @@ async fn incoming_orders_are_quoted_and_held_when_no_rule_covers_them() {
         gw.stop().await;
     }
 }
+
+async fn submit_listing(c: &reqwest::Client, gw: &Gateway, listing: serde_json::Value) {
+    let body = serde_json::to_vec(&listing).unwrap();
+    let h = [("Content-Type".to_string(), "application/json".to_string())];
+    let r = post(c, &gw.url("/v1/instances/app/listings"), &body, &h).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+fn listing(external_id: &str, sku: &str, tax: serde_json::Value) -> serde_json::Value {
+    let mut l = json!({
+        "external_id": external_id,
+        "revision": { "updated_at": "2024-04-01T10:00:00Z" },
+        "sku": sku,
+        "title": format!("Item {external_id}"),
+        "status": "active",
+    });
+    l.as_object_mut()
+        .unwrap()
+        .extend(tax.as_object().unwrap().clone());
+    l
+}
+
+/// The tax job takes a line's class and HS code from the instance's listing of its SKU when the
+/// line names none (the explanation says so), and holds the order when the listings disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_names_the_tax_class_of_the_lines_of_its_sku() {
+    for backend in Backend::all() {
+        let gw = Gateway::start(test_config(backend, &redis_url(), "")).await;
+        let c = http();
+        submit_listing(
+            &c,
+            &gw,
+            listing("L-TEA", "TEA-MATCHA-100", json!({"tax_class": "food"})),
+        )
+        .await;
+        // The canonical form takes digits only; the refusal names the field.
+        let dotted = listing("L-CUP", "CUP-CHAWAN-01", json!({"hs_code": "6912.00"}));
+        let h = [("Content-Type".to_string(), "application/json".to_string())];
+        let url = gw.url("/v1/instances/app/listings");
+        let r = post(&c, &url, &serde_json::to_vec(&dotted).unwrap(), &h).await;
+        assert_eq!(r.status, 422);
+        assert_eq!(r.body["errors"][0]["field"], "hs_code", "{}", r.text);
+        submit_listing(
+            &c,
+            &gw,
+            listing("L-CUP", "CUP-CHAWAN-01", json!({"hs_code": "691200"})),
+        )
+        .await;
+        // The app's order to Japan, its lines stripped of their HS codes.
+        let body = std::fs::read(repo().join("tests/fixtures/app/order-jp.json")).unwrap();
+        let mut o: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        o["external_id"] = json!("TAX-LISTING");
+        for l in o["lines"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("hs_code");
+        }
+        let b = serde_json::to_vec(&o).unwrap();
+        let r = post(&c, &gw.url("/webhooks/app"), &b, &app_headers(&b, "tax-l")).await;
+        assert_eq!(r.status, 200);
+        let id = OrderId::derive("app", "TAX-LISTING");
+        let q = stored_quote(&c, &gw, &id).await;
+        assert_eq!(q["status"], "quoted", "{backend:?}: {q}");
+        let class_steps: Vec<(String, String, String)> = q["explanation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["rule"] == "goods_class")
+            .map(|s| {
+                let text = |k: &str| s["inputs"][k].as_str().unwrap_or_default().to_string();
+                (
+                    text("by"),
+                    text("hs_code"),
+                    s["outcome"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let tea = crossgate::model::ListingId::derive("app", "L-TEA");
+        assert_eq!(
+            class_steps,
+            [
+                (
+                    format!("named by listing {}", tea.as_str()),
+                    String::new(),
+                    "food".to_string()
+                ),
+                (
+                    "no HS prefix rule".to_string(),
+                    "691200".to_string(),
+                    "standard".to_string()
+                ),
+            ],
+            "{backend:?}"
+        );
+
+        // A second listing of the cup's SKU gives another HS code: quoted again, it is held.
+        submit_listing(
+            &c,
+            &gw,
+            listing("L-CUP-2", "CUP-CHAWAN-01", json!({"hs_code": "691110"})),
+        )
+        .await;
+        let r = c
+            .post(gw.url(&format!("/v1/orders/{}/quote", id.as_str())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let q: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(q["status"], "tax_pending", "{backend:?}: {q}");
+        assert!(
+            q["missing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "line 1: the listings of the line's SKU give different HS codes"),
+            "{q}"
+        );
+        gw.stop().await;
+    }
+}

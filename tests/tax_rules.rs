@@ -106,6 +106,7 @@ fn ctx() -> QuoteContext {
         annual_cny_before: Decimal::ZERO,
         ship_from: Some("HK".into()),
         mode: ShipMode::Courier,
+        listings: Default::default(),
     }
 }
 
@@ -783,11 +784,26 @@ fn an_older_pack_reproduces_its_quotes() {
         "0",
     );
     let book = ecb_book();
-    let stored =
-        crossgate::tax::quote_order(&o, &settings, Some("2026.10"), &book, Decimal::ZERO).unwrap();
+    let stored = crossgate::tax::quote_order(
+        &o,
+        &settings,
+        Some("2026.10"),
+        &book,
+        Decimal::ZERO,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(stored.pack_version, "2026.10");
     assert_eq!(stored.tax_total.unwrap().amount().to_string(), "3.80"); // VAT only
-    let current = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    let current = crossgate::tax::quote_order(
+        &o,
+        &settings,
+        None,
+        &book,
+        Decimal::ZERO,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(current.pack_version, "2026.11");
     assert_eq!(current.tax_total.unwrap().amount().to_string(), "6.80"); // + EUR 3 flat duty
     let again = crossgate::tax::quote_order(
@@ -796,6 +812,7 @@ fn an_older_pack_reproduces_its_quotes() {
         Some(&stored.pack_version),
         &book,
         Decimal::ZERO,
+        Default::default(),
     )
     .unwrap();
     assert_eq!(
@@ -914,6 +931,74 @@ fn reduced_and_zero_rates_by_goods_class() {
         }
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// A line that names no class takes its listing's (the tax job looks the listing up by SKU);
+/// the line's own class still wins, and listings that disagree hold the order.
+#[test]
+fn a_listing_names_the_class_of_its_lines() {
+    use crossgate::tax::ListingFacts;
+    let o = order(
+        "EUR",
+        "DE",
+        None,
+        "2025-09-01T12:00:00+00:00",
+        &[(None, 1, "100.00"), (None, 1, "50.00")],
+        "0",
+    );
+    let facts = |class: &str, hs: Option<&str>| {
+        Ok(ListingFacts {
+            listing: format!("listing-{class}"),
+            tax_class: Some(class.into()),
+            hs_code: hs.map(String::from),
+        })
+    };
+    let with = |listings: crossgate::tax::LineListings, o: &Order| {
+        engine::quote(o, &pack(), &ecb_book(), &QuoteContext { listings, ..ctx() })
+    };
+    // Line 0's listing says books (7 %), line 1 has none: 7.00 + 19 % × 50.00 = 9.50 → 16.50.
+    let books = with([(0, facts("books", Some("490199")))].into(), &o);
+    assert_eq!(total(&books), "16.50");
+    let step = books
+        .explanation
+        .iter()
+        .find(|s| s.rule == "goods_class" && s.inputs["line"] == "0")
+        .unwrap();
+    assert_eq!(step.outcome, "books");
+    assert_eq!(step.inputs["by"], "named by listing listing-books");
+    assert_eq!(step.inputs["hs_code"], "490199");
+    // The line's own class wins over its listing's.
+    let mut own = o.clone();
+    own.lines[0].tax_class = Some("standard".into());
+    assert_eq!(
+        total(&with([(0, facts("books", None))].into(), &own)),
+        "28.50"
+    );
+    // A class the pack does not declare, and listings that disagree, hold the order.
+    let unknown = with([(0, facts("reduced-rate", None))].into(), &o);
+    assert_eq!(unknown.tax_total, None);
+    assert!(
+        unknown.missing[0].contains("listing listing-reduced-rate names tax class 'reduced-rate'"),
+        "{:?}",
+        unknown.missing
+    );
+    let conflict = with(
+        [(
+            1,
+            Err("the listings of the line's SKU name different tax classes".into()),
+        )]
+        .into(),
+        &o,
+    );
+    assert_eq!(conflict.status, QuoteStatus::TaxPending);
+    assert!(
+        conflict
+            .missing
+            .iter()
+            .any(|m| m.starts_with("line 1: the listings")),
+        "{:?}",
+        conflict.missing
+    );
 }
 
 #[test]
@@ -1081,10 +1166,26 @@ fn seller_country_is_per_instance() {
     );
     let book = ecb_book();
     o.instance = "hk".into();
-    let hk = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    let hk = crossgate::tax::quote_order(
+        &o,
+        &settings,
+        None,
+        &book,
+        Decimal::ZERO,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(hk.regime.as_deref(), Some("CN_CBEC"));
     o.instance = "cn".into();
-    let cn = crossgate::tax::quote_order(&o, &settings, None, &book, Decimal::ZERO).unwrap();
+    let cn = crossgate::tax::quote_order(
+        &o,
+        &settings,
+        None,
+        &book,
+        Decimal::ZERO,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(cn.regime.as_deref(), Some("DOMESTIC"));
 }
 

@@ -429,6 +429,8 @@ impl Collector {
             &m.rating_count,
             &m.rating_average,
             &m.rating_positive,
+            &m.hs_code,
+            &m.tax_class,
         ] {
             self.opt(e, r, &cur);
         }

@@ -167,8 +167,15 @@ impl Reach {
                     .map_err(|e| anyhow::anyhow!("the order: {e}"))?;
                 let docs = with_store!(s, st => st.fx_docs().await)?;
                 let book = RateBook::new(docs, config.fx.max_age_days);
-                crossgate::tax::quote_order(&order, &config.tax, pack, &book, annual_cny)
-                    .map_err(|e| anyhow::anyhow!(e))
+                crossgate::tax::quote_order(
+                    &order,
+                    &config.tax,
+                    pack,
+                    &book,
+                    annual_cny,
+                    Default::default(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))
             }
             Reach::Api(c) => {
                 let mut q = vec![("annual_cny", annual_cny.to_string())];

@@ -65,6 +65,14 @@ pub struct Listing {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stock_levels: Vec<super::LocationStock>,
     pub status: ListingStatus,
+    /// Harmonized System code of the goods (6 to 10 digits), when the channel gives one; the
+    /// tax job uses it for order lines that carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs_code: Option<String>,
+    /// The goods' tax class when the channel names one (a class the tax rule pack declares);
+    /// it applies to order lines of this listing's SKU that name no class themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_class: Option<String>,
     /// Customer ratings, where the channel reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<RatingSummary>,
@@ -107,6 +115,14 @@ impl Listing {
             v.push(super::Violation {
                 path: "price".into(),
                 message: "must not be negative".into(),
+            });
+        }
+        if let Some(hs) = &self.hs_code
+            && !super::is_hs_code(hs)
+        {
+            v.push(super::Violation {
+                path: "hs_code".into(),
+                message: "must be 6 to 10 digits".into(),
             });
         }
         v

@@ -20,7 +20,7 @@ pub use money::{CurrencyCode, Money, MoneyError};
 pub use order::{
     Address, AppOrder, ChannelKind, ChannelTaxLine, Customer, Discount, GATEWAY_ORDER_FIELDS, Hold,
     Order, OrderLine, OrderStatus, Payment, PaymentStatus, Revision, SettlementView, Shipment,
-    ShipmentStatus, TOTALS_MISMATCH, Totals, Violation,
+    ShipmentStatus, TOTALS_MISMATCH, Totals, Violation, is_hs_code,
 };
 pub use outbound::CommandField;
 pub use payment_check::{PAYMENT_MISMATCH, PaymentOutcome, PaymentReconciliation};

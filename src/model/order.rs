@@ -568,7 +568,7 @@ impl Order {
             c.money(format!("lines[{i}].discount"), &line.discount);
             c.money(format!("lines[{i}].tax"), &line.tax);
             if let Some(hs) = &line.hs_code
-                && (!(6..=10).contains(&hs.len()) || !hs.bytes().all(|b| b.is_ascii_digit()))
+                && !is_hs_code(hs)
             {
                 c.fail(
                     format!("lines[{i}].hs_code"),
@@ -650,6 +650,12 @@ pub(crate) mod opt_decimal_str {
         s.map(|s| crate::model::money::parse_decimal(&s).map_err(serde::de::Error::custom))
             .transpose()
     }
+}
+
+/// An HS code as the gateway stores it: 6 to 10 digits (the six of the Harmonized System,
+/// then a destination's national subdivisions).
+pub fn is_hs_code(hs: &str) -> bool {
+    (6..=10).contains(&hs.len()) && hs.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

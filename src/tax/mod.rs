@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::fx::book::RateBook;
 use crate::fx::store::FxStore;
 use crate::model::{ChangeEvent, CurrencyCode, Money, Order, Record, RecordKind};
-use crate::store::{Store, StoreError};
+use crate::store::{ListingQuery, Store, StoreError};
 use crate::tax::store::TaxStore;
 pub use pack::{Pack, Packs};
 
@@ -130,6 +130,21 @@ pub struct QuoteContext {
     /// Country the parcel is shipped from (Canada's thresholds depend on it).
     pub ship_from: Option<String>,
     pub mode: ShipMode,
+    /// What the listings say about lines that do not say it themselves, by line index.
+    pub listings: LineListings,
+}
+
+/// What a listing says about the goods of an order line (its tax class and HS code), by line
+/// index; `Err` when the line's listings contradict each other (the quote then holds).
+pub type LineListings = BTreeMap<usize, Result<ListingFacts, String>>;
+
+/// A listing's tax facts, for an order line of its SKU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingFacts {
+    /// The listing's gateway id (named in the explanation).
+    pub listing: String,
+    pub tax_class: Option<String>,
+    pub hs_code: Option<String>,
 }
 
 /// Tax settings (`[tax]` in the gateway config).
@@ -165,6 +180,7 @@ pub fn quote_order(
     version: Option<&str>,
     book: &RateBook,
     annual_cny_before: Decimal,
+    listings: LineListings,
 ) -> Result<Quote, String> {
     let pack = match version {
         Some(v) => settings
@@ -182,6 +198,7 @@ pub fn quote_order(
         annual_cny_before,
         ship_from: seller.ship_from.clone(),
         mode: seller.mode,
+        listings,
     };
     Ok(engine::quote(order, &pack, book, &ctx))
 }
@@ -256,8 +273,9 @@ impl TaxJob {
             Some(k) => store.tax_annual(k, year, order.id.as_str()).await?,
             None => Decimal::ZERO,
         };
-        let q =
-            quote_order(order, &self.settings, None, book, before).map_err(StoreError::Invalid)?;
+        let listings = listing_facts(store, order).await?;
+        let q = quote_order(order, &self.settings, None, book, before, listings)
+            .map_err(StoreError::Invalid)?;
         let annual = key.map(|k| AnnualEntry {
             customer_key: k,
             year,
@@ -295,6 +313,66 @@ impl TaxJob {
         store.ack_events(TAX_GROUP, &ids).await?;
         Ok((batch.len() as u64, quoted))
     }
+}
+
+/// Most listings one SKU is expected to have in one instance (variants share none).
+const LISTINGS_PER_SKU: usize = 20;
+
+/// What the instance's listings of each line's SKU say about lines that name no tax class or
+/// HS code themselves. Listings that name nothing are ignored; listings that name different
+/// classes (or HS codes) make the line's entry an error, so the order is held, not guessed.
+async fn listing_facts<S: Store>(store: &S, order: &Order) -> Result<LineListings, StoreError> {
+    let mut facts = LineListings::new();
+    for (i, line) in order.lines.iter().enumerate() {
+        if line.tax_class.is_some() && line.hs_code.is_some() {
+            continue;
+        }
+        let Some(sku) = line.sku.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let page = store
+            .list_listings(ListingQuery {
+                instance: Some(order.instance.clone()),
+                sku: Some(sku.to_string()),
+                since: None,
+                after: None,
+                limit: LISTINGS_PER_SKU,
+            })
+            .await?;
+        if let Some(f) = agreed_facts(&page.items) {
+            facts.insert(i, f);
+        }
+    }
+    Ok(facts)
+}
+
+/// One set of facts from the listings of one SKU: `None` when none names a class or HS code.
+fn agreed_facts(listings: &[crate::model::Listing]) -> Option<Result<ListingFacts, String>> {
+    let naming: Vec<_> = listings
+        .iter()
+        .filter(|l| l.tax_class.is_some() || l.hs_code.is_some())
+        .collect();
+    let first = naming.first()?;
+    let differ = |f: fn(&crate::model::Listing) -> &Option<String>| {
+        let named: std::collections::BTreeSet<_> =
+            naming.iter().filter_map(|l| f(l).as_ref()).collect();
+        named.len() > 1
+    };
+    if differ(|l| &l.tax_class) {
+        return Some(Err(
+            "the listings of the line's SKU name different tax classes".into(),
+        ));
+    }
+    if differ(|l| &l.hs_code) {
+        return Some(Err(
+            "the listings of the line's SKU give different HS codes".into(),
+        ));
+    }
+    Some(Ok(ListingFacts {
+        listing: first.id.as_str().to_string(),
+        tax_class: naming.iter().find_map(|l| l.tax_class.clone()),
+        hs_code: naming.iter().find_map(|l| l.hs_code.clone()),
+    }))
 }
 
 /// The order of an order event (created or updated snapshot), unless its numbers contradict

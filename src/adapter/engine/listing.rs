@@ -117,6 +117,10 @@ pub fn map_listings<'a>(
             },
             title: title.unwrap_or_default(),
             status: status.unwrap_or(ListingStatus::Inactive),
+            hs_code: ev
+                .text(&f("hs_code"), m.hs_code.as_ref(), s)
+                .map(|h| h.replace(['.', ' '], "")),
+            tax_class: ev.text(&f("tax_class"), m.tax_class.as_ref(), s),
             rating,
         };
         listings.push(listing);

@@ -338,6 +338,13 @@ pub struct ListingMapping {
     pub stock_ref: Option<Expr>,
     /// Must give one of: active, inactive, draft, deleted.
     pub status: Expr,
+    /// Harmonized System code (dots and spaces are dropped).
+    #[serde(default)]
+    pub hs_code: Option<Expr>,
+    /// A tax class of the rule pack (e.g. `books`); order lines of the SKU that name none
+    /// take it.
+    #[serde(default)]
+    pub tax_class: Option<Expr>,
     /// Number of customer ratings; with `rating_average`, the listing's rating summary.
     #[serde(default)]
     pub rating_count: Option<Expr>,

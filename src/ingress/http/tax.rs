@@ -64,9 +64,16 @@ async fn quote<S: Stores>(
         None => Decimal::ZERO,
     };
     let book = super::fx::rate_book(&app).await?;
-    crate::tax::quote_order(&order, &app.config().tax, p.pack.as_deref(), &book, annual)
-        .map(axum::Json)
-        .map_err(Problem::bad_request)
+    crate::tax::quote_order(
+        &order,
+        &app.config().tax,
+        p.pack.as_deref(),
+        &book,
+        annual,
+        Default::default(),
+    )
+    .map(axum::Json)
+    .map_err(Problem::bad_request)
 }
 
 /// `GET /v1/orders/{id}/tax`: the stored quote of an order.

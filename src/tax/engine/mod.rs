@@ -49,7 +49,7 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
         .or(order.billing_address.as_ref())
         .map(|a| a.country.as_str().to_string());
     let dest = destination.clone().unwrap_or_default();
-    let goods = classify(&mut calc, &dest);
+    let goods = classify(&mut calc, &dest, &ctx.listings);
     if let Err(reason) = &ship_from {
         calc.miss(reason.clone());
     }
@@ -63,16 +63,47 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
     finish(calc, destination, &goods, regime, annual)
 }
 
-/// The lines, net of line discounts; classes from HS codes; VAT removed when included.
-fn classify(calc: &mut Calc, dest: &str) -> Vec<Goods> {
+/// A line's HS code and named class: the line's own, else its listing's.
+fn line_goods_facts(
+    l: &crate::model::OrderLine,
+    listing: Option<&super::ListingFacts>,
+) -> (Option<String>, Option<(String, String)>) {
+    let hs = l
+        .hs_code
+        .clone()
+        .or_else(|| listing.and_then(|f| f.hs_code.clone()));
+    let named = match (&l.tax_class, listing) {
+        (Some(c), _) => Some((c.clone(), "the line".to_string())),
+        (None, Some(f)) => f
+            .tax_class
+            .clone()
+            .map(|c| (c, format!("listing {}", f.listing))),
+        (None, None) => None,
+    };
+    (hs, named)
+}
+
+/// The lines, net of line discounts; classes named by the line or its listing, else from HS
+/// codes; VAT removed when included.
+fn classify(calc: &mut Calc, dest: &str, listings: &super::LineListings) -> Vec<Goods> {
     let (order, pack, date) = (calc.order, calc.pack, calc.date);
     let mut goods = Vec::new();
     for (i, l) in order.lines.iter().enumerate() {
         let gross = l.amount().map(|m| m.amount()).unwrap_or_default() - l.discount.amount();
-        let class = match pack.line_class(l.hs_code.as_deref(), l.tax_class.as_deref()) {
+        let listing = match listings.get(&i) {
+            Some(Ok(f)) => Some(f),
+            Some(Err(reason)) => {
+                calc.miss(format!("line {i}: {reason}"));
+                None
+            }
+            None => None,
+        };
+        let (hs, named) = line_goods_facts(l, listing);
+        let named = named.as_ref().map(|(c, by)| (c.as_str(), by.as_str()));
+        let class = match pack.line_class(hs.as_deref(), named) {
             Ok((class, by)) => {
-                let hs = l.hs_code.clone().unwrap_or_default();
-                let inputs = [("line", i.to_string()), ("hs_code", hs), ("by", by)];
+                let hs_text = hs.clone().unwrap_or_default();
+                let inputs = [("line", i.to_string()), ("hs_code", hs_text), ("by", by)];
                 calc.step("goods_class", &inputs, None, class.clone());
                 class
             }
@@ -92,7 +123,7 @@ fn classify(calc: &mut Calc, dest: &str) -> Vec<Goods> {
         };
         goods.push(Goods {
             index: i,
-            hs: l.hs_code.clone(),
+            hs,
             origin: l.origin_country.map(|c| c.as_str().to_string()),
             class,
             gross,

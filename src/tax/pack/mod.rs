@@ -138,19 +138,20 @@ impl Pack {
             .map(|(p, c)| (p.as_str(), c.as_str()))
     }
 
-    /// The class of an order line and why: the class the line names (it must be declared),
-    /// else the longest HS prefix rule, else `standard`. `Err` says why it cannot be decided.
+    /// The class of an order line and why: a named class (`(class, who named it)`, e.g. the
+    /// line or its listing; it must be declared), else the longest HS prefix rule, else
+    /// `standard`. `Err` says why it cannot be decided.
     pub fn line_class(
         &self,
         hs: Option<&str>,
-        named: Option<&str>,
+        named: Option<(&str, &str)>,
     ) -> Result<(String, String), String> {
-        if let Some(c) = named {
+        if let Some((c, by)) = named {
             return if c == STANDARD || self.classes.contains_key(c) {
-                Ok((c.to_string(), "named by the line".into()))
+                Ok((c.to_string(), format!("named by {by}")))
             } else {
                 Err(format!(
-                    "the line names tax class '{c}', which pack {} does not declare",
+                    "{by} names tax class '{c}', which pack {} does not declare",
                     self.version
                 ))
             };
@@ -451,7 +452,9 @@ class = "newspapers"
     #[test]
     fn a_named_class_wins_over_the_hs_code_and_must_exist() {
         let p = shipped();
-        let named = p.line_class(Some("4901990000"), Some("standard")).unwrap();
+        let named = p
+            .line_class(Some("4901990000"), Some(("standard", "the line")))
+            .unwrap();
         assert_eq!(
             named,
             ("standard".to_string(), "named by the line".to_string())
@@ -462,7 +465,7 @@ class = "newspapers"
             "standard"
         );
         assert!(
-            p.line_class(None, Some("nope"))
+            p.line_class(None, Some(("nope", "the line")))
                 .unwrap_err()
                 .contains("'nope'")
         );
