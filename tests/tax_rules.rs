@@ -896,7 +896,8 @@ fn reduced_and_zero_rates_by_goods_class() {
         // Austria: 10 % to 2026-06-30; its 4.9 % basic-food list is not modelled: held after.
         ("AT", "EUR", "2026-06-30", tea, None, "100.00", Some("10.00")),
         ("AT", "EUR", "2026-07-01", tea, None, "100.00", None),
-        // Chocolate and medicines carry national reduced rates the pack does not model: held.
+        // Other cocoa preparations (180690: spreads, fillings) and medicines carry national
+        // reduced rates the pack does not model: held.
         ("GB", "GBP", "2025-05-01", Some("1806900000"), None, "100.00", None),
         ("IT", "EUR", "2025-09-01", Some("3004900000"), None, "100.00", None),
         ("NZ", "NZD", "2025-05-01", Some("3004900000"), None, "100.00", Some("15.00")),
@@ -928,6 +929,127 @@ fn reduced_and_zero_rates_by_goods_class() {
                 !got.missing.is_empty(),
                 "{dest} {date}: a held quote says why"
             );
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// Confectionery and soft drinks, taxed apart from other food in the UK, Germany, Australia and
+/// Canada; other food where one rate covers it all. 100.00 × rate, low-value regimes (no duty).
+#[test]
+fn confectionery_soft_drinks_and_other_food() {
+    let candy = Some("1704909900");
+    let chocolate = Some("1806321000");
+    let cola = Some("2202100000");
+    let juice = Some("2009110000");
+    let sausages = Some("1601009100");
+    #[rustfmt::skip]
+    let cases: &[ClassCase] = &[
+        // UK: confectionery and beverages are excepted from the zero rate: 20 %.
+        ("GB", "GBP", "2025-05-01", candy, None, "100.00", Some("20.00")),
+        ("GB", "GBP", "2025-05-01", chocolate, None, "100.00", Some("20.00")),
+        ("GB", "GBP", "2025-05-01", cola, None, "100.00", Some("20.00")),
+        ("GB", "GBP", "2025-05-01", juice, None, "100.00", Some("20.00")),
+        // Germany: sweets are in Anlage 2 (7 %), juices and soft drinks are not (19 %).
+        ("DE", "EUR", "2025-09-01", chocolate, None, "100.00", Some("7.00")),
+        ("DE", "EUR", "2025-09-01", juice, None, "100.00", Some("19.00")),
+        // France splits chocolate between 5.5 % and 20 %: held.
+        ("FR", "EUR", "2025-09-01", chocolate, None, "100.00", None),
+        // Australia: confectionery is not GST-free; waters are split (still vs sparkling): held.
+        ("AU", "AUD", "2025-05-01", candy, None, "100.00", Some("10.00")),
+        ("AU", "AUD", "2025-05-01", Some("2201100000"), None, "100.00", None),
+        // Norway's 15 % food rate covers sweets and soft drinks (VOEC, ≤ NOK 3,000).
+        ("NO", "NOK", "2025-05-01", candy, None, "1000.00", Some("150.00")),
+        ("NO", "NOK", "2025-05-01", cola, None, "1000.00", Some("150.00")),
+        // One rate for everything: other food is quoted in DK, NZ and SG only.
+        ("DK", "EUR", "2025-09-01", sausages, None, "100.00", Some("25.00")),
+        ("NZ", "NZD", "2025-05-01", sausages, None, "100.00", Some("15.00")),
+        ("SG", "SGD", "2025-05-01", juice, None, "100.00", Some("9.00")),
+        ("DE", "EUR", "2025-09-01", sausages, None, "100.00", None),
+        ("GB", "GBP", "2025-05-01", sausages, None, "100.00", None),
+        // A line may name the class when its HS code is coarser (a chocolate bar under 1806 90).
+        ("GB", "GBP", "2025-05-01", Some("1806909000"), Some("confectionery"), "100.00", Some("20.00")),
+    ];
+    let mut wrong = Vec::new();
+    for &(dest, cur, date, hs, class, value, want) in cases {
+        let mut o = order(
+            cur,
+            dest,
+            None,
+            &format!("{date}T12:00:00+00:00"),
+            &[(hs, 1, value)],
+            "0",
+        );
+        o.lines[0].tax_class = class.map(String::from);
+        let got = q(&o);
+        let got_total = got.tax_total.map(|t| t.amount().to_string());
+        if got_total.as_deref() != want {
+            wrong.push(format!(
+                "{dest} {date} {hs:?}: want {want:?}, got {got_total:?} ({:?}, missing {:?})",
+                got.regime, got.missing
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// (province, date, HS code, class named by the line, tax total or `None` when held)
+type ProvinceCase = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// Canada, courier from the US (CUSMA: ≤ CAD 150 taxes only, no duty), CAD 100.00: basic
+/// groceries zero-rated, confectionery taxable, feminine hygiene products zero-rated; a PST
+/// whose treatment the pack does not model holds the order.
+#[test]
+fn canada_by_goods_class_and_province() {
+    let ca_ctx = QuoteContext {
+        ship_from: Some("US".into()),
+        ..ctx()
+    };
+    let tea = Some("0902100000");
+    let candy = Some("1704909900");
+    let pads = Some("9619003000");
+    #[rustfmt::skip]
+    let cases: &[ProvinceCase] = &[
+        ("ON", "2025-05-01", tea, None, Some("0.00")),
+        ("ON", "2025-05-01", candy, None, Some("13.00")),
+        // Nova Scotia's HST 15 → 14 % on 2025-04-01: the day before and the day of.
+        ("NS", "2025-03-31", candy, None, Some("15.00")),
+        ("NS", "2025-04-01", candy, None, Some("14.00")),
+        // Quebec: GST 5 % = 5.00 and QST 9.975 % = 9.975 → 9.98 (each line rounded half-up).
+        ("QC", "2025-05-01", candy, None, Some("14.98")),
+        ("QC", "2025-05-01", pads, Some("sanitary"), Some("0.00")),
+        ("BC", "2025-05-01", tea, None, Some("0.00")),
+        ("BC", "2025-05-01", candy, None, None),
+        // Alberta has no provincial tax: GST only.
+        ("AB", "2025-05-01", candy, None, Some("5.00")),
+        ("AB", "2025-05-01", pads, Some("sanitary"), Some("0.00")),
+        // Printed books: provincial point-of-sale rebates are not modelled: held.
+        ("ON", "2025-05-01", Some("4901990000"), None, None),
+    ];
+    let mut wrong = Vec::new();
+    for &(province, date, hs, class, want) in cases {
+        let mut o = order(
+            "CAD",
+            "CA",
+            Some(province),
+            &format!("{date}T10:00:00-04:00"),
+            &[(hs, 1, "100.00")],
+            "0",
+        );
+        o.lines[0].tax_class = class.map(String::from);
+        let got = engine::quote(&o, &pack(), &ecb_book(), &ca_ctx);
+        let got_total = got.tax_total.map(|t| t.amount().to_string());
+        if got_total.as_deref() != want {
+            wrong.push(format!(
+                "{province} {date} {hs:?}: want {want:?}, got {got_total:?} ({:?}, missing {:?})",
+                got.regime, got.missing
+            ));
         }
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
