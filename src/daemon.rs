@@ -13,7 +13,7 @@ use crate::channel::fetch::Fetcher;
 use crate::channel::poll::{Mode, Poller};
 use crate::config::{Config, LiveConfig};
 use crate::ingress::{self, App};
-use crate::replica::{Job, Replica};
+use crate::replica::{Backlog, Job, Replica};
 use crate::store::{Lease, Store};
 
 /// How often expired dedupe keys and raw bodies are removed (embedded store).
@@ -52,8 +52,14 @@ pub async fn run<S: Stores>(
     let ids: Vec<&str> = config.instances.keys().map(String::as_str).collect();
     crate::telemetry::register_zeros(&ids);
     let budget = store.shared_budget();
+    let backlog = Arc::new(Backlog::default());
     let mut tasks = vec![
         tokio::spawn(housekeeping_task(store.clone(), live.clone())),
+        tokio::spawn(consumer_lag_task(
+            store.clone(),
+            live.clone(),
+            backlog.clone(),
+        )),
         tokio::spawn(lifecycle_task(store.clone(), replica.clone())),
         tokio::spawn(fx_task(store.clone(), live.clone(), replica.clone())),
         tokio::spawn(tax_task(store.clone(), live.clone(), replica.clone())),
@@ -82,7 +88,7 @@ pub async fn run<S: Stores>(
             live.clone(),
             (id.clone(), wake.clone()),
             budget.clone(),
-            replica.clone(),
+            (replica.clone(), backlog.clone()),
         )));
     }
     // Every instance has an outbox task: a reload may give its adapter `[outbound]`.
@@ -104,7 +110,9 @@ pub async fn run<S: Stores>(
         )));
     }
     let header_timeout = config.server.header_read_timeout;
-    let app = App::new(store.clone(), live).with_wakers(wakers);
+    let app = App::new(store.clone(), live)
+        .with_wakers(wakers)
+        .with_backlog(backlog);
     let result = ingress::serve(listener, app, header_timeout, shutdown).await;
     for t in tasks {
         t.abort();
@@ -153,6 +161,58 @@ async fn housekeeping_task<S: Stores>(store: S, live: Arc<LiveConfig>) {
     }
 }
 
+/// How often the consumer groups' lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// The consumer groups whose lag is reported; the first three run all the time, so their lag
+/// is the backlog that deliveries wait on (the recommendation job reads on its schedule).
+const LAG_GROUPS: [&str; 4] = [
+    crate::fx::FX_GROUP,
+    crate::tax::TAX_GROUP,
+    crate::payments::PAYMENTS_GROUP,
+    crate::reco::job::RECO_GROUP,
+];
+
+/// Measures how far each consumer group is behind the event stream, every second: gauges
+/// (events, age of the oldest), the backlog deliveries wait on, and a warning when it passes
+/// `[server] max_consumer_lag` (and a note when it is back under).
+async fn consumer_lag_task<S: Stores>(store: S, live: Arc<LiveConfig>, backlog: Arc<Backlog>) {
+    use crate::telemetry::names::{CONSUMER_LAG_EVENTS, CONSUMER_LAG_SECONDS};
+    let mut tick = tokio::time::interval(LAG_EVERY);
+    let mut over = false;
+    loop {
+        tick.tick().await;
+        let lags = match store.consumer_lag(&LAG_GROUPS).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "measuring the consumers' lag failed");
+                continue;
+            }
+        };
+        let now = Utc::now();
+        for l in &lags {
+            let age = l
+                .oldest
+                .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            metrics::gauge!(CONSUMER_LAG_EVENTS, "group" => l.group.clone()).set(l.behind as f64);
+            metrics::gauge!(CONSUMER_LAG_SECONDS, "group" => l.group.clone()).set(age);
+        }
+        let behind = lags[..3].iter().map(|l| l.behind).max().unwrap_or(0);
+        backlog.set(behind);
+        let limit = live.get().server.max_consumer_lag;
+        match (backlog.over(limit).is_some(), over) {
+            (true, false) => tracing::warn!(
+                behind,
+                limit,
+                "background jobs are behind the limit: deliveries get 503 and pollers pause"
+            ),
+            (false, true) => tracing::info!(behind, limit, "background jobs caught up"),
+            _ => {}
+        }
+        over = backlog.over(limit).is_some();
+    }
+}
+
 /// Applies lifecycle facts queued for other instances' orders, then reconciles payments; on
 /// the replica that holds the `lifecycle` lease.
 async fn lifecycle_task<S: Stores>(store: S, replica: Arc<Replica>) {
@@ -192,7 +252,7 @@ async fn poll_task<S: Stores>(
     live: Arc<LiveConfig>,
     (id, wake): (String, Arc<tokio::sync::Notify>),
     budget: Option<crate::store::SharedBudget>,
-    replica: Arc<Replica>,
+    (replica, backlog): (Arc<Replica>, Arc<Backlog>),
 ) {
     let lease = Lease::poller(&id);
     let standby = (replica.ttl / 3).max(Duration::from_millis(500));
@@ -215,6 +275,11 @@ async fn poll_task<S: Stores>(
         let Some((inst, poller)) = current.as_ref() else {
             continue;
         };
+        // Backpressure: no new pages while the background jobs are too far behind.
+        if backlog.over(live.get().server.max_consumer_lag).is_some() {
+            tokio::time::sleep(LAG_EVERY).await;
+            continue;
+        }
         let Some(fence) = replica.hold(&store, &lease).await else {
             tokio::time::sleep(standby).await;
             continue;

@@ -203,3 +203,23 @@ pub async fn watch_topology<S: Store>(store: S) {
         last = Some(masters);
     }
 }
+/// How far the background consumers that run all the time (FX, tax, payments) are behind the
+/// event stream, as this replica last measured it: deliveries wait (503, pollers pause) while
+/// it is over `[server] max_consumer_lag`, so a burst cannot grow the backlog without bound.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    behind: std::sync::atomic::AtomicU64,
+}
+
+impl Backlog {
+    pub fn set(&self, behind: u64) {
+        self.behind
+            .store(behind, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Events behind, when over `limit` (0: no limit).
+    pub fn over(&self, limit: u64) -> Option<u64> {
+        let behind = self.behind.load(std::sync::atomic::Ordering::Relaxed);
+        (limit > 0 && behind > limit).then_some(behind)
+    }
+}

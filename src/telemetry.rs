@@ -355,6 +355,21 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Outbound commands not yet confirmed, dead or coalesced, by instance.",
     ),
     (
+        names::CONSUMER_LAG_EVENTS,
+        Kind::Gauge,
+        "Events a consumer group (fx, tax, payments, reco) has not acknowledged yet.",
+    ),
+    (
+        names::CONSUMER_LAG_SECONDS,
+        Kind::Gauge,
+        "Age of the oldest event a consumer group has not acknowledged (0 when caught up).",
+    ),
+    (
+        names::BACKPRESSURE_REFUSALS,
+        Kind::Counter,
+        "Deliveries answered 503 because the background jobs were more than [server] max_consumer_lag events behind.",
+    ),
+    (
         names::CONFIG_RELOADS,
         Kind::Counter,
         "Configuration reloads, by trigger (sighup, api) and outcome (applied, refused).",
@@ -402,6 +417,7 @@ pub fn register_zeros(instances: &[&str]) {
         metrics::counter!(STORE_ERRORS, "kind" => kind).increment(0);
     }
     metrics::counter!(REPLICA_ACK_SHORTFALLS).increment(0);
+    metrics::counter!(BACKPRESSURE_REFUSALS).increment(0);
     for outcome in ["converted", "fx_pending"] {
         metrics::counter!(FX_CONVERSIONS, "outcome" => outcome).increment(0);
     }
@@ -456,6 +472,12 @@ pub mod names {
     pub const STAGE_DURATION: &str = "crossgate_stage_duration_seconds";
     /// Store operations that failed (label `kind`).
     pub const STORE_ERRORS: &str = "crossgate_store_errors_total";
+    /// Events a consumer group has not acknowledged (label `group`).
+    pub const CONSUMER_LAG_EVENTS: &str = "crossgate_consumer_lag_events";
+    /// Age of the oldest event a consumer group has not acknowledged, 0 when caught up.
+    pub const CONSUMER_LAG_SECONDS: &str = "crossgate_consumer_lag_seconds";
+    /// Deliveries answered 503 because the background jobs were too far behind.
+    pub const BACKPRESSURE_REFUSALS: &str = "crossgate_backpressure_refusals_total";
     /// Seconds from a polled instance's watermark to now, after a caught-up poll.
     pub const POLL_LAG: &str = "crossgate_poll_lag_seconds";
     /// Unix time of a polled instance's last caught-up poll.

@@ -940,6 +940,15 @@ async fn contract_listing_and_events<S: crossgate::backend::Stores>(store: &S, n
         total,
         "nothing acknowledged yet: read again"
     );
+    // Read but not acknowledged is still behind, from the oldest event on.
+    let lag = |store: &S, group: &'static str| {
+        let store = store.clone();
+        async move { store.consumer_lag(&[group]).await.unwrap().remove(0) }
+    };
+    let read = lag(store, "jobs").await;
+    assert_eq!((read.group.as_str(), read.behind), ("jobs", total));
+    let age = Utc::now() - read.oldest.expect("behind, so an oldest event");
+    assert!(age < Duration::minutes(10), "{age}");
     let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
     store.ack_events("jobs", &ids).await.unwrap();
     assert!(
@@ -949,6 +958,8 @@ async fn contract_listing_and_events<S: crossgate::backend::Stores>(store: &S, n
             .unwrap()
             .is_empty()
     );
+    let caught_up = lag(store, "jobs").await;
+    assert_eq!((caught_up.behind, caught_up.oldest), (0, None));
     store
         .ingest(
             delivery(INST, "late", now),
@@ -956,6 +967,13 @@ async fn contract_listing_and_events<S: crossgate::backend::Stores>(store: &S, n
         )
         .await
         .unwrap();
+    assert_eq!(
+        lag(store, "jobs").await.behind,
+        1,
+        "the new event, not yet read"
+    );
+    // A group that never read is behind by every event.
+    assert_eq!(lag(store, "never-read").await.behind, total + 1);
     let late = store.read_events("jobs", "c1", 1000).await.unwrap();
     assert_eq!(late.len(), 1);
     assert_eq!(

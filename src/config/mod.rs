@@ -117,6 +117,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_in_flight: usize,
+    /// Events the always-running background jobs may be behind before deliveries wait
+    /// (0: no limit).
+    pub max_consumer_lag: u64,
     pub api_token: Option<Secret>,
     /// May only read (`GET` on `/v1`, the console without actions).
     pub read_token: Option<Secret>,

@@ -72,6 +72,10 @@ pub struct RawServer {
     /// Requests handled at once; beyond it the gateway answers 503 with Retry-After.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Events the background jobs (FX, tax, payments) may be behind before deliveries are
+    /// refused with 503 and Retry-After and pollers pause (0: no limit).
+    #[serde(default = "default_max_consumer_lag")]
+    pub max_consumer_lag: u64,
     /// Bearer token for the `/v1` API, as `${ENV_VAR}`. Required in production.
     #[serde(default)]
     pub api_token: Option<String>,
@@ -96,6 +100,9 @@ fn default_header_timeout() -> u64 {
 fn default_max_in_flight() -> usize {
     1024
 }
+fn default_max_consumer_lag() -> u64 {
+    200_000
+}
 
 impl Default for RawServer {
     fn default() -> Self {
@@ -105,6 +112,7 @@ impl Default for RawServer {
             request_timeout_secs: default_request_timeout(),
             header_read_timeout_secs: default_header_timeout(),
             max_in_flight: default_max_in_flight(),
+            max_consumer_lag: default_max_consumer_lag(),
             api_token: None,
             read_token: None,
         }

@@ -98,6 +98,7 @@ pub fn validate(
             request_timeout: Duration::from_secs(raw.server.request_timeout_secs),
             header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs),
             max_in_flight: raw.server.max_in_flight,
+            max_consumer_lag: raw.server.max_consumer_lag,
             api_token,
             read_token,
         },

@@ -176,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
     /// Number of events in the stream.
     fn event_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 
+    /// How far each of these consumer groups is behind the stream (a group that never read
+    /// is behind by every event).
+    fn consumer_lag(
+        &self,
+        groups: &[&str],
+    ) -> impl Future<Output = StoreResult<Vec<ConsumerLag>>> + Send;
+
     /// Removes expired dedupe keys and raw bodies (Redis expires them itself).
     fn housekeeping(
         &self,

@@ -322,6 +322,16 @@ pub struct StreamEntry {
     pub event: ChangeEvent,
 }
 
+/// How far a consumer group is behind the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLag {
+    pub group: String,
+    /// Events it has not acknowledged (delivered or not).
+    pub behind: u64,
+    /// When the oldest of them was appended; `None` when it is caught up.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 /// What a housekeeping pass removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Housekeeping {

@@ -12,9 +12,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record};
 use crate::store::{
-    Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
-    Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page, RawDelivery,
-    Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry,
+    ConsumerLag, Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason,
+    DeliverySource, Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page,
+    RawDelivery, Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry,
 };
 
 impl Store for EmbeddedStore {
@@ -333,6 +333,43 @@ impl Store for EmbeddedStore {
             let r = db.begin_read().map_err(unavailable)?;
             let t = r.open_table(EVENTS).map_err(unavailable)?;
             t.len().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn consumer_lag(&self, groups: &[&str]) -> StoreResult<Vec<ConsumerLag>> {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        self.read(move |db| {
+            let r = db.begin_read().map_err(unavailable)?;
+            let offsets = r.open_table(GROUPS).map_err(unavailable)?;
+            let events = r.open_table(EVENTS).map_err(unavailable)?;
+            let last = match events.last().map_err(unavailable)? {
+                Some((k, _)) => k.value(),
+                None => 0,
+            };
+            let mut out = Vec::with_capacity(groups.len());
+            for group in groups {
+                let offset = offsets
+                    .get(group.as_str())
+                    .map_err(unavailable)?
+                    .map_or(0, |v| v.value());
+                // Event keys are consecutive from 1, so the difference counts them.
+                let oldest = match events.range(offset + 1..).map_err(unavailable)?.next() {
+                    Some(item) => {
+                        let (_, v) = item.map_err(unavailable)?;
+                        let event: ChangeEvent = serde_json::from_slice(v.value())
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        Some(event.at)
+                    }
+                    None => None,
+                };
+                out.push(ConsumerLag {
+                    group,
+                    behind: last.saturating_sub(offset),
+                    oldest,
+                });
+            }
+            Ok(out)
         })
         .await
     }

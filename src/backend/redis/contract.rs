@@ -104,6 +104,10 @@ impl Store for RedisStore {
         self.stream_len().await
     }
 
+    async fn consumer_lag(&self, groups: &[&str]) -> StoreResult<Vec<ConsumerLag>> {
+        self.stream_lag(groups).await
+    }
+
     async fn housekeeping(&self, _now: DateTime<Utc>) -> StoreResult<Housekeeping> {
         // Dedupe keys and processed raw bodies carry TTLs; Redis expires them itself.
         Ok(Housekeeping::default())

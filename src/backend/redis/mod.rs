@@ -12,6 +12,7 @@ mod dead_letters;
 mod events;
 mod fx;
 mod keys;
+mod lag;
 mod outbox;
 mod reco;
 mod records;
@@ -32,10 +33,10 @@ use crate::model::{
     lifecycle,
 };
 use crate::store::{
-    Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason, DeliverySource,
-    Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page, Prepared,
-    RawDelivery, Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry, parse_fact,
-    parse_record, prepare,
+    ConsumerLag, Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason,
+    DeliverySource, Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page,
+    Prepared, RawDelivery, Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry,
+    parse_fact, parse_record, prepare,
 };
 pub use conn::Target;
 use conn::{Conn, WritePool};

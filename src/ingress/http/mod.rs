@@ -50,6 +50,8 @@ pub struct App<S> {
     backfills: backfill::Backfills,
     /// The pollers of this process, by instance, to wake early.
     wakers: PollWakers,
+    /// How far the background jobs are behind (deliveries wait while it is too far).
+    backlog: Arc<crate::replica::Backlog>,
 }
 
 /// A way to wake each polled instance's poller before its interval ends: an authentic push
@@ -64,6 +66,7 @@ impl<S: Clone> Clone for App<S> {
             in_flight: self.in_flight.clone(),
             backfills: self.backfills.clone(),
             wakers: self.wakers.clone(),
+            backlog: self.backlog.clone(),
         }
     }
 }
@@ -79,7 +82,14 @@ impl<S: Stores> App<S> {
             in_flight: Arc::new(Semaphore::new(permits)),
             backfills: backfill::Backfills::default(),
             wakers: PollWakers::default(),
+            backlog: Arc::default(),
         }
+    }
+
+    /// The backlog the daemon measures (see `replica::Backlog`).
+    pub fn with_backlog(mut self, backlog: Arc<crate::replica::Backlog>) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     /// The pollers an unmapped push wakes.
@@ -187,6 +197,9 @@ async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Nex
         );
         return refusal.into_response();
     }
+    if let Some(refusal) = backpressure(&app, &req) {
+        return refusal;
+    }
     let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -200,6 +213,40 @@ async fn admission<S: Stores>(State(app): State<App<S>>, req: Request, next: Nex
         Ok(resp) => resp,
         Err(_) => Problem::unavailable("the request took too long").into_response(),
     }
+}
+
+/// Deliveries (webhooks and submissions) wait while the background jobs are more than
+/// `[server] max_consumer_lag` events behind: 503 with Retry-After, so senders slow down
+/// instead of the backlog growing without bound. Reads, the console and health answer as usual.
+fn backpressure<S>(app: &App<S>, req: &Request) -> Option<Response> {
+    if req.method() != axum::http::Method::POST || !is_delivery(req.uri().path()) {
+        return None;
+    }
+    let limit = app.config().server.max_consumer_lag;
+    let behind = app.backlog.over(limit)?;
+    metrics::counter!(telemetry::names::BACKPRESSURE_REFUSALS).increment(1);
+    Some(
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backlogged",
+            "The gateway is catching up with its background work; retry",
+        )
+        .detail(format!(
+            "the background jobs are {behind} events behind (limit {limit})"
+        ))
+        .retry_after(5)
+        .into_response(),
+    )
+}
+
+/// The routes that take deliveries in: webhooks, and the orders, listings and imports
+/// submitted to `/v1/instances/{instance}/…`.
+fn is_delivery(path: &str) -> bool {
+    path.starts_with("/webhooks/")
+        || (path.starts_with("/v1/instances/")
+            && ["/orders", "/listings", "/imports"]
+                .iter()
+                .any(|s| path.ends_with(s)))
 }
 
 /// `/v1` needs `Authorization: Bearer <api_token>` when a token is configured; the read-only
