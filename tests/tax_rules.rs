@@ -1055,6 +1055,88 @@ fn canada_by_goods_class_and_province() {
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
 
+/// E-books are supplied electronically: VAT where the buyer is at the e-book rate, charged at
+/// the sale, no customs; they do not count towards a consignment's value.
+#[test]
+fn ebooks_are_taxed_where_the_buyer_is() {
+    let e = Some("ebooks");
+    #[rustfmt::skip]
+    let cases: &[ClassCase] = &[
+        // Germany 7 % from 2020-01-01 (the day before: no rate in the pack, held).
+        ("DE", "EUR", "2019-12-31", None, e, "100.00", None),
+        ("DE", "EUR", "2020-01-01", None, e, "100.00", Some("7.00")),
+        // UK zero rate from 2020-05-01.
+        ("GB", "GBP", "2020-05-01", None, e, "100.00", Some("0.00")),
+        // Finland follows its book rate: 10 % to 2024, 14 % in 2025, 13.5 % from 2026.
+        ("FI", "EUR", "2024-12-31", None, e, "100.00", Some("10.00")),
+        ("FI", "EUR", "2025-01-01", None, e, "100.00", Some("14.00")),
+        ("FI", "EUR", "2026-01-01", None, e, "100.00", Some("13.50")),
+        ("NO", "NOK", "2025-05-01", None, e, "1000.00", Some("0.00")),
+        // No import threshold: a EUR 500 e-book is still taxed at the sale, with no duty.
+        ("IT", "EUR", "2025-05-01", None, e, "500.00", Some("20.00")),
+        ("AU", "AUD", "2025-05-01", None, e, "100.00", Some("10.00")),
+        ("JP", "JPY", "2025-05-01", None, e, "1000", Some("100")),
+        // Unsourced after 2024 (Ireland), dates that disagree (Spain), no rule (US): held.
+        ("IE", "EUR", "2025-03-01", None, e, "100.00", None),
+        ("ES", "EUR", "2025-03-01", None, e, "100.00", None),
+        ("US", "USD", "2025-03-01", None, e, "100.00", None),
+    ];
+    let mut wrong = Vec::new();
+    for &(dest, cur, date, hs, class, value, want) in cases {
+        let mut o = order(
+            cur,
+            dest,
+            None,
+            &format!("{date}T12:00:00+00:00"),
+            &[(hs, 1, value)],
+            "0",
+        );
+        o.lines[0].tax_class = class.map(String::from);
+        let got = q(&o);
+        let got_total = got.tax_total.map(|t| t.amount().to_string());
+        if got_total.as_deref() != want {
+            wrong.push(format!(
+                "{dest} {date}: want {want:?}, got {got_total:?} ({:?}, missing {:?})",
+                got.regime, got.missing
+            ));
+        }
+        if want.is_some() {
+            assert_eq!(got.regime.as_deref(), Some("ELECTRONIC"), "{dest} {date}");
+            assert!(
+                got.lines.iter().all(|l| l.kind != "duty"),
+                "{dest}: no customs"
+            );
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+
+    // A printed book of EUR 140 and an e-book of EUR 20 to Germany: the consignment is 140
+    // (IOSS, not 160, which would be an import): 7 % × 140 = 9.80, and 7 % × 20 = 1.40.
+    let mut o = order(
+        "EUR",
+        "DE",
+        None,
+        "2025-09-01T12:00:00+00:00",
+        &[(Some("4901990000"), 1, "140.00"), (None, 1, "20.00")],
+        "0",
+    );
+    o.lines[1].tax_class = Some("ebooks".into());
+    let mixed = q(&o);
+    assert_eq!(
+        mixed.regime.as_deref(),
+        Some("EU_IOSS"),
+        "{:?}",
+        mixed.missing
+    );
+    assert_eq!(total(&mixed), "11.20");
+    assert!(
+        mixed
+            .explanation
+            .iter()
+            .any(|s| s.rule == "supply.electronic" && s.inputs["lines"] == "1")
+    );
+}
+
 /// A line that names no class takes its listing's (the tax job looks the listing up by SKU);
 /// the line's own class still wins, and listings that disagree hold the order.
 #[test]

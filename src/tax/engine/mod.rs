@@ -49,18 +49,67 @@ pub fn quote(order: &Order, pack: &Pack, book: &RateBook, ctx: &QuoteContext) ->
         .or(order.billing_address.as_ref())
         .map(|a| a.country.as_str().to_string());
     let dest = destination.clone().unwrap_or_default();
-    let goods = classify(&mut calc, &dest, &ctx.listings);
+    let all = classify(&mut calc, &dest, &ctx.listings);
     if let Err(reason) = &ship_from {
         calc.miss(reason.clone());
     }
+    // E-books are not shipped: they stay out of the consignment, its thresholds and duty.
+    let (electronic, goods): (Vec<Goods>, Vec<Goods>) = all
+        .iter()
+        .cloned()
+        .partition(|g| pack.is_electronic(&g.class));
     let (regime, annual) = match destination.as_deref() {
         None => {
             calc.miss("the order has no shipping or billing country".into());
             (None, None)
         }
-        Some(dest) => select_and_apply(&mut calc, dest, &goods, ctx),
+        Some(dest) if goods.is_empty() && !electronic.is_empty() => {
+            (electronic_supplies(&mut calc, dest, &electronic, ctx), None)
+        }
+        Some(dest) => {
+            let applied = select_and_apply(&mut calc, dest, &goods, ctx);
+            electronic_supplies(&mut calc, dest, &electronic, ctx);
+            applied
+        }
     };
-    finish(calc, destination, &goods, regime, annual)
+    finish(calc, destination, &all, regime, annual)
+}
+
+/// Lines supplied electronically (e-books): no customs and no import thresholds; VAT or GST
+/// where the buyer is, at that class's rate there, charged at the sale by the seller (or the
+/// marketplace that collects). `ELECTRONIC` when the order has nothing else.
+fn electronic_supplies(
+    calc: &mut Calc,
+    dest: &str,
+    electronic: &[Goods],
+    ctx: &QuoteContext,
+) -> Option<String> {
+    if electronic.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = electronic.iter().map(|g| g.index.to_string()).collect();
+    let inputs = [
+        ("lines", lines.join(", ")),
+        ("destination", dest.to_string()),
+    ];
+    if Some(dest) == ctx.seller_country.as_deref() {
+        calc.step(
+            "supply.electronic",
+            &inputs,
+            None,
+            "domestic: not quoted".into(),
+        );
+        return Some("DOMESTIC".into());
+    }
+    calc.step(
+        "supply.electronic",
+        &inputs,
+        None,
+        "an electronic supply: taxed where the buyer is, no customs".into(),
+    );
+    let collector = point_of_sale_collector(calc.order);
+    levy::point_of_sale(calc, dest, electronic, Decimal::ZERO, collector);
+    Some("ELECTRONIC".into())
 }
 
 /// A line's HS code and named class: the line's own, else its listing's.

@@ -1,7 +1,7 @@
 //! Rule packs: the tax and customs data (`config/rules/*.toml`), each with a version. Parsing
 //! is strict; validation reports every problem with the row it is in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -100,6 +100,9 @@ pub struct Pack {
     pub rates: Vec<Rate>,
     /// Declared goods classes (id → description); `standard` is implicit.
     pub classes: BTreeMap<String, String>,
+    /// The classes supplied electronically (`supply = "electronic"`: e-books): taxed where
+    /// the buyer is, without customs or import thresholds.
+    pub electronic: BTreeSet<String>,
     /// HS prefix → class.
     pub goods_classes: Vec<(String, String)>,
     pub thresholds: Vec<Threshold>,
@@ -161,6 +164,11 @@ impl Pack {
             None if hs.is_some() => (STANDARD.into(), "no HS prefix rule".into()),
             None => (STANDARD.into(), "no HS code".into()),
         })
+    }
+
+    /// Whether a class is supplied electronically rather than shipped.
+    pub fn is_electronic(&self, class: &str) -> bool {
+        self.electronic.contains(class)
     }
 
     pub fn rate(&self, jurisdiction: &str, kind: &str, class: &str, d: NaiveDate) -> Option<&Rate> {
@@ -469,6 +477,31 @@ class = "newspapers"
                 .unwrap_err()
                 .contains("'nope'")
         );
+    }
+
+    #[test]
+    fn an_electronic_class_has_no_hs_codes_and_supply_is_checked() {
+        let text = r#"
+version = "x"
+published = 2026-01-01
+[[class]]
+id = "ebooks"
+description = "e-books"
+supply = "electronic"
+[[goods_class]]
+hs_prefix = "4901"
+class = "ebooks"
+"#;
+        let e = Pack::parse(text).unwrap_err().join("\n");
+        assert!(
+            e.contains("goods_class[0] (\"4901\"): class 'ebooks' is supplied electronically"),
+            "{e}"
+        );
+        let bad = text.replace("\"electronic\"", "\"digital\"");
+        let e = Pack::parse(&bad).unwrap_err().join("\n");
+        assert!(e.contains("unknown variant `digital`"), "{e}");
+        assert!(shipped().is_electronic("ebooks"));
+        assert!(!shipped().is_electronic("books"));
     }
 
     #[test]

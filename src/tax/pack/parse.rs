@@ -1,7 +1,7 @@
 //! Reading a pack file: the rows as written (strict: unknown keys are errors), then every
 //! section checked, each problem reported with its row (`rate[3] (DE vat reduced): ...`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -30,7 +30,20 @@ pub(super) fn pack(text: &str) -> Result<Pack, Vec<String>> {
     let thresholds = thresholds(&f.threshold, &mut c);
     let duties = duties(&f.duty, &mut c);
     let regimes = regimes(&f.regime, &mut c);
+    let electronic: BTreeSet<String> = f
+        .class
+        .iter()
+        .filter(|r| r.supply == Supply::Electronic)
+        .map(|r| r.id.clone())
+        .collect();
     let goods_classes = goods_classes(&f.goods_class, &known, &mut c);
+    for (i, (prefix, class)) in goods_classes.iter().enumerate() {
+        if electronic.contains(class) {
+            c.push(format!(
+                "goods_class[{i}] ({prefix:?}): class '{class}' is supplied electronically; HS codes are for goods"
+            ));
+        }
+    }
     if !c.0.is_empty() {
         return Err(c.0);
     }
@@ -40,6 +53,7 @@ pub(super) fn pack(text: &str) -> Result<Pack, Vec<String>> {
         description: f.description,
         rates,
         classes,
+        electronic,
         goods_classes,
         thresholds,
         duties,
@@ -139,6 +153,18 @@ struct RateRow {
 struct ClassRow {
     id: String,
     description: String,
+    /// How the class is supplied: `goods` (the default) or `electronic` (e-books: taxed
+    /// where the buyer is, never imported).
+    #[serde(default)]
+    supply: Supply,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Supply {
+    #[default]
+    Goods,
+    Electronic,
 }
 
 #[derive(Debug, Deserialize)]
