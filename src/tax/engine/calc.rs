@@ -332,9 +332,8 @@ pub(super) fn tax_kinds(pack: &Pack, jurisdiction: &str, d: NaiveDate) -> Vec<(S
         return v;
     }
     let mut kinds: Vec<String> = pack
-        .rates
-        .iter()
-        .filter(|r| r.jurisdiction == jurisdiction && r.valid.covers(d))
+        .rates_in(jurisdiction)
+        .filter(|r| r.valid.covers(d))
         .map(|r| r.kind.clone())
         .collect();
     kinds.sort();

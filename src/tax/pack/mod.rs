@@ -1,7 +1,7 @@
 //! Rule packs: the tax and customs data (`config/rules/*.toml`), each with a version. Parsing
 //! is strict; validation reports every problem with the row it is in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -108,6 +108,41 @@ pub struct Pack {
     pub thresholds: Vec<Threshold>,
     pub duties: Vec<Duty>,
     pub regimes: Vec<Regime>,
+    /// Look-ups by key instead of scans over every row (built once, when the pack is parsed;
+    /// the rows above are not changed after).
+    index: Index,
+}
+
+/// Row positions by the keys the engine looks up.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Jurisdiction → its rate rows.
+    rates: HashMap<String, Vec<usize>>,
+    /// HS prefix → class.
+    hs: HashMap<String, String>,
+    /// Destination → its duty rows.
+    duties: HashMap<String, Vec<usize>>,
+    /// Country → its regime.
+    regimes: HashMap<String, usize>,
+}
+
+impl Index {
+    fn of(p: &Pack) -> Index {
+        let mut ix = Index::default();
+        for (i, r) in p.rates.iter().enumerate() {
+            ix.rates.entry(r.jurisdiction.clone()).or_default().push(i);
+        }
+        ix.hs = p.goods_classes.iter().cloned().collect();
+        for (i, d) in p.duties.iter().enumerate() {
+            ix.duties.entry(d.destination.clone()).or_default().push(i);
+        }
+        for (i, r) in p.regimes.iter().enumerate().rev() {
+            for c in &r.countries {
+                ix.regimes.insert(c.clone(), i);
+            }
+        }
+        ix
+    }
 }
 
 /// The class of goods without a more specific rule.
@@ -121,7 +156,9 @@ pub const REGIME_KINDS: &[&str] = &[
 impl Pack {
     /// Parses and validates a pack; every problem is reported with its row.
     pub fn parse(text: &str) -> Result<Pack, Vec<String>> {
-        parse::pack(text)
+        let mut pack = parse::pack(text)?;
+        pack.index = Index::of(&pack);
+        Ok(pack)
     }
 
     /// The goods class of an HS code (longest prefix; `standard` otherwise).
@@ -132,13 +169,22 @@ impl Pack {
     }
 
     /// The longest HS prefix rule that matches, and its class.
-    fn hs_class(&self, hs: Option<&str>) -> Option<(&str, &str)> {
+    fn hs_class<'h>(&self, hs: Option<&'h str>) -> Option<(&'h str, &str)> {
         let hs = hs?;
-        self.goods_classes
-            .iter()
-            .filter(|(p, _)| hs.starts_with(p.as_str()))
-            .max_by_key(|(p, _)| p.len())
-            .map(|(p, c)| (p.as_str(), c.as_str()))
+        (1..=hs.len()).rev().find_map(|n| {
+            let prefix = hs.get(..n)?;
+            self.index.hs.get(prefix).map(|c| (prefix, c.as_str()))
+        })
+    }
+
+    /// The rate rows of a jurisdiction.
+    pub fn rates_in(&self, jurisdiction: &str) -> impl Iterator<Item = &Rate> {
+        self.index
+            .rates
+            .get(jurisdiction)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.rates[i])
     }
 
     /// The class of an order line and why: a named class (`(class, who named it)`, e.g. the
@@ -172,19 +218,14 @@ impl Pack {
     }
 
     pub fn rate(&self, jurisdiction: &str, kind: &str, class: &str, d: NaiveDate) -> Option<&Rate> {
-        self.rates.iter().find(|r| {
-            r.jurisdiction == jurisdiction
-                && r.kind == kind
-                && r.class == class
-                && r.valid.covers(d)
-        })
+        self.rates_in(jurisdiction)
+            .find(|r| r.kind == kind && r.class == class && r.valid.covers(d))
     }
 
     /// Any tax kind of a jurisdiction for a class.
     pub fn rates_of(&self, jurisdiction: &str, class: &str, d: NaiveDate) -> Vec<&Rate> {
-        self.rates
-            .iter()
-            .filter(|r| r.jurisdiction == jurisdiction && r.class == class && r.valid.covers(d))
+        self.rates_in(jurisdiction)
+            .filter(|r| r.class == class && r.valid.covers(d))
             .collect()
     }
 
@@ -215,12 +256,13 @@ impl Pack {
         origin: Option<&str>,
         d: NaiveDate,
     ) -> DutyLookup<'_> {
+        let of_destination = self.index.duties.get(destination);
         let rows = || {
-            self.duties.iter().filter(move |r| {
-                r.destination == destination
-                    && hs.starts_with(r.hs_prefix.as_str())
-                    && r.valid.covers(d)
-            })
+            of_destination
+                .into_iter()
+                .flatten()
+                .map(|&i| &self.duties[i])
+                .filter(move |r| hs.starts_with(r.hs_prefix.as_str()) && r.valid.covers(d))
         };
         let applies = |r: &&Duty| {
             r.origin.is_empty() || origin.is_some_and(|o| r.origin.iter().any(|x| x == o))
@@ -242,9 +284,7 @@ impl Pack {
     }
 
     pub fn regime_of(&self, country: &str) -> Option<&Regime> {
-        self.regimes
-            .iter()
-            .find(|r| r.countries.iter().any(|c| c == country))
+        self.index.regimes.get(country).map(|&i| &self.regimes[i])
     }
 }
 
@@ -360,6 +400,74 @@ mod tests {
             p.duty("EU", "6109100010", d).map(|x| x.hs_prefix.as_str()),
             Some("610910")
         );
+    }
+
+    /// The indexed look-ups answer exactly what a scan over every row answers, for every row
+    /// of the shipped pack on the days around its validity.
+    #[test]
+    fn indexed_look_ups_match_a_scan() {
+        let p = shipped();
+        for r in &p.rates {
+            let ends = [Some(r.valid.from), r.valid.to];
+            for d in ends
+                .into_iter()
+                .flatten()
+                .flat_map(|d| [d.pred_opt(), Some(d), d.succ_opt()])
+            {
+                let d = d.unwrap();
+                let scan = p.rates.iter().find(|x| {
+                    x.jurisdiction == r.jurisdiction
+                        && x.kind == r.kind
+                        && x.class == r.class
+                        && x.valid.covers(d)
+                });
+                let got = p.rate(&r.jurisdiction, &r.kind, &r.class, d);
+                assert_eq!(
+                    got.map(|x| x as *const Rate),
+                    scan.map(|x| x as *const Rate)
+                );
+            }
+        }
+        for (prefix, _) in &p.goods_classes {
+            let hs = format!("{prefix:0<10}");
+            let scan = p
+                .goods_classes
+                .iter()
+                .filter(|(q, _)| hs.starts_with(q.as_str()))
+                .max_by_key(|(q, _)| q.len())
+                .map(|(_, c)| c.clone());
+            assert_eq!(
+                Some(p.goods_class(Some(&hs))),
+                scan.or(Some(STANDARD.into()))
+            );
+        }
+        for r in &p.regimes {
+            for c in &r.countries {
+                let scan = p.regimes.iter().find(|x| x.countries.contains(c));
+                assert_eq!(
+                    p.regime_of(c).map(|x| x.kind.clone()),
+                    scan.map(|x| x.kind.clone())
+                );
+            }
+        }
+        for d in &p.duties {
+            let hs = format!("{:0<10}", d.hs_prefix);
+            let day = d.valid.from;
+            let scan = p
+                .duties
+                .iter()
+                .filter(|x| {
+                    x.destination == d.destination
+                        && hs.starts_with(x.hs_prefix.as_str())
+                        && x.valid.covers(day)
+                        && x.origin.is_empty()
+                })
+                .max_by_key(|x| x.hs_prefix.len())
+                .map(|x| x as *const Duty);
+            if let DutyLookup::Rule(got) = p.duty_for(&d.destination, &hs, None, day) {
+                assert_eq!(Some(got as *const Duty), scan);
+            }
+        }
     }
 
     #[test]

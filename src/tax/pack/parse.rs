@@ -58,6 +58,7 @@ pub(super) fn pack(text: &str) -> Result<Pack, Vec<String>> {
         thresholds,
         duties,
         regimes,
+        index: Default::default(),
     })
 }
 
