@@ -267,6 +267,20 @@ impl TaxJob {
         order: &Order,
         book: &RateBook,
     ) -> Result<Quote, StoreError> {
+        let (q, annual) = self.prepare(store, order, book).await?;
+        store.tax_commit(vec![(q.clone(), annual)]).await?;
+        count_quote(q.status);
+        Ok(q)
+    }
+
+    /// An order's quote and its CBEC annual entry, not yet stored (the buyer's total before
+    /// it is the stored one: see [`Batch::touches`]).
+    async fn prepare<S: Store + TaxStore>(
+        &self,
+        store: &S,
+        order: &Order,
+        book: &RateBook,
+    ) -> Result<(Quote, Option<AnnualEntry>), StoreError> {
         let key = order.customer.as_ref().and_then(|c| c.key.clone());
         let year = cbec_year(order);
         let before = match &key {
@@ -281,38 +295,87 @@ impl TaxJob {
             year,
             amount: q.annual_cny_addition,
         });
-        store.tax_commit(q.clone(), annual).await?;
-        let outcome = match q.status {
-            QuoteStatus::Quoted => "quoted",
-            QuoteStatus::TaxPending => "tax_pending",
-        };
-        metrics::counter!(crate::telemetry::names::TAX_QUOTES, "outcome" => outcome).increment(1);
-        Ok(q)
+        Ok((q, annual))
     }
 
-    /// One pass over new order events.
+    /// One pass over new order events: quotes them and stores the quotes in one commit per
+    /// batch (one fsync or round trip for many orders). A buyer's CBEC annual total depends on
+    /// their earlier orders, so an order of a buyer already in the batch is quoted after the
+    /// batch is stored.
     pub async fn pass<S: Store + FxStore + TaxStore>(
         &self,
         store: &S,
         max: usize,
     ) -> Result<(u64, u64), StoreError> {
-        let batch = store.read_events(TAX_GROUP, "tax-job", max).await?;
-        if batch.is_empty() {
+        let events = store.read_events(TAX_GROUP, "tax-job", max).await?;
+        if events.is_empty() {
             return Ok((0, 0));
         }
         let book = RateBook::new(store.fx_docs().await?, self.fx_max_age);
+        let mut batch = Batch::default();
         let mut quoted = 0;
-        let mut ids = Vec::with_capacity(batch.len());
-        for e in &batch {
-            if let Some(o) = order_of(&e.event) {
-                self.quote(store, o, &book).await?;
-                quoted += 1;
+        for e in &events {
+            let Some(o) = order_of(&e.event) else {
+                continue;
+            };
+            if batch.touches(o) {
+                batch.commit(store).await?;
             }
-            ids.push(e.id.clone());
+            let item = self.prepare(store, o, &book).await?;
+            batch.push(o, item);
+            quoted += 1;
         }
+        batch.commit(store).await?;
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         store.ack_events(TAX_GROUP, &ids).await?;
-        Ok((batch.len() as u64, quoted))
+        Ok((events.len() as u64, quoted))
     }
+}
+
+/// Quotes made in a pass and not yet stored, and the buyers (customer key, year) they count
+/// for.
+#[derive(Default)]
+struct Batch {
+    items: Vec<(Quote, Option<AnnualEntry>)>,
+    buyers: std::collections::BTreeSet<(String, i32)>,
+}
+
+impl Batch {
+    /// Whether quoting `order` now would miss an earlier order of its buyer in this batch.
+    fn touches(&self, order: &Order) -> bool {
+        order
+            .customer
+            .as_ref()
+            .and_then(|c| c.key.clone())
+            .is_some_and(|k| self.buyers.contains(&(k, cbec_year(order))))
+    }
+
+    fn push(&mut self, order: &Order, item: (Quote, Option<AnnualEntry>)) {
+        if let Some(k) = order.customer.as_ref().and_then(|c| c.key.clone()) {
+            self.buyers.insert((k, cbec_year(order)));
+        }
+        self.items.push(item);
+    }
+
+    async fn commit<S: TaxStore>(&mut self, store: &S) -> Result<(), StoreError> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.items);
+        self.buyers.clear();
+        let outcomes: Vec<QuoteStatus> = items.iter().map(|(q, _)| q.status).collect();
+        store.tax_commit(items).await?;
+        outcomes.into_iter().for_each(count_quote);
+        Ok(())
+    }
+}
+
+fn count_quote(status: QuoteStatus) {
+    let outcome = match status {
+        QuoteStatus::Quoted => "quoted",
+        QuoteStatus::TaxPending => "tax_pending",
+    };
+    metrics::counter!(crate::telemetry::names::TAX_QUOTES, "outcome" => outcome).increment(1);
 }
 
 /// Most listings one SKU is expected to have in one instance (variants share none).

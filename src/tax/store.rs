@@ -9,12 +9,12 @@ use super::{AnnualEntry, Quote};
 use crate::store::StoreResult;
 
 pub trait TaxStore: Send + Sync + 'static {
-    /// Stores an order's tax quote and, atomically, its share of the buyer's CBEC annual total
-    /// and whether the order is held `tax_pending`.
+    /// Stores orders' tax quotes and, atomically with each, its share of the buyer's CBEC
+    /// annual total and whether the order is held `tax_pending`: all of them in one
+    /// transaction (one fsync, one round trip), in order, as if committed one by one.
     fn tax_commit(
         &self,
-        quote: Quote,
-        annual: Option<AnnualEntry>,
+        quotes: Vec<(Quote, Option<AnnualEntry>)>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn tax_quote(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<Quote>>> + Send;

@@ -6,32 +6,38 @@ use crate::tax::{AnnualEntry, Quote};
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 impl TaxStore for EmbeddedStore {
-    async fn tax_commit(&self, quote: Quote, annual: Option<AnnualEntry>) -> StoreResult<()> {
-        let json = serde_json::to_vec(&quote).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    async fn tax_commit(&self, quotes: Vec<(Quote, Option<AnnualEntry>)>) -> StoreResult<()> {
+        let docs = quotes
+            .into_iter()
+            .map(|(q, a)| {
+                let json =
+                    serde_json::to_vec(&q).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                Ok((q, a, json))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         self.run(move |txn| {
-            let mut q = txn.open_table(TAX_QUOTES).map_err(unavailable)?;
-            q.insert(quote.order_id.as_str(), json.as_slice())
-                .map_err(unavailable)?;
+            let mut stored = txn.open_table(TAX_QUOTES).map_err(unavailable)?;
             let mut pending = txn.open_table(TAX_PENDING).map_err(unavailable)?;
-            if quote.status == crate::tax::QuoteStatus::TaxPending {
-                pending
-                    .insert(quote.order_id.as_str(), ())
-                    .map_err(unavailable)?;
-            } else {
-                pending
-                    .remove(quote.order_id.as_str())
-                    .map_err(unavailable)?;
-            }
-            if let Some(a) = annual {
-                let key = format!("{}|{}|{}", a.customer_key, a.year, quote.order_id);
-                let mut t = txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
-                match a.amount {
-                    Some(v) => {
-                        t.insert(key.as_str(), v.to_string().as_str())
-                            .map_err(unavailable)?;
-                    }
-                    None => {
-                        t.remove(key.as_str()).map_err(unavailable)?;
+            let mut annual_totals = txn.open_table(TAX_ANNUAL).map_err(unavailable)?;
+            for (quote, annual, json) in &docs {
+                let id = quote.order_id.as_str();
+                stored.insert(id, json.as_slice()).map_err(unavailable)?;
+                if quote.status == crate::tax::QuoteStatus::TaxPending {
+                    pending.insert(id, ()).map_err(unavailable)?;
+                } else {
+                    pending.remove(id).map_err(unavailable)?;
+                }
+                if let Some(a) = annual {
+                    let key = format!("{}|{}|{id}", a.customer_key, a.year);
+                    match a.amount {
+                        Some(v) => {
+                            annual_totals
+                                .insert(key.as_str(), v.to_string().as_str())
+                                .map_err(unavailable)?;
+                        }
+                        None => {
+                            annual_totals.remove(key.as_str()).map_err(unavailable)?;
+                        }
                     }
                 }
             }
