@@ -267,7 +267,9 @@ impl TaxJob {
         order: &Order,
         book: &RateBook,
     ) -> Result<Quote, StoreError> {
-        let (q, annual) = self.prepare(store, order, book).await?;
+        let (q, annual) = self
+            .prepare(store, order, book, &mut ListingCache::new())
+            .await?;
         store.tax_commit(vec![(q.clone(), annual)]).await?;
         count_quote(q.status);
         Ok(q)
@@ -280,6 +282,7 @@ impl TaxJob {
         store: &S,
         order: &Order,
         book: &RateBook,
+        cache: &mut ListingCache,
     ) -> Result<(Quote, Option<AnnualEntry>), StoreError> {
         let key = order.customer.as_ref().and_then(|c| c.key.clone());
         let year = cbec_year(order);
@@ -287,7 +290,7 @@ impl TaxJob {
             Some(k) => store.tax_annual(k, year, order.id.as_str()).await?,
             None => Decimal::ZERO,
         };
-        let listings = listing_facts(store, order).await?;
+        let listings = listing_facts(store, order, cache).await?;
         let q = quote_order(order, &self.settings, None, book, before, listings)
             .map_err(StoreError::Invalid)?;
         let annual = key.map(|k| AnnualEntry {
@@ -313,6 +316,7 @@ impl TaxJob {
         }
         let book = RateBook::new(store.fx_docs().await?, self.fx_max_age);
         let mut batch = Batch::default();
+        let mut cache = ListingCache::new();
         let mut quoted = 0;
         for e in &events {
             let Some(o) = order_of(&e.event) else {
@@ -321,7 +325,7 @@ impl TaxJob {
             if batch.touches(o) {
                 batch.commit(store).await?;
             }
-            let item = self.prepare(store, o, &book).await?;
+            let item = self.prepare(store, o, &book, &mut cache).await?;
             batch.push(o, item);
             quoted += 1;
         }
@@ -381,10 +385,19 @@ fn count_quote(status: QuoteStatus) {
 /// Most listings one SKU is expected to have in one instance (variants share none).
 const LISTINGS_PER_SKU: usize = 20;
 
+/// What the listings of one (instance, SKU) say, as read once in a pass (orders of a pass
+/// often share SKUs; a listing changed during the pass is seen by the next one).
+type ListingCache =
+    std::collections::HashMap<(String, String), Option<Result<ListingFacts, String>>>;
+
 /// What the instance's listings of each line's SKU say about lines that name no tax class or
 /// HS code themselves. Listings that name nothing are ignored; listings that name different
 /// classes (or HS codes) make the line's entry an error, so the order is held, not guessed.
-async fn listing_facts<S: Store>(store: &S, order: &Order) -> Result<LineListings, StoreError> {
+async fn listing_facts<S: Store>(
+    store: &S,
+    order: &Order,
+    cache: &mut ListingCache,
+) -> Result<LineListings, StoreError> {
     let mut facts = LineListings::new();
     for (i, line) in order.lines.iter().enumerate() {
         if line.tax_class.is_some() && line.hs_code.is_some() {
@@ -393,17 +406,21 @@ async fn listing_facts<S: Store>(store: &S, order: &Order) -> Result<LineListing
         let Some(sku) = line.sku.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
             continue;
         };
-        let page = store
-            .list_listings(ListingQuery {
-                instance: Some(order.instance.clone()),
-                sku: Some(sku.to_string()),
-                since: None,
-                after: None,
-                limit: LISTINGS_PER_SKU,
-            })
-            .await?;
-        if let Some(f) = agreed_facts(&page.items) {
-            facts.insert(i, f);
+        let key = (order.instance.clone(), sku.to_string());
+        if !cache.contains_key(&key) {
+            let page = store
+                .list_listings(ListingQuery {
+                    instance: Some(order.instance.clone()),
+                    sku: Some(sku.to_string()),
+                    since: None,
+                    after: None,
+                    limit: LISTINGS_PER_SKU,
+                })
+                .await?;
+            cache.insert(key.clone(), agreed_facts(&page.items));
+        }
+        if let Some(Some(f)) = cache.get(&key) {
+            facts.insert(i, f.clone());
         }
     }
     Ok(facts)
