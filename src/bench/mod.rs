@@ -30,10 +30,10 @@ use crossgate::adapter::signature::hmac_sha256;
 
 mod cluster;
 mod console;
+mod drain;
 mod fx;
 mod hostile;
 mod outbox;
-mod tax;
 use crossgate::model::OrderId;
 pub use fx::FxArgs;
 
@@ -59,9 +59,9 @@ pub enum BenchCommand {
     /// The console's pages timed in the server on an embedded store of `--orders` converted
     /// orders (100,000 by default).
     Console(console::ConsoleArgs),
-    /// The tax job draining a backlog: one commit per order against one per batch, on the
-    /// embedded store and on Redis.
-    Tax(tax::TaxArgs),
+    /// The FX and tax jobs draining a backlog: one commit per order against one per batch,
+    /// on the embedded store and on Redis.
+    Drain(drain::DrainArgs),
 }
 
 #[derive(Args, Clone)]
@@ -151,7 +151,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Cluster(args) => cluster::run(config_path, args).await,
         BenchCommand::Outbox(args) => outbox::run(args).await,
         BenchCommand::Console(args) => console::run(args).await,
-        BenchCommand::Tax(args) => tax::run(args).await,
+        BenchCommand::Drain(args) => drain::run(args).await,
     }
 }
 

@@ -401,12 +401,30 @@ impl FxJob {
         store: &S,
         order: &Order,
     ) -> Result<(FxView, Vec<FxEntry>), StoreError> {
-        let rev = revision_key(order);
-        let (drafts, view) = convert_order(order, &rev, &self.book, &self.settings, Utc::now());
-        let entries = store.fx_commit(drafts, view.clone()).await?;
-        metrics::counter!(crate::telemetry::names::FX_CONVERSIONS, "outcome" => view.status.as_str())
-            .increment(1);
-        Ok((view, entries))
+        let mut done = self.convert_all(store, &[order]).await?;
+        Ok(done.remove(0))
+    }
+
+    /// Converts orders and stores them in one commit (in order: see [`FxStore::fx_commit`]).
+    async fn convert_all<S: Store + FxStore>(
+        &self,
+        store: &S,
+        orders: &[&Order],
+    ) -> Result<Vec<(FxView, Vec<FxEntry>)>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let converted: Vec<(Vec<FxDraft>, FxView)> = orders
+            .iter()
+            .map(|o| convert_order(o, &revision_key(o), &self.book, &self.settings, Utc::now()))
+            .collect();
+        let views: Vec<FxView> = converted.iter().map(|(_, v)| v.clone()).collect();
+        let entries = store.fx_commit(converted).await?;
+        for v in &views {
+            metrics::counter!(crate::telemetry::names::FX_CONVERSIONS, "outcome" => v.status.as_str())
+                .increment(1);
+        }
+        Ok(views.into_iter().zip(entries).collect())
     }
 
     /// Reads order events (at least once; commits are idempotent) and converts each order.
@@ -417,19 +435,17 @@ impl FxJob {
     ) -> Result<FxPass, StoreError> {
         let mut out = FxPass::default();
         let batch = store.read_events(FX_GROUP, "fx-job", max).await?;
-        let mut ids = Vec::with_capacity(batch.len());
         out.events = batch.len() as u64;
-        for e in &batch {
-            if let Some(order) = order_of(&e.event) {
-                let (view, entries) = self.convert(store, order).await?;
-                out.orders += 1;
-                out.entries += entries.len() as u64;
-                if view.status == FxStatus::FxPending {
-                    out.pending += 1;
-                }
+        let orders: Vec<&Order> = batch.iter().filter_map(|e| order_of(&e.event)).collect();
+        // One commit for the batch: one fsync on the embedded store, not one per order.
+        for (view, entries) in self.convert_all(store, &orders).await? {
+            out.orders += 1;
+            out.entries += entries.len() as u64;
+            if view.status == FxStatus::FxPending {
+                out.pending += 1;
             }
-            ids.push(e.id.clone());
         }
+        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
         if !ids.is_empty() {
             store.ack_events(FX_GROUP, &ids).await?;
         }

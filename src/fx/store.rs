@@ -17,14 +17,15 @@ pub trait FxStore: Send + Sync + 'static {
     /// Every stored rate document.
     fn fx_docs(&self) -> impl Future<Output = StoreResult<Vec<RateDoc>>> + Send;
 
-    /// Atomically: appends the new conversions to the FX log (chained; see
-    /// [`crate::fx::chain`]), updates the conversion index, stores the order's FX view and
-    /// its place in the pending set. Returns the entries appended.
+    /// For each order in turn, atomically: appends its new conversions to the FX log
+    /// (chained; see [`crate::fx::chain`]), updates the conversion index, stores the order's
+    /// FX view and its place in the pending set. Returns the entries appended, per order. The
+    /// embedded store commits the whole batch in one transaction (one fsync); Redis commits
+    /// order by order (each a compare-and-set on the log head).
     fn fx_commit(
         &self,
-        drafts: Vec<FxDraft>,
-        view: FxView,
-    ) -> impl Future<Output = StoreResult<Vec<FxEntry>>> + Send;
+        orders: Vec<(Vec<FxDraft>, FxView)>,
+    ) -> impl Future<Output = StoreResult<Vec<Vec<FxEntry>>>> + Send;
 
     fn fx_view(&self, order_id: &str) -> impl Future<Output = StoreResult<Option<FxView>>> + Send;
 

@@ -42,45 +42,23 @@ impl FxStore for EmbeddedStore {
         .await
     }
 
-    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
-        let view_json =
-            serde_json::to_vec(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    async fn fx_commit(
+        &self,
+        orders: Vec<(Vec<FxDraft>, FxView)>,
+    ) -> StoreResult<Vec<Vec<FxEntry>>> {
+        let orders = orders
+            .into_iter()
+            .map(|(drafts, view)| {
+                let json =
+                    serde_json::to_vec(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                Ok((drafts, view, json))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         self.run(move |txn| {
-            let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
-            let head = idx
-                .get(FX_HEAD_KEY)
-                .map_err(unavailable)?
-                .and_then(|v| Head::decode(v.value()))
-                .unwrap_or_else(Head::genesis);
-            let latest = |k: &str| idx.get(k).ok().flatten().map(|v| v.value().to_string());
-            let (entries, updates, head) = crate::fx::chain(&drafts, &head, latest, Utc::now());
-            let mut log = txn.open_table(FX_LOG).map_err(unavailable)?;
-            for e in &entries {
-                let json = serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                log.insert(e.seq, json.as_slice()).map_err(unavailable)?;
-            }
-            for (k, v) in &updates {
-                idx.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
-            }
-            if !entries.is_empty() {
-                idx.insert(FX_HEAD_KEY, head.encode().as_str())
-                    .map_err(unavailable)?;
-            }
-            let mut views = txn.open_table(FX_VIEWS).map_err(unavailable)?;
-            views
-                .insert(view.order_id.as_str(), view_json.as_slice())
-                .map_err(unavailable)?;
-            let mut pending = txn.open_table(FX_PENDING).map_err(unavailable)?;
-            if view.status == crate::fx::FxStatus::FxPending {
-                pending
-                    .insert(view.order_id.as_str(), ())
-                    .map_err(unavailable)?;
-            } else {
-                pending
-                    .remove(view.order_id.as_str())
-                    .map_err(unavailable)?;
-            }
-            Ok(entries)
+            orders
+                .iter()
+                .map(|(drafts, view, json)| commit_one(txn, drafts, view, json))
+                .collect()
         })
         .await
     }
@@ -282,4 +260,49 @@ fn review_upto(t: &impl ReadableTable<&'static str, &'static str>) -> StoreResul
             .map_err(|e| StoreError::Corrupt(format!("FX review position: {e}"))),
         None => Ok(0),
     }
+}
+
+/// One order's FX commit inside the batch's transaction: what it reads (the log head, the
+/// index) includes what the orders before it in the batch wrote.
+fn commit_one(
+    txn: &redb::WriteTransaction,
+    drafts: &[FxDraft],
+    view: &FxView,
+    view_json: &[u8],
+) -> StoreResult<Vec<FxEntry>> {
+    let mut idx = txn.open_table(FX_IDX).map_err(unavailable)?;
+    let head = idx
+        .get(FX_HEAD_KEY)
+        .map_err(unavailable)?
+        .and_then(|v| Head::decode(v.value()))
+        .unwrap_or_else(Head::genesis);
+    let latest = |k: &str| idx.get(k).ok().flatten().map(|v| v.value().to_string());
+    let (entries, updates, head) = crate::fx::chain(drafts, &head, latest, Utc::now());
+    let mut log = txn.open_table(FX_LOG).map_err(unavailable)?;
+    for e in &entries {
+        let json = serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        log.insert(e.seq, json.as_slice()).map_err(unavailable)?;
+    }
+    for (k, v) in &updates {
+        idx.insert(k.as_str(), v.as_str()).map_err(unavailable)?;
+    }
+    if !entries.is_empty() {
+        idx.insert(FX_HEAD_KEY, head.encode().as_str())
+            .map_err(unavailable)?;
+    }
+    let mut views = txn.open_table(FX_VIEWS).map_err(unavailable)?;
+    views
+        .insert(view.order_id.as_str(), view_json)
+        .map_err(unavailable)?;
+    let mut pending = txn.open_table(FX_PENDING).map_err(unavailable)?;
+    if view.status == crate::fx::FxStatus::FxPending {
+        pending
+            .insert(view.order_id.as_str(), ())
+            .map_err(unavailable)?;
+    } else {
+        pending
+            .remove(view.order_id.as_str())
+            .map_err(unavailable)?;
+    }
+    Ok(entries)
 }

@@ -35,77 +35,15 @@ impl FxStore for RedisStore {
             .collect()
     }
 
-    async fn fx_commit(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
-        let view_json =
-            serde_json::to_string(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let keys: Vec<String> = drafts.iter().map(|d| d.key.clone()).collect();
-        let mut conn = self.conn();
-        // Optimistic: read the head and the index, chain in Rust (SHA-256 is not available in
-        // Lua), then commit only if the head has not moved.
-        for _ in 0..50 {
-            let head_text: Option<String> = redis::cmd("GET")
-                .arg(self.keys.fx("head"))
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            let head = head_text
-                .as_deref()
-                .and_then(Head::decode)
-                .unwrap_or_else(Head::genesis);
-            let latest: Vec<Option<String>> = if keys.is_empty() {
-                Vec::new()
-            } else {
-                redis::cmd("HMGET")
-                    .arg(self.keys.fx("idx"))
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?
-            };
-            let index: std::collections::HashMap<&str, &str> = keys
-                .iter()
-                .zip(&latest)
-                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
-                .collect();
-            let (entries, updates, new_head) = crate::fx::chain(
-                &drafts,
-                &head,
-                |k| index.get(k).map(|v| v.to_string()),
-                Utc::now(),
-            );
-            let mut inv = self.scripts.fx_commit.prepare_invoke();
-            inv.key(self.keys.fx("head"))
-                .key(self.keys.fx("log"))
-                .key(self.keys.fx("idx"))
-                .key(self.keys.fx_view(&view.order_id))
-                .key(self.keys.fx("pending"));
-            inv.arg(head_text.unwrap_or_default())
-                .arg(new_head.encode())
-                .arg(entries.len());
-            for e in &entries {
-                let json =
-                    serde_json::to_string(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                inv.arg(format!("{:020}", e.seq)).arg(json);
-            }
-            inv.arg(updates.len());
-            for (k, v) in &updates {
-                inv.arg(k).arg(v);
-            }
-            inv.arg(&view_json).arg(&view.order_id).arg(
-                if view.status == crate::fx::FxStatus::FxPending {
-                    "1"
-                } else {
-                    "0"
-                },
-            );
-            let reply: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-            if reply == "ok" {
-                return Ok(entries);
-            }
+    async fn fx_commit(
+        &self,
+        orders: Vec<(Vec<FxDraft>, FxView)>,
+    ) -> StoreResult<Vec<Vec<FxEntry>>> {
+        let mut out = Vec::with_capacity(orders.len());
+        for (drafts, view) in orders {
+            out.push(self.fx_commit_one(drafts, view).await?);
         }
-        Err(StoreError::Unavailable(
-            "the FX log head kept moving; retry".into(),
-        ))
+        Ok(out)
     }
 
     async fn fx_view(&self, order_id: &str) -> StoreResult<Option<FxView>> {
@@ -302,5 +240,82 @@ fn review_keys(table: ReviewTable) -> (&'static str, &'static str) {
         ReviewTable::Buckets => ("review_bucket_keys", "review_buckets"),
         ReviewTable::Rows => ("review_row_keys", "review_rows"),
         ReviewTable::Orders => ("review_order_keys", "review_orders"),
+    }
+}
+
+impl RedisStore {
+    /// One order's FX commit: optimistic, read the head and the index, chain in Rust (SHA-256
+    /// is not available in Lua), then commit only if the head has not moved.
+    async fn fx_commit_one(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
+        let view_json =
+            serde_json::to_string(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let keys: Vec<String> = drafts.iter().map(|d| d.key.clone()).collect();
+        let mut conn = self.conn();
+        // Optimistic: read the head and the index, chain in Rust (SHA-256 is not available in
+        // Lua), then commit only if the head has not moved.
+        for _ in 0..50 {
+            let head_text: Option<String> = redis::cmd("GET")
+                .arg(self.keys.fx("head"))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let head = head_text
+                .as_deref()
+                .and_then(Head::decode)
+                .unwrap_or_else(Head::genesis);
+            let latest: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(self.keys.fx("idx"))
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?
+            };
+            let index: std::collections::HashMap<&str, &str> = keys
+                .iter()
+                .zip(&latest)
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .collect();
+            let (entries, updates, new_head) = crate::fx::chain(
+                &drafts,
+                &head,
+                |k| index.get(k).map(|v| v.to_string()),
+                Utc::now(),
+            );
+            let mut inv = self.scripts.fx_commit.prepare_invoke();
+            inv.key(self.keys.fx("head"))
+                .key(self.keys.fx("log"))
+                .key(self.keys.fx("idx"))
+                .key(self.keys.fx_view(&view.order_id))
+                .key(self.keys.fx("pending"));
+            inv.arg(head_text.unwrap_or_default())
+                .arg(new_head.encode())
+                .arg(entries.len());
+            for e in &entries {
+                let json =
+                    serde_json::to_string(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                inv.arg(format!("{:020}", e.seq)).arg(json);
+            }
+            inv.arg(updates.len());
+            for (k, v) in &updates {
+                inv.arg(k).arg(v);
+            }
+            inv.arg(&view_json).arg(&view.order_id).arg(
+                if view.status == crate::fx::FxStatus::FxPending {
+                    "1"
+                } else {
+                    "0"
+                },
+            );
+            let reply: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if reply == "ok" {
+                return Ok(entries);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the FX log head kept moving; retry".into(),
+        ))
     }
 }
