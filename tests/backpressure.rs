@@ -69,7 +69,8 @@ async fn deliveries_wait_while_the_background_jobs_are_behind() {
         assert_eq!(r.status, 404, "{backend:?}");
         let metrics = get(&c, &gw.url("/metrics")).await.text;
         let fx_lag = gauge(&metrics, "crossgate_consumer_lag_events{group=\"fx\"}").unwrap();
-        assert!(fx_lag >= stored as f64, "{backend:?}: {fx_lag} < {stored}");
+        // Measured once a second, so it may trail the last deliveries: over the limit.
+        assert!(fx_lag > 3.0, "{backend:?}: {fx_lag} events behind");
         let age = gauge(&metrics, "crossgate_consumer_lag_seconds{group=\"fx\"}").unwrap();
         assert!(
             age > 0.0,
