@@ -20,8 +20,8 @@ pub trait FxStore: Send + Sync + 'static {
     /// For each order in turn, atomically: appends its new conversions to the FX log
     /// (chained; see [`crate::fx::chain`]), updates the conversion index, stores the order's
     /// FX view and its place in the pending set. Returns the entries appended, per order. The
-    /// embedded store commits the whole batch in one transaction (one fsync); Redis commits
-    /// order by order (each a compare-and-set on the log head).
+    /// embedded store commits the whole batch in one transaction (one fsync); Redis in scripts
+    /// of up to 50 orders, each a compare-and-set on the log head.
     fn fx_commit(
         &self,
         orders: Vec<(Vec<FxDraft>, FxView)>,

@@ -40,8 +40,9 @@ impl FxStore for RedisStore {
         orders: Vec<(Vec<FxDraft>, FxView)>,
     ) -> StoreResult<Vec<Vec<FxEntry>>> {
         let mut out = Vec::with_capacity(orders.len());
-        for (drafts, view) in orders {
-            out.push(self.fx_commit_one(drafts, view).await?);
+        // Chunks keep each script short: Redis runs it without serving anyone else.
+        for chunk in orders.chunks(FX_COMMIT_CHUNK) {
+            out.extend(self.fx_commit_chunk(chunk).await?);
         }
         Ok(out)
     }
@@ -243,26 +244,34 @@ fn review_keys(table: ReviewTable) -> (&'static str, &'static str) {
     }
 }
 
+/// Orders per FX commit script.
+const FX_COMMIT_CHUNK: usize = 50;
+
 impl RedisStore {
-    /// One order's FX commit: optimistic, read the head and the index, chain in Rust (SHA-256
-    /// is not available in Lua), then commit only if the head has not moved.
-    async fn fx_commit_one(&self, drafts: Vec<FxDraft>, view: FxView) -> StoreResult<Vec<FxEntry>> {
-        let view_json =
-            serde_json::to_string(&view).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let keys: Vec<String> = drafts.iter().map(|d| d.key.clone()).collect();
+    /// Some orders' FX commit, optimistic: read the head and the index, chain every order in
+    /// Rust (SHA-256 is not available in Lua), each seeing the index entries the ones before it
+    /// wrote, then commit them in one script only if the head has not moved.
+    async fn fx_commit_chunk(
+        &self,
+        orders: &[(Vec<FxDraft>, FxView)],
+    ) -> StoreResult<Vec<Vec<FxEntry>>> {
+        let views = orders
+            .iter()
+            .map(|(_, v)| serde_json::to_string(v).map_err(|e| StoreError::Invalid(e.to_string())))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let keys: Vec<String> = orders
+            .iter()
+            .flat_map(|(drafts, _)| drafts.iter().map(|d| d.key.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut conn = self.conn();
-        // Optimistic: read the head and the index, chain in Rust (SHA-256 is not available in
-        // Lua), then commit only if the head has not moved.
         for _ in 0..50 {
             let head_text: Option<String> = redis::cmd("GET")
                 .arg(self.keys.fx("head"))
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            let head = head_text
-                .as_deref()
-                .and_then(Head::decode)
-                .unwrap_or_else(Head::genesis);
             let latest: Vec<Option<String>> = if keys.is_empty() {
                 Vec::new()
             } else {
@@ -273,27 +282,38 @@ impl RedisStore {
                     .await
                     .map_err(unavailable)?
             };
-            let index: std::collections::HashMap<&str, &str> = keys
+            let mut index: std::collections::HashMap<String, String> = keys
                 .iter()
-                .zip(&latest)
-                .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+                .zip(latest)
+                .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
                 .collect();
-            let (entries, updates, new_head) = crate::fx::chain(
-                &drafts,
-                &head,
-                |k| index.get(k).map(|v| v.to_string()),
-                Utc::now(),
-            );
+            let mut head = head_text
+                .as_deref()
+                .and_then(Head::decode)
+                .unwrap_or_else(Head::genesis);
+            let now = Utc::now();
+            let (mut per_order, mut updates) = (Vec::new(), Vec::new());
+            for (drafts, _) in orders {
+                let (entries, written, next) =
+                    crate::fx::chain(drafts, &head, |k| index.get(k).cloned(), now);
+                index.extend(written.iter().cloned());
+                updates.extend(written);
+                per_order.push(entries);
+                head = next;
+            }
             let mut inv = self.scripts.fx_commit.prepare_invoke();
             inv.key(self.keys.fx("head"))
                 .key(self.keys.fx("log"))
                 .key(self.keys.fx("idx"))
-                .key(self.keys.fx_view(&view.order_id))
                 .key(self.keys.fx("pending"));
+            for (_, view) in orders {
+                inv.key(self.keys.fx_view(&view.order_id));
+            }
+            let n: usize = per_order.iter().map(Vec::len).sum();
             inv.arg(head_text.unwrap_or_default())
-                .arg(new_head.encode())
-                .arg(entries.len());
-            for e in &entries {
+                .arg(head.encode())
+                .arg(n);
+            for e in per_order.iter().flatten() {
                 let json =
                     serde_json::to_string(e).map_err(|e| StoreError::Invalid(e.to_string()))?;
                 inv.arg(format!("{:020}", e.seq)).arg(json);
@@ -302,16 +322,15 @@ impl RedisStore {
             for (k, v) in &updates {
                 inv.arg(k).arg(v);
             }
-            inv.arg(&view_json).arg(&view.order_id).arg(
-                if view.status == crate::fx::FxStatus::FxPending {
-                    "1"
-                } else {
-                    "0"
-                },
-            );
+            for ((_, view), json) in orders.iter().zip(&views) {
+                let pending = view.status == crate::fx::FxStatus::FxPending;
+                inv.arg(json)
+                    .arg(&view.order_id)
+                    .arg(if pending { "1" } else { "0" });
+            }
             let reply: String = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
             if reply == "ok" {
-                return Ok(entries);
+                return Ok(per_order);
             }
         }
         Err(StoreError::Unavailable(

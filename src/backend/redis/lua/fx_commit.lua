@@ -1,7 +1,8 @@
--- Commits FX log entries if the head is still the one they were chained on.
--- KEYS: 1 head, 2 log, 3 index, 4 the order's view, 5 pending set.
+-- Commits some orders' FX log entries if the head is still the one they were chained on.
+-- KEYS: 1 head, 2 log, 3 index, 4 pending set, then each order's view.
 -- ARGV: 1 expected head ('' = none), 2 new head, 3 n entries, then (seq, json)…, then m index
--- updates, then (key, value)…, then view JSON, order id, pending flag.
+-- updates, then (key, value)…, then for each order in KEYS' order: view JSON, order id,
+-- pending flag.
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[1] then return 'conflict' end
 local n = tonumber(ARGV[3])
@@ -17,7 +18,10 @@ for _ = 1, m do
   i = i + 2
 end
 if n > 0 then redis.call('SET', KEYS[1], ARGV[2]) end
-redis.call('SET', KEYS[4], ARGV[i])
-if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[5], ARGV[i + 1])
-else redis.call('SREM', KEYS[5], ARGV[i + 1]) end
+for k = 5, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[i])
+  if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[4], ARGV[i + 1])
+  else redis.call('SREM', KEYS[4], ARGV[i + 1]) end
+  i = i + 3
+end
 return 'ok'
