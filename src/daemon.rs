@@ -639,7 +639,8 @@ async fn fx_task<S: Stores>(store: S, live: Arc<LiveConfig>, replica: Arc<Replic
                 }
             }
         }
-        // The review index follows the log (any replica may; it is a compare-and-set).
+        // The review index follows the log, on the lease holder (a compare-and-set, so a
+        // page that applies a batch itself does not race it).
         if let Err(e) = crate::fx::review::catch_up(&store, REVIEW_BATCHES_PER_TICK).await {
             tracing::warn!(error = %e, "updating the FX review index failed; will retry");
         }

@@ -9,37 +9,13 @@ mod common;
 use chrono::Utc;
 use common::*;
 use crossgate::fx::FxJob;
-use crossgate::model::{OrderId, Record};
-use crossgate::store::{Disposition, RawDelivery, Store};
-
-fn delivery(n: usize) -> RawDelivery {
-    RawDelivery {
-        delivery_id: crossgate::pipeline::new_delivery_id("app"),
-        instance: "app".into(),
-        dedupe_id: format!("fx-batch-{n}"),
-        received_at: Utc::now(),
-        topic: None,
-        headers: Vec::new(),
-        source: crossgate::store::DeliverySource::Webhook,
-        trace_id: None,
-        body: b"{}".to_vec(),
-    }
-}
+use crossgate::model::Record;
+use crossgate::store::{Disposition, Store};
 
 /// An app order dated 2017-02-01 (the ECB fixture's days), JPY `total` with one line.
 fn order(external_id: &str, updated_at: &str, total: &str) -> Record {
-    let mut v = app_order(external_id, updated_at);
-    let m = v.as_object_mut().unwrap();
-    m.insert(
-        "id".into(),
-        OrderId::derive("app", external_id).as_str().into(),
-    );
-    m.insert("instance".into(), "app".into());
-    m.insert("channel".into(), "app".into());
-    m.insert("channel_kind".into(), "mobile_app".into());
-    m.insert("account".into(), "acme".into());
-    m.insert("placed_at".into(), "2017-02-01T10:00:00+09:00".into());
-    let mut o: crossgate::model::Order = serde_json::from_value(v).unwrap();
+    let mut o = stored_app_order("app", external_id, updated_at);
+    o.placed_at = "2017-02-01T10:00:00+09:00".parse().unwrap();
     let jpy = |a: &str| {
         serde_json::from_value(serde_json::json!({"amount": a, "currency": "JPY"})).unwrap()
     };
@@ -82,7 +58,7 @@ async fn a_batched_pass_chains_as_one_by_one_would() {
                     order("FXB-A", "2017-02-01T11:00:00+09:00", "12000"),
                 ];
                 for (n, rec) in records.into_iter().enumerate() {
-                    s.ingest(delivery(n), Disposition::Apply(vec![rec])).await.unwrap();
+                    s.ingest(raw_delivery("app", &format!("fx-batch-{n}")), Disposition::Apply(vec![rec])).await.unwrap();
                 }
                 let job = FxJob::new(s, tc.config.fx.clone()).await.unwrap();
                 if batched {

@@ -7,22 +7,13 @@ use common::*;
 use crossgate::backend::redis::{RedisOptions, RedisStore};
 use crossgate::fx::store::FxStore;
 use crossgate::fx::{FxJob, FxSettings};
-use crossgate::model::{Order, OrderId};
+use crossgate::model::Order;
 use crossgate::store::Store;
 
 fn order(external_id: &str) -> Order {
-    let mut v = app_order(external_id, "2017-02-15T11:00:00+01:00");
-    let m = v.as_object_mut().unwrap();
-    m.insert("placed_at".into(), "2017-02-15T11:00:00+01:00".into());
-    m.insert(
-        "id".into(),
-        OrderId::derive("shop", external_id).as_str().into(),
-    );
-    m.insert("instance".into(), "shop".into());
-    m.insert("channel".into(), "app".into());
-    m.insert("channel_kind".into(), "mobile_app".into());
-    m.insert("account".into(), "acme".into());
-    serde_json::from_value(v).unwrap()
+    let mut o = stored_app_order("shop", external_id, "2017-02-15T11:00:00+01:00");
+    o.placed_at = "2017-02-15T11:00:00+01:00".parse().unwrap();
+    o
 }
 
 async fn hget(r: &mut redis::aio::MultiplexedConnection, key: &str, seq: u64) -> String {

@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::{app_order, redis_url, unique_prefix};
+use common::{redis_url, stored_app_order, unique_prefix};
 use crossgate::backend::embedded::{EmbeddedOptions, EmbeddedStore};
 use crossgate::backend::redis::{RedisOptions, RedisStore};
 use crossgate::model::{Change, Order, OrderId, Record, RecordKind};
@@ -17,18 +17,11 @@ const INST: &str = "shop";
 const OTHER: &str = "app";
 
 fn order(instance: &str, external_id: &str, updated_at: &str) -> Record {
-    let mut v = app_order(external_id, updated_at);
-    let m = v.as_object_mut().unwrap();
-    m.insert(
-        "id".into(),
-        OrderId::derive(instance, external_id).as_str().into(),
-    );
-    m.insert("instance".into(), instance.into());
-    m.insert("channel".into(), "app".into());
-    m.insert("channel_kind".into(), "mobile_app".into());
-    m.insert("account".into(), "acme".into());
-    let o: Order = serde_json::from_value(v).unwrap();
-    Record::Order(Box::new(o))
+    Record::Order(Box::new(stored_app_order(
+        instance,
+        external_id,
+        updated_at,
+    )))
 }
 
 /// An order whose customer has the key `key` (as the pipeline sets it with the salt).

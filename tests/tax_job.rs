@@ -8,25 +8,14 @@ mod common;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use common::*;
-use crossgate::model::{Order, OrderId, Record};
-use crossgate::store::{Disposition, RawDelivery, Store};
+use crossgate::model::{OrderId, Record};
+use crossgate::store::{Disposition, Store};
 use crossgate::tax::store::TaxStore;
 use crossgate::tax::{SellerSettings, ShipMode, TaxJob, TaxSettings};
 
 fn cbec_order(external_id: &str, buyer: &str) -> Record {
-    let mut v = app_order(external_id, "2025-05-01T10:00:00+08:00");
-    let m = v.as_object_mut().unwrap();
-    m.insert(
-        "id".into(),
-        OrderId::derive("app", external_id).as_str().into(),
-    );
-    m.insert("instance".into(), "app".into());
-    m.insert("channel".into(), "app".into());
-    m.insert("channel_kind".into(), "mobile_app".into());
-    m.insert("account".into(), "acme".into());
-    let mut o: Order = serde_json::from_value(v).unwrap();
+    let mut o = stored_app_order("app", external_id, "2025-05-01T10:00:00+08:00");
     let cny = |a: &str| {
         serde_json::from_value(serde_json::json!({"amount": a, "currency": "CNY"})).unwrap()
     };
@@ -51,20 +40,6 @@ fn cbec_order(external_id: &str, buyer: &str) -> Record {
     o.totals.grand_total = cny("4000.00");
     o.payments.clear();
     Record::Order(Box::new(o))
-}
-
-fn delivery(n: usize) -> RawDelivery {
-    RawDelivery {
-        delivery_id: crossgate::pipeline::new_delivery_id("app"),
-        instance: "app".into(),
-        dedupe_id: format!("cbec-{n}"),
-        received_at: Utc::now(),
-        topic: None,
-        headers: Vec::new(),
-        source: crossgate::store::DeliverySource::Webhook,
-        trace_id: None,
-        body: b"{}".to_vec(),
-    }
 }
 
 /// (order id, status, regime, tax total) of every quote, by order id.
@@ -108,7 +83,7 @@ async fn a_batched_pass_quotes_as_one_by_one_would() {
                 let ext = format!("CBEC-{n}");
                 ids.push(OrderId::derive("app", &ext));
                 let rec = cbec_order(&ext, buyer);
-                crossgate::with_store!(&store, s => s.ingest(delivery(n), Disposition::Apply(vec![rec])).await)
+                crossgate::with_store!(&store, s => s.ingest(raw_delivery("app", &format!("cbec-{n}")), Disposition::Apply(vec![rec])).await)
                     .unwrap();
             }
             let got = crossgate::with_store!(&store, s => {

@@ -571,6 +571,39 @@ pub fn app_order(external_id: &str, updated_at: &str) -> Value {
     v
 }
 
+/// The app's sample order as a canonical order of `instance` (the gateway's own fields filled
+/// in, as the pipeline stores it), for tests that write to a store directly.
+pub fn stored_app_order(
+    instance: &str,
+    external_id: &str,
+    updated_at: &str,
+) -> crossgate::model::Order {
+    let mut v = app_order(external_id, updated_at);
+    let m = v.as_object_mut().unwrap();
+    let id = crossgate::model::OrderId::derive(instance, external_id);
+    m.insert("id".into(), id.as_str().into());
+    m.insert("instance".into(), instance.into());
+    m.insert("channel".into(), "app".into());
+    m.insert("channel_kind".into(), "mobile_app".into());
+    m.insert("account".into(), "acme".into());
+    serde_json::from_value(v).unwrap()
+}
+
+/// A webhook delivery of `instance` for tests that write to a store directly.
+pub fn raw_delivery(instance: &str, dedupe_id: &str) -> crossgate::store::RawDelivery {
+    crossgate::store::RawDelivery {
+        delivery_id: crossgate::pipeline::new_delivery_id(instance),
+        instance: instance.into(),
+        dedupe_id: dedupe_id.into(),
+        received_at: chrono::Utc::now(),
+        topic: None,
+        headers: Vec::new(),
+        source: crossgate::store::DeliverySource::Webhook,
+        trace_id: None,
+        body: b"{}".to_vec(),
+    }
+}
+
 /// A redis-server owned by one test, on a free port, with its own data directory and AOF.
 pub struct RedisServer {
     pub port: u16,
