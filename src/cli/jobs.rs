@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use crossgate::reco::job::{self, Progress};
 use crossgate::reco::runs::JobsRun;
 use crossgate::reco::store::RecoPart;
-use crossgate::reco::{eval, models};
+use crossgate::reco::{eval, models, tune};
 use crossgate::with_store;
 
 use super::ApiArgs;
@@ -83,6 +83,11 @@ pub struct EvalArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// ml-100k: first choose the served strategy's parameters (EASE λ, recency half-life,
+    /// blend weights) on a validation split carved from the training data only, then report
+    /// the test split with them.
+    #[arg(long)]
+    tune: bool,
 }
 
 /// Progress bars on stderr, one per stage.
@@ -246,6 +251,99 @@ fn print_table(title: &str, k: usize, rows: &[eval::Metrics]) {
     }
 }
 
+fn eval_movielens(args: &EvalArgs, strategies: &[&str]) -> Result<()> {
+    let mut params = models::Params {
+        ease_items: 5000,
+        ..Default::default()
+    };
+    let tuning = if args.tune {
+        let validation =
+            eval::movielens(&args.path, eval::Holdout::Validation).map_err(anyhow::Error::msg)?;
+        eprintln!(
+            "tuning on the validation split ({} users, {} grid points)",
+            validation.test.len(),
+            tune::EASE_LAMBDAS.len() * tune::RECENCY_HALF_LIVES.len() * tune::BLENDS.len()
+        );
+        let tuning = tune::tune(&validation, args.k, &params);
+        params = tuning.best.clone();
+        Some(tuning)
+    } else {
+        None
+    };
+    let split = eval::movielens(&args.path, eval::Holdout::Test).map_err(anyhow::Error::msg)?;
+    let rows = eval::run_all(&split, args.k, true, params.clone(), strategies);
+    if args.json {
+        let trials = tuning.as_ref().map(|t| &t.trials);
+        crossgate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "tuning": trials,
+                "params": {
+                    "ease_lambda": params.ease_lambda,
+                    "recency_half_life": params.recency_half_life,
+                    "blend": params.blend,
+                },
+                "test": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    if let Some(t) = &tuning {
+        print_tuning(t, args.k);
+    }
+    print_table(
+        &format!(
+            "MovieLens-100K: per-user temporal 80/20 split, {} items ranked, train items excluded\n\
+             EASE λ {}, recency half-life {}, blend (item-kNN, EASE, content) {:?}",
+            split.train.items,
+            params.ease_lambda,
+            half_life_label(params.recency_half_life),
+            params.blend
+        ),
+        args.k,
+        &rows,
+    );
+    Ok(())
+}
+
+fn half_life_label(h: Option<f32>) -> String {
+    h.map_or_else(|| "off".to_string(), |h| format!("{h} orders"))
+}
+
+/// The validation grid's best points, best first.
+fn print_tuning(t: &tune::Tuning, k: usize) {
+    let mut trials: Vec<&tune::Trial> = t.trials.iter().collect();
+    trials.sort_by(|a, b| b.ndcg.total_cmp(&a.ndcg));
+    crossgate::outln!(
+        "validation split (from training only): best of {} grid points",
+        trials.len()
+    );
+    crossgate::outln!(
+        "{:>8} {:>10} {:>20} {:>9}",
+        "EASE λ",
+        "recency",
+        "blend",
+        format!("NDCG@{k}")
+    );
+    for tr in trials.iter().take(10) {
+        crossgate::outln!(
+            "{:>8} {:>10} {:>20} {:>9.4}",
+            tr.ease_lambda,
+            half_life_label(tr.recency_half_life),
+            format!("{:?}", tr.blend),
+            tr.ndcg
+        );
+    }
+    let best = &t.best;
+    crossgate::outln!(
+        "as config: [jobs] ease_lambda = {}, recency_half_life_orders = {}, blend_weights = {:?}",
+        best.ease_lambda,
+        best.recency_half_life.unwrap_or(0.0),
+        best.blend
+    );
+    crossgate::outln!();
+}
+
 pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
     check_strategies(&args.strategies)?;
     let strategies: Vec<&str> = if args.strategies.is_empty() {
@@ -254,26 +352,7 @@ pub async fn eval_cmd(config_path: &Path, args: EvalArgs) -> Result<()> {
         args.strategies.iter().map(String::as_str).collect()
     };
     match args.dataset {
-        DatasetName::Ml100k => {
-            let split = eval::movielens(&args.path).map_err(anyhow::Error::msg)?;
-            let params = models::Params {
-                ease_items: 5000,
-                ..Default::default()
-            };
-            let rows = eval::run_all(&split, args.k, true, params, &strategies);
-            if args.json {
-                crossgate::outln!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print_table(
-                    &format!(
-                        "MovieLens-100K: per-user temporal 80/20 split, {} items ranked, train items excluded",
-                        split.train.items
-                    ),
-                    args.k,
-                    &rows,
-                );
-            }
-        }
+        DatasetName::Ml100k => eval_movielens(&args, &strategies)?,
         DatasetName::CompleteJourney => {
             let config = super::load_config(config_path)?;
             let inst = config

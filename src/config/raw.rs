@@ -277,6 +277,16 @@ pub struct RawJobs {
     /// EASE: the most popular items in its dense model (its memory is items² × 12 bytes).
     #[serde(default = "default_ease_items")]
     pub ease_max_items: usize,
+    /// EASE: the ridge strength (larger: smoother, more popular items).
+    #[serde(default = "default_ease_lambda")]
+    pub ease_lambda: f64,
+    /// Item-kNN and EASE weigh a customer's purchases by recency: an item's weight halves with
+    /// every this many later orders of the customer; 0 weighs them all the same.
+    #[serde(default = "default_recency_half_life")]
+    pub recency_half_life_orders: f64,
+    /// Blended: the weights of item-kNN, EASE and content.
+    #[serde(default = "default_blend_weights")]
+    pub blend_weights: [f32; 3],
 }
 
 fn default_jobs_every() -> u64 {
@@ -303,6 +313,17 @@ fn default_true() -> bool {
 fn default_ease_items() -> usize {
     3000
 }
+fn default_ease_lambda() -> f64 {
+    crate::reco::models::Params::default().ease_lambda
+}
+fn default_blend_weights() -> [f32; 3] {
+    crate::reco::models::Params::default().blend
+}
+fn default_recency_half_life() -> f64 {
+    crate::reco::models::Params::default()
+        .recency_half_life
+        .map_or(0.0, f64::from)
+}
 
 impl Default for RawJobs {
     fn default() -> Self {
@@ -315,6 +336,9 @@ impl Default for RawJobs {
             exclude_purchased: true,
             rating_prior_count: None,
             ease_max_items: default_ease_items(),
+            ease_lambda: default_ease_lambda(),
+            recency_half_life_orders: default_recency_half_life(),
+            blend_weights: default_blend_weights(),
         }
     }
 }

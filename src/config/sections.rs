@@ -233,12 +233,32 @@ pub(super) fn jobs(c: &mut Check, raw: &RawConfig) -> crate::reco::job::JobSetti
             "must be 1 to 20000 (the model is items² × 12 bytes)".into(),
         );
     }
+    if !(j.ease_lambda.is_finite() && j.ease_lambda > 0.0) {
+        c.issue("jobs.ease_lambda", "must be more than zero".into());
+    }
+    if !(j.recency_half_life_orders.is_finite() && j.recency_half_life_orders >= 0.0) {
+        c.issue(
+            "jobs.recency_half_life_orders",
+            "must be zero (off) or more".into(),
+        );
+    }
+    let weights = &j.blend_weights;
+    if !(weights.iter().all(|w| w.is_finite() && *w >= 0.0) && weights.iter().sum::<f32>() > 0.0) {
+        c.issue(
+            "jobs.blend_weights",
+            "must be three weights (item_knn, ease, content), none negative, not all zero".into(),
+        );
+    }
     crate::reco::job::JobSettings {
         every: (j.every_secs > 0).then(|| Duration::from_secs(j.every_secs)),
         list_len: j.list_len,
         strategies: j.strategies.clone(),
         params: crate::reco::models::Params {
             ease_items: j.ease_max_items,
+            ease_lambda: j.ease_lambda,
+            recency_half_life: (j.recency_half_life_orders > 0.0)
+                .then_some(j.recency_half_life_orders as f32),
+            blend: j.blend_weights,
             ..Default::default()
         },
         half_life_days: j.half_life_days,

@@ -102,9 +102,20 @@ fn tsv(path: &Path) -> Result<Vec<Vec<String>>, String> {
         .collect())
 }
 
+/// What a split holds out of each user's time-ordered interactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holdout {
+    /// The last 20 %: the test split, for reporting.
+    Test,
+    /// The last 20 % of the first 80 %: a validation split carved from the training data only,
+    /// for tuning (it never sees the test interactions).
+    Validation,
+}
+
 /// MovieLens-100K as shipped in the recbole wheel (atomic files): every rating is an
-/// interaction; each user's ratings sorted by time, then item id; the first ⌊0.8·n⌋ train.
-pub fn movielens(dir: &Path) -> Result<Split, String> {
+/// interaction; each user's ratings sorted by time, then item id; the first ⌊0.8·n⌋ train
+/// (for [`Holdout::Validation`], the first ⌊0.8·⌊0.8·n⌋⌋ of those train).
+pub fn movielens(dir: &Path, holdout: Holdout) -> Result<Split, String> {
     let inter = tsv(&dir.join("ml-100k.inter"))?;
     let mut users: HashMap<String, usize> = HashMap::new();
     let mut items: HashMap<String, usize> = HashMap::new();
@@ -140,10 +151,14 @@ pub fn movielens(dir: &Path) -> Result<Split, String> {
             )
         });
         let cut = list.len() * 8 / 10;
-        for &(_, i) in &list[..cut] {
-            triples.push((u as u32, i as u32, 1.0));
+        let (fit_on, held) = match holdout {
+            Holdout::Test => (&list[..cut], &list[cut..]),
+            Holdout::Validation => list[..cut].split_at(cut * 8 / 10),
+        };
+        for &(at, i) in fit_on {
+            triples.push((u as u32, i as u32, 1.0, at));
         }
-        let t: HashSet<usize> = list[cut..].iter().map(|(_, i)| *i).collect();
+        let t: HashSet<usize> = held.iter().map(|(_, i)| *i).collect();
         if !t.is_empty() {
             test.insert(u, t);
         }
@@ -178,7 +193,7 @@ pub fn movielens(dir: &Path) -> Result<Split, String> {
         }
     }
     Ok(Split {
-        train: Train::new(users.len(), items.len(), &triples),
+        train: Train::with_times(users.len(), items.len(), &triples),
         test,
         docs,
         segment_of,
@@ -533,11 +548,61 @@ pub fn evaluate_all(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A user with ten ratings at times 1..=10 (item i at time i), in recbole's atomic files.
+    fn ten_ratings() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inter =
+            String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
+        for i in (1..=10).rev() {
+            inter.push_str(&format!("7\t{i}\t4\t{i}\n"));
+        }
+        std::fs::write(dir.path().join("ml-100k.inter"), inter).unwrap();
+        std::fs::write(dir.path().join("ml-100k.item"), "item_id:token\n").unwrap();
+        std::fs::write(dir.path().join("ml-100k.user"), "user_id:token\n").unwrap();
+        dir
+    }
+
+    fn labels(split: &Split, items: impl Iterator<Item = usize>) -> Vec<u32> {
+        let mut v: Vec<u32> = items
+            .map(|i| split.items_label[i].parse().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn validation_is_carved_from_training_only() {
+        let dir = ten_ratings();
+        let test = movielens(dir.path(), Holdout::Test).unwrap();
+        assert_eq!(
+            labels(&test, test.train.user_items(0).map(|x| x.0)),
+            (1..=8).collect::<Vec<_>>()
+        );
+        assert_eq!(labels(&test, test.test[&0].iter().copied()), vec![9, 10]);
+        let val = movielens(dir.path(), Holdout::Validation).unwrap();
+        // ⌊0.8 · 8⌋ = 6 train, the next 2 validate; the test's 9 and 10 appear in neither.
+        assert_eq!(
+            labels(&val, val.train.user_items(0).map(|x| x.0)),
+            (1..=6).collect::<Vec<_>>()
+        );
+        assert_eq!(labels(&val, val.test[&0].iter().copied()), vec![7, 8]);
+        // The newest training rating weighs most once recency is on.
+        let newest = val.items_label.iter().position(|l| l == "6").unwrap();
+        let (_, w) = val
+            .train
+            .profile(0, Some(1.0))
+            .find(|x| x.0 == newest)
+            .unwrap();
+        assert_eq!(w, 1.0);
+    }
+
     #[test]
     #[ignore = "needs scripts/fetch-datasets.sh"]
     fn movielens_table() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k");
-        let split = super::movielens(&dir).unwrap();
+        let split = super::movielens(&dir, super::Holdout::Test).unwrap();
         for m in super::run_all(
             &split,
             10,

@@ -261,7 +261,7 @@ pub fn dataset(snap: &Snapshot, include: impl Fn(&Interaction) -> bool) -> Datas
                 title_at[i] = Some((at, l.title.as_str()));
             }
             if use_it {
-                triples.push((u as u32, i as u32, 1.0f32));
+                triples.push((u as u32, i as u32, 1.0f32, at.timestamp()));
             }
         }
     }
@@ -288,7 +288,7 @@ pub fn dataset(snap: &Snapshot, include: impl Fn(&Interaction) -> bool) -> Datas
                 .map(|i| i as u32)
         })
         .collect();
-    let train = Train::new(customers.len(), items.len(), &triples);
+    let train = Train::with_times(customers.len(), items.len(), &triples);
     Dataset {
         segments: ordered.len(),
         customers,

@@ -1,4 +1,4 @@
-//! Recommendations and rankings: strategies ([`models`]), ranking formulas ([`rank`]), the
+//! Recommendations and rankings: strategies ([`models`]) over [`train`]ing data, ranking formulas ([`rank`]), the
 //! jobs' data taken from the event stream ([`data`]), the jobs themselves ([`job`]) and offline
 //! evaluation on public datasets ([`eval`]).
 
@@ -11,3 +11,5 @@ pub mod ranking;
 pub mod read;
 pub mod runs;
 pub mod store;
+pub mod train;
+pub mod tune;
