@@ -14,6 +14,7 @@
 //! delivery and its outcome (records + events, or a dead letter) are all durably stored, or none
 //! is. A 2xx is only sent after it returns `Ok`.
 
+pub(crate) mod codec;
 mod coord;
 mod settings;
 mod types;
@@ -22,7 +23,9 @@ mod write;
 pub use coord::{BudgetState, Fence, Lease, LeaseState, Rate, RateBudget, SharedBudget, SlotRange};
 pub use settings::{Backend, StoreSettings};
 pub use types::*;
-pub(crate) use write::{Prepared, decide, event_json, parse_fact, parse_record, prepare};
+pub(crate) use write::{
+    Prepared, decide, event_json, parse_event, parse_fact, parse_record, prepare,
+};
 
 use std::future::Future;
 use std::time::Duration;

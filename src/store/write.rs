@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{StoreError, StoreResult};
-use crate::model::{Change, Record, RecordKind, Transition, lifecycle};
+use crate::model::{Change, ChangeEvent, Record, RecordKind, Transition, lifecycle};
 
 /// A record ready to be written: its JSON and the key that orders its revisions.
 #[derive(Debug, Clone)]
@@ -29,6 +29,13 @@ pub(crate) struct Prepared {
     /// An order's customer key (its index entry: the orders of a customer).
     pub customer_key: Option<String>,
     pub json: String,
+}
+
+impl Prepared {
+    /// The record's document as stored (see [`super::codec`]).
+    pub fn stored_doc(&self) -> Vec<u8> {
+        super::codec::pack_doc(self.json.as_bytes())
+    }
 }
 
 pub(crate) fn prepare(record: &Record) -> StoreResult<Prepared> {
@@ -145,15 +152,21 @@ pub(crate) fn parse_fact(json: &[u8]) -> StoreResult<crate::model::LifecycleFact
     }
 }
 
-/// Reads a stored record document.
-pub(crate) fn parse_record(json: &[u8]) -> StoreResult<Record> {
-    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// Reads a stored record document (compressed or not, see [`super::codec`]).
+pub(crate) fn parse_record(stored: &[u8]) -> StoreResult<Record> {
+    let json = super::codec::unpack_doc(stored)?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Reads a stored event document (compressed or not).
+pub(crate) fn parse_event(stored: &[u8]) -> StoreResult<ChangeEvent> {
+    let json = super::codec::unpack_doc(stored)?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ChangeEvent;
 
     #[test]
     fn revision_decisions() {

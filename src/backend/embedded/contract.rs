@@ -10,11 +10,12 @@ use std::ops::Bound;
 use chrono::{DateTime, Utc};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use crate::model::{ChangeEvent, Listing, ListingId, Order, OrderId, Record};
+use crate::model::{Listing, ListingId, Order, OrderId, Record};
 use crate::store::{
     ConsumerLag, Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason,
     DeliverySource, Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page,
-    RawDelivery, Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry,
+    RawDelivery, Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, codec,
+    parse_event,
 };
 
 impl Store for EmbeddedStore {
@@ -27,8 +28,8 @@ impl Store for EmbeddedStore {
         if let Some(f) = cursor.as_ref().and_then(|c| c.fence.as_ref()) {
             self.leases.check(f)?;
         }
-        self.write(move |tx| tx.ingest(delivery, disposition, cursor))
-            .await
+        let ready = super::write::ready(delivery, disposition)?;
+        self.write(move |tx| tx.ingest(ready, cursor)).await
     }
 
     async fn get_cursor(&self, instance: &str, name: &str) -> StoreResult<Option<String>> {
@@ -184,13 +185,15 @@ impl Store for EmbeddedStore {
                 return Ok(None);
             };
             let parts = unframe(v.value())?;
+            // Two parts: a body stored before compression; three: compressed.
             let (meta, body) = match parts.as_slice() {
-                [m, b] => (*m, *b),
+                [m, b] => (*m, b.to_vec()),
+                [m, b, enc] if *enc == super::BODY_ZSTD => (*m, codec::unpack_body(b)?),
                 _ => return Err(StoreError::Corrupt(format!("delivery {id}"))),
             };
-            let mut d: RawDelivery =
-                serde_json::from_slice(meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            d.body = body.to_vec();
+            let mut d: RawDelivery = serde_json::from_slice(&codec::unpack_doc(meta)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            d.body = body;
             Ok(Some(d))
         })
         .await
@@ -309,8 +312,7 @@ impl Store for EmbeddedStore {
             let mut out = Vec::with_capacity(max.min(4096));
             for item in events.range(offset + 1..).map_err(unavailable)?.take(max) {
                 let (k, v) = item.map_err(unavailable)?;
-                let event: ChangeEvent = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let event = parse_event(v.value())?;
                 out.push(StreamEntry {
                     id: k.value().to_string(),
                     event,
@@ -357,9 +359,7 @@ impl Store for EmbeddedStore {
                 let oldest = match events.range(offset + 1..).map_err(unavailable)?.next() {
                     Some(item) => {
                         let (_, v) = item.map_err(unavailable)?;
-                        let event: ChangeEvent = serde_json::from_slice(v.value())
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        Some(event.at)
+                        Some(parse_event(v.value())?.at)
                     }
                     None => None,
                 };

@@ -24,6 +24,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::mpsc;
 
 use crate::store::{StoreError, StoreResult};
+
+/// The third part of a stored delivery whose body is compressed (see `store::codec`).
+const BODY_ZSTD: &[u8] = b"zstd";
 use tables::EVENTS;
 use writer::{Op, Tx, Writer};
 

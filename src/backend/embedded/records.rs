@@ -5,8 +5,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::*;
 use super::{frame, unavailable, unframe};
-use crate::model::{ChangeEvent, Listing, LocationStock, Order, Record, lifecycle};
-use crate::store::{Cursor, ListingQuery, Page, StoreError, StoreResult, parse_fact};
+use crate::model::{Listing, LocationStock, Order, Record, lifecycle};
+use crate::store::{Cursor, ListingQuery, Page, StoreError, StoreResult, parse_event, parse_fact};
 
 /// What the records table keeps per record.
 pub(super) struct RecordEntry {
@@ -59,9 +59,7 @@ pub(super) fn record_in(
         .get(entry.seq)
         .map_err(unavailable)?
         .ok_or_else(|| StoreError::Corrupt(format!("record {id} points at a missing event")))?;
-    let event: ChangeEvent =
-        serde_json::from_slice(ev.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Some(event.record))
+    Ok(Some(parse_event(ev.value())?.record))
 }
 
 /// An order as presented: its snapshot with the lifecycle facts applied.

@@ -7,34 +7,65 @@ use redb::{ReadableTable, WriteTransaction};
 use super::records::RecordEntry;
 use super::tables::*;
 use super::writer::Tx;
-use super::{frame, unavailable};
+use super::{BODY_ZSTD, frame, unavailable};
 use crate::model::{Change, Record, RecordKind, lifecycle};
 use crate::store::{
     CursorWrite, DeadLetter, DeadLetterReason, DeliverySource, Disposition, Housekeeping,
-    IngestOutcome, Prepared, RawDelivery, RecordResult, StoreError, StoreResult, decide,
+    IngestOutcome, Prepared, RawDelivery, RecordResult, StoreError, StoreResult, codec, decide,
     event_json, prepare,
 };
+
+/// A delivery made ready to write: records serialized, dead letters and the raw delivery
+/// encoded and compressed. This is done by the caller, so the single writer thread spends its
+/// time on the trees only.
+pub(super) struct Ready {
+    /// The delivery, its body moved into `stored_raw`.
+    delivery: RawDelivery,
+    prepared: Vec<Prepared>,
+    dead_letters: Vec<(DeadLetter, Vec<u8>)>,
+    ignored: bool,
+    /// The raw delivery as stored: frame(meta, compressed body, `zstd`).
+    stored_raw: Vec<u8>,
+}
+
+/// Everything that can fail for a reason other than storage, done before the first write, so
+/// an error never leaves part of a delivery behind.
+pub(super) fn ready(mut delivery: RawDelivery, disposition: Disposition) -> StoreResult<Ready> {
+    let (records, dead_letters) = disposition.parts(&delivery);
+    let prepared = records
+        .iter()
+        .map(prepare)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let dead_letters = dead_letters
+        .into_iter()
+        .map(|dl| serde_json::to_vec(&dl).map(|json| (dl, json)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let meta = serde_json::to_vec(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let body = std::mem::take(&mut delivery.body);
+    let stored_raw = frame(&[&codec::pack_doc(&meta), &codec::pack_body(&body), BODY_ZSTD]);
+    Ok(Ready {
+        delivery,
+        prepared,
+        dead_letters,
+        ignored: matches!(disposition, Disposition::Ignore),
+        stored_raw,
+    })
+}
 
 impl Tx<'_> {
     pub(super) fn ingest(
         &mut self,
-        delivery: RawDelivery,
-        disposition: Disposition,
+        ready: Ready,
         cursor: Option<CursorWrite>,
     ) -> StoreResult<IngestOutcome> {
-        // Everything that can fail for a reason other than storage is done before the first
-        // write, so an error never leaves part of a delivery behind.
-        let (records, dead_letters) = disposition.parts(&delivery);
-        let prepared = records
-            .iter()
-            .map(prepare)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let dead_letters = dead_letters
-            .into_iter()
-            .map(|dl| serde_json::to_vec(&dl).map(|json| (dl, json)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let meta = serde_json::to_vec(&delivery).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let Ready {
+            delivery,
+            prepared,
+            dead_letters,
+            ignored,
+            stored_raw,
+        } = ready;
         let dedupe_key = format!("{}\0{}", delivery.instance, delivery.dedupe_id);
         let now_ms = delivery.received_at.timestamp_millis();
         if let Some(c) = &cursor {
@@ -89,14 +120,10 @@ impl Tx<'_> {
             put_dead_letter(self.txn, dl, json)?;
         }
         let dead_lettered = !dead_letters.is_empty();
-        let ignored = matches!(disposition, Disposition::Ignore);
         // The raw delivery: kept for the retention period, or until a dead letter is resolved.
         let mut deliveries = self.txn.open_table(DELIVERIES).map_err(unavailable)?;
         deliveries
-            .insert(
-                delivery.delivery_id.as_str(),
-                frame(&[&meta, &delivery.body]).as_slice(),
-            )
+            .insert(delivery.delivery_id.as_str(), stored_raw.as_slice())
             .map_err(unavailable)?;
         if !dead_lettered {
             let expires = now_ms + self.options.raw_retention.as_millis() as i64;
@@ -133,7 +160,9 @@ impl Tx<'_> {
                 let change = if facts.get(key).map_err(unavailable)?.is_some() {
                     Change::Unchanged
                 } else {
-                    facts.insert(key, p.json.as_bytes()).map_err(unavailable)?;
+                    facts
+                        .insert(key, p.stored_doc().as_slice())
+                        .map_err(unavailable)?;
                     let (sr, fr) = life
                         .get(p.order_id.as_str())
                         .map_err(unavailable)?
@@ -149,7 +178,7 @@ impl Tx<'_> {
                     );
                     let json = event_json(p, Change::Created, delivery_id, at, t.as_ref());
                     events
-                        .insert(*self.next_seq, json.as_bytes())
+                        .insert(*self.next_seq, codec::pack_doc(json.as_bytes()).as_slice())
                         .map_err(unavailable)?;
                     *self.next_seq += 1;
                     Change::Created
@@ -186,7 +215,9 @@ impl Tx<'_> {
                     );
                 }
                 let json = event_json(p, change, delivery_id, at, transition.as_ref());
-                events.insert(seq, json.as_bytes()).map_err(unavailable)?;
+                events
+                    .insert(seq, codec::pack_doc(json.as_bytes()).as_slice())
+                    .map_err(unavailable)?;
                 *self.next_seq += 1;
                 let entry = RecordEntry {
                     rev: p.rev_key.clone(),

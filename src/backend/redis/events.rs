@@ -46,7 +46,7 @@ impl RedisStore {
                         .arg(get("id")?)
                         .arg(get("rank")?)
                         .arg(&order_id)
-                        .arg(get("doc")?)
+                        .arg(bulk_bytes(&f, "doc", &sid)?)
                         .arg(get("delivery")?)
                         .arg(get("at")?)
                         .invoke_async(&mut conn)
@@ -223,8 +223,25 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
         instance: instance.to_string(),
         delivery_id: get("delivery")?,
         at,
-        record: parse_record(get("record")?.as_bytes())?,
+        record: match fields.get("record") {
+            Some(Value::BulkString(b)) => parse_record(b)?,
+            _ => return Err(StoreError::Corrupt("event without record".into())),
+        },
     })
+}
+
+/// A field of an outbox entry as the bytes stored (documents may be compressed).
+fn bulk_bytes<'a>(
+    fields: &'a BTreeMap<String, Value>,
+    key: &str,
+    sid: &str,
+) -> StoreResult<&'a [u8]> {
+    match fields.get(key) {
+        Some(Value::BulkString(b)) => Ok(b),
+        _ => Err(StoreError::Corrupt(format!(
+            "outbox entry {sid} without {key}"
+        ))),
+    }
 }
 
 /// Entries of an XREADGROUP reply for one stream: (id, fields).

@@ -7,9 +7,9 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `P:{I}:dd:<dedupe id>` | string, EX dedupe TTL | delivery id that first used this id |
-//! | `P:{I}:raw:<delivery id>` | hash `meta`, `body`, EX raw retention | the raw delivery |
+//! | `P:{I}:raw:<delivery id>` | hash `meta`, `zbody` (zstd; `body` when stored uncompressed), EX raw retention | the raw delivery |
 //! | `P:{I}:dlof:<delivery id>` | set | dead letters still open for this delivery |
-//! | `P:{I}:rec:<record id>` | hash `rev`, `ms`, `doc`, `srank` | an order or listing |
+//! | `P:{I}:rec:<record id>` | hash `rev`, `ms`, `doc` (zstd above 256 bytes), `srank` | an order or listing |
 //! | `P:{I}:life:<order id>` | hash `f:<fact id>`, `~rank` | lifecycle facts of an order |
 //! | `P:{I}:orders` | sorted set, score = updated ms | order ids for listing by time |
 //! | `P:{I}:listings` | sorted set, score = updated ms | listing ids by time (`listings:built` marks the one-off build from the stream) |

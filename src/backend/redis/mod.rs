@@ -36,7 +36,7 @@ use crate::store::{
     ConsumerLag, Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason,
     DeliverySource, Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page,
     Prepared, RawDelivery, Reconciliation, RecordResult, StoreError, StoreResult, StreamEntry,
-    parse_fact, parse_record, prepare,
+    codec, parse_fact, parse_record, prepare,
 };
 pub use conn::Target;
 use conn::{Conn, WritePool};

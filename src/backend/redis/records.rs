@@ -327,18 +327,25 @@ impl RedisStore {
     pub(super) async fn delivery(&self, delivery_id: &str) -> StoreResult<Option<RawDelivery>> {
         let inst = Self::instance_of(delivery_id)?;
         let mut conn = self.conn();
-        let (meta, body): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
+        type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let (meta, body, zbody): Fields = redis::cmd("HMGET")
             .arg(self.keys.of(inst).raw(delivery_id))
             .arg("meta")
             .arg("body")
+            .arg("zbody")
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        // `zbody` is compressed; `body` was stored before compression existed.
+        let body = match (body, zbody) {
+            (_, Some(z)) => Some(codec::unpack_body(&z)?),
+            (body, None) => body,
+        };
         let (Some(meta), Some(body)) = (meta, body) else {
             return Ok(None);
         };
-        let mut d: RawDelivery =
-            serde_json::from_slice(&meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut d: RawDelivery = serde_json::from_slice(&codec::unpack_doc(&meta)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         d.body = body;
         Ok(Some(d))
     }

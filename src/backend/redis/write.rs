@@ -67,7 +67,7 @@ impl RedisStore {
                 .arg(kind)
                 .arg(record_rev(p))
                 .arg(p.updated_millis)
-                .arg(&p.json)
+                .arg(p.stored_doc())
                 .arg(p.rank)
                 .arg(Self::order_arg(p));
         }
@@ -151,7 +151,7 @@ impl RedisStore {
                 .arg(kind)
                 .arg(record_rev(p))
                 .arg(p.updated_millis)
-                .arg(&p.json)
+                .arg(p.stored_doc())
                 .arg(p.rank)
                 .arg(Self::order_arg(p));
         }
@@ -159,11 +159,12 @@ impl RedisStore {
             eval.arg(id).arg(json);
         }
         let mut hset = redis::cmd("HSET");
+        // `zbody`: the body compressed (see store::codec); bodies stored before are `body`.
         hset.arg(&raw_key)
             .arg("meta")
-            .arg(&meta)
-            .arg("body")
-            .arg(&delivery.body);
+            .arg(codec::pack_doc(meta.as_bytes()))
+            .arg("zbody")
+            .arg(codec::pack_body(&delivery.body));
         let mut expire = redis::cmd("EXPIRE");
         expire.arg(&raw_key).arg(self.opts.raw_retention.as_secs());
         let reply = self
