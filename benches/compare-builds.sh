@@ -2,10 +2,11 @@
 # Ingest throughput and latency of two builds of crossgate, alternated in one run so that the
 # machine's noise falls on both alike: each round runs `bench ingest` with the first binary, then
 # the second, on the embedded store (fsync per commit, the default) and on a Redis with AOF and
-# `appendfsync always` (every acknowledged write fsynced, production's strictest mode). Every
-# acknowledged delivery is checked to be stored ("lost" column).
+# `appendfsync always` (every acknowledged write fsynced, production's strictest mode;
+# APPENDFSYNC=everysec for the common one). Every acknowledged delivery is checked to be stored
+# ("lost" column).
 #
-#   benches/compare-builds.sh BEFORE_BIN AFTER_BIN [ROUNDS] [-- bench ingest options]
+#   [APPENDFSYNC=everysec] benches/compare-builds.sh BEFORE_BIN AFTER_BIN [ROUNDS] [-- bench ingest options]
 #
 # Build the two binaries from the two commits with `cargo build --release --locked` (a git
 # worktree per commit, or one worktree checked out twice); results go to stdout and to
@@ -25,7 +26,7 @@ mkdir -p "$out"
 dir=$(mktemp -d)
 port=${REDIS_PORT:-6391}
 redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly yes \
-  --appendfsync always --dir "$dir" --logfile "$dir/redis.log"
+  --appendfsync "${APPENDFSYNC:-always}" --dir "$dir" --logfile "$dir/redis.log"
 trap 'redis-cli -p '"$port"' shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 

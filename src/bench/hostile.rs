@@ -10,10 +10,9 @@
 //! 50 ms, and every hostile request refused in under 50 ms.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::body::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
@@ -157,16 +156,7 @@ pub async fn run(config_path: &Path, args: HostileArgs) -> Result<()> {
         &prefix,
         WECHAT_INSTANCE,
     )?;
-    let mut child = tokio::process::Command::new(&exe)
-        .env("BENCH_SECRET", &secret)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
+    let mut child = super::spawn_daemon(&exe, &cfg, &secret)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await?;
 

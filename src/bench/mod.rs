@@ -31,6 +31,7 @@ use crossgate::adapter::signature::hmac_sha256;
 mod cluster;
 mod console;
 mod drain;
+mod footprint;
 mod fx;
 mod hostile;
 mod outbox;
@@ -62,6 +63,9 @@ pub enum BenchCommand {
     /// The FX and tax jobs draining a backlog: one commit per order against one per batch,
     /// on the embedded store and on Redis.
     Drain(drain::DrainArgs),
+    /// Bytes stored per order on each store, after the background consumers caught up (Redis:
+    /// by kind of key).
+    Footprint(footprint::FootprintArgs),
 }
 
 #[derive(Args, Clone)]
@@ -152,6 +156,7 @@ pub async fn run(config_path: &Path, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Outbox(args) => outbox::run(args).await,
         BenchCommand::Console(args) => console::run(args).await,
         BenchCommand::Drain(args) => drain::run(args).await,
+        BenchCommand::Footprint(args) => footprint::run(config_path, args).await,
     }
 }
 
@@ -446,6 +451,21 @@ struct Target {
     child: tokio::process::Child,
     url: String,
     verify: bool,
+}
+
+/// Starts a crossgate daemon on `cfg` as its own process (its stderr shown; killed when
+/// dropped), with the benchmark's webhook secret.
+fn spawn_daemon(exe: &Path, cfg: &Path, secret: &str) -> Result<tokio::process::Child> {
+    tokio::process::Command::new(exe)
+        .env("BENCH_SECRET", secret)
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))
 }
 
 async fn wait_healthy(base: &str) -> Result<()> {
