@@ -23,6 +23,9 @@ pub struct Train {
 /// One interaction: user, item, weight and when (seconds; any monotone clock).
 pub type Interaction = (u32, u32, f32, i64);
 
+/// A (user, item) pair with its summed weight and latest time.
+type Pair = ((u32, u32), (f32, i64));
+
 impl Train {
     /// From (user, item, weight) triples without times; repeated pairs are summed.
     pub fn new(users: usize, items: usize, triples: &[(u32, u32, f32)]) -> Self {
@@ -38,7 +41,7 @@ impl Train {
             e.0 += w;
             e.1 = e.1.max(at);
         }
-        let mut pairs: Vec<((u32, u32), (f32, i64))> = sum.into_iter().collect();
+        let mut pairs: Vec<Pair> = sum.into_iter().collect();
         pairs.sort_by_key(|(k, _)| *k);
         let later = later_times(&pairs);
         let mut t = TriMat::with_capacity((users, items), pairs.len());
@@ -101,7 +104,7 @@ impl Train {
 
 /// For pairs sorted by (user, item) with their latest time: per pair, the number of the
 /// user's distinct times after it (a dense rank from the newest, 0 = newest).
-fn later_times(pairs: &[((u32, u32), (f32, i64))]) -> Vec<u32> {
+fn later_times(pairs: &[Pair]) -> Vec<u32> {
     let mut later = Vec::with_capacity(pairs.len());
     for user in pairs.chunk_by(|a, b| a.0.0 == b.0.0) {
         let mut times: Vec<i64> = user.iter().map(|(_, (_, at))| *at).collect();
