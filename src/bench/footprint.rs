@@ -17,9 +17,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use crossgate::fx::FX_GROUP;
+use crossgate::payments::PAYMENTS_GROUP;
+use crossgate::tax::TAX_GROUP;
+use crossgate::telemetry::names::CONSUMER_LAG_EVENTS;
+
 use super::{
-    DEFAULT_PAYLOAD, HttpClient, Template, free_port, gateway_config, redis_url, repo_adapters,
-    send_one, spawn_daemon, wait_healthy,
+    DEFAULT_PAYLOAD, HttpClient, Template, free_port, gateway_config, redis_url, remove_bench_keys,
+    repo_adapters, send_one, spawn_daemon, wait_healthy,
 };
 
 #[derive(Args)]
@@ -117,16 +122,16 @@ async fn measure(
     };
     let redis = redis::Client::open(args.redis_url.as_str())?;
     let db = dir.path().join("bench.redb");
+    let url: hyper::Uri = format!("{base}/webhooks/bench").parse()?;
+    let client = Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
+    );
     let mut sizes = Vec::new();
     for batch in 0..2 {
         // The daemon stops between batches: redb's own accounting needs the file to itself.
         let mut child = spawn_daemon(&exe, &cfg, &secret)?;
         wait_healthy(&base).await?;
-        let url: hyper::Uri = format!("{base}/webhooks/bench").parse()?;
-        let client = Arc::new(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http(),
-        );
         let first = 1 + batch * args.orders;
         send_batch(&client, &url, template, &secret, first, args.orders).await?;
         drained(&base).await?;
@@ -138,10 +143,7 @@ async fn measure(
         });
     }
     if store == "redis" {
-        let mut conn = redis.get_multiplexed_async_connection().await?;
-        for key in scan(&mut conn, &prefix).await? {
-            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
-        }
+        remove_bench_keys(&args.redis_url, &prefix).await;
     }
     let (before, after) = (&sizes[0], &sizes[1]);
     let n = args.orders as f64;
@@ -240,12 +242,12 @@ async fn drained(base: &str) -> Result<()> {
             .text()
             .await?;
         let lag = |group: &str| {
-            let head = format!("crossgate_consumer_lag_events{{group=\"{group}\"}} ");
+            let head = format!("{CONSUMER_LAG_EVENTS}{{group=\"{group}\"}} ");
             text.lines()
                 .find_map(|l| l.strip_prefix(&head))
                 .and_then(|v| v.trim().parse::<f64>().ok())
         };
-        let groups = ["fx", "tax", "payments"];
+        let groups = [FX_GROUP, TAX_GROUP, PAYMENTS_GROUP];
         if groups.iter().all(|g| lag(g) == Some(0.0)) {
             // The gauges are sampled every second: wait for a second sample to agree.
             tokio::time::sleep(Duration::from_millis(1100)).await;

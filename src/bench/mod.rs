@@ -453,6 +453,26 @@ struct Target {
     verify: bool,
 }
 
+/// Leaves a shared Redis as the benchmark found it: removes every key under `prefix` (with the
+/// store's own `flush_prefix`), warning when it cannot.
+async fn remove_bench_keys(redis_url: &str, prefix: &str) {
+    let cleanup =
+        crossgate::backend::redis::RedisStore::connect(crossgate::backend::redis::RedisOptions {
+            target: crossgate::backend::redis::Target::Node(redis_url.to_string()),
+            prefix: prefix.to_string(),
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await;
+    match cleanup {
+        Ok((store, _)) => match store.flush_prefix().await {
+            Ok(n) => eprintln!("removed {n} benchmark keys from Redis"),
+            Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
+        },
+        Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
+    }
+}
+
 /// Starts a crossgate daemon on `cfg` as its own process (its stderr shown; killed when
 /// dropped), with the benchmark's webhook secret.
 fn spawn_daemon(exe: &Path, cfg: &Path, secret: &str) -> Result<tokio::process::Child> {
@@ -641,24 +661,8 @@ async fn ingest(config_path: &Path, args: IngestArgs) -> Result<()> {
         let _ = target.child.start_kill();
         let _ = target.child.wait().await;
     }
-    // Leave the shared Redis as we found it.
     if wanted("redis") {
-        let cleanup = crossgate::backend::redis::RedisStore::connect(
-            crossgate::backend::redis::RedisOptions {
-                target: crossgate::backend::redis::Target::Node(args.redis_url.clone()),
-                prefix: prefix.clone(),
-                timeout: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await;
-        match cleanup {
-            Ok((store, _)) => match store.flush_prefix().await {
-                Ok(n) => eprintln!("removed {n} benchmark keys from Redis"),
-                Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
-            },
-            Err(e) => eprintln!("warning: could not remove benchmark keys {prefix}:*: {e}"),
-        }
+        remove_bench_keys(&args.redis_url, &prefix).await;
     }
     crossgate::outln!();
     print_reports(&reports);

@@ -24,7 +24,7 @@ pub use coord::{BudgetState, Fence, Lease, LeaseState, Rate, RateBudget, SharedB
 pub use settings::{Backend, StoreSettings};
 pub use types::*;
 pub(crate) use write::{
-    Prepared, decide, event_json, parse_event, parse_fact, parse_record, prepare,
+    Prepared, decide, event_json, parse_doc, parse_event, parse_fact, parse_record, prepare,
 };
 
 use std::future::Future;

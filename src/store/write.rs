@@ -152,16 +152,21 @@ pub(crate) fn parse_fact(json: &[u8]) -> StoreResult<crate::model::LifecycleFact
     }
 }
 
-/// Reads a stored record document (compressed or not, see [`super::codec`]).
-pub(crate) fn parse_record(stored: &[u8]) -> StoreResult<Record> {
+/// Reads a stored document: a record, an event, a raw delivery's metadata (compressed or
+/// not, see [`super::codec`]).
+pub(crate) fn parse_doc<T: serde::de::DeserializeOwned>(stored: &[u8]) -> StoreResult<T> {
     let json = super::codec::unpack_doc(stored)?;
     serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Reads a stored event document (compressed or not).
+/// Reads a stored record document.
+pub(crate) fn parse_record(stored: &[u8]) -> StoreResult<Record> {
+    parse_doc(stored)
+}
+
+/// Reads a stored event document.
 pub(crate) fn parse_event(stored: &[u8]) -> StoreResult<ChangeEvent> {
-    let json = super::codec::unpack_doc(stored)?;
-    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
+    parse_doc(stored)
 }
 
 #[cfg(test)]

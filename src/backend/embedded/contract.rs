@@ -15,7 +15,7 @@ use crate::store::{
     ConsumerLag, Cursor, CursorWrite, DeadLetter, DeadLetterQuery, DeadLetterReason,
     DeliverySource, Disposition, Housekeeping, IngestOutcome, ListingQuery, OrderQuery, Page,
     RawDelivery, Reconciliation, RecordResult, Store, StoreError, StoreResult, StreamEntry, codec,
-    parse_event,
+    parse_doc, parse_event,
 };
 
 impl Store for EmbeddedStore {
@@ -191,8 +191,7 @@ impl Store for EmbeddedStore {
                 [m, b, enc] if *enc == super::BODY_ZSTD => (*m, codec::unpack_body(b)?),
                 _ => return Err(StoreError::Corrupt(format!("delivery {id}"))),
             };
-            let mut d: RawDelivery = serde_json::from_slice(&codec::unpack_doc(meta)?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut d: RawDelivery = parse_doc(meta)?;
             d.body = body;
             Ok(Some(d))
         })

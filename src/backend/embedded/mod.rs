@@ -24,11 +24,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::mpsc;
 
 use crate::store::{StoreError, StoreResult};
+use tables::EVENTS;
+use writer::{Op, Tx, Writer};
 
 /// The third part of a stored delivery whose body is compressed (see `store::codec`).
 const BODY_ZSTD: &[u8] = b"zstd";
-use tables::EVENTS;
-use writer::{Op, Tx, Writer};
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())

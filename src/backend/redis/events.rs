@@ -46,7 +46,9 @@ impl RedisStore {
                         .arg(get("id")?)
                         .arg(get("rank")?)
                         .arg(&order_id)
-                        .arg(bulk_bytes(&f, "doc", &sid)?)
+                        .arg(bulk_bytes(&f, "doc").ok_or_else(|| {
+                            StoreError::Corrupt(format!("outbox entry {sid} without doc"))
+                        })?)
                         .arg(get("delivery")?)
                         .arg(get("at")?)
                         .invoke_async(&mut conn)
@@ -223,24 +225,18 @@ fn event_from_fields(fields: &BTreeMap<String, Value>, instance: &str) -> StoreR
         instance: instance.to_string(),
         delivery_id: get("delivery")?,
         at,
-        record: match fields.get("record") {
-            Some(Value::BulkString(b)) => parse_record(b)?,
-            _ => return Err(StoreError::Corrupt("event without record".into())),
-        },
+        record: parse_record(
+            bulk_bytes(fields, "record")
+                .ok_or_else(|| StoreError::Corrupt("event without record".into()))?,
+        )?,
     })
 }
 
-/// A field of an outbox entry as the bytes stored (documents may be compressed).
-fn bulk_bytes<'a>(
-    fields: &'a BTreeMap<String, Value>,
-    key: &str,
-    sid: &str,
-) -> StoreResult<&'a [u8]> {
+/// A stream entry's field as the bytes stored (documents may be compressed, so not text).
+fn bulk_bytes<'a>(fields: &'a BTreeMap<String, Value>, key: &str) -> Option<&'a [u8]> {
     match fields.get(key) {
-        Some(Value::BulkString(b)) => Ok(b),
-        _ => Err(StoreError::Corrupt(format!(
-            "outbox entry {sid} without {key}"
-        ))),
+        Some(Value::BulkString(b)) => Some(b),
+        _ => None,
     }
 }
 

@@ -344,8 +344,7 @@ impl RedisStore {
         let (Some(meta), Some(body)) = (meta, body) else {
             return Ok(None);
         };
-        let mut d: RawDelivery = serde_json::from_slice(&codec::unpack_doc(&meta)?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut d: RawDelivery = crate::store::parse_doc(&meta)?;
         d.body = body;
         Ok(Some(d))
     }
